@@ -1,0 +1,31 @@
+//! The `contextgate` binary: parse the command line, set up logging, run, map to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use contextgate::cli::{self, Cli, EXIT_COULD_NOT_RUN};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { EXIT_COULD_NOT_RUN } else { 0 });
+        }
+    };
+    contextgate::telemetry::init("warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("contextgate: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_COULD_NOT_RUN);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("contextgate: {error:#}");
+            ExitCode::from(EXIT_COULD_NOT_RUN)
+        }
+    }
+}

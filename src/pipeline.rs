@@ -1,0 +1,157 @@
+//! One input message → a verdict per route: receive → pick routes → `modes::run` → the route's
+//! failure policy. Nothing here publishes; the transport acts on the verdicts (forward, drop,
+//! retry later, dead-letter) and acknowledges the input only once all of them are done.
+//!
+//! # Layout
+//! - [`policy`]: a route's failure policy turns a [`Failure`] into an [`Outcome`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::message::Message;
+use crate::modes::{self, Shared};
+use crate::registry::{ContextName, Registry, Route, RouteName};
+use crate::stages::{Failure, Problem, Reason, Stage, receive};
+
+pub mod policy;
+
+/// What happens to one input on one route.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// `None` when the input failed before any route was picked (decode, unknown contract,
+    /// a command that matches no route or several).
+    pub route: Option<RouteName>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The outcome of one input on one route.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Publish these messages to the downstream context.
+    Forward { messages: Vec<Message> },
+    /// Let it go; counted and logged.
+    Drop { reason: String },
+    /// Process it again on this route after `delay`, as attempt number `attempt`.
+    Retry {
+        attempt: u32,
+        #[serde(serialize_with = "serialize_duration")]
+        delay: Duration,
+        failure: Failure,
+    },
+    /// Keep the input unchanged with the failure.
+    DeadLetter { failure: Failure },
+}
+
+/// A delivery as a transport hands it over.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Delivery {
+    /// A structured-mode CloudEvent body.
+    pub fn structured(body: impl Into<Bytes>) -> Self {
+        Self {
+            content_type: Some(crate::message::cloudevents::STRUCTURED_CONTENT_TYPE.to_owned()),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+}
+
+/// The gateway's processing core over one registry.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    registry: Arc<Registry>,
+}
+
+impl Pipeline {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Processes a first delivery from context `from`: a verdict per route it goes to (none for
+    /// an event no route takes), or one route-less dead letter when it fails before routing.
+    pub async fn process(&self, from: &ContextName, delivery: &Delivery) -> Vec<Verdict> {
+        let accepted = self
+            .decode(delivery)
+            .and_then(|message| receive::accept(&self.registry, from, message));
+        let (input, routes) = match accepted {
+            Ok(accepted) => accepted,
+            Err(failure) => return vec![unrouted(failure)],
+        };
+        let mut shared = Shared::default();
+        let mut verdicts = Vec::with_capacity(routes.len());
+        for route in routes {
+            let result = modes::run(&route, &input, &mut shared).await;
+            verdicts.push(Verdict {
+                route: Some(route.name.clone()),
+                outcome: policy::outcome(&route, result, 1),
+            });
+        }
+        verdicts
+    }
+
+    /// Processes a message on one route only: a retry (`attempt` ≥ 2), a redrive or a dry run.
+    pub async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
+        let input = self
+            .decode(delivery)
+            .and_then(|message| receive::check(&self.registry, &route.upstream, message))
+            .and_then(|input| match route.accepted(&input.contract) {
+                Some(_) => Ok(input),
+                None => Err(Failure::one(
+                    Stage::Decode,
+                    Reason::Unroutable,
+                    Problem::new(format!("route {} does not accept {}", route.name, input.contract)),
+                )),
+            });
+        let outcome = match input {
+            Ok(input) => {
+                let result = modes::run(route, &input, &mut Shared::default()).await;
+                policy::outcome(route, result, attempt)
+            }
+            Err(failure) => Outcome::DeadLetter { failure },
+        };
+        Verdict {
+            route: Some(route.name.clone()),
+            outcome,
+        }
+    }
+
+    fn decode(&self, delivery: &Delivery) -> Result<Message, Failure> {
+        receive::decode(
+            delivery.content_type.as_deref(),
+            delivery.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())),
+            delivery.body.clone(),
+        )
+    }
+}
+
+fn unrouted(failure: Failure) -> Verdict {
+    tracing::warn!(stage = %failure.stage, reason = %failure.reason, "Message failed before routing.");
+    Verdict {
+        route: None,
+        outcome: Outcome::DeadLetter { failure },
+    }
+}
+
+fn serialize_duration<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_structured().serialize(serializer)
+    }
+}

@@ -1,0 +1,129 @@
+//! The registry: the folder of contexts, contracts, translators and routes, loaded and checked
+//! as a whole and compiled once (schemas to validators, scripts to ASTs).
+//!
+//! # Layout
+//! - [`names`]: context slugs, contract ids, translator and route names, parsed into types.
+//! - [`config`]: the raw file shapes serde reads.
+//! - [`contract`]: contracts, their versions and compiled validators.
+//! - [`translator`]: translators, their compiled scripts and test cases.
+//! - [`route`]: routes, modes, failure policies and look-ups.
+//! - [`load`]: reads the folder and reports every problem with its file and line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub mod names;
+pub mod config;
+//
+pub mod contract;
+pub mod translator;
+pub mod route;
+pub mod load;
+
+pub use contract::{Compatibility, Contract, ContractVersion, MessageKind, Visibility};
+pub use load::load;
+pub use names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
+pub use route::{Action, Lookup, Mode, OrderingKey, Policy, Route};
+pub use translator::Translator;
+
+/// The compiled, checked registry.
+#[derive(Debug)]
+pub struct Registry {
+    /// The folder it was loaded from.
+    pub root: PathBuf,
+    pub contexts: BTreeMap<ContextName, Context>,
+    pub contracts: BTreeMap<ContractName, Contract>,
+    pub translators: BTreeMap<TranslatorId, Arc<Translator>>,
+    /// In the order `contextgate.toml` lists them.
+    pub routes: Vec<Arc<Route>>,
+}
+
+/// A bounded context as the gateway knows it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub name: ContextName,
+    pub description: Option<String>,
+    /// Base URLs this context's enrich look-ups may query.
+    pub lookup_allow: Vec<url::Url>,
+}
+
+impl Registry {
+    /// One contract version, if the registry has it.
+    pub fn contract_version(&self, id: &ContractId) -> Option<&Arc<ContractVersion>> {
+        self.contracts.get(id.name())?.version(id.version())
+    }
+
+    pub fn route(&self, name: &RouteName) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| &route.name == name)
+    }
+
+    /// Counts for a one-line summary.
+    pub fn summary(&self) -> String {
+        let n_versions: usize = self.contracts.values().map(|c| c.versions.len()).sum();
+        let n_cases: usize = self.translators.values().map(|t| t.cases.len()).sum();
+        format!(
+            "{} contexts, {} contracts ({} versions), {} translators ({} cases), {} routes",
+            self.contexts.len(),
+            self.contracts.len(),
+            n_versions,
+            self.translators.len(),
+            n_cases,
+            self.routes.len()
+        )
+    }
+}
+
+/// Something wrong in the registry folder, with the file (relative to the registry root) and,
+/// where there is one, the line and column.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RegistryProblem {
+    pub file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl RegistryProblem {
+    pub fn new(file: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.as_ref().to_path_buf(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at(mut self, line: Option<usize>, column: Option<usize>) -> Self {
+        self.line = line;
+        self.column = column;
+        self
+    }
+}
+
+impl fmt::Display for RegistryProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Why a registry could not be used: every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read the registry at {path}: {cause}")]
+    Unreadable { path: PathBuf, cause: String },
+    #[error("the registry has {} problem(s)", .0.len())]
+    Problems(Vec<RegistryProblem>),
+}

@@ -1,0 +1,178 @@
+//! The raw shapes of the registry's files, as serde reads them (`deny_unknown_fields`
+//! everywhere, so a typo is an error rather than a silently ignored setting). `load` turns them
+//! into the checked, compiled types of the registry.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `contextgate.toml` at the registry's root.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Every context that talks through the gateway, by slug.
+    #[serde(default)]
+    pub contexts: BTreeMap<String, ContextFile>,
+    /// The relationships between contexts.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+/// `[contexts.<slug>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextFile {
+    /// What the context does, for people reading the registry.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Base URLs this context's enrich look-ups may query (each ends with `/`); nothing else.
+    #[serde(default)]
+    pub lookup_allow: Vec<String>,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Unique slug; errors about the route point at this line.
+    pub name: Spanned<String>,
+    /// What the route is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The context messages come from.
+    pub upstream: String,
+    /// The context that receives them, and owns the route.
+    pub downstream: String,
+    /// `conformist`, `open-host`, `anti-corruption` or `enrich`.
+    pub mode: String,
+    /// Contract versions the route takes. Required for conformist routes; translating routes
+    /// default to their translator's input.
+    #[serde(default)]
+    pub accepts: Vec<String>,
+    /// `<context>/<name>` of the translator (open-host: upstream's; others: downstream's).
+    #[serde(default)]
+    pub translator: Option<String>,
+    /// How many messages one input may become (default 1).
+    #[serde(default)]
+    pub max_outputs: Option<usize>,
+    /// `subject` or a JSON pointer into the data: messages with the same key keep their order.
+    #[serde(default)]
+    pub ordering_key: Option<String>,
+    /// The output contract of an enrich route that merges instead of translating.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// What to do when a stage fails, per stage.
+    #[serde(default)]
+    pub on_failure: OnFailureFile,
+    /// Backoff for the stages whose policy is `retry`.
+    #[serde(default)]
+    pub retry: Option<RetryFile>,
+    /// HTTP look-ups of an enrich route.
+    #[serde(default)]
+    pub lookups: Vec<LookupFile>,
+}
+
+/// `[routes.on_failure]`: `dead-letter` (default), `drop` or `retry`, per stage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OnFailureFile {
+    #[serde(default)]
+    pub validate_in: Option<String>,
+    #[serde(default)]
+    pub translate: Option<String>,
+    #[serde(default)]
+    pub enrich: Option<String>,
+    #[serde(default)]
+    pub validate_out: Option<String>,
+}
+
+/// `[routes.retry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Attempts in all, the first one included (default 5).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Wait before the second attempt; doubles each time (default `1s`).
+    #[serde(default)]
+    pub initial_backoff: Option<String>,
+    /// The longest wait (default `5m`).
+    #[serde(default)]
+    pub max_backoff: Option<String>,
+}
+
+/// `[[routes.lookups]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupFile {
+    /// The key the result is merged under, and its name in the translator's `meta.lookups`.
+    pub name: String,
+    /// URL template: `{/json/pointer}` placeholders are filled from the message data.
+    pub url: String,
+    /// Total time for one request (default `2s`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Time to connect (default `500ms`).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// How long an answer is reused (default `60s`; `0s` turns the cache off).
+    #[serde(default)]
+    pub cache_ttl: Option<String>,
+    /// Bytes the cache may hold for this look-up (default 16 MiB).
+    #[serde(default)]
+    pub cache_bytes: Option<u64>,
+    /// The largest response body taken (default 256 KiB).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
+/// `contracts/<context>/<Name>/contract.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractFile {
+    /// `event` or `command`.
+    pub kind: String,
+    /// `published` (default): offered to everyone; `internal`: only for the owner's open-host translators.
+    #[serde(default)]
+    pub visibility: Option<String>,
+    /// How versions may evolve: none, backward, backward-transitive, forward,
+    /// forward-transitive, full, full-transitive.
+    #[serde(default)]
+    pub compatibility: Option<String>,
+    /// What the message means.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `translators/<context>/<name>.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslatorFile {
+    /// The contract version the translator reads.
+    pub input: String,
+    /// The contract version it writes.
+    pub output: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One entry of `translators/<context>/<name>.cases.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    pub name: String,
+    pub input: serde_json::Value,
+    /// `id`, `source`, `type`, `subject`, `time`, `lookups`, as the script's `meta` sees them.
+    #[serde(default)]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub expect: Option<serde_json::Value>,
+    #[serde(default)]
+    pub expect_many: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub expect_drop: Option<bool>,
+    #[serde(default)]
+    pub expect_error: Option<String>,
+}

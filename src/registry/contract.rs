@@ -1,0 +1,206 @@
+//! Contracts: one message type of one owning context, as a series of immutable JSON Schema
+//! versions, each compiled once into a validator.
+//!
+//! Schemas are untrusted. Compilation is offline (`$ref` resolves only to other contract
+//! versions of the registry, already loaded), `pattern` uses the linear `regex` engine, formats
+//! are validated and unknown formats refused, and size and depth are capped before compiling.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::names::{ContractId, ContractName};
+
+/// The largest schema file taken.
+pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
+/// The deepest nesting a schema document may have.
+pub const MAX_SCHEMA_DEPTH: usize = 64;
+/// Where contract versions live for `$ref`: `contextgate://registry/contracts/<ctx>/<Name>/v<N>.json`.
+pub const SCHEMA_URI_BASE: &str = "contextgate://registry/contracts/";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// Something happened; owned by its single producer; zero or many consumers.
+    Event,
+    /// A request to act; owned by its single consumer; many senders; exactly one route.
+    Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Part of the context's published language: anyone may consume it.
+    Published,
+    /// The owner's internal model: only the owner's open-host translators read it.
+    Internal,
+}
+
+/// How a contract's versions may evolve (checked by the compatibility issue; recorded now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compatibility {
+    None,
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+}
+
+impl Compatibility {
+    pub fn parse(input: &str) -> Option<Self> {
+        Some(match input {
+            "none" => Self::None,
+            "backward" => Self::Backward,
+            "backward-transitive" => Self::BackwardTransitive,
+            "forward" => Self::Forward,
+            "forward-transitive" => Self::ForwardTransitive,
+            "full" => Self::Full,
+            "full-transitive" => Self::FullTransitive,
+            _ => return None,
+        })
+    }
+}
+
+/// One contract and all its versions.
+#[derive(Debug)]
+pub struct Contract {
+    pub name: ContractName,
+    pub kind: MessageKind,
+    pub visibility: Visibility,
+    pub compatibility: Compatibility,
+    pub description: Option<String>,
+    pub versions: BTreeMap<u32, Arc<ContractVersion>>,
+}
+
+impl Contract {
+    pub fn version(&self, version: u32) -> Option<&Arc<ContractVersion>> {
+        self.versions.get(&version)
+    }
+}
+
+/// One immutable version of a contract, compiled.
+pub struct ContractVersion {
+    pub id: ContractId,
+    pub kind: MessageKind,
+    pub visibility: Visibility,
+    pub schema: Value,
+    pub validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for ContractVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContractVersion")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URI a contract version is known by inside the registry.
+pub fn schema_uri(id: &ContractId) -> String {
+    format!(
+        "{SCHEMA_URI_BASE}{}/{}/v{}.json",
+        id.context(),
+        id.name().name(),
+        id.version()
+    )
+}
+
+/// The drafts a contract may declare in `$schema`; none means 2020-12.
+pub fn draft_of(schema: &Value) -> Result<jsonschema::Draft, String> {
+    let declared = match schema.get("$schema") {
+        None => return Ok(jsonschema::Draft::Draft202012),
+        Some(Value::String(declared)) => declared.trim_end_matches('#'),
+        Some(_) => return Err("$schema must be a string".into()),
+    };
+    match declared {
+        "https://json-schema.org/draft/2020-12/schema" => Ok(jsonschema::Draft::Draft202012),
+        "http://json-schema.org/draft-07/schema" => Ok(jsonschema::Draft::Draft7),
+        other => Err(format!(
+            "$schema {:?} is not supported: use draft 2020-12 (the default) or draft-07",
+            crate::message::json::truncate(other, 100)
+        )),
+    }
+}
+
+/// Walks a schema before it is compiled: caps its depth, refuses `$id` (the registry names
+/// contracts), and lists every `$ref`/`$dynamicRef` that leaves the document, resolved against
+/// the document's registry URI.
+pub fn external_refs(schema: &Value, base: &url::Url) -> Result<Vec<(String, url::Url)>, String> {
+    let mut refs = Vec::new();
+    let mut stack = vec![(schema, 0_usize)];
+    while let Some((value, depth)) = stack.pop() {
+        if depth > MAX_SCHEMA_DEPTH {
+            return Err(format!("the schema is nested deeper than {MAX_SCHEMA_DEPTH} levels"));
+        }
+        match value {
+            Value::Object(object) => {
+                if object.get("$id").is_some_and(Value::is_string) {
+                    return Err(
+                        "$id is not allowed: the registry names each contract version itself".into(),
+                    );
+                }
+                for keyword in ["$ref", "$dynamicRef"] {
+                    if let Some(Value::String(reference)) = object.get(keyword) {
+                        if reference.starts_with('#') {
+                            continue;
+                        }
+                        let target = base.join(reference).map_err(|error| {
+                            format!("{keyword} {reference:?} is not a valid URI reference: {error}")
+                        })?;
+                        refs.push((reference.clone(), target));
+                    }
+                }
+                stack.extend(object.values().map(|child| (child, depth + 1)));
+            }
+            Value::Array(items) => stack.extend(items.iter().map(|child| (child, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(refs)
+}
+
+/// Compiles one schema against the registry of all contract documents (`$ref` targets).
+pub fn compile(
+    id: &ContractId,
+    schema: &Value,
+    documents: &jsonschema::Registry<'_>,
+    patterns: &jsonschema::PatternCache,
+) -> Result<jsonschema::Validator, String> {
+    let draft = draft_of(schema)?;
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        jsonschema::options()
+            .offline()
+            .with_draft(draft)
+            .with_base_uri(schema_uri(id))
+            .with_registry(documents)
+            .with_pattern_options(
+                jsonschema::PatternOptions::regex()
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 20),
+            )
+            .with_pattern_cache(patterns.clone())
+            .should_validate_formats(true)
+            .should_ignore_unknown_formats(false)
+            .build(schema)
+    }));
+    match built {
+        Ok(Ok(validator)) => Ok(validator),
+        Ok(Err(error)) => Err(format!("invalid schema: {}", describe_schema_error(&error))),
+        Err(_) => Err("invalid schema: the schema compiler failed on it".into()),
+    }
+}
+
+fn describe_schema_error(error: &jsonschema::ValidationError<'_>) -> String {
+    let text = crate::message::json::truncate(&error.to_string(), 300).to_owned();
+    let path = error.instance_path().to_string();
+    if path.is_empty() {
+        text
+    } else {
+        format!("at {path}: {text}")
+    }
+}

@@ -1,0 +1,1179 @@
+//! Reads a registry folder and checks it as a whole, reporting every problem with its file and,
+//! where there is one, its line — never just the first.
+//!
+//! ```text
+//! contextgate.toml                                  contexts and routes
+//! contracts/<context>/<Name>/contract.toml          kind, visibility, compatibility, description
+//! contracts/<context>/<Name>/v<N>.json              JSON Schema of version N (1, 2, ... no gaps)
+//! contracts/<context>/<Name>/examples/v<N>/*.json   example data, valid against version N
+//! translators/<context>/<name>.rhai                 the script: fn translate(data[, meta])
+//! translators/<context>/<name>.toml                 input and output contract versions
+//! translators/<context>/<name>.cases.json           input → expected output, drop or error
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::config::{CaseFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
+use super::contract::{
+    self, Compatibility, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility,
+};
+use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
+use super::route::{Action, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate};
+use super::translator::{self, Case, Expectation, Translator};
+use super::{Context, Registry, RegistryError, RegistryProblem};
+use crate::message::json::{parse_strict, truncate};
+use crate::stages::translate;
+
+/// The gateway's file at the registry root.
+pub const CONFIG_FILE: &str = "contextgate.toml";
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+const MAX_MAX_OUTPUTS: usize = 100;
+
+/// Loads and checks the registry at `root`.
+pub fn load(root: &Path) -> Result<Registry, RegistryError> {
+    let config_path = root.join(CONFIG_FILE);
+    let config_source =
+        fs::read_to_string(&config_path).map_err(|error| RegistryError::Unreadable {
+            path: config_path.clone(),
+            cause: error.to_string(),
+        })?;
+    let mut loader = Loader {
+        root: root.to_path_buf(),
+        problems: Vec::new(),
+    };
+    let registry = loader.load(&config_source);
+    if loader.problems.is_empty() {
+        Ok(registry)
+    } else {
+        let mut problems = loader.problems;
+        problems.sort();
+        problems.dedup();
+        Err(RegistryError::Problems(problems))
+    }
+}
+
+struct Loader {
+    root: PathBuf,
+    problems: Vec<RegistryProblem>,
+}
+
+impl Loader {
+    fn problem(&mut self, file: impl AsRef<Path>, message: impl Into<String>) {
+        self.problems.push(RegistryProblem::new(file, message));
+    }
+
+    fn load(&mut self, config_source: &str) -> Registry {
+        let config = match toml::from_str::<ConfigFile>(config_source) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                let (line, column) = error
+                    .span()
+                    .map(|span| line_column(config_source, span.start))
+                    .unzip();
+                self.problems.push(
+                    RegistryProblem::new(CONFIG_FILE, error.message().to_owned()).at(line, column),
+                );
+                None
+            }
+        };
+        let contexts = self.contexts(config.as_ref());
+        let contracts = self.contracts(&contexts);
+        let translators = self.translators(&contexts, &contracts);
+        let routes = match &config {
+            Some(config) => self.routes(config_source, &config.routes, &contexts, &contracts, &translators),
+            None => Vec::new(),
+        };
+        for translator in translators.values() {
+            self.run_cases(translator);
+        }
+        Registry {
+            root: self.root.clone(),
+            contexts,
+            contracts,
+            translators,
+            routes,
+        }
+    }
+
+    // ---- contexts -------------------------------------------------------------------------
+
+    fn contexts(&mut self, config: Option<&ConfigFile>) -> BTreeMap<ContextName, Context> {
+        let mut contexts = BTreeMap::new();
+        let Some(config) = config else {
+            return contexts;
+        };
+        for (slug, file) in &config.contexts {
+            let name = match ContextName::parse(slug) {
+                Ok(name) => name,
+                Err(error) => {
+                    self.problem(CONFIG_FILE, error.to_string());
+                    continue;
+                }
+            };
+            let mut lookup_allow = Vec::new();
+            for base in &file.lookup_allow {
+                match url::Url::parse(base) {
+                    Ok(url)
+                        if matches!(url.scheme(), "http" | "https")
+                            && url.as_str().ends_with('/')
+                            && url.as_str() == base =>
+                    {
+                        lookup_allow.push(url);
+                    }
+                    _ => self.problem(
+                        CONFIG_FILE,
+                        format!(
+                            "context {name}: lookup_allow entry {base:?} must be a normalized \
+                             http(s) URL ending with '/'"
+                        ),
+                    ),
+                }
+            }
+            contexts.insert(
+                name.clone(),
+                Context {
+                    name,
+                    description: file.description.clone(),
+                    lookup_allow,
+                },
+            );
+        }
+        contexts
+    }
+
+    // ---- contracts ------------------------------------------------------------------------
+
+    fn contracts(
+        &mut self,
+        contexts: &BTreeMap<ContextName, Context>,
+    ) -> BTreeMap<ContractName, Contract> {
+        // First pass: read every file; second: build the $ref registry; third: compile.
+        let mut pending: Vec<PendingContract> = Vec::new();
+        for (context, context_dir) in self.context_dirs("contracts", contexts) {
+            for entry in self.sorted_entries(&context_dir) {
+                let relative = self.relative(&entry);
+                let file_name = file_name(&entry);
+                if !entry.is_dir() {
+                    self.problem(&relative, "unexpected file: contracts/<context>/ holds one folder per contract");
+                    continue;
+                }
+                let name = match ContractName::new(context.clone(), &file_name) {
+                    Ok(name) => name,
+                    Err(error) => {
+                        self.problem(&relative, error.to_string());
+                        continue;
+                    }
+                };
+                if let Some(contract) = self.read_contract(name, &entry) {
+                    pending.push(contract);
+                }
+            }
+        }
+
+        let known: BTreeSet<String> = pending
+            .iter()
+            .flat_map(|contract| contract.documents.iter().map(|document| contract::schema_uri(&document.id)))
+            .collect();
+        let mut usable: BTreeMap<String, Value> = BTreeMap::new();
+        for contract in &mut pending {
+            for document in &mut contract.documents {
+                let base = url::Url::parse(&contract::schema_uri(&document.id))
+                    .expect("schema URIs are built from parsed names");
+                match contract::external_refs(&document.schema, &base) {
+                    Ok(refs) => {
+                        let outside: Vec<String> = refs
+                            .iter()
+                            .filter(|(_, target)| {
+                                let mut document = target.clone();
+                                document.set_fragment(None);
+                                !known.contains(document.as_str())
+                            })
+                            .map(|(reference, _)| reference.clone())
+                            .collect();
+                        if outside.is_empty() {
+                            usable.insert(contract::schema_uri(&document.id), document.schema.clone());
+                        } else {
+                            for reference in outside {
+                                self.problem(
+                                    &document.file,
+                                    format!(
+                                        "$ref {:?} does not name a contract version of this \
+                                         registry: references resolve inside the registry only \
+                                         (nothing is fetched or read from disk)",
+                                        truncate(&reference, 200)
+                                    ),
+                                );
+                            }
+                            document.refused = true;
+                        }
+                    }
+                    Err(message) => {
+                        self.problem(&document.file, message);
+                        document.refused = true;
+                    }
+                }
+            }
+        }
+        // A document that refers to a refused one cannot compile either; the compiler says so.
+        let documents = jsonschema::Registry::new()
+            .extend(usable.iter().map(|(uri, schema)| (uri.as_str(), schema)))
+            .and_then(jsonschema::RegistryBuilder::prepare);
+        let documents = match documents {
+            Ok(documents) => documents,
+            Err(error) => {
+                self.problem("contracts", format!("cannot index the contract schemas: {error}"));
+                return BTreeMap::new();
+            }
+        };
+        let patterns = jsonschema::PatternCache::new();
+
+        let mut contracts = BTreeMap::new();
+        for pending in pending {
+            let mut versions = BTreeMap::new();
+            for document in pending.documents {
+                if document.refused {
+                    continue;
+                }
+                match contract::compile(&document.id, &document.schema, &documents, &patterns) {
+                    Ok(validator) => {
+                        let version = Arc::new(ContractVersion {
+                            id: document.id.clone(),
+                            kind: pending.kind,
+                            visibility: pending.visibility,
+                            schema: document.schema,
+                            validator,
+                        });
+                        self.check_examples(&version, &pending.dir);
+                        versions.insert(document.id.version(), version);
+                    }
+                    Err(message) => self.problem(&document.file, message),
+                }
+            }
+            contracts.insert(
+                pending.name.clone(),
+                Contract {
+                    name: pending.name,
+                    kind: pending.kind,
+                    visibility: pending.visibility,
+                    compatibility: pending.compatibility,
+                    description: pending.description,
+                    versions,
+                },
+            );
+        }
+        contracts
+    }
+
+    fn read_contract(&mut self, name: ContractName, dir: &Path) -> Option<PendingContract> {
+        let metadata_path = dir.join("contract.toml");
+        let relative = self.relative(&metadata_path);
+        let metadata: Option<ContractFile> = self.read_toml(&metadata_path);
+        let mut documents = Vec::new();
+        for entry in self.sorted_entries(dir) {
+            let file = file_name(&entry);
+            if file == "contract.toml" || (file == "examples" && entry.is_dir()) {
+                continue;
+            }
+            let version = file
+                .strip_prefix('v')
+                .and_then(|rest| rest.strip_suffix(".json"))
+                .and_then(|number| ContractId::parse(&format!("{name}@{number}")).ok());
+            let Some(id) = version else {
+                self.problem(
+                    self.relative(&entry),
+                    "unexpected file: a contract folder holds contract.toml, v<N>.json and examples/",
+                );
+                continue;
+            };
+            if let Some(schema) = self.read_json(&entry, MAX_SCHEMA_BYTES as u64) {
+                documents.push(PendingDocument {
+                    id,
+                    schema,
+                    file: self.relative(&entry),
+                    refused: false,
+                });
+            }
+        }
+        documents.sort_by_key(|document| document.id.version());
+        for (expected, document) in (1..).zip(&documents) {
+            if document.id.version() != expected {
+                self.problem(
+                    &document.file,
+                    format!("version {} follows version {}: versions go 1, 2, 3 ... without gaps", document.id.version(), expected - 1),
+                );
+                break;
+            }
+        }
+        if documents.is_empty() {
+            self.problem(self.relative(dir), "the contract has no version: add v1.json");
+        }
+        let metadata = metadata?;
+        let kind = match metadata.kind.as_str() {
+            "event" => MessageKind::Event,
+            "command" => MessageKind::Command,
+            other => {
+                self.problem(&relative, format!("kind {other:?} is not event or command"));
+                return None;
+            }
+        };
+        let visibility = match metadata.visibility.as_deref() {
+            None | Some("published") => Visibility::Published,
+            Some("internal") => Visibility::Internal,
+            Some(other) => {
+                self.problem(&relative, format!("visibility {other:?} is not published or internal"));
+                return None;
+            }
+        };
+        let compatibility = match metadata.compatibility.as_deref() {
+            None => match kind {
+                MessageKind::Event => Compatibility::Backward,
+                MessageKind::Command => Compatibility::Backward,
+            },
+            Some(level) => match Compatibility::parse(level) {
+                Some(level) => level,
+                None => {
+                    self.problem(&relative, format!("compatibility {level:?} is not a known level"));
+                    return None;
+                }
+            },
+        };
+        Some(PendingContract {
+            name,
+            dir: dir.to_path_buf(),
+            kind,
+            visibility,
+            compatibility,
+            description: metadata.description,
+            documents,
+        })
+    }
+
+    fn check_examples(&mut self, version: &ContractVersion, contract_dir: &Path) {
+        let examples = contract_dir.join("examples").join(format!("v{}", version.id.version()));
+        if !examples.is_dir() {
+            return;
+        }
+        for entry in self.sorted_entries(&examples) {
+            if entry.extension().is_none_or(|extension| extension != "json") {
+                self.problem(self.relative(&entry), "unexpected file: examples are .json files");
+                continue;
+            }
+            let Some(example) = self.read_json(&entry, MAX_FILE_BYTES) else {
+                continue;
+            };
+            for error in version.validator.iter_errors(&example).take(20) {
+                self.problem(
+                    self.relative(&entry),
+                    format!("example is invalid against {}: {}", version.id, describe(&error)),
+                );
+            }
+        }
+    }
+
+    // ---- translators ----------------------------------------------------------------------
+
+    fn translators(
+        &mut self,
+        contexts: &BTreeMap<ContextName, Context>,
+        contracts: &BTreeMap<ContractName, Contract>,
+    ) -> BTreeMap<TranslatorId, Arc<Translator>> {
+        let mut translators = BTreeMap::new();
+        for (context, dir) in self.context_dirs("translators", contexts) {
+            let mut stems: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+            for entry in self.sorted_entries(&dir) {
+                let file = file_name(&entry);
+                let kind = [".rhai", ".toml", ".cases.json"]
+                    .into_iter()
+                    .find(|suffix| file.ends_with(suffix));
+                match kind {
+                    Some(suffix) if entry.is_file() => {
+                        let stem = file[..file.len() - suffix.len()].to_owned();
+                        stems.entry(stem).or_default().insert(suffix);
+                    }
+                    _ => self.problem(
+                        self.relative(&entry),
+                        "unexpected file: translators/<context>/ holds <name>.rhai, <name>.toml and <name>.cases.json",
+                    ),
+                }
+            }
+            for (stem, files) in stems {
+                let script_path = dir.join(format!("{stem}.rhai"));
+                if !files.contains(".rhai") {
+                    self.problem(
+                        self.relative(&dir.join(format!("{stem}.toml"))),
+                        format!("no script {stem}.rhai beside this file"),
+                    );
+                    continue;
+                }
+                let id = match TranslatorId::new(context.clone(), &stem) {
+                    Ok(id) => id,
+                    Err(error) => {
+                        self.problem(self.relative(&script_path), error.to_string());
+                        continue;
+                    }
+                };
+                if let Some(translator) = self.read_translator(id.clone(), &dir, &files, contracts) {
+                    translators.insert(id, Arc::new(translator));
+                }
+            }
+        }
+        translators
+    }
+
+    fn read_translator(
+        &mut self,
+        id: TranslatorId,
+        dir: &Path,
+        files: &BTreeSet<&'static str>,
+        contracts: &BTreeMap<ContractName, Contract>,
+    ) -> Option<Translator> {
+        let stem = id.name().to_owned();
+        let script_path = dir.join(format!("{stem}.rhai"));
+        let script_file = self.relative(&script_path);
+        let declaration_path = dir.join(format!("{stem}.toml"));
+        let cases_path = dir.join(format!("{stem}.cases.json"));
+
+        let source = self.read_text(&script_path, MAX_FILE_BYTES);
+        let compiled = source.as_ref().and_then(|source| {
+            match crate::scripting::engine().compile(source) {
+                Ok(ast) => match translator::entry_point(&ast) {
+                    Ok(takes_meta) => Some((ast, takes_meta)),
+                    Err(message) => {
+                        self.problem(&script_file, message);
+                        None
+                    }
+                },
+                Err(error) => {
+                    let position = error.position();
+                    self.problems.push(
+                        RegistryProblem::new(&script_file, format!("script does not compile: {}", error.err_type()))
+                            .at(position.line(), position.position()),
+                    );
+                    None
+                }
+            }
+        });
+
+        let declaration: Option<TranslatorFile> = if files.contains(".toml") {
+            self.read_toml(&declaration_path)
+        } else {
+            self.problem(&script_file, format!("no {stem}.toml beside the script declaring its input and output contracts"));
+            None
+        };
+        let cases = if files.contains(".cases.json") {
+            self.read_cases(&cases_path)
+        } else {
+            self.problem(&script_file, format!("no {stem}.cases.json beside the script: every translator has test cases"));
+            Vec::new()
+        };
+        let declaration = declaration?;
+        let declaration_file = self.relative(&declaration_path);
+        let mut contract = |field: &str, text: &str| -> Option<Arc<ContractVersion>> {
+            let found = ContractId::parse(text).map_err(|error| error.to_string()).and_then(|id| {
+                contracts
+                    .get(id.name())
+                    .and_then(|contract| contract.version(id.version()))
+                    .cloned()
+                    .ok_or_else(|| format!("{field} names {id}, which the registry does not have"))
+            });
+            found.map_err(|message| self.problem(&declaration_file, message)).ok()
+        };
+        let input = contract("input", &declaration.input);
+        let output = contract("output", &declaration.output);
+        let (ast, takes_meta) = compiled?;
+        let source = source.expect("compiled scripts were read");
+        Some(Translator {
+            id,
+            description: declaration.description,
+            input: input?,
+            output: output?,
+            ast: Arc::new(ast),
+            takes_meta,
+            content_hash: hex(&Sha256::digest(source.as_bytes())),
+            cases,
+        })
+    }
+
+    fn read_cases(&mut self, path: &Path) -> Vec<Case> {
+        let Some(value) = self.read_json(path, MAX_FILE_BYTES) else {
+            return Vec::new();
+        };
+        let files: Vec<CaseFile> = match serde_json::from_value(value) {
+            Ok(files) => files,
+            Err(error) => {
+                self.problem(self.relative(path), format!("invalid cases file: {error}"));
+                return Vec::new();
+            }
+        };
+        let mut cases = Vec::new();
+        for file in files {
+            let expect = match (file.expect, file.expect_many, file.expect_drop, file.expect_error) {
+                (Some(one), None, None, None) => Expectation::One(one),
+                (None, Some(many), None, None) => Expectation::Many(many),
+                (None, None, Some(true), None) => Expectation::Drop,
+                (None, None, None, Some(error)) => Expectation::Error(error),
+                _ => {
+                    self.problem(
+                        self.relative(path),
+                        format!(
+                            "case {:?}: give exactly one of expect, expect_many, expect_drop: true, expect_error",
+                            file.name
+                        ),
+                    );
+                    continue;
+                }
+            };
+            cases.push(Case {
+                name: file.name,
+                input: file.input,
+                meta: file.meta.unwrap_or_default(),
+                expect,
+            });
+        }
+        cases
+    }
+
+    fn run_cases(&mut self, translator: &Translator) {
+        let file = PathBuf::from("translators")
+            .join(translator.id.context().as_str())
+            .join(format!("{}.cases.json", translator.id.name()));
+        for case in &translator.cases {
+            let label = format!("case {:?}", case.name);
+            let invalid: Vec<String> = translator
+                .input
+                .validator
+                .iter_errors(&case.input)
+                .take(20)
+                .map(|error| describe(&error))
+                .collect();
+            for error in &invalid {
+                self.problem(&file, format!("{label}: input is invalid against {}: {error}", translator.input.id));
+            }
+            if !invalid.is_empty() {
+                continue;
+            }
+            let meta = translate::Meta::from_case(&case.meta);
+            let result = translate::run(translator, &case.input, &meta);
+            let outputs = match (&case.expect, result) {
+                (Expectation::Error(expected), Err(failure)) => {
+                    let text = failure.to_string();
+                    if !text.contains(expected.as_str()) {
+                        self.problem(&file, format!("{label}: expected an error containing {expected:?}, got: {text}"));
+                    }
+                    continue;
+                }
+                (_, Err(failure)) => {
+                    self.problem(&file, format!("{label}: the translator failed: {failure}"));
+                    continue;
+                }
+                (Expectation::Error(expected), Ok(outputs)) => {
+                    self.problem(
+                        &file,
+                        format!("{label}: expected an error containing {expected:?}, got {} output(s)", outputs.len()),
+                    );
+                    continue;
+                }
+                (Expectation::Drop, Ok(outputs)) => {
+                    if !outputs.is_empty() {
+                        self.problem(&file, format!("{label}: expected a drop, got {} output(s)", outputs.len()));
+                    }
+                    continue;
+                }
+                (Expectation::One(expected), Ok(outputs)) => {
+                    if outputs.len() != 1 || &outputs[0] != expected {
+                        self.problem(&file, format!("{label}: {}", difference(std::slice::from_ref(expected), &outputs)));
+                    }
+                    outputs
+                }
+                (Expectation::Many(expected), Ok(outputs)) => {
+                    if &outputs != expected {
+                        self.problem(&file, format!("{label}: {}", difference(expected, &outputs)));
+                    }
+                    outputs
+                }
+            };
+            for (index, output) in outputs.iter().enumerate() {
+                for error in translator.output.validator.iter_errors(output).take(20) {
+                    self.problem(
+                        &file,
+                        format!(
+                            "{label}: output {index} is invalid against {}: {}",
+                            translator.output.id,
+                            describe(&error)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // ---- routes ---------------------------------------------------------------------------
+
+    fn routes(
+        &mut self,
+        source: &str,
+        files: &[RouteFile],
+        contexts: &BTreeMap<ContextName, Context>,
+        contracts: &BTreeMap<ContractName, Contract>,
+        translators: &BTreeMap<TranslatorId, Arc<Translator>>,
+    ) -> Vec<Arc<Route>> {
+        let mut routes: Vec<Arc<Route>> = Vec::new();
+        let mut names = BTreeSet::new();
+        for file in files {
+            let (line, column) = line_column(source, file.name.span().start);
+            let mut check = RouteCheck {
+                loader: self,
+                line,
+                column,
+                label: format!("route {:?}", truncate(file.name.get_ref(), 64)),
+            };
+            if let Some(route) = check.route(file, contexts, contracts, translators) {
+                if !names.insert(route.name.clone()) {
+                    check.problem(format!("the name {} is used by another route", route.name));
+                    continue;
+                }
+                routes.push(Arc::new(route));
+            }
+        }
+        // A command goes to exactly one route: two routes taking the same command from the same
+        // sender would dead-letter every one of them.
+        let mut seen: BTreeMap<(&ContextName, &ContractId), &RouteName> = BTreeMap::new();
+        for route in &routes {
+            for version in route.accepts.iter().filter(|version| version.kind == MessageKind::Command) {
+                if let Some(other) = seen.insert((&route.upstream, &version.id), &route.name) {
+                    self.problem(
+                        CONFIG_FILE,
+                        format!(
+                            "routes {other} and {} both take the command {} from {}: a command goes to exactly one route",
+                            route.name, version.id, route.upstream
+                        ),
+                    );
+                }
+            }
+        }
+        routes
+    }
+
+    // ---- files ----------------------------------------------------------------------------
+
+    /// `<kind>/<context>/` folders; a folder for an unknown context is a problem.
+    fn context_dirs(
+        &mut self,
+        kind: &str,
+        contexts: &BTreeMap<ContextName, Context>,
+    ) -> Vec<(ContextName, PathBuf)> {
+        let dir = self.root.join(kind);
+        if !dir.is_dir() {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        for entry in self.sorted_entries(&dir) {
+            let relative = self.relative(&entry);
+            if !entry.is_dir() {
+                self.problem(&relative, format!("unexpected file: {kind}/ holds one folder per context"));
+                continue;
+            }
+            match ContextName::parse(&file_name(&entry)) {
+                Ok(context) if contexts.contains_key(&context) => found.push((context, entry)),
+                Ok(context) => self.problem(
+                    &relative,
+                    format!("context {context} is not declared in {CONFIG_FILE}"),
+                ),
+                Err(error) => self.problem(&relative, error.to_string()),
+            }
+        }
+        found
+    }
+
+    fn sorted_entries(&mut self, dir: &Path) -> Vec<PathBuf> {
+        match fs::read_dir(dir) {
+            Ok(entries) => {
+                let mut paths: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| !file_name(path).starts_with('.'))
+                    .collect();
+                paths.sort();
+                paths
+            }
+            Err(error) => {
+                self.problem(self.relative(dir), format!("cannot read the folder: {error}"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn relative(&self, path: &Path) -> PathBuf {
+        path.strip_prefix(&self.root).unwrap_or(path).to_path_buf()
+    }
+
+    fn read_text(&mut self, path: &Path, max: u64) -> Option<String> {
+        let relative = self.relative(path);
+        match fs::metadata(path) {
+            Ok(metadata) if metadata.len() > max => {
+                self.problem(&relative, format!("the file is {} bytes, over the cap of {max}", metadata.len()));
+                return None;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                self.problem(&relative, format!("cannot read the file: {error}"));
+                return None;
+            }
+        }
+        fs::read_to_string(path)
+            .map_err(|error| self.problem(&relative, format!("cannot read the file: {error}")))
+            .ok()
+    }
+
+    fn read_json(&mut self, path: &Path, max: u64) -> Option<Value> {
+        let text = self.read_text(path, max)?;
+        match parse_strict(text.as_bytes()) {
+            Ok(parsed) => Some(parsed.value),
+            Err(error) => {
+                let line = (error.line() > 0).then_some(error.line());
+                let column = (error.column() > 0).then_some(error.column());
+                self.problems.push(
+                    RegistryProblem::new(self.relative(path), format!("invalid JSON: {error}")).at(line, column),
+                );
+                None
+            }
+        }
+    }
+
+    fn read_toml<T: serde::de::DeserializeOwned>(&mut self, path: &Path) -> Option<T> {
+        let text = self.read_text(path, MAX_FILE_BYTES)?;
+        match toml::from_str(&text) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                let (line, column) = error.span().map(|span| line_column(&text, span.start)).unzip();
+                self.problems.push(
+                    RegistryProblem::new(self.relative(path), error.message().to_owned()).at(line, column),
+                );
+                None
+            }
+        }
+    }
+}
+
+struct PendingContract {
+    name: ContractName,
+    dir: PathBuf,
+    kind: MessageKind,
+    visibility: Visibility,
+    compatibility: Compatibility,
+    description: Option<String>,
+    documents: Vec<PendingDocument>,
+}
+
+struct PendingDocument {
+    id: ContractId,
+    schema: Value,
+    file: PathBuf,
+    refused: bool,
+}
+
+/// Checks one `[[routes]]` entry; every problem points at the route's `name` line.
+struct RouteCheck<'a> {
+    loader: &'a mut Loader,
+    line: usize,
+    column: usize,
+    label: String,
+}
+
+impl RouteCheck<'_> {
+    fn problem(&mut self, message: impl AsRef<str>) {
+        let problem = RegistryProblem::new(CONFIG_FILE, format!("{}: {}", self.label, message.as_ref()))
+            .at(Some(self.line), Some(self.column));
+        self.loader.problems.push(problem);
+    }
+
+    fn route(
+        &mut self,
+        file: &RouteFile,
+        contexts: &BTreeMap<ContextName, Context>,
+        contracts: &BTreeMap<ContractName, Contract>,
+        translators: &BTreeMap<TranslatorId, Arc<Translator>>,
+    ) -> Option<Route> {
+        let problems_before = self.loader.problems.len();
+        let name = RouteName::parse(file.name.get_ref()).map_err(|e| self.problem(e.to_string())).ok();
+        let mut context = |field: &str, slug: &str| -> Option<&Context> {
+            match ContextName::parse(slug) {
+                Ok(name) => contexts.get(&name).or_else(|| {
+                    self.problem(format!("{field} {name} is not a context of {CONFIG_FILE}"));
+                    None
+                }),
+                Err(error) => {
+                    self.problem(error.to_string());
+                    None
+                }
+            }
+        };
+        let upstream = context("upstream", &file.upstream).map(|context| context.name.clone());
+        let downstream = context("downstream", &file.downstream);
+        let mode = Mode::parse(&file.mode);
+        if mode.is_none() {
+            self.problem(format!(
+                "mode {:?} is not conformist, open-host, anti-corruption or enrich",
+                truncate(&file.mode, 40)
+            ));
+        }
+        if let (Some(upstream), Some(downstream)) = (&upstream, downstream)
+            && *upstream == downstream.name
+        {
+            self.problem("upstream and downstream are the same context");
+        }
+
+        let version = |text: &str| -> Result<Arc<ContractVersion>, String> {
+            let id = ContractId::parse(text).map_err(|error| error.to_string())?;
+            contracts
+                .get(id.name())
+                .and_then(|contract| contract.version(id.version()))
+                .cloned()
+                .ok_or_else(|| format!("contract {id} does not exist in the registry"))
+        };
+        let translator = match &file.translator {
+            Some(text) => match TranslatorId::parse(text) {
+                Ok(id) => match translators.get(&id) {
+                    Some(translator) => Some(translator.clone()),
+                    None => {
+                        self.problem(format!("translator {id} does not exist (or did not load)"));
+                        None
+                    }
+                },
+                Err(error) => {
+                    self.problem(error.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut accepts = Vec::new();
+        for text in &file.accepts {
+            match version(text) {
+                Ok(version) => accepts.push(version),
+                Err(message) => self.problem(message),
+            }
+        }
+        let output = match &file.output {
+            Some(text) => match version(text) {
+                Ok(version) => Some(version),
+                Err(message) => {
+                    self.problem(message);
+                    None
+                }
+            },
+            None => None,
+        };
+        let ordering_key = match file.ordering_key.as_deref() {
+            None => None,
+            Some("subject") => Some(OrderingKey::Subject),
+            Some(pointer) if pointer.starts_with('/') => Some(OrderingKey::Pointer(pointer.to_owned())),
+            Some(other) => {
+                self.problem(format!("ordering_key {other:?} must be \"subject\" or a JSON pointer such as \"/order_id\""));
+                None
+            }
+        };
+        let max_outputs = file.max_outputs.unwrap_or(1);
+        if !(1..=MAX_MAX_OUTPUTS).contains(&max_outputs) {
+            self.problem(format!("max_outputs must be between 1 and {MAX_MAX_OUTPUTS}"));
+        }
+        let policy = self.policy(file);
+
+        let (Some(name), Some(upstream), Some(downstream), Some(mode)) = (name, upstream, downstream, mode) else {
+            return None;
+        };
+        let downstream_name = downstream.name.clone();
+        let lookups = self.lookups(&name, mode, &file.lookups, downstream);
+        let route = self.shape(Route {
+            name,
+            description: file.description.clone(),
+            upstream,
+            downstream: downstream_name,
+            mode,
+            accepts,
+            translator,
+            output,
+            max_outputs,
+            ordering_key,
+            policy: policy?,
+            lookups,
+        }, file.translator.is_some());
+        (self.loader.problems.len() == problems_before).then_some(route)
+    }
+
+    /// The rules of each mode: who owns the translator, which contracts go in and out.
+    fn shape(&mut self, mut route: Route, translator_named: bool) -> Route {
+        match (route.mode, &route.translator) {
+            (Mode::Conformist, Some(_)) => self.problem("a conformist route has no translator"),
+            (Mode::OpenHost | Mode::AntiCorruption, None) if !translator_named => {
+                self.problem(format!("an {} route needs a translator", route.mode.as_str()));
+            }
+            (Mode::Enrich, None) if route.output.is_none() && !translator_named => self.problem(
+                "an enrich route needs a translator, or an output contract to merge its look-ups into",
+            ),
+            _ => {}
+        }
+        if route.mode == Mode::Conformist && route.accepts.is_empty() {
+            self.problem("a conformist route must list the contract versions it accepts");
+        }
+        if route.output.is_some() && (route.mode != Mode::Enrich || route.translator.is_some()) {
+            self.problem("output is only for enrich routes that merge (without a translator)");
+        }
+        if route.mode != Mode::Enrich && !route.lookups.is_empty() {
+            self.problem("only enrich routes have look-ups");
+        }
+        if route.mode == Mode::Enrich && route.lookups.is_empty() {
+            self.problem("an enrich route needs at least one look-up");
+        }
+        if let Some(translator) = route.translator.clone() {
+            let owner = match route.mode {
+                Mode::OpenHost => &route.upstream,
+                _ => &route.downstream,
+            };
+            if translator.id.context() != owner {
+                self.problem(format!(
+                    "translator {} belongs to {}, but a {} route's translator belongs to its {} context ({owner})",
+                    translator.id,
+                    translator.id.context(),
+                    route.mode.as_str(),
+                    if route.mode == Mode::OpenHost { "upstream" } else { "downstream" },
+                ));
+            }
+            if route.accepts.is_empty() {
+                route.accepts.push(translator.input.clone());
+            } else if route.accepts.len() != 1 || route.accepts[0].id != translator.input.id {
+                self.problem(format!(
+                    "accepts must be [\"{}\"], the input of translator {}",
+                    translator.input.id, translator.id
+                ));
+            }
+            if route.mode == Mode::OpenHost {
+                let output = &translator.output;
+                if output.id.context() != &route.upstream
+                    || output.kind != MessageKind::Event
+                    || output.visibility != Visibility::Published
+                {
+                    self.problem(format!(
+                        "an open-host translator must write a published event of {}: {} is not one",
+                        route.upstream, output.id
+                    ));
+                }
+            }
+        }
+        let output = route
+            .translator
+            .as_ref()
+            .map(|translator| translator.output.clone())
+            .or_else(|| route.output.clone());
+        if let Some(output) = &output
+            && route.mode != Mode::OpenHost
+            && output.id.context() != &route.downstream
+        {
+            self.problem(format!(
+                "the output {} must be a contract of the downstream context {}",
+                output.id, route.downstream
+            ));
+        }
+        route.output = output;
+        let upstream = route.upstream.clone();
+        let downstream = route.downstream.clone();
+        let internal_allowed = route.mode == Mode::OpenHost;
+        for version in route.accepts.clone() {
+            let owner_ok = match version.kind {
+                MessageKind::Event => version.id.context() == &upstream,
+                MessageKind::Command => version.id.context() == &downstream,
+            };
+            if !owner_ok {
+                self.problem(format!(
+                    "{} is {} owned by {}: a route takes events of its upstream ({upstream}) and commands of its downstream ({downstream})",
+                    version.id,
+                    match version.kind {
+                        MessageKind::Event => "an event",
+                        MessageKind::Command => "a command",
+                    },
+                    version.id.context()
+                ));
+            }
+            if version.visibility == Visibility::Internal && !internal_allowed {
+                self.problem(format!(
+                    "{} is internal to {}: only its own open-host routes may read it",
+                    version.id,
+                    version.id.context()
+                ));
+            }
+        }
+        route
+    }
+
+    fn policy(&mut self, file: &RouteFile) -> Option<Policy> {
+        let mut policy = Policy::default();
+        let mut ok = true;
+        let mut action = |field: &str, value: &Option<String>, slot: &mut Action| {
+            if let Some(value) = value {
+                match Action::parse(value) {
+                    Some(action) => *slot = action,
+                    None => {
+                        ok = false;
+                        self.problem(format!("on_failure.{field} {value:?} is not dead-letter, drop or retry"));
+                    }
+                }
+            }
+        };
+        action("validate-in", &file.on_failure.validate_in, &mut policy.validate_in);
+        action("translate", &file.on_failure.translate, &mut policy.translate);
+        action("enrich", &file.on_failure.enrich, &mut policy.enrich);
+        action("validate-out", &file.on_failure.validate_out, &mut policy.validate_out);
+        if let Some(retry) = &file.retry {
+            if let Some(max_attempts) = retry.max_attempts {
+                if (1..=100).contains(&max_attempts) {
+                    policy.max_attempts = max_attempts;
+                } else {
+                    ok = false;
+                    self.problem("retry.max_attempts must be between 1 and 100");
+                }
+            }
+            for (field, value, slot) in [
+                ("initial_backoff", &retry.initial_backoff, &mut policy.initial_backoff),
+                ("max_backoff", &retry.max_backoff, &mut policy.max_backoff),
+            ] {
+                if let Some(value) = value {
+                    match self.duration(field, value) {
+                        Some(duration) => *slot = duration,
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+        ok.then_some(policy)
+    }
+
+    fn duration(&mut self, field: &str, value: &str) -> Option<Duration> {
+        humantime::parse_duration(value)
+            .map_err(|error| self.problem(format!("{field} {value:?} is not a duration such as \"500ms\" or \"2s\": {error}")))
+            .ok()
+    }
+
+    fn lookups(
+        &mut self,
+        route: &RouteName,
+        mode: Mode,
+        files: &[LookupFile],
+        downstream: &Context,
+    ) -> Vec<Lookup> {
+        let mut lookups: Vec<Lookup> = Vec::new();
+        if mode != Mode::Enrich {
+            if !files.is_empty() {
+                self.problem("only enrich routes have look-ups");
+            }
+            return lookups;
+        }
+        for file in files {
+            let label = format!("look-up {:?}", truncate(&file.name, 40));
+            let valid_name = !file.name.is_empty()
+                && file.name.len() <= 64
+                && file.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid_name {
+                self.problem(format!("{label}: names are ASCII letters, digits and _"));
+                continue;
+            }
+            if lookups.iter().any(|lookup| lookup.name == file.name) {
+                self.problem(format!("{label}: the name is used twice"));
+                continue;
+            }
+            let template = match UrlTemplate::parse(&file.url, &downstream.lookup_allow) {
+                Ok(template) => template,
+                Err(message) => {
+                    self.problem(format!("{label}: {message}"));
+                    continue;
+                }
+            };
+            let mut duration = |field: &str, value: &Option<String>, default: Duration| match value {
+                Some(value) => self.duration(field, value),
+                None => Some(default),
+            };
+            let timeout = duration("timeout", &file.timeout, Duration::from_secs(2));
+            let connect_timeout = duration("connect_timeout", &file.connect_timeout, Duration::from_millis(500));
+            let cache_ttl = duration("cache_ttl", &file.cache_ttl, Duration::from_secs(60));
+            let (Some(timeout), Some(connect_timeout), Some(cache_ttl)) = (timeout, connect_timeout, cache_ttl) else {
+                continue;
+            };
+            let client = reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("contextgate/", env!("CARGO_PKG_VERSION")))
+                .build();
+            let client = match client {
+                Ok(client) => client,
+                Err(error) => {
+                    self.problem(format!("{label}: cannot build the HTTP client: {error}"));
+                    continue;
+                }
+            };
+            let cache = moka::future::Cache::builder()
+                .name(&format!("{route}/{}", file.name))
+                .max_capacity(file.cache_bytes.unwrap_or(16 * 1024 * 1024))
+                .weigher(|url: &String, value: &Arc<Value>| {
+                    let size = url.len() + value.to_string().len();
+                    u32::try_from(size).unwrap_or(u32::MAX)
+                })
+                .time_to_live(cache_ttl.max(Duration::from_nanos(1)))
+                .build();
+            lookups.push(Lookup {
+                name: file.name.clone(),
+                template,
+                timeout,
+                connect_timeout,
+                cache_ttl,
+                max_bytes: file.max_bytes.unwrap_or(256 * 1024),
+                client,
+                cache,
+            });
+        }
+        lookups
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |newline| before.len() - newline - 1) + 1;
+    (line, column)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A validation error as `pointer: message (keyword)`.
+pub fn describe(error: &jsonschema::ValidationError<'_>) -> String {
+    let pointer = error.instance_path().to_string();
+    let pointer = if pointer.is_empty() { "(root)".to_owned() } else { pointer };
+    format!(
+        "{pointer}: {} ({})",
+        truncate(&error.to_string(), 300),
+        error.kind().keyword()
+    )
+}
+
+fn difference(expected: &[Value], actual: &[Value]) -> String {
+    let show = |values: &[Value]| {
+        let text = serde_json::to_string(values).unwrap_or_default();
+        truncate(&text, 600).to_owned()
+    };
+    format!("expected {}, got {}", show(expected), show(actual))
+}

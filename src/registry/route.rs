@@ -1,0 +1,363 @@
+//! Routes: a relationship from an upstream context to a downstream context for some contract
+//! versions, with its mode, its failure policy, its ordering key and (enrich) its look-ups.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::contract::ContractVersion;
+use super::names::{ContextName, ContractId, RouteName};
+use super::translator::Translator;
+use crate::stages::Stage;
+
+/// The four relationship modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Downstream takes upstream's model as it is: validate, forward unchanged.
+    Conformist,
+    /// Upstream's translator turns its internal events into its published language.
+    OpenHost,
+    /// Downstream's translator turns upstream's published contract into its own model.
+    AntiCorruption,
+    /// Look-ups add what upstream does not provide; a translator or a merge builds the result.
+    Enrich,
+}
+
+impl Mode {
+    pub fn parse(input: &str) -> Option<Self> {
+        Some(match input {
+            "conformist" => Self::Conformist,
+            "open-host" => Self::OpenHost,
+            "anti-corruption" => Self::AntiCorruption,
+            "enrich" => Self::Enrich,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Conformist => "conformist",
+            Self::OpenHost => "open-host",
+            Self::AntiCorruption => "anti-corruption",
+            Self::Enrich => "enrich",
+        }
+    }
+}
+
+/// What a route does with a failure of one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Keep the message unchanged with the reason (the default).
+    DeadLetter,
+    /// Count it, log it, and let it go.
+    Drop,
+    /// Try again later with backoff, up to the limit, then dead-letter. Only transient
+    /// failures are retried: a message that failed for good is dead-lettered at once.
+    Retry,
+}
+
+impl Action {
+    pub fn parse(input: &str) -> Option<Self> {
+        Some(match input {
+            "dead-letter" => Self::DeadLetter,
+            "drop" => Self::Drop,
+            "retry" => Self::Retry,
+            _ => return None,
+        })
+    }
+}
+
+/// A route's failure policy: an action per stage, and the backoff for retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub validate_in: Action,
+    pub translate: Action,
+    pub enrich: Action,
+    pub validate_out: Action,
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            validate_in: Action::DeadLetter,
+            translate: Action::DeadLetter,
+            enrich: Action::DeadLetter,
+            validate_out: Action::DeadLetter,
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Policy {
+    /// The action for a failure at `stage`. Decode and publish failures are always dead letters
+    /// here (the transport handles publish retries).
+    pub fn action(&self, stage: Stage) -> Action {
+        match stage {
+            Stage::ValidateIn => self.validate_in,
+            Stage::Translate => self.translate,
+            Stage::Enrich => self.enrich,
+            Stage::ValidateOut => self.validate_out,
+            Stage::Decode | Stage::Publish => Action::DeadLetter,
+        }
+    }
+
+    /// The wait before attempt `next_attempt` (2 or more): doubling from the initial backoff,
+    /// capped, and never shorter than what the other side asked for.
+    pub fn backoff(&self, next_attempt: u32, asked: Option<Duration>) -> Duration {
+        let doublings = next_attempt.saturating_sub(2).min(30);
+        let wait = self
+            .initial_backoff
+            .saturating_mul(1_u32 << doublings)
+            .min(self.max_backoff);
+        asked.map_or(wait, |asked| wait.max(asked.min(self.max_backoff)))
+    }
+}
+
+/// What keeps messages of one route in order: the same key, the same lane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum OrderingKey {
+    /// The CloudEvents `subject`.
+    Subject,
+    /// A JSON pointer into the data.
+    Pointer(String),
+}
+
+impl OrderingKey {
+    /// The key of one message; `None` when the message has none (it may then go in any lane).
+    pub fn of(&self, subject: Option<&str>, data: &Value) -> Option<String> {
+        match self {
+            Self::Subject => subject.map(str::to_owned),
+            Self::Pointer(pointer) => match data.pointer(pointer)? {
+                Value::String(text) => Some(text.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            },
+        }
+    }
+}
+
+/// One HTTP GET an enrich route makes per message.
+pub struct Lookup {
+    pub name: String,
+    pub template: UrlTemplate,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub cache_ttl: Duration,
+    pub max_bytes: usize,
+    pub client: reqwest::Client,
+    /// Answers by URL; errors are never cached, and concurrent identical look-ups share one
+    /// request. One cache per look-up, so two routes or contexts never share entries.
+    pub cache: moka::future::Cache<String, Arc<Value>>,
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookup")
+            .field("name", &self.name)
+            .field("template", &self.template.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with `{/json/pointer}` placeholders filled from the message data, percent-encoded.
+#[derive(Debug, Clone)]
+pub struct UrlTemplate {
+    pub source: String,
+    parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone)]
+enum TemplatePart {
+    Literal(String),
+    Pointer(String),
+}
+
+impl UrlTemplate {
+    /// Parses a template and checks it stays under one of the allowed base URLs.
+    pub fn parse(source: &str, allowed: &[url::Url]) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .map(|offset| open + offset)
+                .ok_or_else(|| format!("url {source:?} has an unclosed placeholder"))?;
+            if open > 0 {
+                parts.push(TemplatePart::Literal(rest[..open].to_owned()));
+            }
+            let pointer = &rest[open + 1..close];
+            if !pointer.starts_with('/') {
+                return Err(format!(
+                    "url placeholder {{{pointer}}} must be a JSON pointer such as {{/customer_id}}"
+                ));
+            }
+            parts.push(TemplatePart::Pointer(pointer.to_owned()));
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Literal(rest.to_owned()));
+        }
+        if rest.contains('}') {
+            return Err(format!("url {source:?} has a stray '}}'"));
+        }
+        let prefix = match parts.first() {
+            Some(TemplatePart::Literal(prefix)) => prefix.as_str(),
+            _ => "",
+        };
+        let sample: String = parts
+            .iter()
+            .map(|part| match part {
+                TemplatePart::Literal(text) => text.as_str(),
+                TemplatePart::Pointer(_) => "x",
+            })
+            .collect();
+        let parsed = url::Url::parse(&sample)
+            .map_err(|error| format!("url {source:?} is not a valid URL: {error}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("url {source:?} must be http or https"));
+        }
+        if !allowed.iter().any(|base| prefix.starts_with(base.as_str())) {
+            return Err(format!(
+                "url {source:?} is not under any of the context's lookup_allow base URLs"
+            ));
+        }
+        Ok(Self {
+            source: source.to_owned(),
+            parts,
+        })
+    }
+
+    /// The URL for one message, or the pointer that has no usable value.
+    pub fn fill(&self, data: &Value) -> Result<String, String> {
+        let mut url = String::with_capacity(self.source.len() + 32);
+        for part in &self.parts {
+            match part {
+                TemplatePart::Literal(text) => url.push_str(text),
+                TemplatePart::Pointer(pointer) => {
+                    let value = match data.pointer(pointer) {
+                        Some(Value::String(text)) => text.clone(),
+                        Some(Value::Number(number)) => number.to_string(),
+                        Some(Value::Bool(flag)) => flag.to_string(),
+                        Some(_) => {
+                            return Err(format!("{pointer} must be a string, number or boolean"));
+                        }
+                        None => return Err(format!("{pointer} is missing")),
+                    };
+                    // URL parsers treat `..` (even percent-encoded) as a dot segment.
+                    if value.is_empty() || value == "." || value == ".." {
+                        return Err(format!("{pointer} is {value:?}, not a usable URL segment"));
+                    }
+                    url.extend(url::form_urlencoded::byte_serialize(value.as_bytes()).map(
+                        // form encoding writes spaces as '+'; a path needs %20.
+                        |piece| if piece == "+" { "%20" } else { piece },
+                    ));
+                }
+            }
+        }
+        Ok(url)
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: RouteName,
+    pub description: Option<String>,
+    pub upstream: ContextName,
+    /// Owns the route: the context that subscribes.
+    pub downstream: ContextName,
+    pub mode: Mode,
+    /// The contract versions this route takes.
+    pub accepts: Vec<Arc<ContractVersion>>,
+    pub translator: Option<Arc<Translator>>,
+    /// What validate-out checks: the translator's output, or an enrich route's merge output.
+    /// `None` for conformist routes, whose output is their input.
+    pub output: Option<Arc<ContractVersion>>,
+    pub max_outputs: usize,
+    pub ordering_key: Option<OrderingKey>,
+    pub policy: Policy,
+    pub lookups: Vec<Lookup>,
+}
+
+impl Route {
+    /// The accepted contract version a message claims, if this route takes it.
+    pub fn accepted(&self, id: &ContractId) -> Option<&Arc<ContractVersion>> {
+        self.accepts.iter().find(|version| &version.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn allowed() -> Vec<url::Url> {
+        vec![url::Url::parse("http://127.0.0.1:9100/").unwrap()]
+    }
+
+    #[test]
+    fn templates_fill_and_percent_encode_placeholders() {
+        let template =
+            UrlTemplate::parse("http://127.0.0.1:9100/customers/{/customer_id}?v={/v}", &allowed())
+                .unwrap();
+        let url = template
+            .fill(&json!({"customer_id": "c 1/../admin?x#", "v": 2}))
+            .unwrap();
+        assert_eq!(
+            url,
+            "http://127.0.0.1:9100/customers/c%201%2F..%2Fadmin%3Fx%23?v=2"
+        );
+        assert!(template.fill(&json!({"v": 2})).is_err());
+        assert!(template.fill(&json!({"customer_id": {}, "v": 2})).is_err());
+    }
+
+    #[test]
+    fn templates_outside_the_allow_list_are_refused() {
+        for bad in [
+            "http://127.0.0.1:9101/customers/{/id}",
+            "http://127.0.0.1:9100@evil.example/{/id}",
+            "http://{/host}/x",
+            "file:///etc/passwd",
+            "http://169.254.169.254/latest/{/id}",
+            "http://127.0.0.1:9100/{id}",
+        ] {
+            assert!(UrlTemplate::parse(bad, &allowed()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_honours_retry_after() {
+        let policy = Policy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            ..Policy::default()
+        };
+        assert_eq!(policy.backoff(2, None), Duration::from_secs(1));
+        assert_eq!(policy.backoff(3, None), Duration::from_secs(2));
+        assert_eq!(policy.backoff(5, None), Duration::from_secs(8));
+        assert_eq!(policy.backoff(6, None), Duration::from_secs(10));
+        assert_eq!(policy.backoff(2, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(policy.backoff(2, Some(Duration::from_secs(700))), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn ordering_keys_come_from_subject_or_data() {
+        let data = json!({"order_id": "o-1", "n": 3});
+        assert_eq!(OrderingKey::Subject.of(Some("s"), &data).as_deref(), Some("s"));
+        assert_eq!(
+            OrderingKey::Pointer("/order_id".into()).of(None, &data).as_deref(),
+            Some("o-1")
+        );
+        assert_eq!(OrderingKey::Pointer("/n".into()).of(None, &data).as_deref(), Some("3"));
+        assert_eq!(OrderingKey::Pointer("/missing".into()).of(None, &data), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! Translate: run a translator in the sandbox. Zero outputs is a drop, one is the usual case,
+//! several where the route allows.
+
+use rhai::{CallFnOptions, Dynamic, EvalAltResult, Scope};
+use serde_json::{Map, Value};
+
+use super::{Failure, Problem, Reason, Stage};
+use crate::message::Attributes;
+use crate::message::json::{first_inexact_number, truncate};
+use crate::registry::Translator;
+use crate::registry::translator::ENTRY_POINT;
+use crate::scripting::{self, ConversionError};
+
+const MAX_ERROR_BYTES: usize = 500;
+
+/// What a translator's `meta` parameter holds: `id`, `source`, `type`, `subject`, `time` and
+/// `lookups` (the enrich look-up results by name; empty elsewhere).
+#[derive(Debug, Clone, Default)]
+pub struct Meta(Map<String, Value>);
+
+impl Meta {
+    pub fn from_message(attributes: &Attributes, lookups: Map<String, Value>) -> Self {
+        let optional = |value: &Option<String>| value.clone().map_or(Value::Null, Value::String);
+        let mut map = Map::new();
+        map.insert("id".into(), attributes.id.clone().into());
+        map.insert("source".into(), attributes.source.clone().into());
+        map.insert("type".into(), attributes.event_type.clone().into());
+        map.insert("subject".into(), optional(&attributes.subject));
+        map.insert("time".into(), optional(&attributes.time));
+        map.insert("lookups".into(), Value::Object(lookups));
+        Self(map)
+    }
+
+    /// A test case's `meta`, with `lookups` defaulting to an empty map.
+    pub fn from_case(case: &Map<String, Value>) -> Self {
+        let mut map = case.clone();
+        map.entry("lookups").or_insert_with(|| Value::Object(Map::new()));
+        Self(map)
+    }
+}
+
+/// Refuses input data holding a number the translator could not hold exactly. `has_wide_numbers`
+/// comes from the strict parser; the raw text is scanned only when it is set.
+pub fn check_numbers(raw: &[u8], has_wide_numbers: bool) -> Result<(), Failure> {
+    if !has_wide_numbers {
+        return Ok(());
+    }
+    match first_inexact_number(raw) {
+        None => Ok(()),
+        Some(number) => Err(Failure::one(
+            Stage::Translate,
+            Reason::InexactNumber,
+            Problem::new(format!(
+                "the number {number} cannot be held exactly by a translator \
+                 (64-bit integers and doubles only); it would have been rounded"
+            )),
+        )),
+    }
+}
+
+/// Runs `translator` on `data`: the outputs' data, none for a drop.
+pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Vec<Value>, Failure> {
+    let input = scripting::to_dynamic(data).map_err(conversion_failure)?;
+    let mut scope = Scope::new();
+    let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
+    let engine = scripting::engine();
+    let call = || {
+        scripting::with_deadline(|| {
+            if translator.takes_meta {
+                let meta = scripting::to_dynamic(&Value::Object(meta.0.clone()))
+                    .map_err(|error| Box::new(EvalAltResult::from(error.to_string())))?;
+                engine.call_fn_with_options::<Dynamic>(options, &mut scope, &translator.ast, ENTRY_POINT, (input, meta))
+            } else {
+                engine.call_fn_with_options::<Dynamic>(options, &mut scope, &translator.ast, ENTRY_POINT, (input,))
+            }
+        })
+    };
+    // Rhai treats every panic as a bug; one must still not take the gateway down.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
+        Err(Box::new(EvalAltResult::from("the script engine failed on this input")))
+    });
+    let returned = result.map_err(|error| script_failure(&error))?;
+    outputs(&returned)
+}
+
+fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
+    if returned.is_unit() {
+        return Ok(Vec::new());
+    }
+    let not_a_message = |what: &str| {
+        Failure::one(
+            Stage::Translate,
+            Reason::ScriptError,
+            Problem::new(format!(
+                "translate returned {what}: expected a map (one message), an array of maps \
+                 (several) or () (drop)"
+            )),
+        )
+    };
+    if returned.is_map() {
+        return Ok(vec![scripting::to_json(returned).map_err(conversion_failure)?]);
+    }
+    if returned.is_array() {
+        let values = returned.as_array_ref().expect("is_array said this is an array");
+        let mut outputs = Vec::with_capacity(values.len());
+        for value in values.iter() {
+            if !value.is_map() {
+                return Err(not_a_message(&format!("an array holding a {}", value.type_name())));
+            }
+            outputs.push(scripting::to_json(value).map_err(conversion_failure)?);
+        }
+        return Ok(outputs);
+    }
+    Err(not_a_message(&format!("a {}", returned.type_name())))
+}
+
+fn conversion_failure(error: ConversionError) -> Failure {
+    let reason = match &error {
+        ConversionError::TooDeep { .. } => Reason::OutputTooDeep,
+        ConversionError::InexactNumber { .. } => Reason::InexactNumber,
+        ConversionError::NotJson { .. } => Reason::ScriptError,
+    };
+    Failure::one(Stage::Translate, reason, Problem::new(error.to_string()))
+}
+
+fn script_failure(error: &EvalAltResult) -> Failure {
+    let inner = error.unwrap_inner();
+    let reason = match inner {
+        EvalAltResult::ErrorTerminated(..) | EvalAltResult::ErrorTooManyOperations(..) => {
+            Reason::ScriptTimeout
+        }
+        EvalAltResult::ErrorDataTooLarge(..)
+        | EvalAltResult::ErrorStackOverflow(..)
+        | EvalAltResult::ErrorTooManyVariables(..)
+        | EvalAltResult::ErrorTooManyModules(..) => Reason::ScriptLimit,
+        _ => Reason::ScriptError,
+    };
+    let text = match inner {
+        EvalAltResult::ErrorRuntime(thrown, _) => format!("the translator threw: {thrown}"),
+        EvalAltResult::ErrorTerminated(..) => format!(
+            "the translator ran longer than {} ms",
+            scripting::MAX_RUN_TIME.as_millis()
+        ),
+        EvalAltResult::ErrorTooManyOperations(..) => format!(
+            "the translator ran more than {} operations",
+            scripting::MAX_OPERATIONS
+        ),
+        other => other.to_string(),
+    };
+    let mut message = truncate(&text, MAX_ERROR_BYTES).to_owned();
+    if let Some(position) = scripting::describe_position(error.position())
+        .or_else(|| scripting::describe_position(inner.position()))
+    {
+        message = format!("{message} (at {position})");
+    }
+    Failure::one(Stage::Translate, reason, Problem::new(message))
+}
