@@ -1,1 +1,2 @@
+//! Criterion benches (written below).
 fn main() {}

@@ -32,6 +32,13 @@ pub struct Shared {
     open_host: Vec<(TranslatorId, Result<Vec<Bytes>, Failure>)>,
 }
 
+impl Shared {
+    /// How many open-host translations were computed (one per translator, however many routes).
+    pub fn n_translations(&self) -> usize {
+        self.open_host.len()
+    }
+}
+
 /// Runs one route on one input: the messages to forward (none for a drop by the translator).
 pub async fn run(route: &Route, input: &Input, shared: &mut Shared) -> Result<Vec<Message>, Failure> {
     match route.mode {

@@ -904,12 +904,12 @@ impl RouteCheck<'_> {
             ordering_key,
             policy: policy?,
             lookups,
-        }, file.translator.is_some());
+        }, file.translator.is_some(), !file.accepts.is_empty());
         (self.loader.problems.len() == problems_before).then_some(route)
     }
 
     /// The rules of each mode: who owns the translator, which contracts go in and out.
-    fn shape(&mut self, mut route: Route, translator_named: bool) -> Route {
+    fn shape(&mut self, mut route: Route, translator_named: bool, accepts_named: bool) -> Route {
         match (route.mode, &route.translator) {
             (Mode::Conformist, Some(_)) => self.problem("a conformist route has no translator"),
             (Mode::OpenHost | Mode::AntiCorruption, None) if !translator_named => {
@@ -920,7 +920,7 @@ impl RouteCheck<'_> {
             ),
             _ => {}
         }
-        if route.mode == Mode::Conformist && route.accepts.is_empty() {
+        if route.mode == Mode::Conformist && route.accepts.is_empty() && !accepts_named {
             self.problem("a conformist route must list the contract versions it accepts");
         }
         if route.output.is_some() && (route.mode != Mode::Enrich || route.translator.is_some()) {
@@ -939,7 +939,7 @@ impl RouteCheck<'_> {
             };
             if translator.id.context() != owner {
                 self.problem(format!(
-                    "translator {} belongs to {}, but a {} route's translator belongs to its {} context ({owner})",
+                    "translator {} belongs to {}, but an {} route's translator belongs to its {} context ({owner})",
                     translator.id,
                     translator.id.context(),
                     route.mode.as_str(),

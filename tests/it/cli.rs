@@ -1,0 +1,169 @@
+//! The real binary on good and deliberately broken registries.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn contextgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_passes_on_the_shipped_registry() {
+    let output = contextgate(&["check", "--registry", repo().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("ok: 5 contexts"), "{}", text(&output.stdout));
+}
+
+#[test]
+fn check_defaults_to_the_current_folder() {
+    let output = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .arg("check")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}
+
+/// Breaks the shipped registry in one way per kind of problem `check` must find.
+fn broken_registry() -> tempfile::TempDir {
+    let dir = shipped_registry_copy();
+    let root = dir.path();
+    let edit = |relative: &str, from: &str, to: &str| {
+        let path = root.join(relative);
+        let contents = std::fs::read_to_string(&path).unwrap();
+        assert!(contents.contains(from), "{relative} has no {from:?}");
+        std::fs::write(path, contents.replacen(from, to, 1)).unwrap();
+    };
+    // an invalid schema
+    write(root, "contracts/payments/PaymentCaptured/v2.json", r#"{"type": "objekt"}"#);
+    // an unresolved $ref
+    write(root, "contracts/payments/AuthorizePayment/v2.json", r#"{"$ref": "../Nope/v1.json"}"#);
+    // an example that does not validate
+    write(root, "contracts/orders/OrderPlaced/examples/v1/broken.json", r#"{"order_id": 1}"#);
+    // a translator that does not compile
+    edit("translators/customers/publish_customer_updated.rhai", "fn translate", "fn translate(data) { let = 1; }\nfn unused");
+    // a case whose output differs
+    edit("translators/notifications/dispatch_email.cases.json", "shipment-dispatched", "shipment-shipped");
+    // a route naming a missing context, a missing contract and a missing translator
+    edit("contextgate.toml", "upstream = \"orders\"", "upstream = \"warehouse\"");
+    edit("contextgate.toml", "payments/PaymentCaptured@1", "payments/PaymentCaptured@7");
+    edit("contextgate.toml", "shipping/prepare_shipments", "shipping/prepare_everything");
+    // a translator in the folder of a context that does not own it for its mode
+    std::fs::rename(
+        root.join("translators/notifications"),
+        root.join("translators/shipping-notes"),
+    )
+    .unwrap();
+    edit("contextgate.toml", "[contexts.shipping]", "[contexts.shipping-notes]\n[contexts.shipping]");
+    edit("contextgate.toml", "notifications/dispatch_email", "shipping-notes/dispatch_email");
+    dir
+}
+
+#[test]
+fn check_names_every_problem_with_its_file_and_exits_1() {
+    let dir = broken_registry();
+    let output = contextgate(&["check", "--registry", dir.path().to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for expected in [
+        "contracts/payments/PaymentCaptured/v2.json: invalid schema",
+        "contracts/payments/AuthorizePayment/v2.json: $ref \"../Nope/v1.json\" does not name a contract version",
+        "contracts/orders/OrderPlaced/examples/v1/broken.json: example is invalid",
+        "translators/customers/publish_customer_updated.rhai:3:26: script does not compile",
+        "translators/shipping-notes/dispatch_email.cases.json: case",
+        "upstream warehouse is not a context",
+        "contract payments/PaymentCaptured@7 does not exist",
+        "translator shipping/prepare_everything does not exist",
+        "translator shipping-notes/dispatch_email belongs to shipping-notes, but an enrich",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("problem(s) found"));
+}
+
+#[test]
+fn check_reports_json_for_machines() {
+    let dir = broken_registry();
+    let output = contextgate(&["check", "--registry", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert!(problems.len() >= 9, "{report:#}");
+    assert!(problems.iter().all(|p| p["file"].is_string() && p["message"].is_string()));
+    assert!(problems.iter().any(|p| p["line"].is_number()));
+}
+
+#[test]
+fn check_that_cannot_run_exits_2() {
+    let output = contextgate(&["check", "--registry", "/nonexistent/registry"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("cannot read the registry"));
+    let output = contextgate(&["check", "--format", "yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = contextgate(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+fn translate(route: &str, event_file: &Path) -> Output {
+    contextgate(&[
+        "translate",
+        "--registry",
+        repo().to_str().unwrap(),
+        "--route",
+        route,
+        event_file.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn translate_dry_runs_one_message_and_prints_the_outcome() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event_body("orders/OrderPlaced@2", "e-1", &data.to_string())).unwrap();
+
+    let output = translate("orders-to-shipping", &path);
+
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdict["route"], "orders-to-shipping");
+    assert_eq!(verdict["outcome"], "forward");
+    let messages = verdict["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "ams (no warehouse), ber and lis");
+    assert_eq!(messages[0]["type"], "shipping.PrepareShipment");
+    assert_eq!(messages[0]["data"]["order_id"], data["order_id"]);
+}
+
+#[test]
+fn translate_reports_a_dead_letter_with_exit_1() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event_body("orders/OrderPlaced@2", "e-1", r#"{"order_id": 5}"#)).unwrap();
+
+    let output = translate("orders-to-shipping", &path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdict["outcome"], "dead-letter");
+    assert_eq!(verdict["failure"]["stage"], "validate-in");
+    assert!(verdict["failure"]["problems"].as_array().unwrap().iter().any(|p| p["pointer"] == "/order_id"));
+}
+
+#[test]
+fn translate_with_an_unknown_route_exits_2() {
+    let output = translate("nowhere-to-go", Path::new("-"));
+    assert_eq!(output.status.code(), Some(2));
+}
