@@ -124,17 +124,13 @@ pub enum ConversionError {
 
 /// JSON → Rhai. Objects become maps, arrays arrays, integers `INT`, other numbers `FLOAT`.
 pub fn to_dynamic(value: &Value) -> Result<Dynamic, ConversionError> {
-    to_dynamic_at(value, 0, &mut Vec::new())
+    to_dynamic_at(value, 0)
 }
 
-fn to_dynamic_at<'a>(
-    value: &'a Value,
-    depth: usize,
-    path: &mut Vec<&'a str>,
-) -> Result<Dynamic, ConversionError> {
+fn to_dynamic_at(value: &Value, depth: usize) -> Result<Dynamic, ConversionError> {
     if depth > MAX_VALUE_DEPTH {
         return Err(ConversionError::TooDeep {
-            pointer: pointer_of(path),
+            pointer: String::new(),
         });
     }
     Ok(match value {
@@ -145,7 +141,7 @@ fn to_dynamic_at<'a>(
                 Dynamic::from_int(integer)
             } else if number.is_u64() {
                 return Err(ConversionError::InexactNumber {
-                    pointer: pointer_of(path),
+                    pointer: String::new(),
                     number: number.to_string(),
                 });
             } else {
@@ -155,17 +151,17 @@ fn to_dynamic_at<'a>(
         Value::String(text) => Dynamic::from(ImmutableString::from(text.as_str())),
         Value::Array(items) => {
             let mut array = rhai::Array::with_capacity(items.len());
-            for item in items {
-                array.push(to_dynamic_at(item, depth + 1, path)?);
+            for (index, item) in items.iter().enumerate() {
+                let converted = to_dynamic_at(item, depth + 1)
+                    .map_err(|error| error.within(&index.to_string()))?;
+                array.push(converted);
             }
             Dynamic::from_array(array)
         }
         Value::Object(object) => {
             let mut map = Map::new();
             for (key, item) in object {
-                path.push(key);
-                let converted = to_dynamic_at(item, depth + 1, path)?;
-                path.pop();
+                let converted = to_dynamic_at(item, depth + 1).map_err(|error| error.within(key))?;
                 map.insert(key.as_str().into(), converted);
             }
             Dynamic::from_map(map)
@@ -175,78 +171,75 @@ fn to_dynamic_at<'a>(
 
 /// Rhai → JSON, depth-capped. Unit becomes null; anything JSON has no form for is an error.
 pub fn to_json(value: &Dynamic) -> Result<Value, ConversionError> {
-    to_json_at(value, 0, &mut Vec::new())
+    to_json_at(value, 0)
 }
 
-fn to_json_at(
-    value: &Dynamic,
-    depth: usize,
-    path: &mut Vec<String>,
-) -> Result<Value, ConversionError> {
+fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, ConversionError> {
     if depth > MAX_VALUE_DEPTH {
         return Err(ConversionError::TooDeep {
-            pointer: pointer_of(path),
+            pointer: String::new(),
         });
     }
-    if value.is_unit() {
-        return Ok(Value::Null);
-    }
-    if let Ok(flag) = value.as_bool() {
-        return Ok(Value::Bool(flag));
-    }
-    if let Ok(integer) = value.as_int() {
-        return Ok(Value::from(integer));
-    }
-    if let Ok(float) = value.as_float() {
-        return serde_json::Number::from_f64(float)
-            .map(Value::Number)
-            .ok_or_else(|| ConversionError::NotJson {
-                pointer: pointer_of(path),
-                what: format!("the number {float}"),
-            });
-    }
-    if let Ok(text) = value.as_immutable_string_ref() {
+    if value.is_string() {
+        let text = value
+            .as_immutable_string_ref()
+            .expect("is_string said this is a string");
         return Ok(Value::String(text.as_str().to_owned()));
-    }
-    if let Ok(character) = value.as_char() {
-        return Ok(Value::String(character.to_string()));
-    }
-    if value.is_array() {
-        let array = value
-            .as_array_ref()
-            .expect("is_array said this is an array");
-        let mut items = Vec::with_capacity(array.len());
-        for (index, item) in array.iter().enumerate() {
-            path.push(index.to_string());
-            items.push(to_json_at(item, depth + 1, path)?);
-            path.pop();
-        }
-        return Ok(Value::Array(items));
     }
     if value.is_map() {
         let map = value.as_map_ref().expect("is_map said this is a map");
         let mut object = serde_json::Map::new();
         for (key, item) in map.iter() {
-            path.push(key.to_string());
-            let converted = to_json_at(item, depth + 1, path)?;
-            path.pop();
-            object.insert(key.to_string(), converted);
+            let converted = to_json_at(item, depth + 1).map_err(|error| error.within(key))?;
+            object.insert(key.as_str().to_owned(), converted);
         }
         return Ok(Value::Object(object));
     }
+    if value.is_int() {
+        return Ok(Value::from(value.as_int().expect("is_int said this is an integer")));
+    }
+    if value.is_array() {
+        let array = value.as_array_ref().expect("is_array said this is an array");
+        let mut items = Vec::with_capacity(array.len());
+        for (index, item) in array.iter().enumerate() {
+            items.push(to_json_at(item, depth + 1).map_err(|error| error.within(&index.to_string()))?);
+        }
+        return Ok(Value::Array(items));
+    }
+    if value.is_unit() {
+        return Ok(Value::Null);
+    }
+    if value.is_bool() {
+        return Ok(Value::Bool(value.as_bool().expect("is_bool said this is a boolean")));
+    }
+    if value.is_float() {
+        let float = value.as_float().expect("is_float said this is a float");
+        return serde_json::Number::from_f64(float)
+            .map(Value::Number)
+            .ok_or_else(|| ConversionError::NotJson {
+                pointer: String::new(),
+                what: format!("the number {float}"),
+            });
+    }
+    if value.is_char() {
+        return Ok(Value::String(value.as_char().expect("is_char said this is a char").to_string()));
+    }
     Err(ConversionError::NotJson {
-        pointer: pointer_of(path),
+        pointer: String::new(),
         what: format!("a value of type {}", value.type_name()),
     })
 }
 
-fn pointer_of<S: AsRef<str>>(path: &[S]) -> String {
-    let mut pointer = String::new();
-    for segment in path {
-        pointer.push('/');
-        pointer.push_str(&segment.as_ref().replace('~', "~0").replace('/', "~1"));
+impl ConversionError {
+    /// The same error, one level further out: `segment` is prepended to its pointer. Pointers
+    /// are built only on the way out of an error, never on the happy path.
+    fn within(mut self, segment: &str) -> Self {
+        let (Self::TooDeep { pointer } | Self::InexactNumber { pointer, .. } | Self::NotJson { pointer, .. }) =
+            &mut self;
+        let escaped = segment.replace('~', "~0").replace('/', "~1");
+        pointer.insert_str(0, &format!("/{escaped}"));
+        self
     }
-    pointer
 }
 
 /// A script error's position as `line L, column C`, when it has one.

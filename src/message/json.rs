@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// The parsed value and whether it may hold a number that a translator could not hold exactly.
@@ -107,14 +108,17 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let value = access.next_value_seed(self)?;
-            if let Some((key, _)) = map.remove_entry(&key) {
-                return Err(serde::de::Error::custom(format_args!(
-                    "duplicate key {:?}",
-                    truncate(&key, 64)
-                )));
+            match map.entry(key) {
+                Entry::Vacant(entry) => {
+                    entry.insert(access.next_value_seed(self)?);
+                }
+                Entry::Occupied(entry) => {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate key {:?}",
+                        truncate(entry.key(), 64)
+                    )));
+                }
             }
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
