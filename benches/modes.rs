@@ -5,84 +5,22 @@
 //!
 //! Run: `cargo bench --bench modes`. The registry is `benches/registry/`.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
 use contextgate::message::json::parse_strict;
-use contextgate::pipeline::{Delivery, Outcome, Pipeline};
+use contextgate::pipeline::{Outcome, Pipeline};
 use contextgate::registry::{self, ContractId, RouteName};
 use contextgate::scripting;
 use contextgate::stages::translate::{self, Meta};
 use contextgate::stages::{Stage, validate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
+use support::{
+    bench_root, delivery, event_data, ready, registry_with_lookup_base, spawn_customers,
+};
 
-fn bench_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/registry")
-}
-
-/// Polls a future that is expected to be ready at once (no I/O); a cached look-up may still
-/// yield, in which case the runtime finishes it.
-fn ready<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
-    let _inside = runtime.enter();
-    let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => runtime.block_on(future),
-    }
-}
-
-/// Binary-mode delivery of `contract` with the bench event as data, as it comes off AMQP.
-fn delivery(contract: &str, data: &Bytes) -> Delivery {
-    let (name, _) = contract.split_once('@').unwrap();
-    let event_type = name.replace('/', ".");
-    Delivery {
-        content_type: Some("application/json".into()),
-        headers: vec![
-            ("cloudEvents_specversion".into(), "1.0".into()),
-            ("cloudEvents_id".into(), "0f8fad5b-d9cb-469f-a165-70867728950e".into()),
-            ("cloudEvents_source".into(), "/shop".into()),
-            ("cloudEvents_type".into(), event_type),
-            ("cloudEvents_dataschema".into(), format!("contextgate:{contract}")),
-            ("cloudEvents_time".into(), "2026-11-27T10:15:00Z".into()),
-            (
-                "cloudEvents_traceparent".into(),
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
-            ),
-        ],
-        body: data.clone(),
-    }
-}
-
-/// A copy of the bench registry whose look-up points at `base`.
-fn registry_with_lookup_base(base: &str) -> tempfile::TempDir {
-    let dir = tempfile::TempDir::new().unwrap();
-    copy_dir(&bench_root(), dir.path());
-    let path = dir.path().join("contextgate.toml");
-    let config = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("http://127.0.0.1/", base);
-    std::fs::write(path, config).unwrap();
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+mod support;
 
 fn modes(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,25 +29,19 @@ fn modes(c: &mut Criterion) {
         .build()
         .unwrap();
     // The customers service the enrich route looks up (answers are cached after the first).
-    let base = runtime.block_on(async {
-        let app = axum::Router::new().route(
-            "/customers/{id}",
-            axum::routing::get(|| async { axum::Json(serde_json::json!({"name": "Ada Lovelace", "tier": "gold"})) }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        base
-    });
+    let base = spawn_customers(&runtime);
     let dir = registry_with_lookup_base(&base);
     let registry = Arc::new(registry::load(dir.path()).expect("the bench registry loads"));
     let pipeline = Pipeline::new(registry.clone());
-    let data = Bytes::from(serde_json::to_vec(&serde_json::from_str::<Value>(
-        &std::fs::read_to_string(bench_root().join("event.json")).unwrap(),
-    ).unwrap()).unwrap());
+    let data = event_data();
     println!("event data: {} bytes", data.len());
 
-    let route = |name: &str| registry.route(&RouteName::parse(name).unwrap()).unwrap().clone();
+    let route = |name: &str| {
+        registry
+            .route(&RouteName::parse(name).unwrap())
+            .unwrap()
+            .clone()
+    };
     let placed = delivery("shop/OrderPlaced@1", &data);
     let recorded = delivery("shop/OrderRecorded@1", &data);
 
@@ -122,10 +54,16 @@ fn modes(c: &mut Criterion) {
     ] {
         // Sanity: each mode forwards.
         let verdict = ready(&runtime, pipeline.process_on(&route, delivery, 1));
-        assert!(matches!(verdict.outcome, Outcome::Forward { .. }), "{name}: {verdict:?}");
+        assert!(
+            matches!(verdict.outcome, Outcome::Forward { .. }),
+            "{name}: {verdict:?}"
+        );
         group.bench_function(name, |b| {
             b.iter(|| {
-                let verdict = ready(&runtime, pipeline.process_on(&route, black_box(delivery), 1));
+                let verdict = ready(
+                    &runtime,
+                    pipeline.process_on(&route, black_box(delivery), 1),
+                );
                 // What a transport does next: the output bytes.
                 if let Outcome::Forward { messages } = &verdict.outcome {
                     black_box(messages[0].data.len());
@@ -147,7 +85,8 @@ fn modes(c: &mut Criterion) {
     let input_validator = jsonschema::validator_for(&input_schema).unwrap();
     let output_validator = jsonschema::validator_for(&output_schema).unwrap();
     let engine = rhai::Engine::new();
-    let script = std::fs::read_to_string(bench_root().join("translators/warehouse/pick_list.rhai")).unwrap();
+    let script =
+        std::fs::read_to_string(bench_root().join("translators/warehouse/pick_list.rhai")).unwrap();
     let ast = engine.compile(&script).unwrap();
     let naive = |bytes: &[u8]| -> Vec<u8> {
         let value: Value = serde_json::from_slice(bytes).unwrap();
@@ -160,11 +99,16 @@ fn modes(c: &mut Criterion) {
         assert!(output_validator.is_valid(&output));
         serde_json::to_vec(&output).unwrap()
     };
-    group.bench_function("naive reference (anti-corruption)", |b| b.iter(|| naive(black_box(&data))));
+    group.bench_function("naive reference (anti-corruption)", |b| {
+        b.iter(|| naive(black_box(&data)))
+    });
     group.finish();
 
     // The stages one by one, on the anti-corruption route.
-    let contract = registry.contract_version(&ContractId::parse("shop/OrderPlaced@1").unwrap()).unwrap().clone();
+    let contract = registry
+        .contract_version(&ContractId::parse("shop/OrderPlaced@1").unwrap())
+        .unwrap()
+        .clone();
     let translator = route("shop-to-warehouse").translator.clone().unwrap();
     let value: Value = serde_json::from_slice(&data).unwrap();
     let dynamic = scripting::to_dynamic(&value).unwrap();
@@ -180,20 +124,41 @@ fn modes(c: &mut Criterion) {
             )
         })
     });
-    group.bench_function("serde_json::from_slice", |b| b.iter(|| serde_json::from_slice::<Value>(black_box(&data)).unwrap()));
-    group.bench_function("parse_strict", |b| b.iter(|| parse_strict(black_box(&data)).unwrap()));
-    group.bench_function("validate in", |b| b.iter(|| validate::against(&contract, black_box(&value), Stage::ValidateIn)));
-    group.bench_function("rhai::serde::to_dynamic", |b| b.iter(|| rhai::serde::to_dynamic(black_box(&value)).unwrap()));
-    group.bench_function("scripting::to_dynamic", |b| b.iter(|| scripting::to_dynamic(black_box(&value)).unwrap()));
+    group.bench_function("serde_json::from_slice", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(black_box(&data)).unwrap())
+    });
+    group.bench_function("parse_strict", |b| {
+        b.iter(|| parse_strict(black_box(&data)).unwrap())
+    });
+    group.bench_function("validate in", |b| {
+        b.iter(|| validate::against(&contract, black_box(&value), Stage::ValidateIn))
+    });
+    group.bench_function("rhai::serde::to_dynamic", |b| {
+        b.iter(|| rhai::serde::to_dynamic(black_box(&value)).unwrap())
+    });
+    group.bench_function("scripting::to_dynamic", |b| {
+        b.iter(|| scripting::to_dynamic(black_box(&value)).unwrap())
+    });
     group.bench_function("call translate (default engine)", |b| {
-        b.iter(|| engine.call_fn::<rhai::Dynamic>(&mut rhai::Scope::new(), &ast, "translate", (dynamic.clone(),)).unwrap())
+        b.iter(|| {
+            engine
+                .call_fn::<rhai::Dynamic>(
+                    &mut rhai::Scope::new(),
+                    &ast,
+                    "translate",
+                    (dynamic.clone(),),
+                )
+                .unwrap()
+        })
     });
     group.bench_function("call translate (sandboxed engine)", |b| {
         b.iter(|| {
             scripting::with_deadline(|| {
                 scripting::engine()
                     .call_fn_with_options::<rhai::Dynamic>(
-                        rhai::CallFnOptions::new().eval_ast(false).rewind_scope(false),
+                        rhai::CallFnOptions::new()
+                            .eval_ast(false)
+                            .rewind_scope(false),
                         &mut rhai::Scope::new(),
                         &translator.ast,
                         "translate",
@@ -206,14 +171,24 @@ fn modes(c: &mut Criterion) {
     group.bench_function("rhai::serde::from_dynamic", |b| {
         b.iter(|| rhai::serde::from_dynamic::<Value>(black_box(&output_dynamic)).unwrap())
     });
-    group.bench_function("scripting::to_json", |b| b.iter(|| scripting::to_json(black_box(&output_dynamic)).unwrap()));
+    group.bench_function("scripting::to_json", |b| {
+        b.iter(|| scripting::to_json(black_box(&output_dynamic)).unwrap())
+    });
     group.bench_function("translate::run (convert + call + convert)", |b| {
         b.iter(|| translate::run(&translator, black_box(&value), &Meta::default()).unwrap())
     });
     group.bench_function("validate out", |b| {
-        b.iter(|| validate::against(&translator.output, black_box(&outputs[0]), Stage::ValidateOut))
+        b.iter(|| {
+            validate::against(
+                &translator.output,
+                black_box(&outputs[0]),
+                Stage::ValidateOut,
+            )
+        })
     });
-    group.bench_function("serde_json::to_vec", |b| b.iter(|| serde_json::to_vec(black_box(&outputs[0])).unwrap()));
+    group.bench_function("serde_json::to_vec", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&outputs[0])).unwrap())
+    });
     group.finish();
 }
 

@@ -15,13 +15,13 @@
 //! - [`cli`]: `contextgate check` and `contextgate translate`.
 //! - [`telemetry`]: tracing set-up.
 
-pub mod registry;
 pub mod message;
+pub mod registry;
 pub mod scripting;
 //
-pub mod stages;
 pub mod modes;
 pub mod pipeline;
+pub mod stages;
 //
 pub mod cli;
 pub mod telemetry;

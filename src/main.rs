@@ -10,11 +10,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { EXIT_COULD_NOT_RUN } else { 0 });
+            return ExitCode::from(if error.use_stderr() {
+                EXIT_COULD_NOT_RUN
+            } else {
+                0
+            });
         }
     };
     contextgate::telemetry::init("warn");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("contextgate: cannot start the runtime: {error}");

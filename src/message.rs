@@ -61,8 +61,9 @@ impl Message {
             .expect("attributes serialize as a JSON object");
         object.insert("specversion".into(), "1.0".into());
         object.insert("datacontenttype".into(), "application/json".into());
-        let data = serde_json::from_slice(&self.data)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&self.data).into()));
+        let data = serde_json::from_slice(&self.data).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&self.data).into())
+        });
         object.insert("data".into(), data);
         event
     }
@@ -74,7 +75,11 @@ pub fn output_id(input: &Attributes, route: &RouteName, index: usize) -> String 
     // A fixed namespace for contextgate output ids (UUIDv5 over source, id, route, index).
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1e_3e0a_9d5b_4c5e_8a47_2f3b_6c1d_0e42);
     let mut name = Vec::with_capacity(input.source.len() + input.id.len() + 64);
-    for part in [input.source.as_bytes(), input.id.as_bytes(), route.as_str().as_bytes()] {
+    for part in [
+        input.source.as_bytes(),
+        input.id.as_bytes(),
+        route.as_str().as_bytes(),
+    ] {
         // Length-prefixed, so that no two different triples give the same name.
         name.extend_from_slice(&(part.len() as u64).to_be_bytes());
         name.extend_from_slice(part);

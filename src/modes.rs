@@ -40,7 +40,11 @@ impl Shared {
 }
 
 /// Runs one route on one input: the messages to forward (none for a drop by the translator).
-pub async fn run(route: &Route, input: &Input, shared: &mut Shared) -> Result<Vec<Message>, Failure> {
+pub async fn run(
+    route: &Route,
+    input: &Input,
+    shared: &mut Shared,
+) -> Result<Vec<Message>, Failure> {
     match route.mode {
         Mode::Conformist => conformist::run(route, input),
         Mode::OpenHost => open_host::run(route, input, shared),
@@ -57,14 +61,25 @@ fn accepted<'a>(route: &'a Route, input: &Input) -> &'a ContractVersion {
 }
 
 /// The translator on the input (already validated), with the input's numbers checked first.
-fn translate_input(translator: &Translator, input: &Input, meta: impl FnOnce() -> Meta) -> Result<Vec<Value>, Failure> {
+fn translate_input(
+    translator: &Translator,
+    input: &Input,
+    meta: impl FnOnce() -> Meta,
+) -> Result<Vec<Value>, Failure> {
     translate::check_numbers(&input.message.data, input.has_wide_numbers)?;
-    let meta = if translator.takes_meta { meta() } else { Meta::default() };
+    let meta = if translator.takes_meta {
+        meta()
+    } else {
+        Meta::default()
+    };
     translate::run(translator, &input.data, &meta)
 }
 
 /// Validate-out each output and serialize it.
-fn validate_outputs(contract: &ContractVersion, outputs: Vec<Value>) -> Result<Vec<Bytes>, Failure> {
+fn validate_outputs(
+    contract: &ContractVersion,
+    outputs: Vec<Value>,
+) -> Result<Vec<Bytes>, Failure> {
     outputs
         .into_iter()
         .map(|output| {

@@ -113,7 +113,10 @@ impl Pipeline {
                 None => Err(Failure::one(
                     Stage::Decode,
                     Reason::Unroutable,
-                    Problem::new(format!("route {} does not accept {}", route.name, input.contract)),
+                    Problem::new(format!(
+                        "route {} does not accept {}",
+                        route.name, input.contract
+                    )),
                 )),
             });
         let outcome = match input {
@@ -132,7 +135,10 @@ impl Pipeline {
     fn decode(&self, delivery: &Delivery) -> Result<Message, Failure> {
         receive::decode(
             delivery.content_type.as_deref(),
-            delivery.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())),
+            delivery
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
             delivery.body.clone(),
         )
     }
@@ -146,7 +152,10 @@ fn unrouted(failure: Failure) -> Verdict {
     }
 }
 
-fn serialize_duration<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_duration<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*duration).to_string())
 }
 

@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub mod names;
 pub mod config;
+pub mod names;
 //
 pub mod contract;
-pub mod translator;
-pub mod route;
 pub mod load;
+pub mod route;
+pub mod translator;
 
 pub use contract::{Compatibility, Contract, ContractVersion, MessageKind, Visibility};
 pub use load::load;

@@ -62,14 +62,18 @@ fn build_engine() -> Engine {
     let mut refused = Module::new();
     refused.set_native_fn("sleep", |_: INT| refuse::<()>("sleep"));
     refused.set_native_fn("sleep", |_: FLOAT| refuse::<()>("sleep"));
-    refused.set_native_fn("parse_json", |_: ImmutableString| refuse::<Dynamic>("parse_json"));
+    refused.set_native_fn("parse_json", |_: ImmutableString| {
+        refuse::<Dynamic>("parse_json")
+    });
     refused.set_native_fn("exit", || refuse::<Dynamic>("exit"));
     refused.set_native_fn("exit", |_: Dynamic| refuse::<Dynamic>("exit"));
     engine.register_global_module(refused.into());
     engine.disable_symbol("eval");
 
     engine.on_print(|text| log_script_line("print", text));
-    engine.on_debug(|text, _source, position| log_script_line("debug", &format!("{position}: {text}")));
+    engine.on_debug(|text, _source, position| {
+        log_script_line("debug", &format!("{position}: {text}"))
+    });
     engine.on_progress(|operations| {
         if operations % DEADLINE_CHECK_EVERY != 0 {
             return None;
@@ -161,7 +165,8 @@ fn to_dynamic_at(value: &Value, depth: usize) -> Result<Dynamic, ConversionError
         Value::Object(object) => {
             let mut map = Map::new();
             for (key, item) in object {
-                let converted = to_dynamic_at(item, depth + 1).map_err(|error| error.within(key))?;
+                let converted =
+                    to_dynamic_at(item, depth + 1).map_err(|error| error.within(key))?;
                 map.insert(key.as_str().into(), converted);
             }
             Dynamic::from_map(map)
@@ -196,13 +201,19 @@ fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, ConversionError> {
         return Ok(Value::Object(object));
     }
     if value.is_int() {
-        return Ok(Value::from(value.as_int().expect("is_int said this is an integer")));
+        return Ok(Value::from(
+            value.as_int().expect("is_int said this is an integer"),
+        ));
     }
     if value.is_array() {
-        let array = value.as_array_ref().expect("is_array said this is an array");
+        let array = value
+            .as_array_ref()
+            .expect("is_array said this is an array");
         let mut items = Vec::with_capacity(array.len());
         for (index, item) in array.iter().enumerate() {
-            items.push(to_json_at(item, depth + 1).map_err(|error| error.within(&index.to_string()))?);
+            items.push(
+                to_json_at(item, depth + 1).map_err(|error| error.within(&index.to_string()))?,
+            );
         }
         return Ok(Value::Array(items));
     }
@@ -210,7 +221,9 @@ fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, ConversionError> {
         return Ok(Value::Null);
     }
     if value.is_bool() {
-        return Ok(Value::Bool(value.as_bool().expect("is_bool said this is a boolean")));
+        return Ok(Value::Bool(
+            value.as_bool().expect("is_bool said this is a boolean"),
+        ));
     }
     if value.is_float() {
         let float = value.as_float().expect("is_float said this is a float");
@@ -222,7 +235,12 @@ fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, ConversionError> {
             });
     }
     if value.is_char() {
-        return Ok(Value::String(value.as_char().expect("is_char said this is a char").to_string()));
+        return Ok(Value::String(
+            value
+                .as_char()
+                .expect("is_char said this is a char")
+                .to_string(),
+        ));
     }
     Err(ConversionError::NotJson {
         pointer: String::new(),
@@ -234,8 +252,9 @@ impl ConversionError {
     /// The same error, one level further out: `segment` is prepended to its pointer. Pointers
     /// are built only on the way out of an error, never on the happy path.
     fn within(mut self, segment: &str) -> Self {
-        let (Self::TooDeep { pointer } | Self::InexactNumber { pointer, .. } | Self::NotJson { pointer, .. }) =
-            &mut self;
+        let (Self::TooDeep { pointer }
+        | Self::InexactNumber { pointer, .. }
+        | Self::NotJson { pointer, .. }) = &mut self;
         let escaped = segment.replace('~', "~0").replace('/', "~1");
         pointer.insert_str(0, &format!("/{escaped}"));
         self
@@ -293,7 +312,10 @@ mod tests {
                     map.insert("x".into(), deep);
                     deep = Dynamic::from_map(map);
                 }
-                assert!(matches!(to_json(&deep), Err(ConversionError::TooDeep { .. })));
+                assert!(matches!(
+                    to_json(&deep),
+                    Err(ConversionError::TooDeep { .. })
+                ));
             })
             .unwrap()
             .join()
@@ -303,9 +325,15 @@ mod tests {
     #[test]
     fn non_json_values_are_refused() {
         let value = run("|x| x + 1").unwrap();
-        assert!(matches!(to_json(&value), Err(ConversionError::NotJson { .. })));
+        assert!(matches!(
+            to_json(&value),
+            Err(ConversionError::NotJson { .. })
+        ));
         let value = run("0.0 / 0.0").unwrap();
-        assert!(matches!(to_json(&value), Err(ConversionError::NotJson { .. })));
+        assert!(matches!(
+            to_json(&value),
+            Err(ConversionError::NotJson { .. })
+        ));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use serde::Serialize;
 pub mod receive;
 pub mod validate;
 //
-pub mod translate;
 pub mod lookup;
+pub mod translate;
 
 /// Where in the flow a message failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

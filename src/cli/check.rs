@@ -18,14 +18,20 @@ pub fn run(root: &Path, format: Format) -> u8 {
             EXIT_OK,
             match format {
                 Format::Text => format!("ok: {}\n", registry.summary()),
-                Format::Json => format!("{}\n", json!({"ok": true, "summary": registry.summary(), "problems": []})),
+                Format::Json => format!(
+                    "{}\n",
+                    json!({"ok": true, "summary": registry.summary(), "problems": []})
+                ),
             },
         ),
         Err(RegistryError::Problems(problems)) => (
             EXIT_PROBLEMS,
             match format {
                 Format::Text => {
-                    let mut text: String = problems.iter().map(|problem| format!("{problem}\n")).collect();
+                    let mut text: String = problems
+                        .iter()
+                        .map(|problem| format!("{problem}\n"))
+                        .collect();
                     text.push_str(&format!("{} problem(s) found\n", problems.len()));
                     text
                 }

@@ -19,7 +19,10 @@ pub async fn run(root: &Path, route: &str, file: Option<&Path>) -> anyhow::Resul
             for problem in &problems {
                 eprintln!("{problem}");
             }
-            eprintln!("contextgate translate: the registry has {} problem(s); run contextgate check", problems.len());
+            eprintln!(
+                "contextgate translate: the registry has {} problem(s); run contextgate check",
+                problems.len()
+            );
             return Ok(EXIT_COULD_NOT_RUN);
         }
         Err(error) => {
@@ -46,8 +49,13 @@ pub async fn run(root: &Path, route: &str, file: Option<&Path>) -> anyhow::Resul
             .context("cannot read standard input")?,
     };
     let pipeline = Pipeline::new(std::sync::Arc::new(registry));
-    let verdict = pipeline.process_on(&route, &Delivery::structured(body), 1).await;
-    println!("{}", serde_json::to_string_pretty(&verdict).expect("verdicts serialize"));
+    let verdict = pipeline
+        .process_on(&route, &Delivery::structured(body), 1)
+        .await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&verdict).expect("verdicts serialize")
+    );
     Ok(match verdict.outcome {
         Outcome::Forward { .. } | Outcome::Drop { .. } => EXIT_OK,
         Outcome::Retry { .. } | Outcome::DeadLetter { .. } => EXIT_PROBLEMS,

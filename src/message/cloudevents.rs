@@ -221,14 +221,16 @@ fn check_data_content_type(content_type: Option<&str>) -> Result<(), DecodeError
     };
     let media = media_type(content_type);
     let json = media == "application/json" || media == "text/json" || media.ends_with("+json");
-    let charset_ok = content_type.split(';').skip(1).all(|parameter| {
-        match parameter.trim().split_once('=') {
-            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-                value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-            }
-            _ => true,
-        }
-    });
+    let charset_ok =
+        content_type
+            .split(';')
+            .skip(1)
+            .all(|parameter| match parameter.trim().split_once('=') {
+                Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                    value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                }
+                _ => true,
+            });
     if json && charset_ok && media != STRUCTURED_CONTENT_TYPE {
         Ok(())
     } else {
@@ -259,7 +261,11 @@ fn attributes_from(mut raw: BTreeMap<String, String>) -> Result<Attributes, Deco
                 truncate(other, 20)
             )));
         }
-        None => return Err(DecodeError::envelope("the specversion attribute is missing")),
+        None => {
+            return Err(DecodeError::envelope(
+                "the specversion attribute is missing",
+            ));
+        }
     }
     for (name, value) in &raw {
         let valid_name = !name.is_empty()
@@ -331,7 +337,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut data = None;
         while let Some(key) = access.next_key::<String>()? {
             let duplicate = if key == "data" {
-                data.replace(access.next_value::<&'de RawValue>()?).is_some()
+                data.replace(access.next_value::<&'de RawValue>()?)
+                    .is_some()
             } else {
                 let value = access.next_value_seed(StrictSeed)?;
                 let duplicate = fields.iter().any(|(name, _)| *name == key);
@@ -396,13 +403,15 @@ mod tests {
     fn every_binary_prefix_is_accepted_and_output_uses_cloud_events_underscore() {
         let message = structured(EVENT).unwrap();
         let headers = binary_headers(&message.attributes);
-        assert!(headers.iter().all(|(name, _)| name.starts_with("cloudEvents_")));
+        assert!(
+            headers
+                .iter()
+                .all(|(name, _)| name.starts_with("cloudEvents_"))
+        );
         for prefix in HEADER_PREFIXES {
             let renamed: Vec<(String, String)> = headers
                 .iter()
-                .map(|(name, value)| {
-                    (name.replacen("cloudEvents_", prefix, 1), value.clone())
-                })
+                .map(|(name, value)| (name.replacen("cloudEvents_", prefix, 1), value.clone()))
                 .collect();
             let decoded = decode(
                 Some("application/json"),
@@ -480,9 +489,12 @@ mod tests {
             ("ce-type", "t"),
             ("ce-dataschema", "d"),
         ];
-        let error =
-            decode_binary(Some("application/octet-stream"), headers, Bytes::from_static(b"{}"))
-                .unwrap_err();
+        let error = decode_binary(
+            Some("application/octet-stream"),
+            headers,
+            Bytes::from_static(b"{}"),
+        )
+        .unwrap_err();
         assert_eq!(error.kind, DecodeErrorKind::UnsupportedEncoding);
         assert!(decode_binary(None, headers, Bytes::from_static(b"{}")).is_ok());
     }

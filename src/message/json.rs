@@ -25,8 +25,15 @@ pub struct Parsed {
 /// Parses `bytes` as one JSON value, refusing duplicate keys anywhere.
 /// Depth is capped by serde_json's recursion limit (128).
 pub fn parse_strict(bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
+    // One UTF-8 check for the whole text, so the parser need not check each string again.
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        <serde_json::Error as serde::de::Error>::custom(format_args!(
+            "invalid UTF-8 at byte {}",
+            error.valid_up_to()
+        ))
+    })?;
     let wide = Cell::new(false);
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = Strict { wide: &wide }.deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(Parsed {
@@ -246,7 +253,10 @@ mod tests {
     fn plain_documents_parse_like_serde_json() {
         let input = br#"{"a":[1,-2,"x",null,true,{"b":2.5}],"c":{}}"#;
         let parsed = parse_strict(input).unwrap();
-        assert_eq!(parsed.value, serde_json::from_slice::<Value>(input).unwrap());
+        assert_eq!(
+            parsed.value,
+            serde_json::from_slice::<Value>(input).unwrap()
+        );
         assert!(parsed.has_wide_numbers, "2.5 is a float");
         assert!(!parse_strict(br#"{"a":1}"#).unwrap().has_wide_numbers);
     }

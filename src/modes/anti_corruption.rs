@@ -4,9 +4,9 @@
 use super::{accepted, check_output_count, emit, translate_input, validate_outputs};
 use crate::message::Message;
 use crate::registry::Route;
-use crate::stages::{Failure, Stage, validate};
 use crate::stages::receive::Input;
 use crate::stages::translate::Meta;
+use crate::stages::{Failure, Stage, validate};
 
 pub fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> {
     let translator = route

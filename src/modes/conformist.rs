@@ -9,5 +9,10 @@ use crate::stages::{Failure, Stage, validate};
 
 pub fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> {
     validate::against(accepted(route, input), &input.data, Stage::ValidateIn)?;
-    Ok(emit(route, input, &input.contract, vec![input.message.data.clone()]))
+    Ok(emit(
+        route,
+        input,
+        &input.contract,
+        vec![input.message.data.clone()],
+    ))
 }

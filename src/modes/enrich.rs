@@ -19,9 +19,9 @@ pub async fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> 
         .as_ref()
         .expect("the loader gives every enrich route an output contract");
     let outputs = match &route.translator {
-        Some(translator) => {
-            translate_input(translator, input, || Meta::from_message(&input.message.attributes, results))?
-        }
+        Some(translator) => translate_input(translator, input, || {
+            Meta::from_message(&input.message.attributes, results)
+        })?,
         None => vec![merge(input, results)?],
     };
     check_output_count(route, outputs.len())?;
@@ -32,8 +32,12 @@ pub async fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> 
 /// The input data with each look-up result under its name.
 fn merge(input: &Input, results: serde_json::Map<String, Value>) -> Result<Value, Failure> {
     // The merged data is re-serialized: its numbers must survive that exactly.
-    translate::check_numbers(&input.message.data, input.has_wide_numbers)
-        .map_err(|failure| Failure { stage: Stage::Enrich, ..failure })?;
+    translate::check_numbers(&input.message.data, input.has_wide_numbers).map_err(|failure| {
+        Failure {
+            stage: Stage::Enrich,
+            ..failure
+        }
+    })?;
     let Value::Object(mut data) = input.data.clone() else {
         return Err(Failure::one(
             Stage::Enrich,
@@ -46,7 +50,12 @@ fn merge(input: &Input, results: serde_json::Map<String, Value>) -> Result<Value
             return Err(Failure::one(
                 Stage::Enrich,
                 Reason::EnrichmentFailed,
-                Problem::at(format!("/{name}"), format!("the data already has a field {name:?}: the look-up result would overwrite it")),
+                Problem::at(
+                    format!("/{name}"),
+                    format!(
+                        "the data already has a field {name:?}: the look-up result would overwrite it"
+                    ),
+                ),
             ));
         }
         data.insert(name, value);

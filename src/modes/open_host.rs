@@ -5,16 +5,19 @@
 use super::{Shared, check_output_count, emit, translate_input, validate_outputs};
 use crate::message::Message;
 use crate::registry::Route;
-use crate::stages::{Failure, Stage, validate};
 use crate::stages::receive::Input;
 use crate::stages::translate::Meta;
+use crate::stages::{Failure, Stage, validate};
 
 pub fn run(route: &Route, input: &Input, shared: &mut Shared) -> Result<Vec<Message>, Failure> {
     let translator = route
         .translator
         .as_ref()
         .expect("the loader refuses open-host routes without a translator");
-    let position = shared.open_host.iter().position(|(id, _)| id == &translator.id);
+    let position = shared
+        .open_host
+        .iter()
+        .position(|(id, _)| id == &translator.id);
     let translated = match position {
         Some(position) => &shared.open_host[position].1,
         None => {

@@ -135,13 +135,16 @@ pub fn external_refs(schema: &Value, base: &url::Url) -> Result<Vec<(String, url
     let mut stack = vec![(schema, 0_usize)];
     while let Some((value, depth)) = stack.pop() {
         if depth > MAX_SCHEMA_DEPTH {
-            return Err(format!("the schema is nested deeper than {MAX_SCHEMA_DEPTH} levels"));
+            return Err(format!(
+                "the schema is nested deeper than {MAX_SCHEMA_DEPTH} levels"
+            ));
         }
         match value {
             Value::Object(object) => {
                 if object.get("$id").is_some_and(Value::is_string) {
                     return Err(
-                        "$id is not allowed: the registry names each contract version itself".into(),
+                        "$id is not allowed: the registry names each contract version itself"
+                            .into(),
                     );
                 }
                 for keyword in ["$ref", "$dynamicRef"] {

@@ -87,7 +87,13 @@ impl Loader {
         let contracts = self.contracts(&contexts);
         let translators = self.translators(&contexts, &contracts);
         let routes = match &config {
-            Some(config) => self.routes(config_source, &config.routes, &contexts, &contracts, &translators),
+            Some(config) => self.routes(
+                config_source,
+                &config.routes,
+                &contexts,
+                &contracts,
+                &translators,
+            ),
             None => Vec::new(),
         };
         for translator in translators.values() {
@@ -161,7 +167,10 @@ impl Loader {
                 let relative = self.relative(&entry);
                 let file_name = file_name(&entry);
                 if !entry.is_dir() {
-                    self.problem(&relative, "unexpected file: contracts/<context>/ holds one folder per contract");
+                    self.problem(
+                        &relative,
+                        "unexpected file: contracts/<context>/ holds one folder per contract",
+                    );
                     continue;
                 }
                 let name = match ContractName::new(context.clone(), &file_name) {
@@ -179,7 +188,12 @@ impl Loader {
 
         let known: BTreeSet<String> = pending
             .iter()
-            .flat_map(|contract| contract.documents.iter().map(|document| contract::schema_uri(&document.id)))
+            .flat_map(|contract| {
+                contract
+                    .documents
+                    .iter()
+                    .map(|document| contract::schema_uri(&document.id))
+            })
             .collect();
         let mut usable: BTreeMap<String, Value> = BTreeMap::new();
         for contract in &mut pending {
@@ -198,7 +212,10 @@ impl Loader {
                             .map(|(reference, _)| reference.clone())
                             .collect();
                         if outside.is_empty() {
-                            usable.insert(contract::schema_uri(&document.id), document.schema.clone());
+                            usable.insert(
+                                contract::schema_uri(&document.id),
+                                document.schema.clone(),
+                            );
                         } else {
                             for reference in outside {
                                 self.problem(
@@ -228,7 +245,10 @@ impl Loader {
         let documents = match documents {
             Ok(documents) => documents,
             Err(error) => {
-                self.problem("contracts", format!("cannot index the contract schemas: {error}"));
+                self.problem(
+                    "contracts",
+                    format!("cannot index the contract schemas: {error}"),
+                );
                 return BTreeMap::new();
             }
         };
@@ -306,13 +326,20 @@ impl Loader {
             if document.id.version() != expected {
                 self.problem(
                     &document.file,
-                    format!("version {} follows version {}: versions go 1, 2, 3 ... without gaps", document.id.version(), expected - 1),
+                    format!(
+                        "version {} follows version {}: versions go 1, 2, 3 ... without gaps",
+                        document.id.version(),
+                        expected - 1
+                    ),
                 );
                 break;
             }
         }
         if documents.is_empty() {
-            self.problem(self.relative(dir), "the contract has no version: add v1.json");
+            self.problem(
+                self.relative(dir),
+                "the contract has no version: add v1.json",
+            );
         }
         let metadata = metadata?;
         let kind = match metadata.kind.as_str() {
@@ -327,7 +354,10 @@ impl Loader {
             None | Some("published") => Visibility::Published,
             Some("internal") => Visibility::Internal,
             Some(other) => {
-                self.problem(&relative, format!("visibility {other:?} is not published or internal"));
+                self.problem(
+                    &relative,
+                    format!("visibility {other:?} is not published or internal"),
+                );
                 return None;
             }
         };
@@ -339,7 +369,10 @@ impl Loader {
             Some(level) => match Compatibility::parse(level) {
                 Some(level) => level,
                 None => {
-                    self.problem(&relative, format!("compatibility {level:?} is not a known level"));
+                    self.problem(
+                        &relative,
+                        format!("compatibility {level:?} is not a known level"),
+                    );
                     return None;
                 }
             },
@@ -356,13 +389,21 @@ impl Loader {
     }
 
     fn check_examples(&mut self, version: &ContractVersion, contract_dir: &Path) {
-        let examples = contract_dir.join("examples").join(format!("v{}", version.id.version()));
+        let examples = contract_dir
+            .join("examples")
+            .join(format!("v{}", version.id.version()));
         if !examples.is_dir() {
             return;
         }
         for entry in self.sorted_entries(&examples) {
-            if entry.extension().is_none_or(|extension| extension != "json") {
-                self.problem(self.relative(&entry), "unexpected file: examples are .json files");
+            if entry
+                .extension()
+                .is_none_or(|extension| extension != "json")
+            {
+                self.problem(
+                    self.relative(&entry),
+                    "unexpected file: examples are .json files",
+                );
                 continue;
             }
             let Some(example) = self.read_json(&entry, MAX_FILE_BYTES) else {
@@ -371,7 +412,11 @@ impl Loader {
             for error in version.validator.iter_errors(&example).take(20) {
                 self.problem(
                     self.relative(&entry),
-                    format!("example is invalid against {}: {}", version.id, describe(&error)),
+                    format!(
+                        "example is invalid against {}: {}",
+                        version.id,
+                        describe(&error)
+                    ),
                 );
             }
         }
@@ -419,7 +464,8 @@ impl Loader {
                         continue;
                     }
                 };
-                if let Some(translator) = self.read_translator(id.clone(), &dir, &files, contracts) {
+                if let Some(translator) = self.read_translator(id.clone(), &dir, &files, contracts)
+                {
                     translators.insert(id, Arc::new(translator));
                 }
             }
@@ -441,49 +487,67 @@ impl Loader {
         let cases_path = dir.join(format!("{stem}.cases.json"));
 
         let source = self.read_text(&script_path, MAX_FILE_BYTES);
-        let compiled = source.as_ref().and_then(|source| {
-            match crate::scripting::engine().compile(source) {
-                Ok(ast) => match translator::entry_point(&ast) {
-                    Ok(takes_meta) => Some((ast, takes_meta)),
-                    Err(message) => {
-                        self.problem(&script_file, message);
+        let compiled =
+            source
+                .as_ref()
+                .and_then(|source| match crate::scripting::engine().compile(source) {
+                    Ok(ast) => match translator::entry_point(&ast) {
+                        Ok(takes_meta) => Some((ast, takes_meta)),
+                        Err(message) => {
+                            self.problem(&script_file, message);
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        let position = error.position();
+                        self.problems.push(
+                            RegistryProblem::new(
+                                &script_file,
+                                format!("script does not compile: {}", error.err_type()),
+                            )
+                            .at(position.line(), position.position()),
+                        );
                         None
                     }
-                },
-                Err(error) => {
-                    let position = error.position();
-                    self.problems.push(
-                        RegistryProblem::new(&script_file, format!("script does not compile: {}", error.err_type()))
-                            .at(position.line(), position.position()),
-                    );
-                    None
-                }
-            }
-        });
+                });
 
         let declaration: Option<TranslatorFile> = if files.contains(".toml") {
             self.read_toml(&declaration_path)
         } else {
-            self.problem(&script_file, format!("no {stem}.toml beside the script declaring its input and output contracts"));
+            self.problem(
+                &script_file,
+                format!(
+                    "no {stem}.toml beside the script declaring its input and output contracts"
+                ),
+            );
             None
         };
         let cases = if files.contains(".cases.json") {
             self.read_cases(&cases_path)
         } else {
-            self.problem(&script_file, format!("no {stem}.cases.json beside the script: every translator has test cases"));
+            self.problem(
+                &script_file,
+                format!("no {stem}.cases.json beside the script: every translator has test cases"),
+            );
             Vec::new()
         };
         let declaration = declaration?;
         let declaration_file = self.relative(&declaration_path);
         let mut contract = |field: &str, text: &str| -> Option<Arc<ContractVersion>> {
-            let found = ContractId::parse(text).map_err(|error| error.to_string()).and_then(|id| {
-                contracts
-                    .get(id.name())
-                    .and_then(|contract| contract.version(id.version()))
-                    .cloned()
-                    .ok_or_else(|| format!("{field} names {id}, which the registry does not have"))
-            });
-            found.map_err(|message| self.problem(&declaration_file, message)).ok()
+            let found = ContractId::parse(text)
+                .map_err(|error| error.to_string())
+                .and_then(|id| {
+                    contracts
+                        .get(id.name())
+                        .and_then(|contract| contract.version(id.version()))
+                        .cloned()
+                        .ok_or_else(|| {
+                            format!("{field} names {id}, which the registry does not have")
+                        })
+                });
+            found
+                .map_err(|message| self.problem(&declaration_file, message))
+                .ok()
         };
         let input = contract("input", &declaration.input);
         let output = contract("output", &declaration.output);
@@ -514,7 +578,12 @@ impl Loader {
         };
         let mut cases = Vec::new();
         for file in files {
-            let expect = match (file.expect, file.expect_many, file.expect_drop, file.expect_error) {
+            let expect = match (
+                file.expect,
+                file.expect_many,
+                file.expect_drop,
+                file.expect_error,
+            ) {
                 (Some(one), None, None, None) => Expectation::One(one),
                 (None, Some(many), None, None) => Expectation::Many(many),
                 (None, None, Some(true), None) => Expectation::Drop,
@@ -554,7 +623,13 @@ impl Loader {
                 .map(|error| describe(&error))
                 .collect();
             for error in &invalid {
-                self.problem(&file, format!("{label}: input is invalid against {}: {error}", translator.input.id));
+                self.problem(
+                    &file,
+                    format!(
+                        "{label}: input is invalid against {}: {error}",
+                        translator.input.id
+                    ),
+                );
             }
             if !invalid.is_empty() {
                 continue;
@@ -565,7 +640,12 @@ impl Loader {
                 (Expectation::Error(expected), Err(failure)) => {
                     let text = failure.to_string();
                     if !text.contains(expected.as_str()) {
-                        self.problem(&file, format!("{label}: expected an error containing {expected:?}, got: {text}"));
+                        self.problem(
+                            &file,
+                            format!(
+                                "{label}: expected an error containing {expected:?}, got: {text}"
+                            ),
+                        );
                     }
                     continue;
                 }
@@ -576,25 +656,40 @@ impl Loader {
                 (Expectation::Error(expected), Ok(outputs)) => {
                     self.problem(
                         &file,
-                        format!("{label}: expected an error containing {expected:?}, got {} output(s)", outputs.len()),
+                        format!(
+                            "{label}: expected an error containing {expected:?}, got {} output(s)",
+                            outputs.len()
+                        ),
                     );
                     continue;
                 }
                 (Expectation::Drop, Ok(outputs)) => {
                     if !outputs.is_empty() {
-                        self.problem(&file, format!("{label}: expected a drop, got {} output(s)", outputs.len()));
+                        self.problem(
+                            &file,
+                            format!("{label}: expected a drop, got {} output(s)", outputs.len()),
+                        );
                     }
                     continue;
                 }
                 (Expectation::One(expected), Ok(outputs)) => {
                     if outputs.len() != 1 || &outputs[0] != expected {
-                        self.problem(&file, format!("{label}: {}", difference(std::slice::from_ref(expected), &outputs)));
+                        self.problem(
+                            &file,
+                            format!(
+                                "{label}: {}",
+                                difference(std::slice::from_ref(expected), &outputs)
+                            ),
+                        );
                     }
                     outputs
                 }
                 (Expectation::Many(expected), Ok(outputs)) => {
                     if &outputs != expected {
-                        self.problem(&file, format!("{label}: {}", difference(expected, &outputs)));
+                        self.problem(
+                            &file,
+                            format!("{label}: {}", difference(expected, &outputs)),
+                        );
                     }
                     outputs
                 }
@@ -646,7 +741,11 @@ impl Loader {
         // sender would dead-letter every one of them.
         let mut seen: BTreeMap<(&ContextName, &ContractId), &RouteName> = BTreeMap::new();
         for route in &routes {
-            for version in route.accepts.iter().filter(|version| version.kind == MessageKind::Command) {
+            for version in route
+                .accepts
+                .iter()
+                .filter(|version| version.kind == MessageKind::Command)
+            {
                 if let Some(other) = seen.insert((&route.upstream, &version.id), &route.name) {
                     self.problem(
                         CONFIG_FILE,
@@ -677,7 +776,10 @@ impl Loader {
         for entry in self.sorted_entries(&dir) {
             let relative = self.relative(&entry);
             if !entry.is_dir() {
-                self.problem(&relative, format!("unexpected file: {kind}/ holds one folder per context"));
+                self.problem(
+                    &relative,
+                    format!("unexpected file: {kind}/ holds one folder per context"),
+                );
                 continue;
             }
             match ContextName::parse(&file_name(&entry)) {
@@ -704,7 +806,10 @@ impl Loader {
                 paths
             }
             Err(error) => {
-                self.problem(self.relative(dir), format!("cannot read the folder: {error}"));
+                self.problem(
+                    self.relative(dir),
+                    format!("cannot read the folder: {error}"),
+                );
                 Vec::new()
             }
         }
@@ -718,7 +823,13 @@ impl Loader {
         let relative = self.relative(path);
         match fs::metadata(path) {
             Ok(metadata) if metadata.len() > max => {
-                self.problem(&relative, format!("the file is {} bytes, over the cap of {max}", metadata.len()));
+                self.problem(
+                    &relative,
+                    format!(
+                        "the file is {} bytes, over the cap of {max}",
+                        metadata.len()
+                    ),
+                );
                 return None;
             }
             Ok(_) => {}
@@ -740,7 +851,8 @@ impl Loader {
                 let line = (error.line() > 0).then_some(error.line());
                 let column = (error.column() > 0).then_some(error.column());
                 self.problems.push(
-                    RegistryProblem::new(self.relative(path), format!("invalid JSON: {error}")).at(line, column),
+                    RegistryProblem::new(self.relative(path), format!("invalid JSON: {error}"))
+                        .at(line, column),
                 );
                 None
             }
@@ -752,9 +864,13 @@ impl Loader {
         match toml::from_str(&text) {
             Ok(value) => Some(value),
             Err(error) => {
-                let (line, column) = error.span().map(|span| line_column(&text, span.start)).unzip();
+                let (line, column) = error
+                    .span()
+                    .map(|span| line_column(&text, span.start))
+                    .unzip();
                 self.problems.push(
-                    RegistryProblem::new(self.relative(path), error.message().to_owned()).at(line, column),
+                    RegistryProblem::new(self.relative(path), error.message().to_owned())
+                        .at(line, column),
                 );
                 None
             }
@@ -789,8 +905,9 @@ struct RouteCheck<'a> {
 
 impl RouteCheck<'_> {
     fn problem(&mut self, message: impl AsRef<str>) {
-        let problem = RegistryProblem::new(CONFIG_FILE, format!("{}: {}", self.label, message.as_ref()))
-            .at(Some(self.line), Some(self.column));
+        let problem =
+            RegistryProblem::new(CONFIG_FILE, format!("{}: {}", self.label, message.as_ref()))
+                .at(Some(self.line), Some(self.column));
         self.loader.problems.push(problem);
     }
 
@@ -802,7 +919,9 @@ impl RouteCheck<'_> {
         translators: &BTreeMap<TranslatorId, Arc<Translator>>,
     ) -> Option<Route> {
         let problems_before = self.loader.problems.len();
-        let name = RouteName::parse(file.name.get_ref()).map_err(|e| self.problem(e.to_string())).ok();
+        let name = RouteName::parse(file.name.get_ref())
+            .map_err(|e| self.problem(e.to_string()))
+            .ok();
         let mut context = |field: &str, slug: &str| -> Option<&Context> {
             match ContextName::parse(slug) {
                 Ok(name) => contexts.get(&name).or_else(|| {
@@ -874,7 +993,9 @@ impl RouteCheck<'_> {
         let ordering_key = match file.ordering_key.as_deref() {
             None => None,
             Some("subject") => Some(OrderingKey::Subject),
-            Some(pointer) if pointer.starts_with('/') => Some(OrderingKey::Pointer(pointer.to_owned())),
+            Some(pointer) if pointer.starts_with('/') => {
+                Some(OrderingKey::Pointer(pointer.to_owned()))
+            }
             Some(other) => {
                 self.problem(format!("ordering_key {other:?} must be \"subject\" or a JSON pointer such as \"/order_id\""));
                 None
@@ -882,29 +1003,37 @@ impl RouteCheck<'_> {
         };
         let max_outputs = file.max_outputs.unwrap_or(1);
         if !(1..=MAX_MAX_OUTPUTS).contains(&max_outputs) {
-            self.problem(format!("max_outputs must be between 1 and {MAX_MAX_OUTPUTS}"));
+            self.problem(format!(
+                "max_outputs must be between 1 and {MAX_MAX_OUTPUTS}"
+            ));
         }
         let policy = self.policy(file);
 
-        let (Some(name), Some(upstream), Some(downstream), Some(mode)) = (name, upstream, downstream, mode) else {
+        let (Some(name), Some(upstream), Some(downstream), Some(mode)) =
+            (name, upstream, downstream, mode)
+        else {
             return None;
         };
         let downstream_name = downstream.name.clone();
         let lookups = self.lookups(&name, mode, &file.lookups, downstream);
-        let route = self.shape(Route {
-            name,
-            description: file.description.clone(),
-            upstream,
-            downstream: downstream_name,
-            mode,
-            accepts,
-            translator,
-            output,
-            max_outputs,
-            ordering_key,
-            policy: policy?,
-            lookups,
-        }, file.translator.is_some(), !file.accepts.is_empty());
+        let route = self.shape(
+            Route {
+                name,
+                description: file.description.clone(),
+                upstream,
+                downstream: downstream_name,
+                mode,
+                accepts,
+                translator,
+                output,
+                max_outputs,
+                ordering_key,
+                policy: policy?,
+                lookups,
+            },
+            file.translator.is_some(),
+            !file.accepts.is_empty(),
+        );
         (self.loader.problems.len() == problems_before).then_some(route)
     }
 
@@ -1021,15 +1150,29 @@ impl RouteCheck<'_> {
                     Some(action) => *slot = action,
                     None => {
                         ok = false;
-                        self.problem(format!("on_failure.{field} {value:?} is not dead-letter, drop or retry"));
+                        self.problem(format!(
+                            "on_failure.{field} {value:?} is not dead-letter, drop or retry"
+                        ));
                     }
                 }
             }
         };
-        action("validate-in", &file.on_failure.validate_in, &mut policy.validate_in);
-        action("translate", &file.on_failure.translate, &mut policy.translate);
+        action(
+            "validate-in",
+            &file.on_failure.validate_in,
+            &mut policy.validate_in,
+        );
+        action(
+            "translate",
+            &file.on_failure.translate,
+            &mut policy.translate,
+        );
         action("enrich", &file.on_failure.enrich, &mut policy.enrich);
-        action("validate-out", &file.on_failure.validate_out, &mut policy.validate_out);
+        action(
+            "validate-out",
+            &file.on_failure.validate_out,
+            &mut policy.validate_out,
+        );
         if let Some(retry) = &file.retry {
             if let Some(max_attempts) = retry.max_attempts {
                 if (1..=100).contains(&max_attempts) {
@@ -1040,7 +1183,11 @@ impl RouteCheck<'_> {
                 }
             }
             for (field, value, slot) in [
-                ("initial_backoff", &retry.initial_backoff, &mut policy.initial_backoff),
+                (
+                    "initial_backoff",
+                    &retry.initial_backoff,
+                    &mut policy.initial_backoff,
+                ),
                 ("max_backoff", &retry.max_backoff, &mut policy.max_backoff),
             ] {
                 if let Some(value) = value {
@@ -1056,7 +1203,11 @@ impl RouteCheck<'_> {
 
     fn duration(&mut self, field: &str, value: &str) -> Option<Duration> {
         humantime::parse_duration(value)
-            .map_err(|error| self.problem(format!("{field} {value:?} is not a duration such as \"500ms\" or \"2s\": {error}")))
+            .map_err(|error| {
+                self.problem(format!(
+                    "{field} {value:?} is not a duration such as \"500ms\" or \"2s\": {error}"
+                ))
+            })
             .ok()
     }
 
@@ -1078,7 +1229,10 @@ impl RouteCheck<'_> {
             let label = format!("look-up {:?}", truncate(&file.name, 40));
             let valid_name = !file.name.is_empty()
                 && file.name.len() <= 64
-                && file.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                && file
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid_name {
                 self.problem(format!("{label}: names are ASCII letters, digits and _"));
                 continue;
@@ -1094,14 +1248,21 @@ impl RouteCheck<'_> {
                     continue;
                 }
             };
-            let mut duration = |field: &str, value: &Option<String>, default: Duration| match value {
+            let mut duration = |field: &str, value: &Option<String>, default: Duration| match value
+            {
                 Some(value) => self.duration(field, value),
                 None => Some(default),
             };
             let timeout = duration("timeout", &file.timeout, Duration::from_secs(2));
-            let connect_timeout = duration("connect_timeout", &file.connect_timeout, Duration::from_millis(500));
+            let connect_timeout = duration(
+                "connect_timeout",
+                &file.connect_timeout,
+                Duration::from_millis(500),
+            );
             let cache_ttl = duration("cache_ttl", &file.cache_ttl, Duration::from_secs(60));
-            let (Some(timeout), Some(connect_timeout), Some(cache_ttl)) = (timeout, connect_timeout, cache_ttl) else {
+            let (Some(timeout), Some(connect_timeout), Some(cache_ttl)) =
+                (timeout, connect_timeout, cache_ttl)
+            else {
                 continue;
             };
             let client = reqwest::Client::builder()
@@ -1145,7 +1306,10 @@ impl RouteCheck<'_> {
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |newline| before.len() - newline - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |newline| before.len() - newline - 1)
+        + 1;
     (line, column)
 }
 
@@ -1162,7 +1326,11 @@ fn hex(bytes: &[u8]) -> String {
 /// A validation error as `pointer: message (keyword)`.
 pub fn describe(error: &jsonschema::ValidationError<'_>) -> String {
     let pointer = error.instance_path().to_string();
-    let pointer = if pointer.is_empty() { "(root)".to_owned() } else { pointer };
+    let pointer = if pointer.is_empty() {
+        "(root)".to_owned()
+    } else {
+        pointer
+    };
     format!(
         "{pointer}: {} ({})",
         truncate(&error.to_string(), 300),

@@ -26,12 +26,7 @@ const MAX_SLUG: usize = 32;
 const MAX_CONTRACT_NAME: usize = 64;
 
 /// A slug: lowercase ASCII letter, then lowercase letters, digits and `-`/`_` (as allowed).
-fn check_slug(
-    what: &'static str,
-    input: &str,
-    extra: &[u8],
-    max: usize,
-) -> Result<(), NameError> {
+fn check_slug(what: &'static str, input: &str, extra: &[u8], max: usize) -> Result<(), NameError> {
     if input.is_empty() {
         return Err(NameError::new(what, input, "it is empty"));
     }
@@ -40,7 +35,11 @@ fn check_slug(
     }
     let bytes = input.as_bytes();
     if !bytes[0].is_ascii_lowercase() {
-        return Err(NameError::new(what, input, "it must start with a lowercase letter"));
+        return Err(NameError::new(
+            what,
+            input,
+            "it must start with a lowercase letter",
+        ));
     }
     if !bytes
         .iter()

@@ -306,9 +306,11 @@ mod tests {
 
     #[test]
     fn templates_fill_and_percent_encode_placeholders() {
-        let template =
-            UrlTemplate::parse("http://127.0.0.1:9100/customers/{/customer_id}?v={/v}", &allowed())
-                .unwrap();
+        let template = UrlTemplate::parse(
+            "http://127.0.0.1:9100/customers/{/customer_id}?v={/v}",
+            &allowed(),
+        )
+        .unwrap();
         let url = template
             .fill(&json!({"customer_id": "c 1/../admin?x#", "v": 2}))
             .unwrap();
@@ -345,19 +347,36 @@ mod tests {
         assert_eq!(policy.backoff(3, None), Duration::from_secs(2));
         assert_eq!(policy.backoff(5, None), Duration::from_secs(8));
         assert_eq!(policy.backoff(6, None), Duration::from_secs(10));
-        assert_eq!(policy.backoff(2, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(policy.backoff(2, Some(Duration::from_secs(700))), Duration::from_secs(10));
+        assert_eq!(
+            policy.backoff(2, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            policy.backoff(2, Some(Duration::from_secs(700))),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
     fn ordering_keys_come_from_subject_or_data() {
         let data = json!({"order_id": "o-1", "n": 3});
-        assert_eq!(OrderingKey::Subject.of(Some("s"), &data).as_deref(), Some("s"));
         assert_eq!(
-            OrderingKey::Pointer("/order_id".into()).of(None, &data).as_deref(),
+            OrderingKey::Subject.of(Some("s"), &data).as_deref(),
+            Some("s")
+        );
+        assert_eq!(
+            OrderingKey::Pointer("/order_id".into())
+                .of(None, &data)
+                .as_deref(),
             Some("o-1")
         );
-        assert_eq!(OrderingKey::Pointer("/n".into()).of(None, &data).as_deref(), Some("3"));
-        assert_eq!(OrderingKey::Pointer("/missing".into()).of(None, &data), None);
+        assert_eq!(
+            OrderingKey::Pointer("/n".into()).of(None, &data).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            OrderingKey::Pointer("/missing".into()).of(None, &data),
+            None
+        );
     }
 }

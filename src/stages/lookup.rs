@@ -28,14 +28,20 @@ pub async fn fetch_all(route: &Route, data: &Value) -> Result<Map<String, Value>
 /// One look-up for one message, through the cache.
 pub async fn fetch(lookup: &Lookup, data: &Value) -> Result<Arc<Value>, Failure> {
     let url = lookup.template.fill(data).map_err(|message| {
-        failure(lookup, Reason::EnrichmentFailed, format!("cannot build the URL: {message}"))
+        failure(
+            lookup,
+            Reason::EnrichmentFailed,
+            format!("cannot build the URL: {message}"),
+        )
     })?;
     if lookup.cache_ttl.is_zero() {
         return request(lookup, &url).await.map(Arc::new);
     }
     lookup
         .cache
-        .try_get_with(url.clone(), async { request(lookup, &url).await.map(Arc::new) })
+        .try_get_with(url.clone(), async {
+            request(lookup, &url).await.map(Arc::new)
+        })
         .await
         .map_err(|shared: Arc<Failure>| Failure::clone(&shared))
 }
@@ -49,7 +55,12 @@ async fn request(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
         } else {
             "the request failed".to_owned()
         };
-        failure(lookup, Reason::EnrichmentUnavailable, format!("GET {url}: {what}")).transient(None)
+        failure(
+            lookup,
+            Reason::EnrichmentUnavailable,
+            format!("GET {url}: {what}"),
+        )
+        .transient(None)
     })?;
     let status = response.status();
     if status.as_u16() == 429 || status.is_server_error() {
@@ -67,7 +78,11 @@ async fn request(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
         .transient(retry_after));
     }
     if !status.is_success() {
-        return Err(failure(lookup, Reason::EnrichmentFailed, format!("GET {url}: answered {status}")));
+        return Err(failure(
+            lookup,
+            Reason::EnrichmentFailed,
+            format!("GET {url}: answered {status}"),
+        ));
     }
     if response
         .content_length()
@@ -79,8 +94,12 @@ async fn request(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
     let mut body = Vec::new();
     loop {
         let chunk = response.chunk().await.map_err(|_| {
-            failure(lookup, Reason::EnrichmentUnavailable, format!("GET {url}: the body was cut off"))
-                .transient(None)
+            failure(
+                lookup,
+                Reason::EnrichmentUnavailable,
+                format!("GET {url}: the body was cut off"),
+            )
+            .transient(None)
         })?;
         let Some(chunk) = chunk else { break };
         if body.len() + chunk.len() > lookup.max_bytes {
@@ -88,20 +107,28 @@ async fn request(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
         }
         body.extend_from_slice(&chunk);
     }
-    parse_strict(&body).map(|parsed| parsed.value).map_err(|error| {
-        failure(
-            lookup,
-            Reason::EnrichmentFailed,
-            format!("GET {url}: the answer is not JSON: {}", truncate(&error.to_string(), 200)),
-        )
-    })
+    parse_strict(&body)
+        .map(|parsed| parsed.value)
+        .map_err(|error| {
+            failure(
+                lookup,
+                Reason::EnrichmentFailed,
+                format!(
+                    "GET {url}: the answer is not JSON: {}",
+                    truncate(&error.to_string(), 200)
+                ),
+            )
+        })
 }
 
 fn too_large(lookup: &Lookup, url: &str) -> Failure {
     failure(
         lookup,
         Reason::EnrichmentFailed,
-        format!("GET {url}: the answer is larger than {} bytes", lookup.max_bytes),
+        format!(
+            "GET {url}: the answer is larger than {} bytes",
+            lookup.max_bytes
+        ),
     )
 }
 

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Failure, Problem, Reason, Stage};
+use crate::message::Message;
 use crate::message::cloudevents::{self, DecodeError, DecodeErrorKind};
 use crate::message::json::parse_strict;
-use crate::message::Message;
 use crate::registry::{ContextName, ContractId, MessageKind, Registry, Route};
 
 /// A message that passed decoding: its contract is known and its data parsed.
@@ -47,12 +47,15 @@ pub fn accept(
 /// Checks the contract a message claims (known version, matching type, an event only from its
 /// owner) and parses its data strictly.
 pub fn check(registry: &Registry, from: &ContextName, message: Message) -> Result<Input, Failure> {
-    let unknown = |text: String| Failure::one(Stage::Decode, Reason::UnknownContract, Problem::new(text));
+    let unknown =
+        |text: String| Failure::one(Stage::Decode, Reason::UnknownContract, Problem::new(text));
     let contract = ContractId::from_dataschema(&message.attributes.dataschema)
         .map_err(|error| unknown(error.to_string()))?;
-    let version = registry
-        .contract_version(&contract)
-        .ok_or_else(|| unknown(format!("dataschema names {contract}, which the registry does not have")))?;
+    let version = registry.contract_version(&contract).ok_or_else(|| {
+        unknown(format!(
+            "dataschema names {contract}, which the registry does not have"
+        ))
+    })?;
     let expected_type = contract.name().event_type();
     if message.attributes.event_type != expected_type {
         return Err(unknown(format!(
@@ -82,7 +85,11 @@ pub fn check(registry: &Registry, from: &ContextName, message: Message) -> Resul
 
 /// The routes an input goes to: every route from `from` that accepts it, and for a command
 /// exactly one.
-pub fn routes_for(registry: &Registry, from: &ContextName, input: &Input) -> Result<Vec<Arc<Route>>, Failure> {
+pub fn routes_for(
+    registry: &Registry,
+    from: &ContextName,
+    input: &Input,
+) -> Result<Vec<Arc<Route>>, Failure> {
     let contract = &input.contract;
     let routes: Vec<Arc<Route>> = registry
         .routes
@@ -101,7 +108,11 @@ pub fn routes_for(registry: &Registry, from: &ContextName, input: &Input) -> Res
                 names.join(", ")
             )
         };
-        return Err(Failure::one(Stage::Decode, Reason::Unroutable, Problem::new(problem)));
+        return Err(Failure::one(
+            Stage::Decode,
+            Reason::Unroutable,
+            Problem::new(problem),
+        ));
     }
     Ok(routes)
 }

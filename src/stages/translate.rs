@@ -34,7 +34,8 @@ impl Meta {
     /// A test case's `meta`, with `lookups` defaulting to an empty map.
     pub fn from_case(case: &Map<String, Value>) -> Self {
         let mut map = case.clone();
-        map.entry("lookups").or_insert_with(|| Value::Object(Map::new()));
+        map.entry("lookups")
+            .or_insert_with(|| Value::Object(Map::new()));
         Self(map)
     }
 }
@@ -69,16 +70,31 @@ pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Vec<Val
             if translator.takes_meta {
                 let meta = scripting::to_dynamic(&Value::Object(meta.0.clone()))
                     .map_err(|error| Box::new(EvalAltResult::from(error.to_string())))?;
-                engine.call_fn_with_options::<Dynamic>(options, &mut scope, &translator.ast, ENTRY_POINT, (input, meta))
+                engine.call_fn_with_options::<Dynamic>(
+                    options,
+                    &mut scope,
+                    &translator.ast,
+                    ENTRY_POINT,
+                    (input, meta),
+                )
             } else {
-                engine.call_fn_with_options::<Dynamic>(options, &mut scope, &translator.ast, ENTRY_POINT, (input,))
+                engine.call_fn_with_options::<Dynamic>(
+                    options,
+                    &mut scope,
+                    &translator.ast,
+                    ENTRY_POINT,
+                    (input,),
+                )
             }
         })
     };
     // Rhai treats every panic as a bug; one must still not take the gateway down.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
-        Err(Box::new(EvalAltResult::from("the script engine failed on this input")))
-    });
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
+            Err(Box::new(EvalAltResult::from(
+                "the script engine failed on this input",
+            )))
+        });
     let returned = result.map_err(|error| script_failure(&error))?;
     outputs(&returned)
 }
@@ -98,14 +114,21 @@ fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
         )
     };
     if returned.is_map() {
-        return Ok(vec![scripting::to_json(returned).map_err(conversion_failure)?]);
+        return Ok(vec![
+            scripting::to_json(returned).map_err(conversion_failure)?,
+        ]);
     }
     if returned.is_array() {
-        let values = returned.as_array_ref().expect("is_array said this is an array");
+        let values = returned
+            .as_array_ref()
+            .expect("is_array said this is an array");
         let mut outputs = Vec::with_capacity(values.len());
         for value in values.iter() {
             if !value.is_map() {
-                return Err(not_a_message(&format!("an array holding a {}", value.type_name())));
+                return Err(not_a_message(&format!(
+                    "an array holding a {}",
+                    value.type_name()
+                )));
             }
             outputs.push(scripting::to_json(value).map_err(conversion_failure)?);
         }

@@ -22,18 +22,18 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn check_passes_on_the_shipped_registry() {
     let output = contextgate(&["check", "--registry", repo().to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
-    assert!(text(&output.stdout).starts_with("ok: 5 contexts"), "{}", text(&output.stdout));
-}
-
-#[test]
-fn check_defaults_to_the_current_folder() {
-    let output = Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .arg("check")
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).starts_with("ok: 5 contexts"),
+        "{}",
+        text(&output.stdout)
+    );
 }
 
 /// Breaks the shipped registry in one way per kind of problem `check` must find.
@@ -47,27 +47,67 @@ fn broken_registry() -> tempfile::TempDir {
         std::fs::write(path, contents.replacen(from, to, 1)).unwrap();
     };
     // an invalid schema
-    write(root, "contracts/payments/PaymentCaptured/v2.json", r#"{"type": "objekt"}"#);
+    write(
+        root,
+        "contracts/payments/PaymentCaptured/v2.json",
+        r#"{"type": "objekt"}"#,
+    );
     // an unresolved $ref
-    write(root, "contracts/payments/AuthorizePayment/v2.json", r#"{"$ref": "../Nope/v1.json"}"#);
+    write(
+        root,
+        "contracts/payments/AuthorizePayment/v2.json",
+        r#"{"$ref": "../Nope/v1.json"}"#,
+    );
     // an example that does not validate
-    write(root, "contracts/orders/OrderPlaced/examples/v1/broken.json", r#"{"order_id": 1}"#);
+    write(
+        root,
+        "contracts/orders/OrderPlaced/examples/v1/broken.json",
+        r#"{"order_id": 1}"#,
+    );
     // a translator that does not compile
-    edit("translators/customers/publish_customer_updated.rhai", "fn translate", "fn translate(data) { let = 1; }\nfn unused");
+    edit(
+        "translators/customers/publish_customer_updated.rhai",
+        "fn translate",
+        "fn translate(data) { let = 1; }\nfn unused",
+    );
     // a case whose output differs
-    edit("translators/notifications/dispatch_email.cases.json", "shipment-dispatched", "shipment-shipped");
+    edit(
+        "translators/notifications/dispatch_email.cases.json",
+        "shipment-dispatched",
+        "shipment-shipped",
+    );
     // a route naming a missing context, a missing contract and a missing translator
-    edit("contextgate.toml", "upstream = \"orders\"", "upstream = \"warehouse\"");
-    edit("contextgate.toml", "payments/PaymentCaptured@1", "payments/PaymentCaptured@7");
-    edit("contextgate.toml", "shipping/prepare_shipments", "shipping/prepare_everything");
+    edit(
+        "contextgate.toml",
+        "upstream = \"orders\"",
+        "upstream = \"warehouse\"",
+    );
+    edit(
+        "contextgate.toml",
+        "payments/PaymentCaptured@1",
+        "payments/PaymentCaptured@7",
+    );
+    edit(
+        "contextgate.toml",
+        "shipping/prepare_shipments",
+        "shipping/prepare_everything",
+    );
     // a translator in the folder of a context that does not own it for its mode
     std::fs::rename(
         root.join("translators/notifications"),
         root.join("translators/shipping-notes"),
     )
     .unwrap();
-    edit("contextgate.toml", "[contexts.shipping]", "[contexts.shipping-notes]\n[contexts.shipping]");
-    edit("contextgate.toml", "notifications/dispatch_email", "shipping-notes/dispatch_email");
+    edit(
+        "contextgate.toml",
+        "[contexts.shipping]",
+        "[contexts.shipping-notes]\n[contexts.shipping]",
+    );
+    edit(
+        "contextgate.toml",
+        "notifications/dispatch_email",
+        "shipping-notes/dispatch_email",
+    );
     dir
 }
 
@@ -88,7 +128,10 @@ fn check_names_every_problem_with_its_file_and_exits_1() {
         "translator shipping/prepare_everything does not exist",
         "translator shipping-notes/dispatch_email belongs to shipping-notes, but an enrich",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     assert!(stdout.contains("problem(s) found"));
 }
@@ -96,13 +139,23 @@ fn check_names_every_problem_with_its_file_and_exits_1() {
 #[test]
 fn check_reports_json_for_machines() {
     let dir = broken_registry();
-    let output = contextgate(&["check", "--registry", dir.path().to_str().unwrap(), "--format", "json"]);
+    let output = contextgate(&[
+        "check",
+        "--registry",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["ok"], false);
     let problems = report["problems"].as_array().unwrap();
     assert!(problems.len() >= 9, "{report:#}");
-    assert!(problems.iter().all(|p| p["file"].is_string() && p["message"].is_string()));
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["file"].is_string() && p["message"].is_string())
+    );
     assert!(problems.iter().any(|p| p["line"].is_number()));
 }
 
@@ -133,7 +186,11 @@ fn translate_dry_runs_one_message_and_prints_the_outcome() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
     let path = dir.path().join("event.json");
-    std::fs::write(&path, event_body("orders/OrderPlaced@2", "e-1", &data.to_string())).unwrap();
+    std::fs::write(
+        &path,
+        event_body("orders/OrderPlaced@2", "e-1", &data.to_string()),
+    )
+    .unwrap();
 
     let output = translate("orders-to-shipping", &path);
 
@@ -151,7 +208,11 @@ fn translate_dry_runs_one_message_and_prints_the_outcome() {
 fn translate_reports_a_dead_letter_with_exit_1() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("event.json");
-    std::fs::write(&path, event_body("orders/OrderPlaced@2", "e-1", r#"{"order_id": 5}"#)).unwrap();
+    std::fs::write(
+        &path,
+        event_body("orders/OrderPlaced@2", "e-1", r#"{"order_id": 5}"#),
+    )
+    .unwrap();
 
     let output = translate("orders-to-shipping", &path);
 
@@ -159,11 +220,56 @@ fn translate_reports_a_dead_letter_with_exit_1() {
     let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(verdict["outcome"], "dead-letter");
     assert_eq!(verdict["failure"]["stage"], "validate-in");
-    assert!(verdict["failure"]["problems"].as_array().unwrap().iter().any(|p| p["pointer"] == "/order_id"));
+    assert!(
+        verdict["failure"]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pointer"] == "/order_id")
+    );
 }
 
 #[test]
 fn translate_with_an_unknown_route_exits_2() {
     let output = translate("nowhere-to-go", Path::new("-"));
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn the_readme_commands_work_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for command in [
+        "cargo run --release -- check",
+        "cargo run --release -- translate --route orders-to-shipping examples/order-placed.json",
+    ] {
+        assert!(
+            readme.contains(command),
+            "README no longer says {command:?}"
+        );
+    }
+    // The same commands on the built binary, from the repository root as the README runs them.
+    let check = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .arg("check")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    let translate = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args([
+            "translate",
+            "--route",
+            "orders-to-shipping",
+            "examples/order-placed.json",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(
+        translate.status.code(),
+        Some(0),
+        "{}",
+        text(&translate.stderr)
+    );
+    let verdict: Value = serde_json::from_slice(&translate.stdout).unwrap();
+    assert_eq!(verdict["outcome"], "forward");
 }

@@ -30,30 +30,51 @@ impl Stub {
 async fn spawn_stub() -> Stub {
     let hits = Arc::new(AtomicUsize::new(0));
     let app = Router::new()
-        .route("/customers/{id}", get(|Path(id): Path<String>| async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            axum::Json(json!({"name": format!("name of {id}"), "tier": "gold"})).into_response()
-        }))
-        .route("/slow/{id}", get(|| async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            "{}"
-        }))
-        .route("/fail/{id}", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
-        .route("/busy/{id}", get(|| async {
-            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "7")], "")
-        }))
+        .route(
+            "/customers/{id}",
+            get(|Path(id): Path<String>| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                axum::Json(json!({"name": format!("name of {id}"), "tier": "gold"})).into_response()
+            }),
+        )
+        .route(
+            "/slow/{id}",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "{}"
+            }),
+        )
+        .route(
+            "/fail/{id}",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/busy/{id}",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "7")],
+                    "",
+                )
+            }),
+        )
         .route("/missing/{id}", get(|| async { StatusCode::NOT_FOUND }))
         .route("/invalid/{id}", get(|| async { "this is not json" }))
-        .route("/big/{id}", get(|| async { format!("\"{}\"", "x".repeat(1024 * 1024)) }))
-        .route("/redirect/{id}", get(|| async {
-            Response::builder()
-                .status(StatusCode::FOUND)
-                .header(header::LOCATION, "/customers/x")
-                .body(axum::body::Body::empty())
-                .unwrap()
-        }))
-        .layer(axum::middleware::from_fn_with_state(hits.clone(), count))
-;
+        .route(
+            "/big/{id}",
+            get(|| async { format!("\"{}\"", "x".repeat(1024 * 1024)) }),
+        )
+        .route(
+            "/redirect/{id}",
+            get(|| async {
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header(header::LOCATION, "/customers/x")
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(hits.clone(), count));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -69,7 +90,8 @@ async fn count(
     next.run(request).await
 }
 
-const SCRIPT: &str = r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#;
+const SCRIPT: &str =
+    r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#;
 
 /// An enrich fixture whose look-up `customer` queries `<base><path>/{/id}`.
 fn enrich_fixture(stub: &Stub, path: &str, extra: &str) -> Fixture {
@@ -99,7 +121,10 @@ async fn the_translator_sees_the_look_up_results() {
     let stub = spawn_stub().await;
     let fixture = enrich_fixture(&stub, "customers", "");
     let verdict = fixture.run(&json!({"id": "c 1", "n": 3})).await;
-    assert_eq!(forwarded(&verdict), vec![json!({"id": "name of c 1", "total": 3})]);
+    assert_eq!(
+        forwarded(&verdict),
+        vec![json!({"id": "name of c 1", "total": 3})]
+    );
 }
 
 #[tokio::test]
@@ -114,7 +139,11 @@ async fn without_a_translator_results_are_merged_under_their_names() {
         ),
     );
     fixture.allow(&stub.base);
-    write(fixture.root(), "contracts/down/Enriched/contract.toml", "kind = \"event\"\n");
+    write(
+        fixture.root(),
+        "contracts/down/Enriched/contract.toml",
+        "kind = \"event\"\n",
+    );
     write(
         fixture.root(),
         "contracts/down/Enriched/v1.json",
@@ -133,14 +162,24 @@ async fn a_refused_connection_is_retried_then_dead_lettered() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
-    let stub = Stub { base, hits: Arc::default() };
+    let stub = Stub {
+        base,
+        hits: Arc::default(),
+    };
     let fixture = enrich_fixture(
         &stub,
         "customers",
         "[routes.on_failure]\nenrich = \"retry\"\n[routes.retry]\nmax_attempts = 3\ninitial_backoff = \"2s\"\n",
     );
     let verdict = fixture.run(&json!({"id": "c-1", "n": 1})).await;
-    let Outcome::Retry { attempt, delay, failure } = &verdict.outcome else { panic!("{verdict:#?}") };
+    let Outcome::Retry {
+        attempt,
+        delay,
+        failure,
+    } = &verdict.outcome
+    else {
+        panic!("{verdict:#?}")
+    };
     assert_eq!((*attempt, *delay), (2, Duration::from_secs(2)));
     assert_eq!(failure.reason, Reason::EnrichmentUnavailable);
 
@@ -148,7 +187,10 @@ async fn a_refused_connection_is_retried_then_dead_lettered() {
     let route = pipeline.registry().routes[0].clone();
     let delivery = event("up/Thing@1", "e-1", &json!({"id": "c-1", "n": 1}));
     let verdict = pipeline.process_on(&route, &delivery, 2).await;
-    assert!(matches!(verdict.outcome, Outcome::Retry { attempt: 3, .. }), "{verdict:#?}");
+    assert!(
+        matches!(verdict.outcome, Outcome::Retry { attempt: 3, .. }),
+        "{verdict:#?}"
+    );
     let verdict = pipeline.process_on(&route, &delivery, 3).await;
     dead_letter(&verdict, Stage::Enrich, Reason::EnrichmentUnavailable);
 }
@@ -160,8 +202,15 @@ async fn a_slow_answer_times_out_quickly_and_is_transient() {
     let fixture = enrich_fixture(&stub, "slow", "");
     let started = Instant::now();
     let verdict = fixture.run(&json!({"id": "c-1", "n": 1})).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-    assert_eq!(failure_of(&verdict), (Stage::Enrich, Reason::EnrichmentUnavailable, true));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        failure_of(&verdict),
+        (Stage::Enrich, Reason::EnrichmentUnavailable, true)
+    );
 }
 
 #[tokio::test]
@@ -170,11 +219,16 @@ async fn server_errors_are_transient_and_retry_after_is_honoured() {
     let stub = spawn_stub().await;
     let fixture = enrich_fixture(&stub, "fail", "");
     let verdict = fixture.run(&json!({"id": "c-1", "n": 1})).await;
-    assert_eq!(failure_of(&verdict), (Stage::Enrich, Reason::EnrichmentUnavailable, true));
+    assert_eq!(
+        failure_of(&verdict),
+        (Stage::Enrich, Reason::EnrichmentUnavailable, true)
+    );
 
     let fixture = enrich_fixture(&stub, "busy", "[routes.on_failure]\nenrich = \"retry\"\n");
     let verdict = fixture.run(&json!({"id": "c-1", "n": 1})).await;
-    let Outcome::Retry { delay, .. } = &verdict.outcome else { panic!("{verdict:#?}") };
+    let Outcome::Retry { delay, .. } = &verdict.outcome else {
+        panic!("{verdict:#?}")
+    };
     assert_eq!(*delay, Duration::from_secs(7));
 }
 
@@ -202,10 +256,21 @@ async fn concurrent_identical_look_ups_make_one_request() {
     let fixture = enrich_fixture(&stub, "customers", "");
     let pipeline = fixture.pipeline();
     let deliveries: Vec<_> = (0..100)
-        .map(|n| event("up/Thing@1", &format!("e-{n}"), &json!({"id": "c-1", "n": n})))
+        .map(|n| {
+            event(
+                "up/Thing@1",
+                &format!("e-{n}"),
+                &json!({"id": "c-1", "n": n}),
+            )
+        })
         .collect();
     let up = context("up");
-    let verdicts = futures_util::future::join_all(deliveries.iter().map(|delivery| pipeline.process(&up, delivery))).await;
+    let verdicts = futures_util::future::join_all(
+        deliveries
+            .iter()
+            .map(|delivery| pipeline.process(&up, delivery)),
+    )
+    .await;
     for verdict in verdicts {
         assert_eq!(forwarded(&only(verdict)).len(), 1);
     }
@@ -219,7 +284,10 @@ async fn errors_are_not_cached() {
     let pipeline = fixture.pipeline();
     for _ in 0..2 {
         pipeline
-            .process(&context("up"), &event("up/Thing@1", "e", &json!({"id": "c-1", "n": 1})))
+            .process(
+                &context("up"),
+                &event("up/Thing@1", "e", &json!({"id": "c-1", "n": 1})),
+            )
             .await;
     }
     assert_eq!(stub.hits(), 2);
@@ -237,7 +305,10 @@ async fn two_routes_never_share_cache_entries() {
     ));
     let verdicts = fixture
         .pipeline()
-        .process(&context("up"), &event("up/Thing@1", "e", &json!({"id": "c-1", "n": 1})))
+        .process(
+            &context("up"),
+            &event("up/Thing@1", "e", &json!({"id": "c-1", "n": 1})),
+        )
         .await;
     assert_eq!(verdicts.len(), 2);
     assert_eq!(stub.hits(), 2);
@@ -249,7 +320,10 @@ async fn answers_are_fetched_again_after_their_ttl() {
     let stub = spawn_stub().await;
     let fixture = enrich_fixture(&stub, "customers", "");
     let path = fixture.root().join("contextgate.toml");
-    let config = std::fs::read_to_string(&path).unwrap().replace("timeout = \"300ms\"", "timeout = \"300ms\"\ncache_ttl = \"300ms\"");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "timeout = \"300ms\"",
+        "timeout = \"300ms\"\ncache_ttl = \"300ms\"",
+    );
     std::fs::write(&path, config).unwrap();
     let pipeline = fixture.pipeline();
     let delivery = event("up/Thing@1", "e", &json!({"id": "c-1", "n": 1}));
@@ -267,5 +341,8 @@ async fn look_ups_outside_the_allow_list_are_refused_at_load() {
     let fixture = enrich_fixture(&stub, "customers", "");
     fixture.allow("http://127.0.0.1:1/");
     let problems = problems(fixture.root());
-    assert!(problems.iter().any(|p| p.contains("lookup_allow")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("lookup_allow")),
+        "{problems:?}"
+    );
 }

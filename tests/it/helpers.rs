@@ -20,7 +20,11 @@ pub(crate) fn shipped_registry_copy() -> TempDir {
     let dir = TempDir::new().unwrap();
     copy_dir(&repo().join("contracts"), &dir.path().join("contracts"));
     copy_dir(&repo().join("translators"), &dir.path().join("translators"));
-    std::fs::copy(repo().join("contextgate.toml"), dir.path().join("contextgate.toml")).unwrap();
+    std::fs::copy(
+        repo().join("contextgate.toml"),
+        dir.path().join("contextgate.toml"),
+    )
+    .unwrap();
     dir
 }
 
@@ -60,7 +64,9 @@ pub(crate) fn pipeline(root: &Path) -> Pipeline {
 pub(crate) fn problems(root: &Path) -> Vec<String> {
     match registry::load(root) {
         Ok(_) => panic!("the registry loaded without problems"),
-        Err(RegistryError::Problems(problems)) => problems.iter().map(ToString::to_string).collect(),
+        Err(RegistryError::Problems(problems)) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
         Err(error) => panic!("{error}"),
     }
 }
@@ -99,7 +105,12 @@ pub(crate) fn only(verdicts: Vec<Verdict>) -> Verdict {
 pub(crate) fn on_route(verdicts: Vec<Verdict>, route: &str) -> Verdict {
     verdicts
         .into_iter()
-        .find(|verdict| verdict.route.as_ref().is_some_and(|name| name.as_str() == route))
+        .find(|verdict| {
+            verdict
+                .route
+                .as_ref()
+                .is_some_and(|name| name.as_str() == route)
+        })
         .unwrap_or_else(|| panic!("no verdict for route {route}"))
 }
 
@@ -108,7 +119,11 @@ pub(crate) fn on_route(verdicts: Vec<Verdict>, route: &str) -> Verdict {
 pub(crate) fn dead_letter(verdict: &Verdict, stage: Stage, reason: Reason) -> Failure {
     match &verdict.outcome {
         Outcome::DeadLetter { failure } => {
-            assert_eq!((failure.stage, failure.reason), (stage, reason), "{failure}");
+            assert_eq!(
+                (failure.stage, failure.reason),
+                (stage, reason),
+                "{failure}"
+            );
             failure.clone()
         }
         other => panic!("expected a dead letter at {stage} ({reason}), got {other:#?}"),
@@ -140,12 +155,20 @@ impl Fixture {
         let dir = TempDir::new().unwrap();
         let root = dir.path();
         let translator_owner = if mode == "open-host" { "up" } else { "down" };
-        let output = if mode == "open-host" { "up/Published@1" } else { "down/Act@1" };
+        let output = if mode == "open-host" {
+            "up/Published@1"
+        } else {
+            "down/Act@1"
+        };
         let translator_line = match script {
             Some(_) => format!("translator = \"{translator_owner}/map\"\n"),
             None => String::new(),
         };
-        let accepts = if mode == "open-host" { "up/Internal@1" } else { "up/Thing@1" };
+        let accepts = if mode == "open-host" {
+            "up/Internal@1"
+        } else {
+            "up/Thing@1"
+        };
         write(
             root,
             "contextgate.toml",
@@ -191,17 +214,29 @@ accepts = ["{accepts}"]
                 &format!("contracts/{contract}/contract.toml"),
                 &format!("kind = \"{kind}\"\nvisibility = \"{visibility}\"\n"),
             );
-            write(root, &format!("contracts/{contract}/v1.json"), &schema.to_string());
+            write(
+                root,
+                &format!("contracts/{contract}/v1.json"),
+                &schema.to_string(),
+            );
         }
         if let Some(script) = script {
             let input = accepts;
-            write(root, &format!("translators/{translator_owner}/map.rhai"), script);
+            write(
+                root,
+                &format!("translators/{translator_owner}/map.rhai"),
+                script,
+            );
             write(
                 root,
                 &format!("translators/{translator_owner}/map.toml"),
                 &format!("input = \"{input}\"\noutput = \"{output}\"\n"),
             );
-            write(root, &format!("translators/{translator_owner}/map.cases.json"), "[]");
+            write(
+                root,
+                &format!("translators/{translator_owner}/map.cases.json"),
+                "[]",
+            );
         }
         Self { dir }
     }
@@ -222,7 +257,11 @@ accepts = ["{accepts}"]
             "up/Thing@1"
         };
         let pipeline = self.pipeline();
-        only(pipeline.process(&context("up"), &event(contract, "e-1", data)).await)
+        only(
+            pipeline
+                .process(&context("up"), &event(contract, "e-1", data))
+                .await,
+        )
     }
 }
 
@@ -231,9 +270,15 @@ impl Fixture {
     pub(crate) fn allow(&self, base: &str) {
         let path = self.root().join("contextgate.toml");
         let config = std::fs::read_to_string(&path).unwrap();
-        let start = config.find("lookup_allow = [").expect("the fixture has a lookup_allow line");
+        let start = config
+            .find("lookup_allow = [")
+            .expect("the fixture has a lookup_allow line");
         let end = start + config[start..].find('\n').unwrap();
-        let config = format!("{}lookup_allow = [{base:?}]{}", &config[..start], &config[end..]);
+        let config = format!(
+            "{}lookup_allow = [{base:?}]{}",
+            &config[..start],
+            &config[end..]
+        );
         std::fs::write(path, config).unwrap();
     }
 

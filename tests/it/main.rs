@@ -3,18 +3,18 @@
 /// Shared set-up: registry copies and fixtures, events, verdict helpers.
 mod helpers;
 
+/// The real binary: `contextgate check` and `contextgate translate`.
+mod cli;
+/// Enrich look-ups against a real HTTP server started by the test (RELIABILITY D1–D7).
+mod enrich;
+/// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
+mod messages;
 /// The four modes end to end through the pipeline, on the shipped registry and on fixtures,
 /// through every failure stage.
 mod modes;
-/// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
-mod messages;
 /// The script sandbox through the pipeline (RELIABILITY C6–C15).
 mod sandbox;
 /// Untrusted schemas at load (RELIABILITY C1–C5).
 mod schemas;
-/// Enrich look-ups against a real HTTP server started by the test (RELIABILITY D1–D7).
-mod enrich;
-/// The real binary: `contextgate check` and `contextgate translate`.
-mod cli;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;

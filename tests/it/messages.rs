@@ -10,7 +10,11 @@ use crate::helpers::*;
 
 async fn decode_failure(body: Vec<u8>, reason: Reason) {
     let pipeline = pipeline(&repo());
-    let verdict = only(pipeline.process(&context("payments"), &Delivery::structured(body)).await);
+    let verdict = only(
+        pipeline
+            .process(&context("payments"), &Delivery::structured(body))
+            .await,
+    );
     assert_eq!(verdict.route, None);
     dead_letter(&verdict, Stage::Decode, reason);
 }
@@ -54,7 +58,8 @@ async fn unknown_contracts_and_mismatched_types_are_refused() {
     let body = event_body("payments/PaymentCaptured@1", "e-1", "{}")
         .replace("payments.PaymentCaptured", "payments.Other");
     decode_failure(body.into_bytes(), Reason::UnknownContract).await;
-    let body = event_body("payments/PaymentCaptured@1", "e-1", "{}").replace("contextgate:", "https://x/");
+    let body =
+        event_body("payments/PaymentCaptured@1", "e-1", "{}").replace("contextgate:", "https://x/");
     decode_failure(body.into_bytes(), Reason::UnknownContract).await;
 }
 
@@ -69,7 +74,10 @@ async fn binary_mode_with_a_wrong_content_type_is_unsupported_encoding() {
             ("ce_id".into(), "1".into()),
             ("ce_source".into(), "/payments".into()),
             ("ce_type".into(), "payments.PaymentCaptured".into()),
-            ("ce_dataschema".into(), "contextgate:payments/PaymentCaptured@1".into()),
+            (
+                "ce_dataschema".into(),
+                "contextgate:payments/PaymentCaptured@1".into(),
+            ),
         ],
         body: Bytes::from_static(b"<x/>"),
     };
@@ -88,12 +96,18 @@ async fn binary_mode_messages_flow_like_structured_ones() {
             ("cloudEvents:id".into(), "1".into()),
             ("cloudEvents:source".into(), "/payments".into()),
             ("cloudEvents:type".into(), "payments.PaymentCaptured".into()),
-            ("cloudEvents:dataschema".into(), "contextgate:payments/PaymentCaptured@1".into()),
+            (
+                "cloudEvents:dataschema".into(),
+                "contextgate:payments/PaymentCaptured@1".into(),
+            ),
             ("x-death".into(), "forged and ignored".into()),
         ],
         body: Bytes::from(data.to_string()),
     };
-    let verdict = on_route(pipeline.process(&context("payments"), &delivery).await, "payments-to-orders");
+    let verdict = on_route(
+        pipeline.process(&context("payments"), &delivery).await,
+        "payments-to-orders",
+    );
     assert_eq!(forwarded(&verdict), vec![data]);
 }
 
@@ -105,14 +119,20 @@ async fn format_violations_are_contract_violations() {
     data["captured_at"] = json!("yesterday");
     let verdict = on_route(
         pipeline
-            .process(&context("payments"), &event("payments/PaymentCaptured@1", "e", &data))
+            .process(
+                &context("payments"),
+                &event("payments/PaymentCaptured@1", "e", &data),
+            )
             .await,
         "payments-to-orders",
     );
     let failure = dead_letter(&verdict, Stage::ValidateIn, Reason::ContractViolation);
     assert!(
-        failure.problems.iter().any(|p| p.pointer.as_deref() == Some("/captured_at")
-            && p.keyword.as_deref() == Some("format")),
+        failure
+            .problems
+            .iter()
+            .any(|p| p.pointer.as_deref() == Some("/captured_at")
+                && p.keyword.as_deref() == Some("format")),
         "{failure}"
     );
 }
@@ -121,7 +141,11 @@ async fn format_violations_are_contract_violations() {
 async fn numbers_are_forwarded_exactly_or_refused_never_rounded() {
     // M4: a conformist route forwards the bytes; a translator refuses what it cannot hold.
     let fixture = Fixture::new("conformist", None, "");
-    for number in ["18446744073709551617", "9007199254740993", "0.30000000000000000001"] {
+    for number in [
+        "18446744073709551617",
+        "9007199254740993",
+        "0.30000000000000000001",
+    ] {
         let data = format!(r#"{{"id":"a","n":{number}}}"#);
         let delivery = Delivery::structured(event_body("up/Thing@1", "e", &data));
         let verdict = only(fixture.pipeline().process(&context("up"), &delivery).await);
@@ -131,7 +155,11 @@ async fn numbers_are_forwarded_exactly_or_refused_never_rounded() {
         assert_eq!(&messages[0].data[..], data.as_bytes());
     }
 
-    let fixture = Fixture::new("anti-corruption", Some("fn translate(data) { #{ id: data.id, total: 1 } }"), "");
+    let fixture = Fixture::new(
+        "anti-corruption",
+        Some("fn translate(data) { #{ id: data.id, total: 1 } }"),
+        "",
+    );
     for number in ["18446744073709551617", "0.30000000000000000001"] {
         let data = format!(r#"{{"id":"a","n":{number}}}"#);
         let delivery = Delivery::structured(event_body("up/Thing@1", "e", &data));
@@ -157,6 +185,11 @@ async fn strange_strings_are_validated_like_any_other() {
         assert_eq!(forwarded(&verdict), vec![data]);
     }
     let body = event_body("up/Thing@1", "e", r#"{"id":"\ud800","n":1}"#);
-    let verdict = only(fixture.pipeline().process(&context("up"), &Delivery::structured(body)).await);
+    let verdict = only(
+        fixture
+            .pipeline()
+            .process(&context("up"), &Delivery::structured(body))
+            .await,
+    );
     dead_letter(&verdict, Stage::Decode, Reason::ParseError);
 }

@@ -12,7 +12,11 @@ async fn translate_failure(script: &str, reason: Reason) -> String {
     let fixture = Fixture::new("anti-corruption", Some(script), "");
     let started = Instant::now();
     let verdict = fixture.run(&json!({"id": "a", "n": 1})).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "{script} took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{script} took {:?}",
+        started.elapsed()
+    );
     dead_letter(&verdict, Stage::Translate, reason).to_string()
 }
 
@@ -20,38 +24,67 @@ async fn translate_failure(script: &str, reason: Reason) -> String {
 async fn endless_loops_are_stopped_by_the_budget() {
     // C6
     translate_failure("fn translate(data) { loop {} }", Reason::ScriptTimeout).await;
-    translate_failure("fn translate(data) { while true {} }", Reason::ScriptTimeout).await;
+    translate_failure(
+        "fn translate(data) { while true {} }",
+        Reason::ScriptTimeout,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sleep_fails_at_once() {
     // C7
     let started = Instant::now();
-    let text = translate_failure("fn translate(data) { sleep(100); #{} }", Reason::ScriptError).await;
+    let text = translate_failure(
+        "fn translate(data) { sleep(100); #{} }",
+        Reason::ScriptError,
+    )
+    .await;
     assert!(text.contains("sleep is not available"), "{text}");
-    translate_failure("fn translate(data) { sleep(1e9); #{} }", Reason::ScriptError).await;
+    translate_failure(
+        "fn translate(data) { sleep(1e9); #{} }",
+        Reason::ScriptError,
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]
 async fn endless_recursion_is_a_limit() {
     // C8
-    translate_failure("fn f(x) { f(x) } fn translate(data) { f(1) }", Reason::ScriptLimit).await;
+    translate_failure(
+        "fn f(x) { f(x) } fn translate(data) { f(1) }",
+        Reason::ScriptLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn deeply_nested_source_is_refused_at_load() {
     // C8
-    let nested = format!("fn translate(data) {{ {}1{} }}", "(".repeat(100_000), ")".repeat(100_000));
+    let nested = format!(
+        "fn translate(data) {{ {}1{} }}",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
     let fixture = Fixture::new("anti-corruption", Some(&nested), "");
     let problems = problems(fixture.root());
-    assert!(problems.iter().any(|p| p.starts_with("translators/down/map.rhai")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("translators/down/map.rhai")),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test]
 async fn growing_strings_hit_the_size_limit() {
     // C9
-    translate_failure("fn translate(data) { let s = \"x\"; loop { s += s; } }", Reason::ScriptLimit).await;
+    translate_failure(
+        "fn translate(data) { let s = \"x\"; loop { s += s; } }",
+        Reason::ScriptLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -75,7 +108,10 @@ async fn import_and_eval_are_refused_at_load_with_their_line() {
         let fixture = Fixture::new("anti-corruption", Some(script), "");
         let problems = problems(fixture.root());
         assert!(
-            problems.iter().any(|p| p.starts_with("translators/down/map.rhai:") && p.contains("does not compile")),
+            problems
+                .iter()
+                .any(|p| p.starts_with("translators/down/map.rhai:")
+                    && p.contains("does not compile")),
             "{problems:?}"
         );
     }
@@ -86,7 +122,9 @@ async fn print_in_a_loop_does_not_fail_the_translation() {
     // C12
     let fixture = Fixture::new(
         "anti-corruption",
-        Some("fn translate(data) { for i in 0..500 { print(i); debug(i); } #{ id: data.id, total: 1 } }"),
+        Some(
+            "fn translate(data) { for i in 0..500 { print(i); debug(i); } #{ id: data.id, total: 1 } }",
+        ),
         "",
     );
     let verdict = fixture.run(&json!({"id": "a", "n": 1})).await;
@@ -96,11 +134,16 @@ async fn print_in_a_loop_does_not_fail_the_translation() {
 #[tokio::test]
 async fn throws_and_non_messages_are_script_errors_with_a_short_message() {
     // C13
-    let text = translate_failure("fn translate(data) { throw \"boom\" }", Reason::ScriptError).await;
+    let text =
+        translate_failure("fn translate(data) { throw \"boom\" }", Reason::ScriptError).await;
     assert!(text.contains("boom"), "{text}");
     let long = format!("fn translate(data) {{ throw \"{}\" }}", "x".repeat(5000));
     let text = translate_failure(&long, Reason::ScriptError).await;
-    assert!(text.len() < 1000, "messages are truncated: {} bytes", text.len());
+    assert!(
+        text.len() < 1000,
+        "messages are truncated: {} bytes",
+        text.len()
+    );
     translate_failure("fn translate(data) { \"a string\" }", Reason::ScriptError).await;
     translate_failure("fn translate(data) { [1, 2] }", Reason::ScriptError).await;
     translate_failure("fn translate(data) { |x| x }", Reason::ScriptError).await;
@@ -116,19 +159,36 @@ async fn routing_fields_in_the_output_change_nothing_but_the_data() {
         "",
     );
     let verdict = fixture.run(&json!({"id": "a", "n": 1})).await;
-    dead_letter(&verdict, Stage::ValidateOut, Reason::OutputContractViolation);
+    dead_letter(
+        &verdict,
+        Stage::ValidateOut,
+        Reason::OutputContractViolation,
+    );
 }
 
 #[tokio::test]
 async fn exit_and_parse_json_are_errors() {
     // C15
-    translate_failure("fn translate(data) { exit(#{ id: \"x\", total: 1 }) }", Reason::ScriptError).await;
-    translate_failure("fn translate(data) { parse_json(\"{}\") }", Reason::ScriptError).await;
+    translate_failure(
+        "fn translate(data) { exit(#{ id: \"x\", total: 1 }) }",
+        Reason::ScriptError,
+    )
+    .await;
+    translate_failure(
+        "fn translate(data) { parse_json(\"{}\") }",
+        Reason::ScriptError,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn scripts_without_translate_are_refused_at_load() {
     let fixture = Fixture::new("anti-corruption", Some("fn map(data) { data }"), "");
     let problems = problems(fixture.root());
-    assert!(problems.iter().any(|p| p.contains("defines no fn translate")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("defines no fn translate")),
+        "{problems:?}"
+    );
 }

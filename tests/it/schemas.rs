@@ -11,9 +11,15 @@ fn refused(schema: &str) -> Vec<String> {
     write(fixture.root(), "contracts/up/Thing/v1.json", schema);
     let started = Instant::now();
     let problems = problems(fixture.root());
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     assert!(
-        problems.iter().any(|p| p.starts_with("contracts/up/Thing/v1.json")),
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("contracts/up/Thing/v1.json")),
         "the schema file is named: {problems:?}"
     );
     problems
@@ -26,7 +32,12 @@ fn a_ref_to_the_network_is_refused_without_connecting() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let problems = refused(&format!(r#"{{"$ref": "http://127.0.0.1:{port}/x"}}"#));
-    assert!(problems.iter().any(|p| p.contains("resolve inside the registry only")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("resolve inside the registry only")),
+        "{problems:?}"
+    );
     assert_eq!(
         listener.accept().map_err(|error| error.kind()).err(),
         Some(std::io::ErrorKind::WouldBlock),
@@ -40,10 +51,16 @@ fn refs_to_files_get_the_same_answer_whether_or_not_they_exist() {
     let existing = refused(r#"{"$ref": "file:///etc/passwd"}"#);
     let missing = refused(r#"{"$ref": "file:///etc/does-not-exist"}"#);
     let strip = |problems: Vec<String>| -> Vec<String> {
-        problems.into_iter().map(|p| p.replace("does-not-exist", "passwd")).collect()
+        problems
+            .into_iter()
+            .map(|p| p.replace("does-not-exist", "passwd"))
+            .collect()
     };
     assert_eq!(strip(existing.clone()), strip(missing));
-    assert!(!existing.iter().any(|p| p.contains("root:")), "no content echoed: {existing:?}");
+    assert!(
+        !existing.iter().any(|p| p.contains("root:")),
+        "no content echoed: {existing:?}"
+    );
 }
 
 #[test]
@@ -57,22 +74,45 @@ fn backtracking_patterns_are_refused() {
 fn pathological_schemas_compile_or_are_refused_but_never_crash() {
     // C4
     let fixture = Fixture::new("conformist", None, "");
-    write(fixture.root(), "contracts/up/Thing/v1.json", r#"{"$ref": ""}"#);
+    write(
+        fixture.root(),
+        "contracts/up/Thing/v1.json",
+        r#"{"$ref": ""}"#,
+    );
     let started = Instant::now();
     let _ = contextgate::registry::load(fixture.root());
     assert!(started.elapsed() < Duration::from_secs(1));
 
-    refused(&format!("{}{}", r#"{"items":"#.repeat(10_000), "}".repeat(10_000)));
-    refused(&format!(r#"{{"description": "{}"}}"#, "x".repeat(5 * 1024 * 1024)));
-    refused(&format!("{}true{}", r#"{"items":"#.repeat(100), "}".repeat(100)));
+    refused(&format!(
+        "{}{}",
+        r#"{"items":"#.repeat(10_000),
+        "}".repeat(10_000)
+    ));
+    refused(&format!(
+        r#"{{"description": "{}"}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    ));
+    refused(&format!(
+        "{}true{}",
+        r#"{"items":"#.repeat(100),
+        "}".repeat(100)
+    ));
 }
 
 #[test]
 fn circular_refs_between_contracts_terminate() {
     // C4
     let fixture = Fixture::new("conformist", None, "");
-    write(fixture.root(), "contracts/up/Thing/v1.json", r#"{"$ref": "../Internal/v1.json"}"#);
-    write(fixture.root(), "contracts/up/Internal/v1.json", r#"{"$ref": "../Thing/v1.json"}"#);
+    write(
+        fixture.root(),
+        "contracts/up/Thing/v1.json",
+        r#"{"$ref": "../Internal/v1.json"}"#,
+    );
+    write(
+        fixture.root(),
+        "contracts/up/Internal/v1.json",
+        r#"{"$ref": "../Thing/v1.json"}"#,
+    );
     let started = Instant::now();
     let _ = contextgate::registry::load(fixture.root());
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -92,7 +132,10 @@ fn refs_between_contracts_resolve_inside_the_registry() {
         .contract_version(&contextgate::registry::ContractId::parse("up/Thing@1").unwrap())
         .unwrap();
     assert!(version.validator.is_valid(&serde_json::json!({"n": 5})));
-    assert!(!version.validator.is_valid(&serde_json::json!({"n": 5000})), "the referenced maximum applies");
+    assert!(
+        !version.validator.is_valid(&serde_json::json!({"n": 5000})),
+        "the referenced maximum applies"
+    );
 }
 
 #[test]
@@ -118,10 +161,16 @@ fn draft_07_schemas_are_taken_when_they_say_so() {
 #[test]
 fn invalid_examples_are_reported_with_their_pointer() {
     let fixture = Fixture::new("conformist", None, "");
-    write(fixture.root(), "contracts/up/Thing/examples/v1/bad.json", r#"{"id": 5, "n": 1}"#);
+    write(
+        fixture.root(),
+        "contracts/up/Thing/examples/v1/bad.json",
+        r#"{"id": 5, "n": 1}"#,
+    );
     let problems = problems(fixture.root());
     assert!(
-        problems.iter().any(|p| p.starts_with("contracts/up/Thing/examples/v1/bad.json") && p.contains("/id")),
+        problems
+            .iter()
+            .any(|p| p.starts_with("contracts/up/Thing/examples/v1/bad.json") && p.contains("/id")),
         "{problems:?}"
     );
 }

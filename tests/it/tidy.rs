@@ -26,7 +26,10 @@ fn every_source_file_starts_with_a_module_doc() {
         .iter()
         .filter(|path| !std::fs::read_to_string(path).unwrap().starts_with("//!"))
         .collect();
-    assert!(undocumented.is_empty(), "files without a //! doc: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a //! doc: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -42,5 +45,8 @@ fn architecture_names_every_top_level_module() {
             }
         }
     }
-    assert!(missing.is_empty(), "ARCHITECTURE.md does not name: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name: {missing:?}"
+    );
 }

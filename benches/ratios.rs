@@ -1,0 +1,128 @@
+//! The ratios the targets are stated in, measured interleaved: this machine's speed drifts by
+//! tens of percent between one criterion bench and the next, so each round times a batch of the
+//! naive reference and a batch of every mode back to back, and the ratios are taken per round.
+//! Prints the median time per event of each and the median ratio over the rounds.
+//!
+//! Run: `cargo bench --bench ratios` (`-- --rounds N` to change the 60 rounds of 2 000 events).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use contextgate::pipeline::{Outcome, Pipeline};
+use contextgate::registry::{self, RouteName};
+use serde_json::Value;
+use support::{
+    bench_root, delivery, event_data, ready, registry_with_lookup_base, spawn_customers,
+};
+
+mod support;
+
+const BATCH: u32 = 2_000;
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .skip_while(|arg| arg != "--rounds")
+        .nth(1)
+        .map_or(60, |n| n.parse().expect("--rounds takes a number"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = spawn_customers(&runtime);
+    let dir = registry_with_lookup_base(&base);
+    let registry = Arc::new(registry::load(dir.path()).expect("the bench registry loads"));
+    let pipeline = Pipeline::new(registry.clone());
+    let data = event_data();
+    let route = |name: &str| {
+        registry
+            .route(&RouteName::parse(name).unwrap())
+            .unwrap()
+            .clone()
+    };
+    let placed = delivery("shop/OrderPlaced@1", &data);
+    let recorded = delivery("shop/OrderRecorded@1", &data);
+
+    let read = |path: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(bench_root().join(path)).unwrap()).unwrap()
+    };
+    let input_validator =
+        jsonschema::validator_for(&read("contracts/shop/OrderPlaced/v1.json")).unwrap();
+    let output_validator =
+        jsonschema::validator_for(&read("contracts/warehouse/PickList/v1.json")).unwrap();
+    let engine = rhai::Engine::new();
+    let script =
+        std::fs::read_to_string(bench_root().join("translators/warehouse/pick_list.rhai")).unwrap();
+    let ast = engine.compile(&script).unwrap();
+    let naive = |bytes: &[u8]| -> Vec<u8> {
+        let value: Value = serde_json::from_slice(bytes).unwrap();
+        assert!(input_validator.is_valid(&value));
+        let dynamic = rhai::serde::to_dynamic(&value).unwrap();
+        let result: rhai::Dynamic = engine
+            .call_fn(&mut rhai::Scope::new(), &ast, "translate", (dynamic,))
+            .unwrap();
+        let output: Value = rhai::serde::from_dynamic(&result).unwrap();
+        assert!(output_validator.is_valid(&output));
+        serde_json::to_vec(&output).unwrap()
+    };
+
+    let modes = [
+        ("conformist", route("shop-to-audit"), &placed),
+        ("anti-corruption", route("shop-to-warehouse"), &placed),
+        ("open-host", route("shop-published"), &recorded),
+        ("enrich (cached look-up)", route("shop-to-billing"), &placed),
+    ];
+    let time = |run: &mut dyn FnMut()| -> f64 {
+        let started = Instant::now();
+        for _ in 0..BATCH {
+            run();
+        }
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH)
+    };
+    let mut naive_times = Vec::new();
+    let mut mode_times = vec![Vec::new(); modes.len()];
+    let mut ratios = vec![Vec::new(); modes.len()];
+    for _ in 0..rounds {
+        let naive_time = time(&mut || {
+            black_box(naive(black_box(&data)));
+        });
+        naive_times.push(naive_time);
+        for (index, (_, route, delivery)) in modes.iter().enumerate() {
+            let mode_time = time(&mut || {
+                let verdict = ready(&runtime, pipeline.process_on(route, black_box(delivery), 1));
+                assert!(matches!(verdict.outcome, Outcome::Forward { .. }));
+                black_box(verdict);
+            });
+            mode_times[index].push(mode_time);
+            ratios[index].push(naive_time / mode_time);
+        }
+    }
+    println!(
+        "event data: {} bytes; {rounds} rounds of {BATCH} events each",
+        data.len()
+    );
+    println!(
+        "{:<28} {:>12} {:>22}",
+        "pipeline", "µs/event", "naive ÷ this (median)"
+    );
+    println!(
+        "{:<28} {:>12.2} {:>22}",
+        "naive reference",
+        median(&mut naive_times),
+        "1.00"
+    );
+    for (index, (name, _, _)) in modes.iter().enumerate() {
+        println!(
+            "{:<28} {:>12.2} {:>22.2}",
+            name,
+            median(&mut mode_times[index]),
+            median(&mut ratios[index])
+        );
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

@@ -1,0 +1,104 @@
+//! What the benches share: the bench registry, its ~1 KB event as a binary-mode delivery, a
+//! stub customers service for the enrich route, and polling a future that is ready at once.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use contextgate::pipeline::Delivery;
+
+pub(crate) fn bench_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/registry")
+}
+
+/// Polls a future that is expected to be ready at once (no I/O); a cached look-up may still
+/// yield, in which case the runtime finishes it.
+pub(crate) fn ready<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
+    let _inside = runtime.enter();
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => runtime.block_on(future),
+    }
+}
+
+/// Binary-mode delivery of `contract` with the bench event as data, as it comes off AMQP.
+pub(crate) fn delivery(contract: &str, data: &Bytes) -> Delivery {
+    let (name, _) = contract.split_once('@').unwrap();
+    let event_type = name.replace('/', ".");
+    Delivery {
+        content_type: Some("application/json".into()),
+        headers: vec![
+            ("cloudEvents_specversion".into(), "1.0".into()),
+            (
+                "cloudEvents_id".into(),
+                "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            ),
+            ("cloudEvents_source".into(), "/shop".into()),
+            ("cloudEvents_type".into(), event_type),
+            (
+                "cloudEvents_dataschema".into(),
+                format!("contextgate:{contract}"),
+            ),
+            ("cloudEvents_time".into(), "2026-11-27T10:15:00Z".into()),
+            (
+                "cloudEvents_traceparent".into(),
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            ),
+        ],
+        body: data.clone(),
+    }
+}
+
+/// A copy of the bench registry whose look-up points at `base`.
+pub(crate) fn registry_with_lookup_base(base: &str) -> tempfile::TempDir {
+    let dir = tempfile::TempDir::new().unwrap();
+    copy_dir(&bench_root(), dir.path());
+    let path = dir.path().join("contextgate.toml");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("http://127.0.0.1/", base);
+    std::fs::write(path, config).unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Starts the customers service the enrich route looks up; its base URL.
+pub(crate) fn spawn_customers(runtime: &tokio::runtime::Runtime) -> String {
+    runtime.block_on(async {
+        let app = axum::Router::new().route(
+            "/customers/{id}",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({"name": "Ada Lovelace", "tier": "gold"}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    })
+}
+
+/// The bench event's data, compact.
+pub(crate) fn event_data() -> Bytes {
+    let text = std::fs::read_to_string(bench_root().join("event.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Bytes::from(serde_json::to_vec(&value).unwrap())
+}
