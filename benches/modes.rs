@@ -17,7 +17,7 @@ use contextgate::stages::{Stage, validate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use support::{
-    bench_root, delivery, event_data, ready, registry_with_lookup_base, spawn_customers,
+    Naive, bench_root, delivery, event_data, ready, registry_with_lookup_base, spawn_customers,
 };
 
 mod support;
@@ -74,33 +74,9 @@ fn modes(c: &mut Criterion) {
     }
 
     // The naive reference, with the same schemas and the same script.
-    let input_schema: Value = serde_json::from_slice(
-        &std::fs::read(bench_root().join("contracts/shop/OrderPlaced/v1.json")).unwrap(),
-    )
-    .unwrap();
-    let output_schema: Value = serde_json::from_slice(
-        &std::fs::read(bench_root().join("contracts/warehouse/PickList/v1.json")).unwrap(),
-    )
-    .unwrap();
-    let input_validator = jsonschema::validator_for(&input_schema).unwrap();
-    let output_validator = jsonschema::validator_for(&output_schema).unwrap();
-    let engine = rhai::Engine::new();
-    let script =
-        std::fs::read_to_string(bench_root().join("translators/warehouse/pick_list.rhai")).unwrap();
-    let ast = engine.compile(&script).unwrap();
-    let naive = |bytes: &[u8]| -> Vec<u8> {
-        let value: Value = serde_json::from_slice(bytes).unwrap();
-        assert!(input_validator.is_valid(&value));
-        let dynamic = rhai::serde::to_dynamic(&value).unwrap();
-        let result: rhai::Dynamic = engine
-            .call_fn(&mut rhai::Scope::new(), &ast, "translate", (dynamic,))
-            .unwrap();
-        let output: Value = rhai::serde::from_dynamic(&result).unwrap();
-        assert!(output_validator.is_valid(&output));
-        serde_json::to_vec(&output).unwrap()
-    };
+    let naive = Naive::new();
     group.bench_function("naive reference (anti-corruption)", |b| {
-        b.iter(|| naive(black_box(&data)))
+        b.iter(|| naive.run(black_box(&data)))
     });
     group.finish();
 

@@ -11,10 +11,7 @@ use std::time::Instant;
 
 use contextgate::pipeline::{Outcome, Pipeline};
 use contextgate::registry::{self, RouteName};
-use serde_json::Value;
-use support::{
-    bench_root, delivery, event_data, ready, registry_with_lookup_base, spawn_customers,
-};
+use support::{Naive, delivery, event_data, ready, registry_with_lookup_base, spawn_customers};
 
 mod support;
 
@@ -44,28 +41,7 @@ fn main() {
     let placed = delivery("shop/OrderPlaced@1", &data);
     let recorded = delivery("shop/OrderRecorded@1", &data);
 
-    let read = |path: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(bench_root().join(path)).unwrap()).unwrap()
-    };
-    let input_validator =
-        jsonschema::validator_for(&read("contracts/shop/OrderPlaced/v1.json")).unwrap();
-    let output_validator =
-        jsonschema::validator_for(&read("contracts/warehouse/PickList/v1.json")).unwrap();
-    let engine = rhai::Engine::new();
-    let script =
-        std::fs::read_to_string(bench_root().join("translators/warehouse/pick_list.rhai")).unwrap();
-    let ast = engine.compile(&script).unwrap();
-    let naive = |bytes: &[u8]| -> Vec<u8> {
-        let value: Value = serde_json::from_slice(bytes).unwrap();
-        assert!(input_validator.is_valid(&value));
-        let dynamic = rhai::serde::to_dynamic(&value).unwrap();
-        let result: rhai::Dynamic = engine
-            .call_fn(&mut rhai::Scope::new(), &ast, "translate", (dynamic,))
-            .unwrap();
-        let output: Value = rhai::serde::from_dynamic(&result).unwrap();
-        assert!(output_validator.is_valid(&output));
-        serde_json::to_vec(&output).unwrap()
-    };
+    let naive = Naive::new();
 
     let modes = [
         ("conformist", route("shop-to-audit"), &placed),
@@ -85,7 +61,7 @@ fn main() {
     let mut ratios = vec![Vec::new(); modes.len()];
     for _ in 0..rounds {
         let naive_time = time(&mut || {
-            black_box(naive(black_box(&data)));
+            black_box(naive.run(black_box(&data)));
         });
         naive_times.push(naive_time);
         for (index, (_, route, delivery)) in modes.iter().enumerate() {

@@ -102,3 +102,47 @@ pub(crate) fn event_data() -> Bytes {
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     Bytes::from(serde_json::to_vec(&value).unwrap())
 }
+
+/// The naive reference pipeline the targets are stated against: `serde_json::from_slice` →
+/// `is_valid` → `rhai::serde::to_dynamic` → `Engine::call_fn` → `rhai::serde::from_dynamic` →
+/// `is_valid` → `serde_json::to_vec`, with a default `Engine` and the anti-corruption route's
+/// schemas and script.
+pub(crate) struct Naive {
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
+    engine: rhai::Engine,
+    ast: rhai::AST,
+}
+
+impl Naive {
+    pub(crate) fn new() -> Self {
+        let schema = |path: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(bench_root().join(path)).unwrap()).unwrap()
+        };
+        let engine = rhai::Engine::new();
+        let script =
+            std::fs::read_to_string(bench_root().join("translators/warehouse/pick_list.rhai"))
+                .unwrap();
+        Self {
+            input: jsonschema::validator_for(&schema("contracts/shop/OrderPlaced/v1.json"))
+                .unwrap(),
+            output: jsonschema::validator_for(&schema("contracts/warehouse/PickList/v1.json"))
+                .unwrap(),
+            ast: engine.compile(&script).unwrap(),
+            engine,
+        }
+    }
+
+    pub(crate) fn run(&self, bytes: &[u8]) -> Vec<u8> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert!(self.input.is_valid(&value));
+        let dynamic = rhai::serde::to_dynamic(&value).unwrap();
+        let result: rhai::Dynamic = self
+            .engine
+            .call_fn(&mut rhai::Scope::new(), &self.ast, "translate", (dynamic,))
+            .unwrap();
+        let output: serde_json::Value = rhai::serde::from_dynamic(&result).unwrap();
+        assert!(self.output.is_valid(&output));
+        serde_json::to_vec(&output).unwrap()
+    }
+}
