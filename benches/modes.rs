@@ -16,9 +16,7 @@ use contextgate::stages::translate::{self, Meta};
 use contextgate::stages::{Stage, validate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
-use support::{
-    Naive, bench_root, delivery, event_data, ready, registry_with_lookup_base, spawn_customers,
-};
+use support::{Naive, delivery, event_data, ready, registry_with_lookup_base, spawn_customers};
 
 mod support;
 
@@ -117,10 +115,11 @@ fn modes(c: &mut Criterion) {
     });
     group.bench_function("call translate (default engine)", |b| {
         b.iter(|| {
-            engine
+            naive
+                .engine
                 .call_fn::<rhai::Dynamic>(
                     &mut rhai::Scope::new(),
-                    &ast,
+                    &naive.ast,
                     "translate",
                     (dynamic.clone(),),
                 )

@@ -110,8 +110,8 @@ pub(crate) fn event_data() -> Bytes {
 pub(crate) struct Naive {
     input: jsonschema::Validator,
     output: jsonschema::Validator,
-    engine: rhai::Engine,
-    ast: rhai::AST,
+    pub(crate) engine: rhai::Engine,
+    pub(crate) ast: rhai::AST,
 }
 
 impl Naive {
