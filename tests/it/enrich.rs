@@ -346,3 +346,39 @@ async fn look_ups_outside_the_allow_list_are_refused_at_load() {
         "{problems:?}"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_input_fails_at_validate_in_before_any_look_up() {
+    let stub = spawn_stub().await;
+    let fixture = enrich_fixture(&stub, "customers", "");
+    let verdict = fixture.run(&json!({"id": "c-1"})).await;
+    dead_letter(&verdict, Stage::ValidateIn, Reason::ContractViolation);
+    assert_eq!(stub.hits(), 0);
+}
+
+#[tokio::test]
+async fn an_enriched_result_that_breaks_the_output_contract_fails_at_validate_out() {
+    let stub = spawn_stub().await;
+    let fixture = Fixture::new(
+        "enrich",
+        Some("fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: 5000 } }"),
+        &format!(
+            "[[routes.lookups]]\nname = \"customer\"\nurl = \"{}customers/{{/id}}\"\n",
+            stub.base
+        ),
+    );
+    fixture.allow(&stub.base);
+    let verdict = fixture.run(&json!({"id": "c-1", "n": 1})).await;
+    let failure = dead_letter(
+        &verdict,
+        Stage::ValidateOut,
+        Reason::OutputContractViolation,
+    );
+    assert!(
+        failure
+            .problems
+            .iter()
+            .any(|p| p.pointer.as_deref() == Some("/total")),
+        "{failure}"
+    );
+}

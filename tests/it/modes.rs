@@ -399,3 +399,17 @@ async fn retries_on_one_route_reprocess_only_that_route() {
     let verdict = pipeline.process_on(&route, &delivery, 3).await;
     assert_eq!(forwarded(&verdict), vec![data]);
 }
+
+#[tokio::test]
+async fn open_host_input_that_breaks_the_internal_contract_fails_at_validate_in() {
+    let fixture = Fixture::new("open-host", Some("fn translate(data) { data }"), "");
+    let verdict = fixture.run(&json!({"id": "a", "n": "not a number"})).await;
+    let failure = dead_letter(&verdict, Stage::ValidateIn, Reason::ContractViolation);
+    assert!(
+        failure
+            .problems
+            .iter()
+            .any(|p| p.pointer.as_deref() == Some("/n")),
+        "{failure}"
+    );
+}
