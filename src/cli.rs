@@ -1,4 +1,4 @@
-//! The command line: `contextgate check` and `contextgate translate`. Each command returns an
+//! The command line: `contextgate serve`, `contextgate check` and `contextgate translate`. Each command returns an
 //! [`ExitCode`]-like number; `main` only parses arguments and maps errors.
 //!
 //! Exit codes: 0 clean, 1 problems found (check) or a message that would not be delivered
@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`check`]: load the registry and report every problem.
+//! - [`serve`]: run the gateway and its HTTP API on the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod serve;
 pub mod translate;
 
 /// contextgate: an integration gateway between bounded contexts.
@@ -25,6 +27,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway on the embedded in-process bus, with its HTTP API.
+    Serve {
+        /// The registry folder (holds contextgate.toml).
+        #[arg(long, default_value = ".", env = "CONTEXTGATE_REGISTRY")]
+        registry: PathBuf,
+        /// Where the HTTP API listens; port 0 lets the system choose (printed at start).
+        #[arg(long, default_value = "127.0.0.1:8080", env = "CONTEXTGATE_LISTEN")]
+        listen: std::net::SocketAddr,
+    },
     /// Load the registry and report every problem: schemas, examples, scripts, test cases, routes.
     Check {
         /// The registry folder (holds contextgate.toml).
@@ -63,6 +74,7 @@ pub const EXIT_COULD_NOT_RUN: u8 = 2;
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Serve { registry, listen } => serve::run(&registry, listen).await,
         Command::Check { registry, format } => Ok(check::run(&registry, format)),
         Command::Translate {
             registry,

@@ -12,16 +12,30 @@
 //! - [`stages`]: the flow, one verb per module (receive, validate, translate, lookup).
 //! - [`modes`]: the four relationships, each a short composition of stages.
 //! - [`pipeline`]: one input message → a verdict per route, with each route's failure policy.
-//! - [`cli`]: `contextgate check` and `contextgate translate`.
+//! - [`bus`]: the transports: the in-process bus (RabbitMQ next).
+//! - [`gateway`]: the pipeline joined to a bus: acts on every verdict.
+//! - [`api`]: the HTTP API: ingest, inboxes, dead letters, health, metrics.
+//! - [`cli`]: `contextgate serve`, `contextgate check` and `contextgate translate`.
 //! - [`telemetry`]: tracing set-up.
 
-pub mod message;
 pub mod registry;
+//
+pub mod message;
+//
 pub mod scripting;
 //
-pub mod modes;
-pub mod pipeline;
 pub mod stages;
 //
+pub mod modes;
+//
+pub mod pipeline;
+//
+pub mod bus;
+//
+pub mod gateway;
+//
+pub mod api;
+//
 pub mod cli;
+//
 pub mod telemetry;

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             });
         }
     };
-    contextgate::telemetry::init("warn");
+    contextgate::telemetry::init(match &cli.command {
+        cli::Command::Serve { .. } => "info",
+        _ => "warn",
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -15,3 +15,33 @@ pub fn init(default: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Messages that entered the gateway, by sending context.
+pub const MESSAGES_IN: &str = "contextgate_messages_in_total";
+/// Messages forwarded, by route.
+pub const MESSAGES_FORWARDED: &str = "contextgate_messages_forwarded_total";
+/// Inputs dropped, by route and stage (`none` when the translator returned no message).
+pub const MESSAGES_DROPPED: &str = "contextgate_messages_dropped_total";
+/// Inputs scheduled for another attempt, by route and stage.
+pub const MESSAGES_RETRIED: &str = "contextgate_messages_retried_total";
+/// Inputs dead-lettered, by route (`none` before routing) and stage.
+pub const MESSAGES_DEAD_LETTERED: &str = "contextgate_messages_dead_lettered_total";
+/// Seconds from receiving an input to acting on all its verdicts.
+pub const PROCESSING_SECONDS: &str = "contextgate_processing_seconds";
+/// Messages pushed out of a full in-process inbox, by context.
+pub const INBOX_OVERFLOW: &str = "contextgate_inbox_overflow_total";
+
+/// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.
+pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding application): keep it.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

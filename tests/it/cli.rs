@@ -239,6 +239,7 @@ fn translate_with_an_unknown_route_exits_2() {
 fn the_readme_commands_work_as_written() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     for command in [
+        "cargo run --release -- serve",
         "cargo run --release -- check",
         "cargo run --release -- translate --route orders-to-shipping examples/order-placed.json",
     ] {

@@ -16,5 +16,7 @@ mod modes;
 mod sandbox;
 /// Untrusted schemas at load (RELIABILITY C1–C5).
 mod schemas;
+/// The gateway on the in-process bus over HTTP, and `contextgate serve` as the README runs it.
+mod serve;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;

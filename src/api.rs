@@ -1,0 +1,110 @@
+//! The HTTP API: `router(state)` builds it, and tests call it directly. Errors are RFC 9457
+//! problem documents (`application/problem+json`) that never leak internals.
+//!
+//! # Layout
+//! - [`ingest`]: post messages, read in-process inboxes and dead letters.
+//! - [`health`]: liveness, readiness, Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::gateway::Gateway;
+use crate::message::MAX_MESSAGE_BYTES;
+use crate::stages::Problem;
+
+pub mod health;
+pub mod ingest;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The gateway's HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/contexts/{context}/messages",
+            post(ingest::post_message),
+        )
+        .route("/v1/contexts/{context}/inbox", get(ingest::take_inbox))
+        .route("/v1/dead-letters", get(ingest::list_dead_letters))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        // A message may be up to the gateway's cap; a little more for a structured envelope.
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES + 64 * 1024))
+        .with_state(state)
+}
+
+/// An error answered as `application/problem+json`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the message was refused: {title}")]
+    Refused {
+        title: String,
+        problems: Vec<Problem>,
+    },
+    #[error("{0}")]
+    NotFound(String),
+}
+
+#[derive(Serialize)]
+struct ProblemDocument<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "<[Problem]>::is_empty")]
+    problems: &'a [Problem],
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title, detail, problems): (StatusCode, &str, Option<String>, &[Problem]) =
+            match &self {
+                ApiError::BadRequest(detail) => (
+                    StatusCode::BAD_REQUEST,
+                    "bad request",
+                    Some(detail.clone()),
+                    &[],
+                ),
+                ApiError::Refused { title, problems } => {
+                    (StatusCode::BAD_REQUEST, title.as_str(), None, problems)
+                }
+                ApiError::NotFound(detail) => (
+                    StatusCode::NOT_FOUND,
+                    "not found",
+                    Some(detail.clone()),
+                    &[],
+                ),
+            };
+        let document = ProblemDocument {
+            kind: "about:blank",
+            title,
+            status: status.as_u16(),
+            detail,
+            problems,
+        };
+        let body = serde_json::to_vec(&document).expect("problem documents serialize");
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,144 @@
+//! Ingest over HTTP: `POST /v1/contexts/{context}/messages` takes one CloudEvent — structured
+//! (`application/cloudevents+json`) or binary (`ce-` headers, JSON body: the CloudEvents HTTP
+//! binding) — from that context and answers once every route has acted on it: 202 with what
+//! happened on each route, or 400 with the problems (and their JSON pointers) when it is refused
+//! before routing. `GET /v1/contexts/{context}/inbox?max=N` takes the messages delivered to a
+//! context out of its in-process inbox; `GET /v1/dead-letters` lists the dead letters.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::bus::Bus;
+use crate::gateway::Ingested;
+use crate::message::Message;
+use crate::pipeline::{Delivery, Outcome};
+use crate::registry::ContextName;
+
+/// What happened to a posted message on one route.
+#[derive(Debug, Serialize)]
+pub struct RouteReport {
+    pub route: String,
+    pub outcome: &'static str,
+    /// Messages forwarded (forward only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<usize>,
+    /// Why it was dropped, retried or dead-lettered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub routes: Vec<RouteReport>,
+}
+
+fn context(state: &AppState, raw: &str) -> Result<ContextName, ApiError> {
+    let name = ContextName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    if state
+        .gateway
+        .pipeline()
+        .registry()
+        .contexts
+        .contains_key(&name)
+    {
+        Ok(name)
+    } else {
+        Err(ApiError::NotFound(format!("no context {name}")))
+    }
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    Path(raw_context): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let from = context(&state, &raw_context)?;
+    let delivery = Delivery {
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        headers: headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        body,
+    };
+    match state.gateway.ingest(&from, delivery).await {
+        Ingested::Refused(failure) => Err(ApiError::Refused {
+            title: format!("{} failed ({})", failure.stage, failure.reason),
+            problems: failure.problems,
+        }),
+        Ingested::Routed(verdicts) => {
+            let routes = verdicts
+                .into_iter()
+                .map(|verdict| {
+                    let route = verdict
+                        .route
+                        .map(|name| name.to_string())
+                        .unwrap_or_default();
+                    match verdict.outcome {
+                        Outcome::Forward { messages } => RouteReport {
+                            route,
+                            outcome: "forward",
+                            messages: Some(messages.len()),
+                            reason: None,
+                        },
+                        Outcome::Drop { reason } => RouteReport {
+                            route,
+                            outcome: "drop",
+                            messages: None,
+                            reason: Some(reason),
+                        },
+                        Outcome::Retry { failure, .. } => RouteReport {
+                            route,
+                            outcome: "retry",
+                            messages: None,
+                            reason: Some(failure.to_string()),
+                        },
+                        Outcome::DeadLetter { failure } => RouteReport {
+                            route,
+                            outcome: "dead-letter",
+                            messages: None,
+                            reason: Some(failure.to_string()),
+                        },
+                    }
+                })
+                .collect();
+            Ok((StatusCode::ACCEPTED, Json(Accepted { routes })))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InboxQuery {
+    /// How many messages to take at most (default 100, at most 1 000).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+pub async fn take_inbox(
+    State(state): State<AppState>,
+    Path(raw_context): Path<String>,
+    Query(query): Query<InboxQuery>,
+) -> Result<Json<Vec<Message>>, ApiError> {
+    let context = context(&state, &raw_context)?;
+    let max = query.max.unwrap_or(100).min(1_000);
+    match state.gateway.bus() {
+        Bus::InProcess(bus) => Ok(Json(bus.take(&context, max))),
+    }
+}
+
+pub async fn list_dead_letters(State(state): State<AppState>) -> impl IntoResponse {
+    match state.gateway.bus() {
+        Bus::InProcess(bus) => Json(bus.dead_letters()),
+    }
+}

@@ -1,0 +1,196 @@
+//! The gateway on the in-process bus, over HTTP: the real router served on 127.0.0.1:0, and the
+//! real binary as the README runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use contextgate::bus::{Bus, InProcessBus};
+use contextgate::gateway::Gateway;
+use contextgate::pipeline::Pipeline;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Starts the gateway over the shipped registry on a free port; its base URL.
+async fn spawn_gateway() -> String {
+    let registry = contextgate::registry::load(&repo()).unwrap();
+    let gateway = Gateway::new(
+        Pipeline::new(Arc::new(registry)),
+        Bus::InProcess(InProcessBus::default()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(contextgate::cli::serve::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    base
+}
+
+async fn post(base: &str, context: &str, body: String) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/{context}/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+async fn get(base: &str, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_posted_event_is_delivered_to_the_downstream_inbox() {
+    let base = spawn_gateway().await;
+    let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+
+    let (status, body) = post(
+        &base,
+        "orders",
+        event_body("orders/OrderPlaced@2", "e-1", &data.to_string()),
+    )
+    .await;
+
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["routes"][0]["route"], "orders-to-shipping");
+    assert_eq!(body["routes"][0]["outcome"], "forward");
+    let (status, inbox) = get(&base, "/v1/contexts/shipping/inbox").await;
+    assert_eq!(status, 200);
+    let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
+    assert_eq!(inbox.len(), 3);
+    assert_eq!(inbox[0]["type"], "shipping.PrepareShipment");
+    let (_, again) = get(&base, "/v1/contexts/shipping/inbox").await;
+    assert_eq!(again, "[]", "reading the inbox takes the messages out");
+}
+
+#[tokio::test]
+async fn binary_mode_over_http_uses_ce_headers() {
+    let base = spawn_gateway().await;
+    let data = example("payments/AuthorizePayment/examples/v1/eur-order.json");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/orders/messages"))
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "c-1")
+        .header("ce-source", "/orders")
+        .header("ce-type", "payments.AuthorizePayment")
+        .header("ce-dataschema", "contextgate:payments/AuthorizePayment@1")
+        .body(data.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let (_, inbox) = get(&base, "/v1/contexts/payments/inbox").await;
+    let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
+    assert_eq!(inbox[0]["data"], data);
+}
+
+#[tokio::test]
+async fn a_message_refused_at_the_edge_is_a_400_with_its_problems() {
+    let base = spawn_gateway().await;
+    let (status, body) = post(&base, "orders", "{\"not\": \"an event\"}".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["status"], 400);
+    assert!(
+        body["title"].as_str().unwrap().contains("invalid_envelope"),
+        "{body}"
+    );
+
+    let (status, _) = post(&base, "Orders", "{}".into()).await;
+    assert_eq!(status, 400, "context names are parsed");
+    let (status, _) = post(&base, "warehouse", "{}".into()).await;
+    assert_eq!(status, 404, "unknown contexts are not found");
+}
+
+#[tokio::test]
+async fn a_route_failure_is_accepted_and_kept_as_a_dead_letter_with_pointers() {
+    let base = spawn_gateway().await;
+    let data = json!({"order_id": 5});
+    let (status, body) = post(
+        &base,
+        "orders",
+        event_body("orders/OrderPlaced@2", "bad-1", &data.to_string()),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["routes"][0]["outcome"], "dead-letter");
+
+    let (_, dead_letters) = get(&base, "/v1/dead-letters").await;
+    let dead_letters: Vec<Value> = serde_json::from_str(&dead_letters).unwrap();
+    let dead_letter = dead_letters
+        .iter()
+        .find(|d| d["input"]["body"].as_str().unwrap().contains("bad-1"))
+        .unwrap();
+    assert_eq!(dead_letter["route"], "orders-to-shipping");
+    assert_eq!(dead_letter["failure"]["stage"], "validate-in");
+    assert!(
+        dead_letter["failure"]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pointer"] == "/order_id")
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer() {
+    let base = spawn_gateway().await;
+    let data = example("payments/AuthorizePayment/examples/v1/eur-order.json");
+    post(
+        &base,
+        "orders",
+        event_body("payments/AuthorizePayment@1", "m-1", &data.to_string()),
+    )
+    .await;
+    assert_eq!(get(&base, "/health/live").await.0, 200);
+    let (status, ready) = get(&base, "/health/ready").await;
+    assert_eq!(status, 200);
+    assert!(ready.starts_with("ready: 5 contexts"), "{ready}");
+    let (status, metrics) = get(&base, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("contextgate_messages_in_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("contextgate_messages_forwarded_total{route=\"orders-to-payments\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_quickstart_serves_on_the_in_process_bus() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let event = std::fs::read_to_string(repo().join("examples/order-placed.json")).unwrap();
+    let (status, body) = post(&base, "orders", event).await;
+    let (_, inbox) = get(&base, "/v1/contexts/shipping/inbox").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 202, "{body}");
+    let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
+    assert_eq!(inbox.len(), 3);
+}
