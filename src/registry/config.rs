@@ -125,6 +125,12 @@ pub struct LookupFile {
     /// The largest response body taken (default 256 KiB).
     #[serde(default)]
     pub max_bytes: Option<usize>,
+    /// Transient failures in a row after which the look-up stops calling for a while (default 5).
+    #[serde(default)]
+    pub breaker_failures: Option<u32>,
+    /// How long it stops calling then (default `30s`).
+    #[serde(default)]
+    pub breaker_cooldown: Option<String>,
 }
 
 /// `contracts/<context>/<Name>/contract.toml`.

@@ -25,7 +25,7 @@ use super::contract::{
     self, Compatibility, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility,
 };
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
-use super::route::{Action, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate};
+use super::route::{Action, Breaker, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate};
 use super::translator::{self, Case, Expectation, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
 use crate::message::json::{parse_strict, truncate};
@@ -1259,8 +1259,13 @@ impl RouteCheck<'_> {
                 Duration::from_millis(500),
             );
             let cache_ttl = duration("cache_ttl", &file.cache_ttl, Duration::from_secs(60));
-            let (Some(timeout), Some(connect_timeout), Some(cache_ttl)) =
-                (timeout, connect_timeout, cache_ttl)
+            let breaker_cooldown = duration(
+                "breaker_cooldown",
+                &file.breaker_cooldown,
+                Duration::from_secs(30),
+            );
+            let (Some(timeout), Some(connect_timeout), Some(cache_ttl), Some(breaker_cooldown)) =
+                (timeout, connect_timeout, cache_ttl, breaker_cooldown)
             else {
                 continue;
             };
@@ -1295,6 +1300,7 @@ impl RouteCheck<'_> {
                 max_bytes: file.max_bytes.unwrap_or(256 * 1024),
                 client,
                 cache,
+                breaker: Breaker::new(file.breaker_failures.unwrap_or(5), breaker_cooldown),
             });
         }
         lookups

@@ -157,6 +157,61 @@ pub struct Lookup {
     /// Answers by URL; errors are never cached, and concurrent identical look-ups share one
     /// request. One cache per look-up, so two routes or contexts never share entries.
     pub cache: moka::future::Cache<String, Arc<Value>>,
+    /// Stops calling a service that keeps failing.
+    pub breaker: Breaker,
+}
+
+/// A circuit breaker: after `threshold` transient failures in a row the look-up fails at once,
+/// without a request, for `cooldown`; then one request may try again (success closes it, a
+/// failure opens it for another cooldown).
+#[derive(Debug)]
+pub struct Breaker {
+    pub threshold: u32,
+    pub cooldown: Duration,
+    state: std::sync::Mutex<BreakerState>,
+}
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    failures_in_a_row: u32,
+    open_until: Option<std::time::Instant>,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// How long the breaker stays open, or `None` when a request may go.
+    pub fn open_for(&self) -> Option<Duration> {
+        let state = self
+            .state
+            .lock()
+            .expect("no code panics while holding the breaker lock");
+        let remaining = state
+            .open_until?
+            .checked_duration_since(std::time::Instant::now())?;
+        (!remaining.is_zero()).then_some(remaining)
+    }
+
+    pub fn record(&self, transient_failure: bool) {
+        let mut state = self
+            .state
+            .lock()
+            .expect("no code panics while holding the breaker lock");
+        if !transient_failure {
+            *state = BreakerState::default();
+            return;
+        }
+        state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
+        if state.failures_in_a_row >= self.threshold {
+            state.open_until = Some(std::time::Instant::now() + self.cooldown);
+        }
+    }
 }
 
 impl std::fmt::Debug for Lookup {

@@ -4,7 +4,9 @@
 //! (moka): concurrent identical look-ups share one request, and errors are never cached.
 //!
 //! Refused connections, timeouts, 5xx and 429 are transient (the route may retry them, honouring
-//! `Retry-After`); other answers that cannot be used fail for good.
+//! `Retry-After`); other answers that cannot be used fail for good. After a look-up's
+//! `breaker_failures` transient failures in a row, its circuit opens: for `breaker_cooldown` it
+//! fails at once without a request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,27 @@ pub async fn fetch(lookup: &Lookup, data: &Value) -> Result<Arc<Value>, Failure>
 }
 
 async fn request(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
+    if let Some(remaining) = lookup.breaker.open_for() {
+        return Err(failure(
+            lookup,
+            Reason::EnrichmentUnavailable,
+            format!(
+                "not calling {}: it failed {} times in a row (circuit open for {} ms more)",
+                lookup.template.source,
+                lookup.breaker.threshold,
+                remaining.as_millis()
+            ),
+        )
+        .transient(Some(remaining)));
+    }
+    let result = call(lookup, url).await;
+    lookup
+        .breaker
+        .record(matches!(&result, Err(failure) if failure.transient));
+    result
+}
+
+async fn call(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
     let response = lookup.client.get(url).send().await.map_err(|error| {
         let what = if error.is_timeout() {
             format!("timed out after {} ms", lookup.timeout.as_millis())

@@ -382,3 +382,33 @@ async fn an_enriched_result_that_breaks_the_output_contract_fails_at_validate_ou
         "{failure}"
     );
 }
+
+#[tokio::test]
+async fn a_service_that_keeps_failing_is_left_alone_for_a_while() {
+    // D3: the circuit opens after `breaker_failures` transient failures in a row.
+    let stub = spawn_stub().await;
+    let fixture = enrich_fixture(&stub, "fail", "");
+    let path = fixture.root().join("contextgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "timeout = \"300ms\"",
+        "timeout = \"300ms\"\nbreaker_failures = 3\nbreaker_cooldown = \"300ms\"",
+    );
+    std::fs::write(&path, config).unwrap();
+    let pipeline = fixture.pipeline();
+    let delivery = event("up/Thing@1", "e", &json!({"id": "c-1", "n": 1}));
+    let mut texts = Vec::new();
+    for _ in 0..5 {
+        let verdict = only(pipeline.process(&context("up"), &delivery).await);
+        assert_eq!(
+            failure_of(&verdict),
+            (Stage::Enrich, Reason::EnrichmentUnavailable, true)
+        );
+        texts.push(format!("{verdict:?}"));
+    }
+    assert_eq!(stub.hits(), 3, "the last two did not call");
+    assert!(texts[4].contains("circuit open"), "{}", texts[4]);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pipeline.process(&context("up"), &delivery).await;
+    assert_eq!(stub.hits(), 4, "after the cooldown one request tries again");
+}
