@@ -83,3 +83,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => translate::run(&registry, &route, file.as_deref()).await,
     }
 }
+
+/// Loads the registry for a command that needs a clean one; prints why not and gives `None`.
+fn load_registry(root: &std::path::Path, command: &str) -> Option<crate::registry::Registry> {
+    use crate::registry::RegistryError;
+    match crate::registry::load(root) {
+        Ok(registry) => Some(registry),
+        Err(RegistryError::Problems(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                "contextgate {command}: the registry has {} problem(s); run contextgate check",
+                problems.len()
+            );
+            None
+        }
+        Err(error) => {
+            eprintln!("contextgate {command}: {error}");
+            None
+        }
+    }
+}

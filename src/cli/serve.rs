@@ -14,25 +14,10 @@ use crate::api::{self, AppState};
 use crate::bus::{Bus, InProcessBus};
 use crate::gateway::Gateway;
 use crate::pipeline::Pipeline;
-use crate::registry::{self, RegistryError};
 
 pub async fn run(root: &Path, listen: SocketAddr) -> anyhow::Result<u8> {
-    let registry = match registry::load(root) {
-        Ok(registry) => registry,
-        Err(RegistryError::Problems(problems)) => {
-            for problem in &problems {
-                eprintln!("{problem}");
-            }
-            eprintln!(
-                "contextgate serve: the registry has {} problem(s); run contextgate check",
-                problems.len()
-            );
-            return Ok(EXIT_COULD_NOT_RUN);
-        }
-        Err(error) => {
-            eprintln!("contextgate serve: {error}");
-            return Ok(EXIT_COULD_NOT_RUN);
-        }
+    let Some(registry) = super::load_registry(root, "serve") else {
+        return Ok(EXIT_COULD_NOT_RUN);
     };
     let summary = registry.summary();
     let gateway = Gateway::new(

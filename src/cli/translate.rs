@@ -10,25 +10,11 @@ use anyhow::Context as _;
 use super::{EXIT_COULD_NOT_RUN, EXIT_OK, EXIT_PROBLEMS};
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::pipeline::{Delivery, Outcome, Pipeline};
-use crate::registry::{self, RegistryError, RouteName};
+use crate::registry::RouteName;
 
 pub async fn run(root: &Path, route: &str, file: Option<&Path>) -> anyhow::Result<u8> {
-    let registry = match registry::load(root) {
-        Ok(registry) => registry,
-        Err(RegistryError::Problems(problems)) => {
-            for problem in &problems {
-                eprintln!("{problem}");
-            }
-            eprintln!(
-                "contextgate translate: the registry has {} problem(s); run contextgate check",
-                problems.len()
-            );
-            return Ok(EXIT_COULD_NOT_RUN);
-        }
-        Err(error) => {
-            eprintln!("contextgate translate: {error}");
-            return Ok(EXIT_COULD_NOT_RUN);
-        }
+    let Some(registry) = super::load_registry(root, "translate") else {
+        return Ok(EXIT_COULD_NOT_RUN);
     };
     let name = RouteName::parse(route).context("invalid --route")?;
     let Some(route) = registry.route(&name).cloned() else {
