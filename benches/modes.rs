@@ -6,62 +6,34 @@
 //! Run: `cargo bench --bench modes`. The registry is `benches/registry/`.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use contextgate::message::json::parse_strict;
-use contextgate::pipeline::{Outcome, Pipeline};
-use contextgate::registry::{self, ContractId, RouteName};
+use contextgate::pipeline::Outcome;
+use contextgate::registry::ContractId;
 use contextgate::scripting;
 use contextgate::stages::translate::{self, Meta};
 use contextgate::stages::{Stage, validate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
-use support::{Naive, delivery, event_data, ready, registry_with_lookup_base, spawn_customers};
+use support::{Bench, Naive};
 
 mod support;
 
 fn modes(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    // The customers service the enrich route looks up (answers are cached after the first).
-    let base = spawn_customers(&runtime);
-    let dir = registry_with_lookup_base(&base);
-    let registry = Arc::new(registry::load(dir.path()).expect("the bench registry loads"));
-    let pipeline = Pipeline::new(registry.clone());
-    let data = event_data();
-    println!("event data: {} bytes", data.len());
-
-    let route = |name: &str| {
-        registry
-            .route(&RouteName::parse(name).unwrap())
-            .unwrap()
-            .clone()
-    };
-    let placed = delivery("shop/OrderPlaced@1", &data);
-    let recorded = delivery("shop/OrderRecorded@1", &data);
+    let bench = Bench::new();
+    println!("event data: {} bytes", bench.data.len());
 
     let mut group = c.benchmark_group("modes");
-    for (name, route, delivery) in [
-        ("conformist", route("shop-to-audit"), &placed),
-        ("anti-corruption", route("shop-to-warehouse"), &placed),
-        ("open-host", route("shop-published"), &recorded),
-        ("enrich (cached look-up)", route("shop-to-billing"), &placed),
-    ] {
+    for (name, route, delivery) in bench.modes() {
         // Sanity: each mode forwards.
-        let verdict = ready(&runtime, pipeline.process_on(&route, delivery, 1));
+        let verdict = bench.run(&route, delivery);
         assert!(
             matches!(verdict.outcome, Outcome::Forward { .. }),
             "{name}: {verdict:?}"
         );
         group.bench_function(name, |b| {
             b.iter(|| {
-                let verdict = ready(
-                    &runtime,
-                    pipeline.process_on(&route, black_box(delivery), 1),
-                );
+                let verdict = bench.run(&route, black_box(delivery));
                 // What a transport does next: the output bytes.
                 if let Outcome::Forward { messages } = &verdict.outcome {
                     black_box(messages[0].data.len());
@@ -73,18 +45,21 @@ fn modes(c: &mut Criterion) {
 
     // The naive reference, with the same schemas and the same script.
     let naive = Naive::new();
+    let data = &bench.data;
     group.bench_function("naive reference (anti-corruption)", |b| {
-        b.iter(|| naive.run(black_box(&data)))
+        b.iter(|| naive.run(black_box(data)))
     });
     group.finish();
 
     // The stages one by one, on the anti-corruption route.
-    let contract = registry
+    let placed = &bench.placed;
+    let contract = bench
+        .registry
         .contract_version(&ContractId::parse("shop/OrderPlaced@1").unwrap())
         .unwrap()
         .clone();
-    let translator = route("shop-to-warehouse").translator.clone().unwrap();
-    let value: Value = serde_json::from_slice(&data).unwrap();
+    let translator = bench.route("shop-to-warehouse").translator.clone().unwrap();
+    let value: Value = serde_json::from_slice(data).unwrap();
     let dynamic = scripting::to_dynamic(&value).unwrap();
     let outputs = translate::run(&translator, &value, &Meta::default()).unwrap();
     let output_dynamic = scripting::to_dynamic(&outputs[0]).unwrap();
@@ -99,10 +74,10 @@ fn modes(c: &mut Criterion) {
         })
     });
     group.bench_function("serde_json::from_slice", |b| {
-        b.iter(|| serde_json::from_slice::<Value>(black_box(&data)).unwrap())
+        b.iter(|| serde_json::from_slice::<Value>(black_box(data)).unwrap())
     });
     group.bench_function("parse_strict", |b| {
-        b.iter(|| parse_strict(black_box(&data)).unwrap())
+        b.iter(|| parse_strict(black_box(data)).unwrap())
     });
     group.bench_function("validate in", |b| {
         b.iter(|| validate::against(&contract, black_box(&value), Stage::ValidateIn))

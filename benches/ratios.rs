@@ -6,12 +6,10 @@
 //! Run: `cargo bench --bench ratios` (`-- --rounds N` to change the 60 rounds of 2 000 events).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
-use contextgate::pipeline::{Outcome, Pipeline};
-use contextgate::registry::{self, RouteName};
-use support::{Naive, delivery, event_data, ready, registry_with_lookup_base, spawn_customers};
+use contextgate::pipeline::Outcome;
+use support::{Bench, Naive};
 
 mod support;
 
@@ -22,33 +20,9 @@ fn main() {
         .skip_while(|arg| arg != "--rounds")
         .nth(1)
         .map_or(60, |n| n.parse().expect("--rounds takes a number"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let base = spawn_customers(&runtime);
-    let dir = registry_with_lookup_base(&base);
-    let registry = Arc::new(registry::load(dir.path()).expect("the bench registry loads"));
-    let pipeline = Pipeline::new(registry.clone());
-    let data = event_data();
-    let route = |name: &str| {
-        registry
-            .route(&RouteName::parse(name).unwrap())
-            .unwrap()
-            .clone()
-    };
-    let placed = delivery("shop/OrderPlaced@1", &data);
-    let recorded = delivery("shop/OrderRecorded@1", &data);
-
+    let bench = Bench::new();
     let naive = Naive::new();
-
-    let modes = [
-        ("conformist", route("shop-to-audit"), &placed),
-        ("anti-corruption", route("shop-to-warehouse"), &placed),
-        ("open-host", route("shop-published"), &recorded),
-        ("enrich (cached look-up)", route("shop-to-billing"), &placed),
-    ];
+    let modes = bench.modes();
     let time = |run: &mut dyn FnMut()| -> f64 {
         let started = Instant::now();
         for _ in 0..BATCH {
@@ -61,12 +35,12 @@ fn main() {
     let mut ratios = vec![Vec::new(); modes.len()];
     for _ in 0..rounds {
         let naive_time = time(&mut || {
-            black_box(naive.run(black_box(&data)));
+            black_box(naive.run(black_box(&bench.data)));
         });
         naive_times.push(naive_time);
         for (index, (_, route, delivery)) in modes.iter().enumerate() {
             let mode_time = time(&mut || {
-                let verdict = ready(&runtime, pipeline.process_on(route, black_box(delivery), 1));
+                let verdict = bench.run(route, black_box(delivery));
                 assert!(matches!(verdict.outcome, Outcome::Forward { .. }));
                 black_box(verdict);
             });
@@ -76,7 +50,7 @@ fn main() {
     }
     println!(
         "event data: {} bytes; {rounds} rounds of {BATCH} events each",
-        data.len()
+        bench.data.len()
     );
     println!(
         "{:<28} {:>12} {:>22}",

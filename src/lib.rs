@@ -16,7 +16,7 @@
 //! - [`gateway`]: the pipeline joined to a bus: acts on every verdict.
 //! - [`api`]: the HTTP API: ingest, inboxes, dead letters, health, metrics.
 //! - [`cli`]: `contextgate serve`, `contextgate check` and `contextgate translate`.
-//! - [`telemetry`]: tracing set-up.
+//! - [`telemetry`]: tracing set-up, metric names, the Prometheus recorder.
 
 pub mod registry;
 //

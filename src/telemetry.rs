@@ -1,5 +1,6 @@
-//! Tracing set-up in one place. Logs go to stderr (stdout is for command output), filtered by
-//! `CONTEXTGATE_LOG` (tracing's `EnvFilter` syntax, e.g. `info` or `contextgate=debug`).
+//! Telemetry in one place: tracing set-up, the metric names, and the Prometheus recorder. Logs go
+//! to stderr (stdout is for command output), filtered by `CONTEXTGATE_LOG` (tracing's
+//! `EnvFilter` syntax, e.g. `info` or `contextgate=debug`).
 
 use tracing_subscriber::EnvFilter;
 

@@ -6,8 +6,81 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use contextgate::pipeline::Delivery;
+use contextgate::pipeline::{Delivery, Pipeline, Verdict};
+use contextgate::registry::{self, Registry, Route, RouteName};
+
+/// Everything a bench needs: a runtime, the bench registry loaded with its look-up pointed at a
+/// stub customers service, the pipeline, and the event as binary-mode deliveries.
+pub(crate) struct Bench {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    /// Holds the registry copy on disk while the bench runs.
+    _registry_dir: tempfile::TempDir,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) data: Bytes,
+    /// The event as `shop/OrderPlaced@1` (conformist, anti-corruption, enrich).
+    pub(crate) placed: Delivery,
+    /// The event as the shop's internal `shop/OrderRecorded@1` (open-host).
+    pub(crate) recorded: Delivery,
+}
+
+impl Bench {
+    pub(crate) fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // The customers service the enrich route looks up (answers are cached after the first).
+        let base = spawn_customers(&runtime);
+        let registry_dir = registry_with_lookup_base(&base);
+        let registry =
+            Arc::new(registry::load(registry_dir.path()).expect("the bench registry loads"));
+        let data = event_data();
+        Self {
+            runtime,
+            _registry_dir: registry_dir,
+            pipeline: Pipeline::new(registry.clone()),
+            registry,
+            placed: delivery("shop/OrderPlaced@1", &data),
+            recorded: delivery("shop/OrderRecorded@1", &data),
+            data,
+        }
+    }
+
+    pub(crate) fn route(&self, name: &str) -> Arc<Route> {
+        self.registry
+            .route(&RouteName::parse(name).unwrap())
+            .unwrap()
+            .clone()
+    }
+
+    /// One route per mode, with the delivery it takes.
+    pub(crate) fn modes(&self) -> [(&'static str, Arc<Route>, &Delivery); 4] {
+        [
+            ("conformist", self.route("shop-to-audit"), &self.placed),
+            (
+                "anti-corruption",
+                self.route("shop-to-warehouse"),
+                &self.placed,
+            ),
+            ("open-host", self.route("shop-published"), &self.recorded),
+            (
+                "enrich (cached look-up)",
+                self.route("shop-to-billing"),
+                &self.placed,
+            ),
+        ]
+    }
+
+    /// One delivery through one route, as a transport would run it.
+    pub(crate) fn run(&self, route: &Route, delivery: &Delivery) -> Verdict {
+        ready(&self.runtime, self.pipeline.process_on(route, delivery, 1))
+    }
+}
 
 pub(crate) fn bench_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/registry")
@@ -15,7 +88,7 @@ pub(crate) fn bench_root() -> PathBuf {
 
 /// Polls a future that is expected to be ready at once (no I/O); a cached look-up may still
 /// yield, in which case the runtime finishes it.
-pub(crate) fn ready<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
+fn ready<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
     let _inside = runtime.enter();
     let mut future = pin!(future);
     match future
@@ -28,7 +101,7 @@ pub(crate) fn ready<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> 
 }
 
 /// Binary-mode delivery of `contract` with the bench event as data, as it comes off AMQP.
-pub(crate) fn delivery(contract: &str, data: &Bytes) -> Delivery {
+fn delivery(contract: &str, data: &Bytes) -> Delivery {
     let (name, _) = contract.split_once('@').unwrap();
     let event_type = name.replace('/', ".");
     Delivery {
@@ -56,7 +129,7 @@ pub(crate) fn delivery(contract: &str, data: &Bytes) -> Delivery {
 }
 
 /// A copy of the bench registry whose look-up points at `base`.
-pub(crate) fn registry_with_lookup_base(base: &str) -> tempfile::TempDir {
+fn registry_with_lookup_base(base: &str) -> tempfile::TempDir {
     let dir = tempfile::TempDir::new().unwrap();
     copy_dir(&bench_root(), dir.path());
     let path = dir.path().join("contextgate.toml");
@@ -81,7 +154,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Starts the customers service the enrich route looks up; its base URL.
-pub(crate) fn spawn_customers(runtime: &tokio::runtime::Runtime) -> String {
+fn spawn_customers(runtime: &tokio::runtime::Runtime) -> String {
     runtime.block_on(async {
         let app = axum::Router::new().route(
             "/customers/{id}",
@@ -97,7 +170,7 @@ pub(crate) fn spawn_customers(runtime: &tokio::runtime::Runtime) -> String {
 }
 
 /// The bench event's data, compact.
-pub(crate) fn event_data() -> Bytes {
+fn event_data() -> Bytes {
     let text = std::fs::read_to_string(bench_root().join("event.json")).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     Bytes::from(serde_json::to_vec(&value).unwrap())

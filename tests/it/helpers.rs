@@ -130,6 +130,14 @@ pub(crate) fn dead_letter(verdict: &Verdict, stage: Stage, reason: Reason) -> Fa
     }
 }
 
+/// Whether a failure lists a problem at `pointer`.
+pub(crate) fn names_pointer(failure: &Failure, pointer: &str) -> bool {
+    failure
+        .problems
+        .iter()
+        .any(|problem| problem.pointer.as_deref() == Some(pointer))
+}
+
 /// The data of each forwarded message, parsed.
 #[track_caller]
 pub(crate) fn forwarded(verdict: &Verdict) -> Vec<Value> {
