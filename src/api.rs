@@ -58,6 +58,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// The broker did not confirm: try again later, with the same message id.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Serialize)]
@@ -91,6 +94,12 @@ impl IntoResponse for ApiError {
                     Some(detail.clone()),
                     &[],
                 ),
+                ApiError::Unavailable(detail) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the broker did not confirm the message; retry with the same id",
+                    Some(detail.clone()),
+                    &[],
+                ),
             };
         let document = ProblemDocument {
             kind: "about:blank",
@@ -100,11 +109,17 @@ impl IntoResponse for ApiError {
             problems,
         };
         let body = serde_json::to_vec(&document).expect("problem documents serialize");
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }

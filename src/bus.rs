@@ -1,37 +1,32 @@
-//! The transports the gateway delivers over. A closed set: each variant is its own type and the
-//! `match` forwards each call to it.
+//! The transports the gateway delivers over. A closed set: each variant is its own type.
 //!
 //! # Layout
 //! - [`in_process`]: the embedded default: inboxes and dead letters in memory, readable over HTTP.
-//!   (RabbitMQ over AMQP is the next step of the transport work.)
+//! - [`amqp`]: RabbitMQ: route queues, confirms, acks after confirms, reconnects.
 
-use crate::message::Message;
-use crate::pipeline::Delivery;
-use crate::registry::{ContextName, RouteName};
-use crate::stages::Failure;
+use std::sync::Arc;
 
+pub mod amqp;
 pub mod in_process;
 
+pub use amqp::{AmqpBus, AmqpSettings};
 pub use in_process::{DeadLetter, InProcessBus};
 
 /// Where outputs and dead letters go.
 #[derive(Debug)]
 pub enum Bus {
+    /// The gateway acts on verdicts itself (see `gateway`).
     InProcess(InProcessBus),
+    /// RabbitMQ: its consumers drive the pipeline and act on verdicts (see `amqp::worker`).
+    Amqp(Arc<AmqpBus>),
 }
 
 impl Bus {
-    /// Delivers messages to a context's inbound side.
-    pub async fn publish(&self, context: &ContextName, messages: Vec<Message>) {
+    /// Ready to take messages: always in process; on RabbitMQ, connected and consuming.
+    pub fn is_ready(&self) -> bool {
         match self {
-            Bus::InProcess(bus) => bus.publish(context, messages),
-        }
-    }
-
-    /// Keeps an input that could not be delivered, unchanged, with the failure.
-    pub async fn dead_letter(&self, route: Option<&RouteName>, input: &Delivery, failure: Failure) {
-        match self {
-            Bus::InProcess(bus) => bus.dead_letter(route, input, failure),
+            Bus::InProcess(_) => true,
+            Bus::Amqp(bus) => bus.status().is_ready(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - [`check`]: load the registry and report every problem.
-//! - [`serve`]: run the gateway and its HTTP API on the in-process bus.
+//! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
 
 use std::path::PathBuf;
@@ -27,7 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway on the embedded in-process bus, with its HTTP API.
+    /// Run the gateway with its HTTP API: on RabbitMQ with --amqp-url, otherwise on the
+    /// embedded in-process bus.
     Serve {
         /// The registry folder (holds contextgate.toml).
         #[arg(long, default_value = ".", env = "CONTEXTGATE_REGISTRY")]
@@ -35,6 +36,8 @@ pub enum Command {
         /// Where the HTTP API listens; port 0 lets the system choose (printed at start).
         #[arg(long, default_value = "127.0.0.1:8080", env = "CONTEXTGATE_LISTEN")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        amqp: AmqpArgs,
     },
     /// Load the registry and report every problem: schemas, examples, scripts, test cases, routes.
     Check {
@@ -58,6 +61,44 @@ pub enum Command {
     },
 }
 
+/// The RabbitMQ settings of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct AmqpArgs {
+    /// RabbitMQ, e.g. amqp://guest:guest@127.0.0.1:5672/%2f; without it the gateway runs on
+    /// the in-process bus.
+    #[arg(long, env = "CONTEXTGATE_AMQP_URL")]
+    pub amqp_url: Option<String>,
+    /// Put before every exchange and queue name the gateway declares.
+    #[arg(long, default_value = "", env = "CONTEXTGATE_AMQP_PREFIX")]
+    pub amqp_prefix: String,
+    /// Unacked deliveries per route.
+    #[arg(long, default_value_t = 500, env = "CONTEXTGATE_PREFETCH")]
+    pub prefetch: u16,
+    /// Inputs of one route processed in parallel; one ordering key stays in one lane.
+    #[arg(long, default_value_t = 16, env = "CONTEXTGATE_LANES")]
+    pub lanes: usize,
+    /// How long a publish waits for the broker's confirm.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub confirm_timeout: std::time::Duration,
+    /// How long a stop waits for the inputs in flight.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+impl AmqpArgs {
+    /// The bus settings, or `None` for the in-process bus.
+    pub fn settings(&self) -> Option<crate::bus::AmqpSettings> {
+        let url = self.amqp_url.as_ref().filter(|url| !url.is_empty())?;
+        let mut settings = crate::bus::AmqpSettings::new(url.clone());
+        settings.prefix = self.amqp_prefix.clone();
+        settings.prefetch = self.prefetch.max(1);
+        settings.lanes = self.lanes.max(1);
+        settings.confirm_timeout = self.confirm_timeout;
+        settings.shutdown_timeout = self.shutdown_timeout;
+        Some(settings)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -74,7 +115,11 @@ pub const EXIT_COULD_NOT_RUN: u8 = 2;
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Serve { registry, listen } => serve::run(&registry, listen).await,
+        Command::Serve {
+            registry,
+            listen,
+            amqp,
+        } => serve::run(&registry, listen, amqp.settings()).await,
         Command::Check { registry, format } => Ok(check::run(&registry, format)),
         Command::Translate {
             registry,

@@ -1,12 +1,17 @@
-//! The gateway: the pipeline joined to a bus. It takes an input, gets a verdict per route from
-//! the pipeline, and acts on each: forwards go to the downstream context, dead letters are kept
-//! with their failure, retries are scheduled after their backoff, drops are counted. Every
-//! outcome is counted in the metrics of `telemetry`.
+//! The gateway: the pipeline joined to a bus, for what comes in over HTTP.
+//!
+//! On the in-process bus it takes an input, gets a verdict per route from the pipeline, and acts
+//! on each: forwards go to the downstream context's inbox, dead letters are kept with their
+//! failure, retries are scheduled after their backoff, drops are counted. On RabbitMQ it checks
+//! the input at the edge and publishes it to its context's outbound exchange, as any producer
+//! would; the route consumers of `bus::amqp` take it from there. Every outcome is counted in the
+//! metrics of `telemetry`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bus::Bus;
+use crate::bus::amqp::IngestError;
+use crate::bus::{Bus, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::Failure;
@@ -26,6 +31,12 @@ pub enum Ingested {
     /// It failed before any route was picked (not a CloudEvent, unknown contract, a command no
     /// route or several routes take); the sender is told and nothing is kept.
     Refused(Failure),
+    /// On RabbitMQ: the broker confirmed it on the context's outbound exchange; these routes
+    /// will take it.
+    Published(Vec<RouteName>),
+    /// On RabbitMQ: the broker did not confirm it (not connected, blocked, refused, timed out).
+    /// It may still have been stored: the sender retries with the same id.
+    Unavailable(IngestError),
 }
 
 impl Gateway {
@@ -41,8 +52,23 @@ impl Gateway {
         &self.bus
     }
 
-    /// Takes one input from context `from` and acts on every verdict before returning.
+    /// Takes one input from context `from`: in process, acts on every verdict before returning;
+    /// on RabbitMQ, returns once the broker confirmed it.
     pub async fn ingest(self: &Arc<Self>, from: &ContextName, delivery: Delivery) -> Ingested {
+        let bus = match &self.bus {
+            Bus::InProcess(bus) => bus,
+            Bus::Amqp(bus) => {
+                return match self.pipeline.accept(from, &delivery) {
+                    Err(failure) => Ingested::Refused(failure),
+                    Ok((input, routes)) => match bus.publish_input(from, &input.message).await {
+                        Ok(()) => Ingested::Published(
+                            routes.iter().map(|route| route.name.clone()).collect(),
+                        ),
+                        Err(error) => Ingested::Unavailable(error),
+                    },
+                };
+            }
+        };
         let started = Instant::now();
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
         let mut verdicts = self.pipeline.process(from, &delivery).await;
@@ -61,7 +87,8 @@ impl Gateway {
         let delivery = Arc::new(delivery);
         for verdict in &verdicts {
             if let Some(route) = verdict.route.as_ref().and_then(|name| self.route(name)) {
-                self.act(&route, verdict.outcome.clone(), &delivery).await;
+                self.act(bus, &route, verdict.outcome.clone(), &delivery)
+                    .await;
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
@@ -72,13 +99,19 @@ impl Gateway {
         self.pipeline.registry().route(name).cloned()
     }
 
-    async fn act(self: &Arc<Self>, route: &Arc<Route>, outcome: Outcome, delivery: &Arc<Delivery>) {
+    async fn act(
+        self: &Arc<Self>,
+        bus: &InProcessBus,
+        route: &Arc<Route>,
+        outcome: Outcome,
+        delivery: &Arc<Delivery>,
+    ) {
         let name = route.name.to_string();
         match outcome {
             Outcome::Forward { messages } => {
                 metrics::counter!(telemetry::MESSAGES_FORWARDED, "route" => name)
                     .increment(messages.len() as u64);
-                self.bus.publish(&route.downstream, messages).await;
+                bus.publish(&route.downstream, messages);
             }
             Outcome::Drop { .. } => {
                 metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
@@ -86,9 +119,7 @@ impl Gateway {
             Outcome::DeadLetter { failure } => {
                 metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => name, "stage" => failure.stage.as_str())
                     .increment(1);
-                self.bus
-                    .dead_letter(Some(&route.name), delivery, failure)
-                    .await;
+                bus.dead_letter(Some(&route.name), delivery, failure);
             }
             Outcome::Retry {
                 attempt,
@@ -103,7 +134,7 @@ impl Gateway {
     }
 
     /// On the in-process bus a retry waits in a task (lost on restart, like everything in this
-    /// bus); on RabbitMQ it waits in the route's delay queue.
+    /// bus); on RabbitMQ it waits in the route's delay queue instead.
     fn schedule_retry(
         self: &Arc<Self>,
         route: Arc<Route>,
@@ -118,7 +149,9 @@ impl Gateway {
                 .pipeline
                 .process_on(&route, &delivery, attempt)
                 .await;
-            Box::pin(gateway.act(&route, verdict.outcome, &delivery)).await;
+            if let Bus::InProcess(bus) = &gateway.bus {
+                Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery)).await;
+            }
         });
     }
 }

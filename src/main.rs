@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         }
     };
     contextgate::telemetry::init(match &cli.command {
-        cli::Command::Serve { .. } => "info",
+        cli::Command::Serve { .. } => "info,lapin=off",
         _ => "warn",
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::message::Message;
 use crate::modes::{self, Shared};
 use crate::registry::{ContextName, Registry, Route, RouteName};
-use crate::stages::{Failure, Problem, Reason, Stage, receive};
+use crate::stages::receive::{self, Input};
+use crate::stages::{Failure, Problem, Reason, Stage};
 
 pub mod policy;
 
@@ -84,10 +85,7 @@ impl Pipeline {
     /// Processes a first delivery from context `from`: a verdict per route it goes to (none for
     /// an event no route takes), or one route-less dead letter when it fails before routing.
     pub async fn process(&self, from: &ContextName, delivery: &Delivery) -> Vec<Verdict> {
-        let accepted = self
-            .decode(delivery)
-            .and_then(|message| receive::accept(&self.registry, from, message));
-        let (input, routes) = match accepted {
+        let (input, routes) = match self.accept(from, delivery) {
             Ok(accepted) => accepted,
             Err(failure) => return vec![unrouted(failure)],
         };
@@ -103,33 +101,51 @@ impl Pipeline {
         verdicts
     }
 
+    /// Decodes a delivery from context `from`, checks it and picks its routes, running none.
+    pub fn accept(
+        &self,
+        from: &ContextName,
+        delivery: &Delivery,
+    ) -> Result<(Input, Vec<Arc<Route>>), Failure> {
+        self.decode(delivery)
+            .and_then(|message| receive::accept(&self.registry, from, message))
+    }
+
     /// Processes a message on one route only: a retry (`attempt` ≥ 2), a redrive or a dry run.
     pub async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
-        let input = self
-            .decode(delivery)
-            .and_then(|message| receive::check(&self.registry, &route.upstream, message))
-            .and_then(|input| match route.accepted(&input.contract) {
-                Some(_) => Ok(input),
-                None => Err(Failure::one(
-                    Stage::Decode,
-                    Reason::Unroutable,
-                    Problem::new(format!(
-                        "route {} does not accept {}",
-                        route.name, input.contract
-                    )),
-                )),
-            });
-        let outcome = match input {
-            Ok(input) => {
-                let result = modes::run(route, &input, &mut Shared::default()).await;
-                policy::outcome(route, result, attempt)
-            }
+        let outcome = match self.receive_on(route, delivery) {
+            Ok(input) => self.run_on(route, &input, attempt).await,
             Err(failure) => Outcome::DeadLetter { failure },
         };
         Verdict {
             route: Some(route.name.clone()),
             outcome,
         }
+    }
+
+    /// Decodes and checks a delivery taken from one route's queue: the input, if the route
+    /// takes it. Transports call this first to find the input's ordering key.
+    pub fn receive_on(&self, route: &Route, delivery: &Delivery) -> Result<Input, Failure> {
+        let input = self
+            .decode(delivery)
+            .and_then(|message| receive::check(&self.registry, &route.upstream, message))?;
+        match route.accepted(&input.contract) {
+            Some(_) => Ok(input),
+            None => Err(Failure::one(
+                Stage::Decode,
+                Reason::Unroutable,
+                Problem::new(format!(
+                    "route {} does not accept {}",
+                    route.name, input.contract
+                )),
+            )),
+        }
+    }
+
+    /// Runs a received input on one route as attempt number `attempt`, through its policy.
+    pub async fn run_on(&self, route: &Route, input: &Input, attempt: u32) -> Outcome {
+        let result = modes::run(route, input, &mut Shared::default()).await;
+        policy::outcome(route, result, attempt)
     }
 
     fn decode(&self, delivery: &Delivery) -> Result<Message, Failure> {

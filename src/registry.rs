@@ -27,7 +27,7 @@ pub mod translator;
 pub use contract::{Compatibility, Contract, ContractVersion, MessageKind, Visibility};
 pub use load::load;
 pub use names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
-pub use route::{Action, Lookup, Mode, OrderingKey, Policy, Route};
+pub use route::{Action, Lookup, Mode, OrderingKey, Policy, Route, Wire};
 pub use translator::Translator;
 
 /// The compiled, checked registry.

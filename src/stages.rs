@@ -92,6 +92,8 @@ pub enum Reason {
     EnrichmentUnavailable,
     /// A look-up answered, but with something unusable (4xx, not JSON, too large).
     EnrichmentFailed,
+    /// The broker refused an output (`basic.nack`) or did not confirm it in time: transient.
+    PublishFailed,
 }
 
 impl Reason {
@@ -115,6 +117,7 @@ impl Reason {
             Reason::OutputContractViolation => "output_contract_violation",
             Reason::EnrichmentUnavailable => "enrichment_unavailable",
             Reason::EnrichmentFailed => "enrichment_failed",
+            Reason::PublishFailed => "publish_failed",
         }
     }
 }

@@ -32,6 +32,11 @@ pub const PROCESSING_SECONDS: &str = "contextgate_processing_seconds";
 /// Messages pushed out of a full in-process inbox, by context.
 pub const INBOX_OVERFLOW: &str = "contextgate_inbox_overflow_total";
 
+/// Broker sessions lost and rebuilt.
+pub const AMQP_RECONNECTS: &str = "contextgate_amqp_reconnects_total";
+/// 1 while the broker blocks the publishing connection (a resource alarm), else 0.
+pub const AMQP_BLOCKED: &str = "contextgate_amqp_blocked";
+
 /// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.
 pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =

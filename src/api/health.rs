@@ -1,8 +1,9 @@
 //! Liveness, readiness and Prometheus metrics. Live: the process answers. Ready: the registry is
-//! loaded (it is, once the server is up; a broker connection will join this check).
+//! loaded (it is, once the server is up) and, on RabbitMQ, the gateway is connected with its
+//! topology declared and its consumers running; 503 otherwise.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::AppState;
@@ -11,8 +12,16 @@ pub async fn live() -> &'static str {
     "ok\n"
 }
 
-pub async fn ready(State(state): State<AppState>) -> String {
-    format!("ready: {}\n", state.gateway.pipeline().registry().summary())
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    let summary = state.gateway.pipeline().registry().summary();
+    if state.gateway.bus().is_ready() {
+        (StatusCode::OK, format!("ready: {summary}\n"))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: not connected to the broker ({summary})\n"),
+        )
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -2,7 +2,9 @@
 //! (`application/cloudevents+json`) or binary (`ce-` headers, JSON body: the CloudEvents HTTP
 //! binding) — from that context and answers once every route has acted on it: 202 with what
 //! happened on each route, or 400 with the problems (and their JSON pointers) when it is refused
-//! before routing. `GET /v1/contexts/{context}/inbox?max=N` takes the messages delivered to a
+//! before routing. On RabbitMQ, 202 once the broker confirmed the message on the context's
+//! outbound exchange, 503 with `Retry-After` when it did not (the message may still have been
+//! stored: retry with the same id). `GET /v1/contexts/{context}/inbox?max=N` takes the messages delivered to a
 //! context out of its in-process inbox; `GET /v1/dead-letters` lists the dead letters.
 
 use axum::Json;
@@ -77,6 +79,21 @@ pub async fn post_message(
             title: format!("{} failed ({})", failure.stage, failure.reason),
             problems: failure.problems,
         }),
+        Ingested::Published(routes) => Ok((
+            StatusCode::ACCEPTED,
+            Json(Accepted {
+                routes: routes
+                    .into_iter()
+                    .map(|route| RouteReport {
+                        route: route.to_string(),
+                        outcome: "published",
+                        messages: None,
+                        reason: None,
+                    })
+                    .collect(),
+            }),
+        )),
+        Ingested::Unavailable(error) => Err(ApiError::Unavailable(error.to_string())),
         Ingested::Routed(verdicts) => {
             let routes = verdicts
                 .into_iter()
@@ -134,11 +151,22 @@ pub async fn take_inbox(
     let max = query.max.unwrap_or(100).min(1_000);
     match state.gateway.bus() {
         Bus::InProcess(bus) => Ok(Json(bus.take(&context, max))),
+        Bus::Amqp(bus) => Err(ApiError::NotFound(format!(
+            "on RabbitMQ a context's messages are on exchange {}: bind a queue to it",
+            bus.names().inbound(&context)
+        ))),
     }
 }
 
-pub async fn list_dead_letters(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<crate::bus::DeadLetter>>, ApiError> {
     match state.gateway.bus() {
-        Bus::InProcess(bus) => Json(bus.dead_letters()),
+        Bus::InProcess(bus) => Ok(Json(bus.dead_letters())),
+        Bus::Amqp(bus) => Err(ApiError::NotFound(format!(
+            "on RabbitMQ dead letters are in the queues {}<route> and {}",
+            bus.names().dead_letter_queue(Some("")),
+            bus.names().dead_letter_queue(None)
+        ))),
     }
 }

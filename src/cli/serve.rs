@@ -1,5 +1,6 @@
-//! `contextgate serve`: load the registry, start the gateway on the in-process bus, serve the HTTP
-//! API until Ctrl-C or SIGTERM, then finish the requests in flight and exit.
+//! `contextgate serve`: load the registry, start the gateway on RabbitMQ (with an AMQP URL) or on
+//! the in-process bus, serve the HTTP API until Ctrl-C or SIGTERM, then stop consuming, finish
+//! or give back what is in flight within the shutdown timeout, and exit.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,32 +9,67 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::{EXIT_COULD_NOT_RUN, EXIT_OK};
 use crate::api::{self, AppState};
-use crate::bus::{Bus, InProcessBus};
+use crate::bus::{AmqpBus, AmqpSettings, Bus, InProcessBus};
 use crate::gateway::Gateway;
 use crate::pipeline::Pipeline;
 
-pub async fn run(root: &Path, listen: SocketAddr) -> anyhow::Result<u8> {
+pub async fn run(
+    root: &Path,
+    listen: SocketAddr,
+    amqp: Option<AmqpSettings>,
+) -> anyhow::Result<u8> {
     let Some(registry) = super::load_registry(root, "serve") else {
         return Ok(EXIT_COULD_NOT_RUN);
     };
+    if let Some(settings) = &amqp
+        && let Err(error) = settings.uri()
+    {
+        eprintln!("contextgate serve: {error}");
+        return Ok(EXIT_COULD_NOT_RUN);
+    }
     let summary = registry.summary();
-    let gateway = Gateway::new(
-        Pipeline::new(Arc::new(registry)),
-        Bus::InProcess(InProcessBus::default()),
-    );
+    let pipeline = Pipeline::new(Arc::new(registry));
+    let (stop, stopping) = watch::channel(false);
+    let (bus, consuming) = match amqp {
+        None => (Bus::InProcess(InProcessBus::default()), None),
+        Some(settings) => {
+            let bus = Arc::new(AmqpBus::new(settings));
+            let running = bus.clone();
+            let pipeline = pipeline.clone();
+            let task = tokio::spawn(async move { running.run(pipeline, stopping).await });
+            (Bus::Amqp(bus), Some(task))
+        }
+    };
+    let kind = match &bus {
+        Bus::InProcess(_) => "in-process bus".to_owned(),
+        Bus::Amqp(bus) => format!("RabbitMQ, prefix {:?}", bus.names().prefix()),
+    };
+    let gateway = Gateway::new(pipeline, bus);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener
         .local_addr()
         .context("the listener has no address")?;
-    tracing::info!(%address, registry = %summary, "Gateway started on the in-process bus.");
+    tracing::info!(%address, registry = %summary, bus = %kind, "Gateway started.");
     // Tests and scripts read this line to find a port chosen by the system (`--listen 127.0.0.1:0`).
-    eprintln!("contextgate listening on http://{address} (in-process bus; {summary})");
-    serve(listener, gateway, shutdown_signal()).await?;
+    eprintln!("contextgate listening on http://{address} ({kind}; {summary})");
+    let shutdown = async move {
+        shutdown_signal().await;
+        stop.send_replace(true);
+    };
+    serve(listener, gateway, shutdown).await?;
+    if let Some(consuming) = consuming {
+        consuming
+            .await
+            .context("the broker task failed")?
+            .context("the broker connection could not run")?;
+    }
+    tracing::info!("Stopped.");
     Ok(EXIT_OK)
 }
 
@@ -72,5 +108,5 @@ async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
-    tracing::info!("Shutting down: finishing the requests in flight.");
+    tracing::info!("Shutting down: no new input; finishing what is in flight.");
 }

@@ -56,6 +56,10 @@ pub struct RouteFile {
     /// How many messages one input may become (default 1).
     #[serde(default)]
     pub max_outputs: Option<usize>,
+    /// How outputs go on the wire over AMQP: `binary` (default; attributes in `cloudEvents_`
+    /// headers, data as the body) or `structured` (the whole event as the body).
+    #[serde(default)]
+    pub wire: Option<String>,
     /// `subject` or a JSON pointer into the data: messages with the same key keep their order.
     #[serde(default)]
     pub ordering_key: Option<String>,

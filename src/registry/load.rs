@@ -25,7 +25,7 @@ use super::contract::{
     self, Compatibility, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility,
 };
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
-use super::route::{Action, Breaker, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate};
+use super::route::{Action, Breaker, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate, Wire};
 use super::translator::{self, Case, Expectation, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
 use crate::message::json::{parse_strict, truncate};
@@ -1000,6 +1000,16 @@ impl RouteCheck<'_> {
                 None
             }
         };
+        let wire = match file.wire.as_deref() {
+            None | Some("binary") => Wire::Binary,
+            Some("structured") => Wire::Structured,
+            Some(other) => {
+                self.problem(format!(
+                    "wire {other:?} must be \"binary\" or \"structured\""
+                ));
+                Wire::Binary
+            }
+        };
         let max_outputs = file.max_outputs.unwrap_or(1);
         if !(1..=MAX_MAX_OUTPUTS).contains(&max_outputs) {
             self.problem(format!(
@@ -1027,6 +1037,7 @@ impl RouteCheck<'_> {
                 output,
                 max_outputs,
                 ordering_key,
+                wire,
                 policy: policy?,
                 lookups,
             },

@@ -12,6 +12,17 @@ use super::names::{ContextName, ContractId, RouteName};
 use super::translator::Translator;
 use crate::stages::Stage;
 
+/// How a route's outputs go on the wire (CloudEvents content modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wire {
+    /// Attributes in `cloudEvents_` headers, `datacontenttype` as the content type, data as the body.
+    #[default]
+    Binary,
+    /// The whole event as an `application/cloudevents+json` body.
+    Structured,
+}
+
 /// The four relationship modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -339,6 +350,8 @@ pub struct Route {
     pub output: Option<Arc<ContractVersion>>,
     pub max_outputs: usize,
     pub ordering_key: Option<OrderingKey>,
+    /// How outputs are encoded on AMQP.
+    pub wire: Wire,
     pub policy: Policy,
     pub lookups: Vec<Lookup>,
 }

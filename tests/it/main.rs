@@ -3,10 +3,16 @@
 /// Shared set-up: registry copies and fixtures, events, verdict helpers.
 mod helpers;
 
+/// The gateway on the real RabbitMQ, end to end (issue 3).
+mod amqp;
+/// RabbitMQ for the tests: client, gateway start-up, clean-up, private nodes.
+mod broker;
 /// The real binary: `contextgate check` and `contextgate translate`.
 mod cli;
 /// Enrich look-ups against a real HTTP server started by the test (RELIABILITY D1–D7).
 mod enrich;
+/// The ledger under broker and process faults (RELIABILITY B1, B2, B10).
+mod faults;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
 mod messages;
 /// The four modes end to end through the pipeline, on the shipped registry and on fixtures,

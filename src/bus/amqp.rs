@@ -1,0 +1,423 @@
+//! RabbitMQ over AMQP 0.9.1 (lapin): at-least-once delivery between contexts.
+//!
+//! A *session* is one pair of connections — one to consume, one to publish, so that a broker
+//! that blocks publishers (a memory or disk alarm) never stops the acks — with the topology
+//! declared and a consumer per route. [`AmqpBus::run`] keeps a session up: when a connection
+//! fails (broker restart, connections closed, heartbeats missed, a consumer cancelled) it drops
+//! the session, whose unacked deliveries the broker puts back, and builds a new one after a
+//! backoff. On stop it cancels the consumers, lets the inputs in flight finish within the
+//! shutdown timeout, and closes the connections; what did not finish is redelivered later.
+//!
+//! # Layout
+//! - [`topology`]: the names (one prefix) and their declaration.
+//! - [`worker`]: a consumer per route, ordering lanes, acting on verdicts.
+//! - [`publisher`]: persistent, mandatory publishes and their confirms.
+//! - [`settle`]: acks after confirms, batched with `multiple`.
+//! - [`wire`]: CloudEvents binary and structured mode, the gateway's headers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties, Event};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::message::Message;
+use crate::pipeline::Pipeline;
+use crate::registry::{ContextName, Wire};
+use crate::telemetry;
+
+pub mod publisher;
+pub mod settle;
+pub mod topology;
+pub mod wire;
+pub mod worker;
+
+pub use publisher::Confirmed;
+pub use topology::Names;
+
+/// How the gateway talks to RabbitMQ.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// `amqp://user:password@host:port/vhost`; `?heartbeat=` defaults to 10 s.
+    pub url: String,
+    /// Put before every exchange and queue name.
+    pub prefix: String,
+    /// Unacked deliveries per route consumer.
+    pub prefetch: u16,
+    /// Inputs of one route processed in parallel (one ordering key stays in one lane).
+    pub lanes: usize,
+    /// How long a publish waits for the broker's confirm (longer while the broker blocks us).
+    pub confirm_timeout: Duration,
+    /// `x-delivery-limit` of the route queues.
+    pub delivery_limit: u32,
+    /// How long a stop waits for the inputs in flight.
+    pub shutdown_timeout: Duration,
+}
+
+impl AmqpSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: String::new(),
+            prefetch: 500,
+            lanes: 16,
+            confirm_timeout: Duration::from_secs(10),
+            delivery_limit: 20,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The URL with the gateway's defaults filled in; an error names what is wrong with it.
+    pub fn uri(&self) -> Result<AMQPUri, String> {
+        let mut uri: AMQPUri = self
+            .url
+            .parse()
+            .map_err(|error| format!("the AMQP URL is invalid: {error}"))?;
+        uri.query.heartbeat.get_or_insert(10);
+        uri.query.connection_timeout.get_or_insert(5_000);
+        Ok(uri)
+    }
+}
+
+/// What the rest of the gateway can see of the broker connection.
+#[derive(Debug)]
+pub struct Status {
+    ready: AtomicBool,
+    blocked: watch::Sender<bool>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            ready: AtomicBool::new(false),
+            blocked: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Status {
+    /// Connected, topology declared, consumers running.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The broker blocks our publishing connection (a resource alarm).
+    pub fn is_blocked(&self) -> bool {
+        *self.blocked.borrow()
+    }
+
+    /// Returns at once unless the broker blocks us; then when it stops.
+    pub async fn wait_unblocked(&self) {
+        if self.is_blocked() {
+            tracing::warn!("The broker blocks publishing; consumption pauses.");
+            let _ = self.blocked.subscribe().wait_for(|blocked| !blocked).await;
+        }
+    }
+
+    fn set_blocked(&self, blocked: bool) {
+        self.blocked.send_replace(blocked);
+        metrics::gauge!(telemetry::AMQP_BLOCKED).set(if blocked { 1.0 } else { 0.0 });
+    }
+}
+
+/// What the consumers of one session share.
+#[derive(Debug)]
+pub struct Session {
+    pub pipeline: Pipeline,
+    pub names: Names,
+    pub settings: AmqpSettings,
+    pub publisher: publisher::Publisher,
+    pub status: Arc<Status>,
+    broken: watch::Sender<Option<String>>,
+}
+
+impl Session {
+    /// Marks the session as broken: it is dropped and a new one is built.
+    pub fn fail(&self, why: String) {
+        self.broken.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The RabbitMQ bus.
+#[derive(Debug)]
+pub struct AmqpBus {
+    settings: AmqpSettings,
+    names: Names,
+    status: Arc<Status>,
+    current: RwLock<Option<Arc<Session>>>,
+}
+
+/// Why HTTP ingest could not hand a message to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the gateway is not connected to the broker")]
+    NotConnected,
+    #[error("{0}")]
+    NotConfirmed(String),
+}
+
+enum Ended {
+    Stopped,
+    Broken(String),
+}
+
+impl AmqpBus {
+    pub fn new(settings: AmqpSettings) -> Self {
+        let names = Names::new(settings.prefix.clone());
+        Self {
+            settings,
+            names,
+            status: Arc::default(),
+            current: RwLock::default(),
+        }
+    }
+
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Publishes an input of context `from` to its outbound exchange, as a producer would, and
+    /// waits for the broker's confirm.
+    pub async fn publish_input(
+        &self,
+        from: &ContextName,
+        message: &Message,
+    ) -> Result<(), IngestError> {
+        let session = self
+            .current
+            .read()
+            .expect("no code panics while holding the session lock")
+            .clone()
+            .ok_or(IngestError::NotConnected)?;
+        let (body, properties) = wire::output(message, Wire::Binary, None);
+        let confirmed = session
+            .publisher
+            .publish(
+                &self.names.outbound(from),
+                &message.attributes.event_type,
+                &body,
+                properties,
+            )
+            .await
+            .map_err(|error| IngestError::NotConfirmed(error.to_string()))?;
+        match confirmed {
+            // Unroutable cannot happen (the alternate exchange takes everything); both are stored.
+            Confirmed::Delivered | Confirmed::Unroutable(_) => Ok(()),
+            Confirmed::Refused(why) => Err(IngestError::NotConfirmed(why)),
+        }
+    }
+
+    /// Keeps a session up until `stop` turns true, reconnecting with backoff.
+    pub async fn run(
+        &self,
+        pipeline: Pipeline,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let uri = self.settings.uri().map_err(anyhow::Error::msg)?;
+        const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let started = Instant::now();
+            let ended = self.session(&uri, &pipeline, stop.clone()).await;
+            *self
+                .current
+                .write()
+                .expect("no code panics while holding the session lock") = None;
+            self.status.ready.store(false, Ordering::Relaxed);
+            self.status.set_blocked(false);
+            let why = match ended {
+                Ok(Ended::Stopped) => return Ok(()),
+                Ok(Ended::Broken(why)) => why,
+                Err(error) => error.to_string(),
+            };
+            metrics::counter!(telemetry::AMQP_RECONNECTS).increment(1);
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = FIRST_BACKOFF;
+            }
+            tracing::warn!(%why, ?backoff, "Broker session lost; reconnecting.");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stopped(&mut stop) => return Ok(()),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn session(
+        &self,
+        uri: &AMQPUri,
+        pipeline: &Pipeline,
+        mut stop: watch::Receiver<bool>,
+    ) -> lapin::Result<Ended> {
+        let consume = connect(uri, "contextgate consume").await?;
+        let publish = connect(uri, "contextgate publish").await?;
+        let (broken, mut broken_changed) = watch::channel(None);
+        watch_events(&consume, "consume", None, broken.clone());
+        watch_events(
+            &publish,
+            "publish",
+            Some(self.status.clone()),
+            broken.clone(),
+        );
+
+        let declaring = publish.create_channel().await?;
+        topology::declare(
+            &declaring,
+            &self.names,
+            pipeline.registry(),
+            topology::QueueSettings {
+                delivery_limit: self.settings.delivery_limit,
+            },
+        )
+        .await?;
+        let _ = declaring.close(200, "topology declared".into()).await;
+
+        let publisher = publisher::Publisher::open(
+            &publish,
+            self.settings.confirm_timeout,
+            self.status.clone(),
+        )
+        .await?;
+        let session = Arc::new(Session {
+            pipeline: pipeline.clone(),
+            names: self.names.clone(),
+            settings: self.settings.clone(),
+            publisher,
+            status: self.status.clone(),
+            broken,
+        });
+        let mut consumers = JoinSet::new();
+        for route in &pipeline.registry().routes {
+            let channel = consume.create_channel().await?;
+            consumers.spawn(worker::consume_route(
+                session.clone(),
+                route.clone(),
+                channel,
+                stop.clone(),
+            ));
+        }
+        let channel = consume.create_channel().await?;
+        consumers.spawn(worker::consume_unrouted(
+            session.clone(),
+            channel,
+            stop.clone(),
+        ));
+        *self
+            .current
+            .write()
+            .expect("no code panics while holding the session lock") = Some(session.clone());
+        self.status.ready.store(true, Ordering::Relaxed);
+        tracing::info!(routes = pipeline.registry().routes.len(), prefix = %self.names.prefix(), "Connected to the broker; topology declared; consuming.");
+
+        let ended = tokio::select! {
+            () = stopped(&mut stop) => Ended::Stopped,
+            _ = broken_changed.changed() => {
+                Ended::Broken(broken_changed.borrow().clone().unwrap_or_default())
+            }
+            Some(finished) = consumers.join_next() => Ended::Broken(match finished {
+                Ok(Ok(())) => "a consumer stopped".to_owned(),
+                Ok(Err(error)) => format!("a consumer failed: {error}"),
+                Err(error) => format!("a consumer task failed: {error}"),
+            }),
+        };
+        self.status.ready.store(false, Ordering::Relaxed);
+        if matches!(ended, Ended::Stopped) {
+            let drain = async { while consumers.join_next().await.is_some() {} };
+            if tokio::time::timeout(self.settings.shutdown_timeout, drain)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "Inputs still in flight at the shutdown timeout go back to their queues."
+                );
+            }
+        }
+        consumers.abort_all();
+        for connection in [&consume, &publish] {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                connection.close(200, "contextgate session ends".into()),
+            )
+            .await;
+        }
+        Ok(ended)
+    }
+}
+
+/// Returns once `stop` is true.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+async fn connect(uri: &AMQPUri, name: &str) -> lapin::Result<Connection> {
+    Connection::connect_uri(
+        uri.clone(),
+        ConnectionProperties::default().with_connection_name(name.into()),
+    )
+    .await
+}
+
+/// Follows a connection's events: errors break the session; on the publish connection, blocks
+/// and unblocks pause and resume the work.
+fn watch_events(
+    connection: &Connection,
+    role: &'static str,
+    status: Option<Arc<Status>>,
+    broken: watch::Sender<Option<String>>,
+) {
+    let mut events = Box::pin(connection.events_listener());
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = broken.closed() => return,
+            };
+            let Some(event) = event else { return };
+            match event {
+                Event::ConnectionBlocked(reason) => {
+                    tracing::warn!(role, %reason, "The broker blocks the connection.");
+                    if let Some(status) = &status {
+                        status.set_blocked(true);
+                    }
+                }
+                Event::ConnectionUnblocked => {
+                    tracing::info!(role, "The broker unblocked the connection.");
+                    if let Some(status) = &status {
+                        status.set_blocked(false);
+                    }
+                }
+                Event::Error(error) => {
+                    broken.send_if_modified(|slot| {
+                        if slot.is_none() {
+                            *slot = Some(format!("the {role} connection failed: {error}"));
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                    return;
+                }
+                _ => {}
+            }
+        }
+    });
+}

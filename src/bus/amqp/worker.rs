@@ -1,0 +1,485 @@
+//! Consuming: one consumer per route queue, on its own channel of the consume connection.
+//!
+//! The consumer receives in queue order, decodes each delivery, and hands it to a lane: the lane
+//! of its ordering key (so that one key's messages run one after another), or the next lane when
+//! it has no key. A lane runs the pipeline and *sends* the outputs, dead letter or retry in order;
+//! a task per input then waits for the broker's confirms and settles the input (see `settle`).
+//! So one key's outputs reach the downstream exchange in input order, while confirms overlap.
+//! Prefetch bounds the inputs in flight, and so the memory.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use lapin::Channel;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::FieldTable;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::Session;
+use super::publisher::{Confirmed, Pending};
+use super::settle::{self, Settle, Settler};
+use super::wire::{self, DeadLetterInfo, Taken};
+use crate::pipeline::Outcome;
+use crate::registry::{ContextName, Route};
+use crate::stages::receive::Input;
+use crate::stages::{Failure, Problem, Reason, Stage};
+use crate::telemetry;
+
+/// One input on its way through a lane.
+struct Job {
+    taken: Taken,
+    received: Result<Input, Failure>,
+    attempt: u32,
+    started: Instant,
+}
+
+impl Job {
+    fn contract(&self) -> Option<String> {
+        self.received
+            .as_ref()
+            .ok()
+            .map(|input| input.contract.to_string())
+    }
+}
+
+/// Consumes one route's queue until `stop` turns true (then finishes what is in flight) or the
+/// channel fails.
+pub async fn consume_route(
+    session: Arc<Session>,
+    route: Arc<Route>,
+    channel: Channel,
+    mut stop: watch::Receiver<bool>,
+) -> lapin::Result<()> {
+    channel
+        .basic_qos(session.settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let queue = session.names.route_queue(route.name.as_str());
+    let tag = format!("contextgate.{}", route.name);
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let (settler, settled) = mpsc::unbounded_channel();
+    let acker = tokio::spawn(settle::run(channel.clone(), settled));
+    let n_lanes = session.settings.lanes.max(1);
+    let capacity = (usize::from(session.settings.prefetch) / n_lanes).max(1);
+    let mut lanes = Vec::with_capacity(n_lanes);
+    let mut lane_tasks = JoinSet::new();
+    for _ in 0..n_lanes {
+        let (jobs, receiver) = mpsc::channel(capacity);
+        lanes.push(jobs);
+        lane_tasks.spawn(run_lane(
+            session.clone(),
+            route.clone(),
+            receiver,
+            settler.clone(),
+        ));
+    }
+    let retries = session.names.retries();
+    let upstream = route.upstream.to_string();
+    let mut next_lane = 0;
+    let ended = loop {
+        let next = tokio::select! {
+            biased;
+            () = super::stopped(&mut stop) => {
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                break Ok(());
+            }
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => break Err(error),
+            None => {
+                // The broker cancelled the consumer (the queue was deleted): the session is
+                // rebuilt, which declares the queue again.
+                session.fail(format!("the consumer of {queue} was cancelled"));
+                break Ok(());
+            }
+        };
+        session.status.wait_unblocked().await;
+        let started = Instant::now();
+        metrics::counter!(telemetry::MESSAGES_IN, "context" => upstream.clone()).increment(1);
+        let taken = Taken::from_lapin(delivery);
+        let attempt = taken.attempt(&retries);
+        let received = session.pipeline.receive_on(&route, &taken.delivery());
+        let keyed = match (&received, &route.ordering_key) {
+            (Ok(input), Some(key)) => key
+                .of(input.message.attributes.subject.as_deref(), &input.data)
+                .map(|key| lane_of(&key, n_lanes)),
+            _ => None,
+        };
+        let lane = keyed.unwrap_or_else(|| {
+            next_lane = (next_lane + 1) % n_lanes;
+            next_lane
+        });
+        let job = Job {
+            taken,
+            received,
+            attempt,
+            started,
+        };
+        if lanes[lane].send(job).await.is_err() {
+            break Ok(());
+        }
+    };
+    drop(lanes);
+    while lane_tasks.join_next().await.is_some() {}
+    drop(settler);
+    let acked = acker.await.unwrap_or(Ok(()));
+    ended.and(acked)
+}
+
+fn lane_of(key: &str, n_lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % n_lanes as u64) as usize
+}
+
+async fn run_lane(
+    session: Arc<Session>,
+    route: Arc<Route>,
+    mut jobs: mpsc::Receiver<Job>,
+    settler: Settler,
+) {
+    while let Some(job) = jobs.recv().await {
+        let outcome = match &job.received {
+            Ok(input) => session.pipeline.run_on(&route, input, job.attempt).await,
+            Err(failure) => Outcome::DeadLetter {
+                failure: failure.clone(),
+            },
+        };
+        act(&session, &route, job, outcome, &settler).await;
+    }
+}
+
+/// Sends what an outcome needs, in the lane; a task waits for the confirms and settles.
+async fn act(
+    session: &Arc<Session>,
+    route: &Arc<Route>,
+    job: Job,
+    outcome: Outcome,
+    settler: &Settler,
+) {
+    let name = route.name.to_string();
+    let tag = job.taken.tag;
+    match outcome {
+        Outcome::Forward { messages } => {
+            let exchange = session.names.inbound(&route.downstream);
+            let mut pending = Vec::with_capacity(messages.len());
+            for message in &messages {
+                let (body, properties) =
+                    wire::output(message, route.wire, job.taken.properties.headers().as_ref());
+                match session
+                    .publisher
+                    .send(&exchange, &message.attributes.event_type, &body, properties)
+                    .await
+                {
+                    Ok(sent) => pending.push(sent),
+                    Err(error) => {
+                        session.fail(format!("publishing to {exchange} failed: {error}"));
+                        let _ = settler.send(Settle::Requeue(tag));
+                        return;
+                    }
+                }
+            }
+            let session = session.clone();
+            let route = route.clone();
+            let settler = settler.clone();
+            tokio::spawn(async move {
+                let count = pending.len() as u64;
+                let settle = match confirm_all(pending).await {
+                    Ok(Confirmed::Delivered) => {
+                        metrics::counter!(telemetry::MESSAGES_FORWARDED, "route" => name)
+                            .increment(count);
+                        Settle::Ack(tag)
+                    }
+                    Ok(Confirmed::Unroutable(text)) => {
+                        let failure = Failure::one(
+                            Stage::Publish,
+                            Reason::Unroutable,
+                            Problem::new(format!(
+                                "no queue is bound to exchange {exchange} for the output's type ({text}): the downstream context has not subscribed"
+                            )),
+                        );
+                        dead_letter(&session, Some(&route), &job, failure).await
+                    }
+                    Ok(Confirmed::Refused(text)) => {
+                        let failure =
+                            Failure::one(Stage::Publish, Reason::PublishFailed, Problem::new(text))
+                                .transient(None);
+                        if job.attempt < route.policy.max_attempts {
+                            let attempt = job.attempt + 1;
+                            let delay = route.policy.backoff(attempt, None);
+                            retry(&session, &route, &job, attempt, delay, &failure).await
+                        } else {
+                            dead_letter(&session, Some(&route), &job, failure).await
+                        }
+                    }
+                    Err(error) => {
+                        session.fail(format!("waiting for confirms failed: {error}"));
+                        Settle::Requeue(tag)
+                    }
+                };
+                finish(&job, settle, &settler);
+            });
+        }
+        Outcome::Drop { reason } => {
+            tracing::debug!(route = %name, %reason, "Input dropped.");
+            metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
+            finish(&job, Settle::Ack(tag), settler);
+        }
+        Outcome::DeadLetter { failure } => {
+            let session = session.clone();
+            let route = route.clone();
+            let settler = settler.clone();
+            let sent = send_dead_letter(&session, Some(&route), &job, &failure).await;
+            tokio::spawn(async move {
+                let settle = settle_after(&session, tag, sent).await;
+                if settle == Settle::Ack(tag) {
+                    count_dead_letter(Some(&route), &failure);
+                }
+                finish(&job, settle, &settler);
+            });
+        }
+        Outcome::Retry {
+            attempt,
+            delay,
+            failure,
+        } => {
+            let session = session.clone();
+            let route = route.clone();
+            let settler = settler.clone();
+            tokio::spawn(async move {
+                let settle = retry(&session, &route, &job, attempt, delay, &failure).await;
+                finish(&job, settle, &settler);
+            });
+        }
+    }
+}
+
+fn finish(job: &Job, settle: Settle, settler: &Settler) {
+    metrics::histogram!(telemetry::PROCESSING_SECONDS).record(job.started.elapsed().as_secs_f64());
+    // The settler is gone only when the session is: the broker then redelivers the input.
+    let _ = settler.send(settle);
+}
+
+/// Every confirm of one input's outputs: delivered only if all were.
+async fn confirm_all(pending: Vec<Pending>) -> lapin::Result<Confirmed> {
+    let mut worst = Confirmed::Delivered;
+    for sent in pending {
+        match sent.confirmed().await? {
+            Confirmed::Delivered => {}
+            other @ Confirmed::Unroutable(_) => worst = other,
+            other @ Confirmed::Refused(_) => {
+                if worst == Confirmed::Delivered {
+                    worst = other;
+                }
+            }
+        }
+    }
+    Ok(worst)
+}
+
+async fn send_dead_letter(
+    session: &Session,
+    route: Option<&Route>,
+    job: &Job,
+    failure: &Failure,
+) -> lapin::Result<Pending> {
+    let info = DeadLetterInfo {
+        route,
+        failure,
+        contract: job.contract(),
+        attempt: job.attempt,
+    };
+    let properties = wire::dead_letter(&job.taken, &info);
+    let key = route.map_or(super::topology::UNROUTED_KEY, |route| route.name.as_str());
+    session
+        .publisher
+        .send(
+            &session.names.dead_letters(),
+            key,
+            &job.taken.body,
+            properties,
+        )
+        .await
+}
+
+/// Keeps the input as a dead letter and says how to settle it.
+async fn dead_letter(
+    session: &Session,
+    route: Option<&Route>,
+    job: &Job,
+    failure: Failure,
+) -> Settle {
+    let sent = send_dead_letter(session, route, job, &failure).await;
+    let settle = settle_after(session, job.taken.tag, sent).await;
+    if settle == Settle::Ack(job.taken.tag) {
+        count_dead_letter(route, &failure);
+    }
+    settle
+}
+
+fn count_dead_letter(route: Option<&Route>, failure: &Failure) {
+    let route = route.map_or_else(|| "none".to_owned(), |route| route.name.to_string());
+    tracing::warn!(%route, stage = %failure.stage, reason = %failure.reason, "Input dead-lettered.");
+    metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => route, "stage" => failure.stage.as_str())
+        .increment(1);
+}
+
+/// Puts the input in the route's delay queue as attempt number `attempt`.
+async fn retry(
+    session: &Session,
+    route: &Route,
+    job: &Job,
+    attempt: u32,
+    delay: std::time::Duration,
+    failure: &Failure,
+) -> Settle {
+    let properties = wire::retry(&job.taken, attempt, delay);
+    let queue = session.names.delay_queue(route.name.as_str());
+    let sent = session
+        .publisher
+        .send("", &queue, &job.taken.body, properties)
+        .await;
+    let settle = settle_after(session, job.taken.tag, sent).await;
+    if settle == Settle::Ack(job.taken.tag) {
+        tracing::info!(route = %route.name, attempt, ?delay, reason = %failure.reason, "Input will be retried.");
+        metrics::counter!(telemetry::MESSAGES_RETRIED, "route" => route.name.to_string(), "stage" => failure.stage.as_str())
+            .increment(1);
+    }
+    settle
+}
+
+/// An input whose dead letter or retry the broker did not store goes back to its queue.
+async fn settle_after(session: &Session, tag: u64, sent: lapin::Result<Pending>) -> Settle {
+    let confirmed = match sent {
+        Ok(pending) => pending.confirmed().await,
+        Err(error) => Err(error),
+    };
+    match confirmed {
+        Ok(Confirmed::Delivered) => Settle::Ack(tag),
+        Ok(other) => {
+            tracing::error!(
+                ?other,
+                "The broker did not take a dead letter or a retry; the input goes back to its queue."
+            );
+            Settle::Requeue(tag)
+        }
+        Err(error) => {
+            session.fail(format!(
+                "publishing a dead letter or a retry failed: {error}"
+            ));
+            Settle::Requeue(tag)
+        }
+    }
+}
+
+/// Consumes the queue behind every outbound exchange's alternate exchange: what no route queue
+/// took. An event that no route takes is counted and let go; everything else is a dead letter
+/// (not a CloudEvent, an unknown contract, a command no route takes, a routing key that is not
+/// the message type).
+pub async fn consume_unrouted(
+    session: Arc<Session>,
+    channel: Channel,
+    mut stop: watch::Receiver<bool>,
+) -> lapin::Result<()> {
+    channel
+        .basic_qos(
+            session.settings.prefetch.min(64),
+            BasicQosOptions::default(),
+        )
+        .await?;
+    let queue = session.names.unrouted();
+    let tag = "contextgate.unrouted";
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = super::stopped(&mut stop) => {
+                let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+                return Ok(());
+            }
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => return Err(error),
+            None => {
+                session.fail(format!("the consumer of {queue} was cancelled"));
+                return Ok(());
+            }
+        };
+        session.status.wait_unblocked().await;
+        let taken = Taken::from_lapin(delivery);
+        let job = Job {
+            received: Err(Failure::new(Stage::Decode, Reason::Unroutable, Vec::new())),
+            attempt: 1,
+            started: Instant::now(),
+            taken,
+        };
+        let settle = match unrouted_failure(&session, &job.taken) {
+            None => {
+                metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => "none").increment(1);
+                Settle::Ack(job.taken.tag)
+            }
+            Some(failure) => dead_letter(&session, None, &job, failure).await,
+        };
+        match settle {
+            Settle::Ack(tag) => channel.basic_ack(tag, BasicAckOptions::default()).await?,
+            Settle::Requeue(tag) => {
+                channel
+                    .basic_nack(
+                        tag,
+                        BasicNackOptions {
+                            multiple: false,
+                            requeue: true,
+                        },
+                    )
+                    .await?;
+            }
+        }
+    }
+}
+
+/// Why an unrouted delivery is a dead letter; `None` for an event that no route takes.
+fn unrouted_failure(session: &Session, taken: &Taken) -> Option<Failure> {
+    let unroutable =
+        |text: String| Failure::one(Stage::Decode, Reason::Unroutable, Problem::new(text));
+    let Some(from) = session
+        .names
+        .context_of_outbound(&taken.exchange)
+        .and_then(|context| ContextName::parse(context).ok())
+    else {
+        return Some(unroutable(format!(
+            "published to exchange {:?}, which is no context's outbound exchange",
+            taken.exchange
+        )));
+    };
+    match session.pipeline.accept(&from, &taken.delivery()) {
+        Err(failure) => Some(failure),
+        Ok((_, routes)) if routes.is_empty() => None,
+        Ok((input, _)) => Some(unroutable(format!(
+            "published with routing key {:?}; route queues are bound by message type, here {:?}",
+            crate::message::json::truncate(&taken.routing_key, 100),
+            input.message.attributes.event_type
+        ))),
+    }
+}

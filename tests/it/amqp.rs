@@ -1,0 +1,764 @@
+//! The gateway on the real RabbitMQ: every mode and both message kinds end to end, a dead letter
+//! for each stage with its headers, retry then success, retry exhausted, drop, unroutable
+//! output, what no route takes, ordering per key under parallel lanes, HTTP ingest, and
+//! `contextgate serve --amqp-url` as the README runs it. Each test has its own name prefix and
+//! deletes what it declared.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use contextgate::pipeline::Pipeline;
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, LongString};
+use serde_json::{Value, json};
+
+use crate::broker::{self, Cleanup, Client, Running, binary_event, header};
+use crate::helpers::{Fixture, event_body, example, pipeline, repo};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A running gateway over `pipeline` with a fresh prefix, a client, and a subscribed `down` inbox.
+struct Setup {
+    client: Client,
+    gateway: Running,
+    inbox: String,
+    cleanup: Cleanup,
+}
+
+async fn setup(test: &str, pipeline: Pipeline, subscriber: &str) -> Setup {
+    setup_with(test, pipeline, subscriber, |_| {}).await
+}
+
+async fn setup_with(
+    test: &str,
+    pipeline: Pipeline,
+    subscriber: &str,
+    tweak: impl FnOnce(&mut contextgate::bus::AmqpSettings),
+) -> Setup {
+    let url = broker::amqp_url();
+    let prefix = broker::unique_prefix(test);
+    let mut settings = broker::settings(&url, &prefix);
+    tweak(&mut settings);
+    let names = contextgate::bus::amqp::Names::new(prefix.clone());
+    let cleanup = Cleanup::new(&url, &names, pipeline.registry());
+    let client = Client::connect(&url).await;
+    let gateway = broker::start(pipeline, settings).await;
+    let inbox = format!("{prefix}inbox.{subscriber}");
+    cleanup.queue(&inbox);
+    if !subscriber.is_empty() {
+        client
+            .subscribe(&inbox, &names.inbound(&broker::context(subscriber)))
+            .await;
+    }
+    Setup {
+        client,
+        gateway,
+        inbox,
+        cleanup,
+    }
+}
+
+impl Setup {
+    fn names(&self) -> &contextgate::bus::amqp::Names {
+        &self.gateway.names
+    }
+
+    async fn publish_binary(&self, from: &str, contract: &str, id: &str, data: &str) {
+        self.publish_with(from, contract, data.as_bytes(), binary_event(contract, id))
+            .await;
+    }
+
+    async fn publish_with(
+        &self,
+        from: &str,
+        contract: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        let (name, _) = contract.split_once('@').unwrap();
+        let routing_key = name.replace('/', ".");
+        self.client
+            .publish_stored(
+                &self.names().outbound(&broker::context(from)),
+                &routing_key,
+                body,
+                properties,
+            )
+            .await;
+    }
+
+    /// The one dead letter of route `route` (or of no route).
+    async fn dead_letter(&self, route: Option<&str>) -> lapin::message::BasicGetMessage {
+        let queue = self.names().dead_letter_queue(route);
+        self.client.take(&queue, 1, WAIT).await.pop().unwrap()
+    }
+}
+
+fn body_json(message: &lapin::message::BasicGetMessage) -> Value {
+    serde_json::from_slice(&message.delivery.data).unwrap()
+}
+
+#[tokio::test]
+async fn conformist_forwards_binary_events_unchanged_with_a_derived_id() {
+    let fixture = Fixture::new("conformist", None, "");
+    let setup = setup("conformist", fixture.pipeline(), "down").await;
+    // Number spelling and key order are the producer's: a conformist route keeps the bytes.
+    let data = r#"{"n": 1.50, "id": "a"}"#;
+    setup.publish_binary("up", "up/Thing@1", "e-1", data).await;
+
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(output.delivery.data, data.as_bytes());
+    assert_eq!(output.delivery.routing_key.as_str(), "up.Thing");
+    let id = header(&output, "cloudEvents_id").unwrap();
+    assert_ne!(id, "e-1", "the output id is derived from the input's");
+    assert_eq!(
+        output
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        id
+    );
+    assert_eq!(
+        header(&output, "cloudEvents_traceparent").as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    assert_eq!(output.delivery.properties.delivery_mode(), &Some(2));
+    let route_queue = setup.names().route_queue("up-to-down");
+    setup
+        .client
+        .assert_empty(&route_queue, Duration::from_millis(300))
+        .await;
+
+    // The same input again (a redelivery, a replay): the same output id.
+    setup.publish_binary("up", "up/Thing@1", "e-1", data).await;
+    let again = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(header(&again, "cloudEvents_id").unwrap(), id);
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn structured_input_is_taken_and_a_route_can_emit_structured() {
+    let fixture = Fixture::new("conformist", None, "wire = \"structured\"\n");
+    let setup = setup("structured", fixture.pipeline(), "down").await;
+    let body = event_body(
+        "up/Thing@1",
+        "e-2",
+        r#"{"id":"b","n":18446744073709551617}"#,
+    );
+    setup
+        .publish_with(
+            "up",
+            "up/Thing@1",
+            body.as_bytes(),
+            BasicProperties::default().with_content_type("application/cloudevents+json".into()),
+        )
+        .await;
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(
+        output
+            .delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "application/cloudevents+json"
+    );
+    let text = String::from_utf8(output.delivery.data.clone()).unwrap();
+    assert!(
+        text.ends_with(r#""data":{"id":"b","n":18446744073709551617}}"#),
+        "the data keeps its exact bytes: {text}"
+    );
+    let event = body_json(&output);
+    assert_eq!(event["type"], "up.Thing");
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(
+        event["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn anti_corruption_translates_into_the_downstream_model() {
+    let fixture = Fixture::new(
+        "anti-corruption",
+        Some("fn translate(data) { #{ id: data.id, total: data.n * 2 } }"),
+        "",
+    );
+    let setup = setup("acl", fixture.pipeline(), "down").await;
+    setup
+        .publish_binary("up", "up/Thing@1", "e-3", r#"{"id":"c","n":21}"#)
+        .await;
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(body_json(&output), json!({"id": "c", "total": 42}));
+    assert_eq!(output.delivery.routing_key.as_str(), "down.Act");
+    assert_eq!(
+        header(&output, "cloudEvents_dataschema").as_deref(),
+        Some("contextgate:down/Act@1")
+    );
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn open_host_publishes_the_upstream_published_language() {
+    let fixture = Fixture::new(
+        "open-host",
+        Some("fn translate(data) { #{ id: data.id, n: data.n + 1 } }"),
+        "",
+    );
+    let setup = setup("openhost", fixture.pipeline(), "down").await;
+    setup
+        .publish_binary("up", "up/Internal@1", "e-4", r#"{"id":"d","n":1}"#)
+        .await;
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(body_json(&output), json!({"id": "d", "n": 2}));
+    assert_eq!(output.delivery.routing_key.as_str(), "up.Published");
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_reaches_its_owner_and_an_event_fans_out() {
+    let setup = setup("kinds", pipeline(&repo()), "payments").await;
+    let orders_inbox = format!("{}inbox.orders", setup.names().prefix());
+    setup
+        .client
+        .subscribe(
+            &orders_inbox,
+            &setup.names().inbound(&broker::context("orders")),
+        )
+        .await;
+    setup.cleanup.queue(&orders_inbox);
+    let command = example("payments/AuthorizePayment/examples/v1/eur-order.json");
+    setup
+        .publish_binary(
+            "orders",
+            "payments/AuthorizePayment@1",
+            "c-1",
+            &command.to_string(),
+        )
+        .await;
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(body_json(&output), command);
+    assert_eq!(
+        output.delivery.routing_key.as_str(),
+        "payments.AuthorizePayment"
+    );
+
+    // PaymentCaptured goes to orders (conformist) and to notifications (enrich, whose look-up
+    // service is not running here: a dead letter of that route alone).
+    let captured = example("payments/PaymentCaptured/examples/v1/eur-order.json");
+    setup
+        .publish_binary(
+            "payments",
+            "payments/PaymentCaptured@1",
+            "p-1",
+            &captured.to_string(),
+        )
+        .await;
+    let delivered = setup
+        .client
+        .take(&orders_inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(body_json(&delivered), captured);
+    let dead = setup.dead_letter(Some("payments-to-notifications")).await;
+    assert_eq!(header(&dead, "x-gateway-stage").as_deref(), Some("enrich"));
+    setup.gateway.stop().await;
+}
+
+/// A look-up service: `/customers/{id}` answers; `/flaky/{id}` fails twice, then answers;
+/// `/fail/{id}` always fails.
+async fn lookup_stub() -> (String, Arc<AtomicUsize>) {
+    let flaky = Arc::new(AtomicUsize::new(0));
+    let calls = flaky.clone();
+    let app = Router::new()
+        .route(
+            "/customers/{id}",
+            get(|Path(id): Path<String>| async move {
+                axum::Json(json!({"name": format!("name of {id}")}))
+            }),
+        )
+        .route(
+            "/flaky/{id}",
+            get(move |Path(id): Path<String>| {
+                let calls = calls.clone();
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                        StatusCode::SERVICE_UNAVAILABLE.into_response()
+                    } else {
+                        axum::Json(json!({"name": format!("name of {id}")})).into_response()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/fail/{id}",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, flaky)
+}
+
+fn enrich_fixture(base: &str, path: &str, max_attempts: u32) -> Fixture {
+    let fixture = Fixture::new(
+        "enrich",
+        Some(r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#),
+        &format!(
+            "[routes.on_failure]\nenrich = \"retry\"\n[routes.retry]\nmax_attempts = {max_attempts}\ninitial_backoff = \"100ms\"\nmax_backoff = \"200ms\"\n[[routes.lookups]]\nname = \"customer\"\nurl = \"{base}{path}/{{/id}}\"\ntimeout = \"500ms\"\ncache_ttl = \"0s\"\n"
+        ),
+    );
+    fixture.allow(base);
+    fixture
+}
+
+#[tokio::test]
+async fn enrich_retries_through_the_delay_queue_then_succeeds() {
+    let (base, flaky) = lookup_stub().await;
+    let fixture = enrich_fixture(&base, "flaky", 5);
+    let setup = setup("retry", fixture.pipeline(), "down").await;
+    setup
+        .publish_binary("up", "up/Thing@1", "e-5", r#"{"id":"k","n":3}"#)
+        .await;
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(body_json(&output), json!({"id": "name of k", "total": 3}));
+    assert_eq!(
+        flaky.load(Ordering::SeqCst),
+        3,
+        "two failures, then the answer"
+    );
+    let delay = setup.names().delay_queue("up-to-down");
+    assert_eq!(setup.client.count(&delay).await, 0);
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn enrich_retries_until_the_last_attempt_then_dead_letters() {
+    let (base, _) = lookup_stub().await;
+    let fixture = enrich_fixture(&base, "fail", 3);
+    let setup = setup("exhausted", fixture.pipeline(), "down").await;
+    setup
+        .publish_binary("up", "up/Thing@1", "e-6", r#"{"id":"k","n":3}"#)
+        .await;
+    let dead = setup.dead_letter(Some("up-to-down")).await;
+    assert_eq!(header(&dead, "x-gateway-stage").as_deref(), Some("enrich"));
+    assert_eq!(
+        header(&dead, "x-gateway-reason").as_deref(),
+        Some("enrichment_unavailable")
+    );
+    assert_eq!(header(&dead, "x-gateway-attempt").as_deref(), Some("3"));
+    assert_eq!(dead.delivery.data, br#"{"id":"k","n":3}"#);
+    setup
+        .client
+        .assert_empty(&setup.inbox, Duration::from_millis(200))
+        .await;
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn every_stage_dead_letters_with_the_gateway_headers_and_the_original_message() {
+    let script = r#"fn translate(data) { if data.id == "boom" { throw "boom"; } if data.id == "drop" { return (); } #{ id: data.id, total: data.n } }"#;
+    let fixture = Fixture::new("anti-corruption", Some(script), "");
+    let setup = setup("stages", fixture.pipeline(), "down").await;
+    let route = "up-to-down";
+    let cases = [
+        ("decode", "parse_error", "{not json", None),
+        (
+            "validate-in",
+            "contract_violation",
+            r#"{"id":"a","n":"x"}"#,
+            Some("/n"),
+        ),
+        ("translate", "script_error", r#"{"id":"boom","n":1}"#, None),
+        (
+            "validate-out",
+            "output_contract_violation",
+            r#"{"id":"a","n":5000}"#,
+            Some("/total"),
+        ),
+    ];
+    for (index, (stage, reason, data, pointer)) in cases.into_iter().enumerate() {
+        let mut properties = binary_event("up/Thing@1", &format!("s-{index}"));
+        let mut headers = properties.headers().clone().unwrap();
+        // Forged by the producer: never trusted.
+        headers.insert(
+            "x-gateway-reason".into(),
+            AMQPValue::LongString(LongString::from("forged")),
+        );
+        headers.insert(
+            "x-team".into(),
+            AMQPValue::LongString(LongString::from("kept")),
+        );
+        properties = properties.with_headers(headers);
+        setup
+            .publish_with("up", "up/Thing@1", data.as_bytes(), properties)
+            .await;
+        let dead = setup.dead_letter(Some(route)).await;
+        assert_eq!(
+            dead.delivery.data,
+            data.as_bytes(),
+            "the body is kept unchanged"
+        );
+        assert_eq!(header(&dead, "x-gateway-stage").as_deref(), Some(stage));
+        assert_eq!(header(&dead, "x-gateway-reason").as_deref(), Some(reason));
+        assert_eq!(header(&dead, "x-gateway-route").as_deref(), Some(route));
+        assert_eq!(
+            header(&dead, "x-gateway-mode").as_deref(),
+            Some("anti-corruption")
+        );
+        assert_eq!(
+            header(&dead, "x-gateway-contract").as_deref(),
+            Some("up/Thing@1")
+        );
+        assert_eq!(
+            header(&dead, "x-gateway-translator").as_deref(),
+            Some("down/map")
+        );
+        assert_eq!(
+            header(&dead, "x-gateway-translator-hash").unwrap().len(),
+            64,
+            "a SHA-256 in hex"
+        );
+        assert_eq!(header(&dead, "x-team").as_deref(), Some("kept"));
+        assert_eq!(
+            header(&dead, "cloudEvents_id").as_deref(),
+            Some(format!("s-{index}").as_str())
+        );
+        let problems: Vec<Value> =
+            serde_json::from_str(&header(&dead, "x-gateway-problems").unwrap()).unwrap();
+        assert!(!problems.is_empty());
+        if let Some(pointer) = pointer {
+            assert!(
+                problems.iter().any(|problem| problem["pointer"] == pointer),
+                "{stage}: {problems:?}"
+            );
+        }
+    }
+
+    // A drop: acked, counted, nothing forwarded, nothing kept.
+    setup
+        .publish_binary("up", "up/Thing@1", "s-drop", r#"{"id":"drop","n":1}"#)
+        .await;
+    setup
+        .client
+        .assert_empty(&setup.inbox, Duration::from_millis(500))
+        .await;
+    assert_eq!(
+        setup
+            .client
+            .count(&setup.names().dead_letter_queue(Some(route)))
+            .await,
+        0
+    );
+    assert_eq!(
+        setup.client.count(&setup.names().route_queue(route)).await,
+        0
+    );
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn an_output_nobody_subscribed_to_is_a_dead_letter_at_publish() {
+    let fixture = Fixture::new("conformist", None, "");
+    // No subscriber: `down.in` has no queue bound.
+    let setup = setup("unroutable", fixture.pipeline(), "").await;
+    setup
+        .publish_binary("up", "up/Thing@1", "u-1", r#"{"id":"u","n":1}"#)
+        .await;
+    let dead = setup.dead_letter(Some("up-to-down")).await;
+    assert_eq!(header(&dead, "x-gateway-stage").as_deref(), Some("publish"));
+    assert_eq!(
+        header(&dead, "x-gateway-reason").as_deref(),
+        Some("unroutable")
+    );
+    assert_eq!(dead.delivery.data, br#"{"id":"u","n":1}"#);
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn what_no_route_queue_takes_is_a_dead_letter_or_for_events_nobody_takes_let_go() {
+    let fixture = Fixture::new("conformist", None, "");
+    let setup = setup("unrouted", fixture.pipeline(), "down").await;
+    let outbound = setup.names().outbound(&broker::context("up"));
+    // Not a CloudEvent, with a routing key no route binds.
+    setup
+        .client
+        .publish_stored(
+            &outbound,
+            "whatever",
+            b"garbage",
+            BasicProperties::default(),
+        )
+        .await;
+    let dead = setup.dead_letter(None).await;
+    assert_eq!(header(&dead, "x-gateway-stage").as_deref(), Some("decode"));
+    assert!(header(&dead, "x-gateway-route").is_none());
+    assert_eq!(dead.delivery.data, b"garbage");
+
+    // A valid event under the wrong routing key.
+    setup
+        .client
+        .publish_stored(
+            &outbound,
+            "up.thing",
+            br#"{"id":"w","n":1}"#,
+            binary_event("up/Thing@1", "w-1"),
+        )
+        .await;
+    let dead = setup.dead_letter(None).await;
+    assert_eq!(
+        header(&dead, "x-gateway-reason").as_deref(),
+        Some("unroutable")
+    );
+
+    // An event no route takes: let go, not kept.
+    setup
+        .publish_binary("up", "up/Published@1", "w-2", r#"{"id":"w","n":1}"#)
+        .await;
+    let unrouted = setup.names().dead_letter_queue(None);
+    setup
+        .client
+        .assert_empty(&unrouted, Duration::from_millis(500))
+        .await;
+    assert_eq!(setup.client.count(&setup.names().unrouted()).await, 0);
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn one_key_keeps_its_order_while_keys_run_in_parallel() {
+    let fixture = Fixture::new("conformist", None, "ordering_key = \"/id\"\n");
+    let setup = setup_with("ordering", fixture.pipeline(), "down", |settings| {
+        settings.lanes = 8;
+        settings.prefetch = 200;
+    })
+    .await;
+    const KEYS: usize = 12;
+    const PER_KEY: usize = 150;
+    for n in 0..PER_KEY {
+        for key in 0..KEYS {
+            let data = format!(r#"{{"id":"key-{key}","n":{n}}}"#);
+            setup
+                .publish_binary("up", "up/Thing@1", &format!("o-{key}-{n}"), &data)
+                .await;
+        }
+    }
+    let outputs = setup
+        .client
+        .take(&setup.inbox, KEYS * PER_KEY, Duration::from_secs(60))
+        .await;
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for output in &outputs {
+        let data = body_json(output);
+        seen.entry(data["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(data["n"].as_u64().unwrap());
+    }
+    assert_eq!(seen.len(), KEYS);
+    for (key, ns) in seen {
+        assert_eq!(
+            ns,
+            (0..PER_KEY as u64).collect::<Vec<_>>(),
+            "order of {key}"
+        );
+    }
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn http_ingest_on_the_broker_answers_202_after_the_confirm() {
+    let fixture = Fixture::new("conformist", None, "");
+    let setup = setup("ingest", fixture.pipeline(), "down").await;
+    let gateway = contextgate::gateway::Gateway::new(
+        fixture.pipeline(),
+        contextgate::bus::Bus::Amqp(setup.gateway.bus.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(contextgate::cli::serve::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        client
+            .post(format!("{base}/v1/contexts/up/messages"))
+            .header("content-type", "application/cloudevents+json")
+            .body(body)
+            .send()
+    };
+    let response = post(event_body("up/Thing@1", "h-1", r#"{"id":"h","n":1}"#))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let report: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(report["routes"][0]["outcome"], "published");
+    let output = setup
+        .client
+        .take(&setup.inbox, 1, WAIT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(body_json(&output), json!({"id": "h", "n": 1}));
+
+    let refused = post(event_body("up/Thing@1", "h-2", r#"{"id":"h"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        202,
+        "validation is the route's: it becomes a dead letter"
+    );
+    let dead = setup.dead_letter(Some("up-to-down")).await;
+    assert_eq!(
+        header(&dead, "x-gateway-stage").as_deref(),
+        Some("validate-in")
+    );
+    let refused = post("{not json".to_owned()).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        400,
+        "refused at the edge: nothing is published"
+    );
+    let ready = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    setup.gateway.stop().await;
+    let ready = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready once disconnected");
+}
+
+#[tokio::test]
+async fn the_readme_serves_on_rabbitmq_and_stops_on_sigterm() {
+    let url = broker::amqp_url();
+    let prefix = broker::unique_prefix("readme");
+    let registry = pipeline(&repo());
+    let names = contextgate::bus::amqp::Names::new(prefix.clone());
+    let cleanup = Cleanup::new(&url, &names, registry.registry());
+    let client = Client::connect(&url).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--amqp-prefix", &prefix])
+        .env("CONTEXTGATE_AMQP_URL", &url)
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        let response = http
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ready on RabbitMQ at {url}");
+    let inbox = format!("{prefix}inbox.shipping");
+    cleanup.queue(&inbox);
+    client
+        .subscribe(&inbox, &names.inbound(&broker::context("shipping")))
+        .await;
+    let event = std::fs::read_to_string(repo().join("examples/order-placed.json")).unwrap();
+    let response = http
+        .post(format!("{base}/v1/contexts/orders/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let shipments = client.take(&inbox, 3, WAIT).await;
+    assert_eq!(shipments.len(), 3);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,469 @@
+//! RabbitMQ for the tests: a client that publishes with confirms and reads queues, the gateway's
+//! AMQP bus started in the test process under a prefix of its own, clean-up of everything a test
+//! declared (also when it panics), and a private broker node for faults that would disturb
+//! other users of the shared one.
+//!
+//! The shared broker is `CONTEXTGATE_TEST_AMQP_URL` or guest@127.0.0.1:5672. A test that cannot
+//! reach it fails with that address in the message; it never skips.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use contextgate::bus::amqp::{AmqpBus, AmqpSettings, Names, topology};
+use contextgate::pipeline::Pipeline;
+use contextgate::registry::{ContextName, Registry};
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The shared broker's URL.
+pub(crate) fn amqp_url() -> String {
+    std::env::var("CONTEXTGATE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// A name prefix no other test (or run) uses.
+pub(crate) fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "test.{test}.{}.{}.{nanos}.",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A plain AMQP client, as a producing or consuming team would have.
+pub(crate) struct Client {
+    /// Kept open as long as the client lives.
+    _connection: Connection,
+    pub(crate) channel: Channel,
+}
+
+impl Client {
+    pub(crate) async fn connect(url: &str) -> Self {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|error| {
+                panic!("RabbitMQ is not reachable at {url}: {error}. Start it (./scripts/test does) and run again.")
+            });
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Self {
+            _connection: connection,
+            channel,
+        }
+    }
+
+    /// Publishes persistent and mandatory; the broker's answer.
+    pub(crate) async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> lapin::Result<Confirmation> {
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await?
+            .await
+    }
+
+    /// Publishes and checks the broker stored it.
+    pub(crate) async fn publish_stored(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        let confirmation = self
+            .publish(exchange, routing_key, body, properties)
+            .await
+            .unwrap();
+        assert_eq!(
+            confirmation,
+            Confirmation::Ack(None),
+            "the broker did not store it"
+        );
+    }
+
+    /// Declares a queue bound to `exchange` for every routing key, as a subscribing team would.
+    pub(crate) async fn subscribe(&self, queue: &str, exchange: &str) {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Messages ready in a queue.
+    pub(crate) async fn count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    /// Takes (and acks) `n` messages from a queue, waiting up to `within` for them.
+    pub(crate) async fn take(
+        &self,
+        queue: &str,
+        n: usize,
+        within: Duration,
+    ) -> Vec<BasicGetMessage> {
+        let deadline = Instant::now() + within;
+        let mut taken = Vec::with_capacity(n);
+        while taken.len() < n {
+            match self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                Some(message) => {
+                    message
+                        .delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .unwrap();
+                    taken.push(message);
+                }
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                None => panic!(
+                    "{queue}: expected {n} messages within {within:?}, got {}",
+                    taken.len()
+                ),
+            }
+        }
+        taken
+    }
+
+    /// Asserts a queue stays empty for `wait`.
+    pub(crate) async fn assert_empty(&self, queue: &str, wait: Duration) {
+        tokio::time::sleep(wait).await;
+        assert_eq!(self.count(queue).await, 0, "{queue} should be empty");
+    }
+}
+
+/// A header as text (strings) or its debug form.
+pub(crate) fn header(message: &BasicGetMessage, name: &str) -> Option<String> {
+    let value = message
+        .delivery
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(name)?;
+    Some(match value {
+        AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
+        AMQPValue::ShortString(text) => text.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        other => format!("{other:?}"),
+    })
+}
+
+/// Binary-mode CloudEvents headers for an event of `contract` (`up/Thing@1`).
+pub(crate) fn binary_event(contract: &str, id: &str) -> BasicProperties {
+    let (name, _) = contract.split_once('@').unwrap();
+    let (context, message_type) = name.split_once('/').unwrap();
+    let mut headers = FieldTable::default();
+    for (attribute, value) in [
+        ("specversion", "1.0".to_owned()),
+        ("id", id.to_owned()),
+        ("source", format!("/{context}")),
+        ("type", format!("{context}.{message_type}")),
+        ("dataschema", format!("contextgate:{contract}")),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        ),
+    ] {
+        headers.insert(
+            format!("cloudEvents_{attribute}").into(),
+            AMQPValue::LongString(LongString::from(value)),
+        );
+    }
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_message_id(id.into())
+        .with_headers(headers)
+}
+
+/// Deletes what a test declared when it is dropped, also after a panic.
+pub(crate) struct Cleanup {
+    url: String,
+    queues: Mutex<Vec<String>>,
+    exchanges: Vec<String>,
+}
+
+impl Cleanup {
+    /// Everything the gateway declares for `registry` under `names`.
+    pub(crate) fn new(url: &str, names: &Names, registry: &Registry) -> Self {
+        let mut queues = vec![names.unrouted(), names.dead_letter_queue(None)];
+        for route in &registry.routes {
+            let route = route.name.as_str();
+            queues.push(names.route_queue(route));
+            queues.push(names.delay_queue(route));
+            queues.push(names.dead_letter_queue(Some(route)));
+        }
+        let mut exchanges = vec![names.dead_letters(), names.retries(), names.unrouted()];
+        for context in registry.contexts.keys() {
+            exchanges.push(names.outbound(context));
+            exchanges.push(names.inbound(context));
+        }
+        Self {
+            url: url.to_owned(),
+            queues: Mutex::new(queues),
+            exchanges,
+        }
+    }
+
+    /// Also deletes this queue.
+    pub(crate) fn queue(&self, name: &str) {
+        self.queues.lock().unwrap().push(name.to_owned());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let queues = std::mem::take(&mut *self.queues.lock().unwrap());
+        let exchanges = std::mem::take(&mut self.exchanges);
+        // A runtime of its own: drop may run inside or outside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let Ok(connection) =
+                    Connection::connect(&url, ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                for queue in queues {
+                    if let Ok(channel) = connection.create_channel().await {
+                        let _ = channel
+                            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                }
+                for exchange in exchanges {
+                    if let Ok(channel) = connection.create_channel().await {
+                        let _ = channel
+                            .exchange_delete(
+                                exchange.as_str().into(),
+                                ExchangeDeleteOptions::default(),
+                            )
+                            .await;
+                    }
+                }
+                let _ = connection.close(200, "clean-up done".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// The gateway's AMQP bus running in this process.
+pub(crate) struct Running {
+    pub(crate) bus: Arc<AmqpBus>,
+    pub(crate) names: Names,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Settings for tests: short timeouts, the given prefix.
+pub(crate) fn settings(url: &str, prefix: &str) -> AmqpSettings {
+    let mut settings = AmqpSettings::new(url);
+    settings.prefix = prefix.to_owned();
+    settings.confirm_timeout = Duration::from_secs(5);
+    settings.shutdown_timeout = Duration::from_secs(5);
+    settings
+}
+
+/// Starts the bus and waits until it is ready (connected, declared, consuming).
+pub(crate) async fn start(pipeline: Pipeline, settings: AmqpSettings) -> Running {
+    let names = Names::new(settings.prefix.clone());
+    let url = settings.url.clone();
+    let bus = Arc::new(AmqpBus::new(settings));
+    let (stop, stopping) = watch::channel(false);
+    let running = bus.clone();
+    let task = tokio::spawn(async move { running.run(pipeline, stopping).await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !bus.status().is_ready() {
+        assert!(
+            Instant::now() < deadline && !task.is_finished(),
+            "the gateway did not get ready on RabbitMQ at {url} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Running {
+        bus,
+        names,
+        stop,
+        task,
+    }
+}
+
+impl Running {
+    /// Stops consuming, lets what is in flight finish, and checks the bus ended cleanly.
+    pub(crate) async fn stop(self) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("the gateway stops within its shutdown timeout")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Declares the gateway's topology without starting it (to pre-load a backlog).
+pub(crate) async fn declare(client: &Client, names: &Names, registry: &Registry) {
+    topology::declare(
+        &client.channel,
+        names,
+        registry,
+        topology::QueueSettings { delivery_limit: 20 },
+    )
+    .await
+    .unwrap();
+}
+
+pub(crate) fn context(name: &str) -> ContextName {
+    ContextName::parse(name).unwrap()
+}
+
+/// A RabbitMQ node of the test's own, on its own ports and folders, for faults that would
+/// disturb other users of the shared broker (stop_app, close_all_connections). Stopped and
+/// removed on drop.
+pub(crate) struct PrivateNode {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    home: tempfile::TempDir,
+}
+
+const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+impl PrivateNode {
+    pub(crate) fn start(tag: &str, port: u16) -> Self {
+        let home = tempfile::TempDir::new().unwrap();
+        let name = format!("cg-{tag}-{}@localhost", std::process::id());
+        std::fs::write(home.path().join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(home.path().join("rabbitmq.conf"), "").unwrap();
+        let node = Self { name, port, home };
+        let status = node
+            .command("rabbitmq-server")
+            .arg("-detached")
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run {RABBITMQ_BIN}/rabbitmq-server: {error}"));
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if node.ctl(&["await_startup", "--timeout", "30"]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private RabbitMQ node {} did not start within 90 s (logs in {})",
+                node.name,
+                node.home.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        node
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f?heartbeat=5", self.port)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let home = self.home.path();
+        let mut command = Command::new(PathBuf::from(RABBITMQ_BIN).join(program));
+        command
+            .env("HOME", home)
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", (self.port + 20_000).to_string())
+            .env("RABBITMQ_CONFIG_FILE", home.join("rabbitmq"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                home.join("enabled_plugins"),
+            )
+            .env("RABBITMQ_MNESIA_BASE", home.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", home.join("log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    }
+
+    /// Runs `rabbitmqctl -n <node> args…`; whether it succeeded.
+    pub(crate) fn ctl(&self, args: &[&str]) -> bool {
+        self.command("rabbitmqctl")
+            .arg("-q")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        self.ctl(&["stop"]);
+    }
+}

@@ -1,0 +1,262 @@
+//! The ledger check of RELIABILITY.md under faults: a backlog of events with unique ids is
+//! published with confirms (the accepted set A), the gateway works through it, a fault hits
+//! mid-stream, and after healing every id of A must come out forwarded (O) or dead-lettered (D):
+//! `lost = A − ids(O ∪ D) = ∅`, `unexpected = ids(O ∪ D) − A = ∅`; duplicates are reported.
+//!
+//! Faults that would disturb other users of the shared broker (closing every connection,
+//! stopping the broker application) run on a private node the test starts on its own ports.
+//! These tests run one at a time (`.config/nextest.toml`, group `private-broker`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use contextgate::bus::amqp::Names;
+use contextgate::registry::Registry;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
+use lapin::{Confirmation, Connection, ConnectionProperties};
+
+use crate::broker::{self, Cleanup, Client, PrivateNode, binary_event};
+use crate::helpers::Fixture;
+
+/// Inputs in the backlog.
+const N: usize = 20_000;
+const INBOX: &str = "inbox.down";
+
+/// Declares the topology, subscribes `down`, and publishes the backlog with confirms: the ids
+/// the broker accepted.
+async fn preload(client: &Client, names: &Names, registry: &Registry) -> BTreeSet<String> {
+    broker::declare(client, names, registry).await;
+    let inbox = format!("{}{INBOX}", names.prefix());
+    client
+        .subscribe(&inbox, &names.inbound(&broker::context("down")))
+        .await;
+    let exchange = names.outbound(&broker::context("up"));
+    let mut accepted = BTreeSet::new();
+    for batch in (0..N).collect::<Vec<_>>().chunks(1_000) {
+        let mut pending = Vec::with_capacity(batch.len());
+        for &i in batch {
+            let id = format!("l-{i}");
+            let data = format!(r#"{{"id":"{id}","n":{i}}}"#);
+            let confirm = client
+                .channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "up.Thing".into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    data.as_bytes(),
+                    binary_event("up/Thing@1", &id).with_delivery_mode(2),
+                )
+                .await
+                .unwrap();
+            pending.push((id, confirm));
+        }
+        for (id, confirm) in pending {
+            if confirm.await.unwrap() == Confirmation::Ack(None) {
+                accepted.insert(id);
+            }
+        }
+    }
+    assert_eq!(accepted.len(), N, "the broker accepted the whole backlog");
+    accepted
+}
+
+/// Waits until at least `n` outputs are in the inbox: the gateway is mid-stream.
+async fn wait_for_outputs(url: &str, names: &Names, n: u32) {
+    let client = Client::connect(url).await;
+    let inbox = format!("{}{INBOX}", names.prefix());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.count(&inbox).await < n {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not start working"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        client.count(&inbox).await < N as u32,
+        "the backlog was done before the fault: not mid-stream"
+    );
+}
+
+/// Reads the inbox (O) and the route's dead letters (D) until every accepted id came out or
+/// the time is up; checks the ledger and returns the duplicates.
+async fn drain_and_check(url: &str, names: &Names, accepted: &BTreeSet<String>) -> usize {
+    let connection = connect_retrying(url).await;
+    let channel = connection.create_channel().await.unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut missing = accepted.clone();
+    for (queue, dead) in [
+        (format!("{}{INBOX}", names.prefix()), false),
+        (names.dead_letter_queue(Some("up-to-down")), true),
+    ] {
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let idle = if dead {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(20)
+        };
+        while let Ok(Some(delivery)) = tokio::time::timeout(idle, consumer.next()).await {
+            let delivery = delivery.unwrap();
+            if dead {
+                let headers = delivery.properties.headers().clone().unwrap_or_default();
+                for name in ["x-gateway-reason", "x-gateway-stage", "x-gateway-contract"] {
+                    assert!(headers.contains_key(name), "a dead letter without {name}");
+                }
+            }
+            let data: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+            let id = data["id"].as_str().unwrap();
+            missing.remove(id);
+            *counts.entry(id.to_owned()).or_default() += 1;
+            if !dead && missing.is_empty() {
+                break;
+            }
+        }
+    }
+    let seen: BTreeSet<String> = counts.keys().cloned().collect();
+    let lost: Vec<&String> = accepted.difference(&seen).collect();
+    let unexpected: Vec<&String> = seen.difference(accepted).collect();
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "ledger: accepted {}, out {}, lost {}, unexpected {}, duplicates {duplicates}",
+        accepted.len(),
+        counts.values().sum::<usize>(),
+        lost.len(),
+        unexpected.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost {} ids, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(unexpected.is_empty(), "unexpected ids: {unexpected:?}");
+    duplicates
+}
+
+async fn connect_retrying(url: &str) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Connection::connect(url, ConnectionProperties::default()).await {
+            Ok(connection) => return connection,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot reconnect to {url}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn reconnects() -> u64 {
+    let rendered = contextgate::telemetry::metrics().render();
+    rendered
+        .lines()
+        .find(|line| line.starts_with("contextgate_amqp_reconnects_total"))
+        .and_then(|line| line.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs the ledger with `fault` injected on a private node once the gateway is mid-stream.
+async fn ledger_under(tag: &str, port: u16, fault: impl FnOnce(&PrivateNode)) {
+    contextgate::telemetry::metrics();
+    let node = PrivateNode::start(tag, port);
+    let url = node.url();
+    let fixture = Fixture::new("conformist", None, "");
+    let pipeline = fixture.pipeline();
+    let names = Names::new("ledger.");
+    let accepted = {
+        let client = Client::connect(&url).await;
+        preload(&client, &names, pipeline.registry()).await
+    };
+    let gateway = broker::start(pipeline, broker::settings(&url, names.prefix())).await;
+    wait_for_outputs(&url, &names, (N / 5) as u32).await;
+    fault(&node);
+    let duplicates = drain_and_check(&url, &names, &accepted).await;
+    assert!(reconnects() >= 1, "the gateway reconnected");
+    assert!(
+        duplicates <= 2 * 500,
+        "duplicates are bounded by what was in flight: {duplicates}"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_broker_closes_every_connection() {
+    ledger_under("close", 5781, |node| {
+        assert!(node.ctl(&["close_all_connections", "fault injected by the test"]));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_broker_application_stops_and_starts() {
+    ledger_under("restart", 5782, |node| {
+        assert!(node.ctl(&["stop_app"]));
+        std::thread::sleep(Duration::from_secs(5));
+        assert!(node.ctl(&["start_app"]));
+    })
+    .await;
+}
+
+/// `contextgate serve` on the shared broker with the fixture registry; its stderr is drained.
+fn spawn_serve(fixture: &Fixture, url: &str, prefix: &str) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--amqp-prefix", prefix])
+        .arg("--registry")
+        .arg(fixture.root())
+        .env("CONTEXTGATE_AMQP_URL", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_gateway_is_killed_and_started_again() {
+    let url = broker::amqp_url();
+    let fixture = Fixture::new("conformist", None, "");
+    let pipeline = fixture.pipeline();
+    let prefix = broker::unique_prefix("sigkill");
+    let names = Names::new(prefix.clone());
+    let cleanup = Cleanup::new(&url, &names, pipeline.registry());
+    cleanup.queue(&format!("{prefix}{INBOX}"));
+    let accepted = {
+        let client = Client::connect(&url).await;
+        preload(&client, &names, pipeline.registry()).await
+    };
+    let mut first = spawn_serve(&fixture, &url, &prefix);
+    wait_for_outputs(&url, &names, (N / 5) as u32).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let mut second = spawn_serve(&fixture, &url, &prefix);
+    let duplicates = drain_and_check(&url, &names, &accepted).await;
+    assert!(
+        duplicates <= 500,
+        "at most one prefetch of redeliveries: {duplicates}"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
