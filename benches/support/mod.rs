@@ -170,7 +170,7 @@ fn spawn_customers(runtime: &tokio::runtime::Runtime) -> String {
 }
 
 /// The bench event's data, compact.
-fn event_data() -> Bytes {
+pub(crate) fn event_data() -> Bytes {
     let text = std::fs::read_to_string(bench_root().join("event.json")).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     Bytes::from(serde_json::to_vec(&value).unwrap())

@@ -132,6 +132,10 @@ pub struct Session {
     pub settings: AmqpSettings,
     pub publisher: publisher::Publisher,
     pub status: Arc<Status>,
+    /// Translating routes without look-ups (open-host, anti-corruption) run their CPU-bound
+    /// pipeline only with a permit: one fewer than the runtime's workers, so that one worker
+    /// always stays free for I/O, acks and the HTTP API however busy the scripts are.
+    pub scripts: tokio::sync::Semaphore,
     broken: watch::Sender<Option<String>>,
 }
 
@@ -302,6 +306,7 @@ impl AmqpBus {
             settings: self.settings.clone(),
             publisher,
             status: self.status.clone(),
+            scripts: tokio::sync::Semaphore::new(script_permits()),
             broken,
         });
         let mut consumers = JoinSet::new();
@@ -360,6 +365,14 @@ impl AmqpBus {
         }
         Ok(ended)
     }
+}
+
+/// One fewer than the runtime's worker threads, at least one.
+fn script_permits() -> usize {
+    let workers = tokio::runtime::Handle::try_current()
+        .map(|handle| handle.metrics().num_workers())
+        .unwrap_or(1);
+    workers.saturating_sub(1).max(1)
 }
 
 /// Returns once `stop` is true.

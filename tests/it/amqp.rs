@@ -762,3 +762,60 @@ async fn the_readme_serves_on_rabbitmq_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_stays_responsive_while_scripts_run_out_of_time() {
+    let fixture = Fixture::new(
+        "anti-corruption",
+        Some("fn translate(data) { let i = 0; loop { i += 1; } }"),
+        "",
+    );
+    let setup = setup("busy", fixture.pipeline(), "down").await;
+    let gateway = contextgate::gateway::Gateway::new(
+        fixture.pipeline(),
+        contextgate::bus::Bus::Amqp(setup.gateway.bus.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(contextgate::cli::serve::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    const N: usize = 120;
+    for i in 0..N {
+        setup
+            .publish_binary("up", "up/Thing@1", &format!("b-{i}"), r#"{"id":"x","n":1}"#)
+            .await;
+    }
+    let http = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..40 {
+        let started = std::time::Instant::now();
+        let response = http
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let dead = setup
+        .client
+        .take(
+            &setup.names().dead_letter_queue(Some("up-to-down")),
+            N,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(dead.iter().all(|message| matches!(
+        header(message, "x-gateway-reason").as_deref(),
+        Some("script_timeout" | "script_limit")
+    )));
+    assert!(
+        slowest < Duration::from_millis(100),
+        "/health/live took {slowest:?} while scripts ran out of time"
+    );
+    setup.gateway.stop().await;
+}

@@ -177,7 +177,12 @@ fn reconnects() -> u64 {
 }
 
 /// Runs the ledger with `fault` injected on a private node once the gateway is mid-stream.
-async fn ledger_under(tag: &str, port: u16, fault: impl FnOnce(&PrivateNode)) {
+async fn ledger_under(
+    tag: &str,
+    port: u16,
+    reconnect: bool,
+    fault: impl FnOnce(&PrivateNode, &contextgate::bus::AmqpBus),
+) {
     contextgate::telemetry::metrics();
     let node = PrivateNode::start(tag, port);
     let url = node.url();
@@ -190,9 +195,11 @@ async fn ledger_under(tag: &str, port: u16, fault: impl FnOnce(&PrivateNode)) {
     };
     let gateway = broker::start(pipeline, broker::settings(&url, names.prefix())).await;
     wait_for_outputs(&url, &names, (N / 5) as u32).await;
-    fault(&node);
+    fault(&node, &gateway.bus);
     let duplicates = drain_and_check(&url, &names, &accepted).await;
-    assert!(reconnects() >= 1, "the gateway reconnected");
+    if reconnect {
+        assert!(reconnects() >= 1, "the gateway reconnected");
+    }
     assert!(
         duplicates <= 2 * 500,
         "duplicates are bounded by what was in flight: {duplicates}"
@@ -202,7 +209,7 @@ async fn ledger_under(tag: &str, port: u16, fault: impl FnOnce(&PrivateNode)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_when_the_broker_closes_every_connection() {
-    ledger_under("close", 5781, |node| {
+    ledger_under("close", 5781, true, |node, _| {
         assert!(node.ctl(&["close_all_connections", "fault injected by the test"]));
     })
     .await;
@@ -210,7 +217,7 @@ async fn nothing_is_lost_when_the_broker_closes_every_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_when_the_broker_application_stops_and_starts() {
-    ledger_under("restart", 5782, |node| {
+    ledger_under("restart", 5782, true, |node, _| {
         assert!(node.ctl(&["stop_app"]));
         std::thread::sleep(Duration::from_secs(5));
         assert!(node.ctl(&["start_app"]));
@@ -259,4 +266,16 @@ async fn nothing_is_lost_when_the_gateway_is_killed_and_started_again() {
     );
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_alarm_pauses_the_work_and_loses_nothing() {
+    ledger_under("alarm", 5783, false, |node, bus| {
+        assert!(node.ctl(&["set_vm_memory_high_watermark", "0.00001"]));
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(bus.status().is_blocked(), "the gateway saw the block");
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(node.ctl(&["set_vm_memory_high_watermark", "0.4"]));
+    })
+    .await;
 }

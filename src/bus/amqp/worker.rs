@@ -25,7 +25,7 @@ use super::publisher::{Confirmed, Pending};
 use super::settle::{self, Settle, Settler};
 use super::wire::{self, DeadLetterInfo, Taken};
 use crate::pipeline::Outcome;
-use crate::registry::{ContextName, Route};
+use crate::registry::{ContextName, Mode, Route};
 use crate::stages::receive::Input;
 use crate::stages::{Failure, Problem, Reason, Stage};
 use crate::telemetry;
@@ -151,8 +151,13 @@ async fn run_lane(
     mut jobs: mpsc::Receiver<Job>,
     settler: Settler,
 ) {
+    let gated = matches!(route.mode, Mode::OpenHost | Mode::AntiCorruption);
     while let Some(job) = jobs.recv().await {
         let outcome = match &job.received {
+            Ok(input) if gated => {
+                let _permit = session.scripts.acquire().await;
+                session.pipeline.run_on(&route, input, job.attempt).await
+            }
             Ok(input) => session.pipeline.run_on(&route, input, job.attempt).await,
             Err(failure) => Outcome::DeadLetter {
                 failure: failure.clone(),

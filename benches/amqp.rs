@@ -1,0 +1,522 @@
+//! Throughput on the real broker, as ratios from one run: the same N pre-loaded ~1 KB persistent
+//! messages moved between quorum queues, with publisher confirms, by
+//! (a) a raw lapin forwarder written here (consume → publish → ack after confirm, one
+//!     `multiple` ack per 100 confirmed messages, the same prefetch),
+//! (b) RabbitMQ's shovel plugin (a dynamic shovel, `ack-mode` on-confirm, the same prefetch),
+//! (c) `contextgate serve` (the release binary) with a conformist route,
+//! (d) `contextgate serve` with an anti-corruption route.
+//! Each mover is timed from its first message out to its last; the gateway's peak RSS (VmHWM)
+//! is read from /proc when it is done.
+//!
+//! `cargo bench --bench amqp` (N = 200,000). `CONTEXTGATE_BENCH_N` changes N;
+//! `CONTEXTGATE_BENCH_ONLY=conformist,anti-corruption` runs only some movers (use it with
+//! `CONTEXTGATE_BENCH_N=1000000` for the RSS check on a 1,000,000-message backlog);
+//! `CONTEXTGATE_BENCH_AMQP_URL` picks the broker (default guest@127.0.0.1:5672).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use contextgate::bus::amqp::{Names, topology};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+#[allow(dead_code)]
+mod support;
+
+const PREFETCH: u16 = 1_000;
+
+struct Moved {
+    name: &'static str,
+    seconds: f64,
+    peak_rss_kib: Option<u64>,
+}
+
+fn main() {
+    let n: usize = std::env::var("CONTEXTGATE_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let only = std::env::var("CONTEXTGATE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|one| one == name);
+    let url = std::env::var("CONTEXTGATE_BENCH_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = support::event_data();
+    println!(
+        "amqp bench: N = {n}, body {} bytes, prefetch {PREFETCH}, quorum queues, confirms",
+        data.len()
+    );
+    let mut results = Vec::new();
+    runtime.block_on(async {
+        let client = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|error| panic!("RabbitMQ is not reachable at {url}: {error}"));
+        if wanted("raw") {
+            results.push(raw_forwarder(&url, &client, n, &data).await);
+        }
+        if wanted("shovel") {
+            match shovel(&client, n, &data).await {
+                Some(moved) => results.push(moved),
+                None => println!("shovel: the plugin could not be enabled; skipped"),
+            }
+        }
+        for (name, route) in [
+            ("conformist", "shop-to-audit"),
+            ("anti-corruption", "shop-to-warehouse"),
+        ] {
+            if wanted(name) {
+                results.push(gateway(&url, &client, n, &data, name, route).await);
+            }
+        }
+    });
+    let shovel = results
+        .iter()
+        .find(|moved| moved.name == "shovel")
+        .map(|moved| n as f64 / moved.seconds);
+    println!();
+    println!("| mover | seconds | msg/s | × shovel | peak RSS |");
+    println!("|---|---:|---:|---:|---:|");
+    for moved in &results {
+        let rate = n as f64 / moved.seconds;
+        println!(
+            "| {} | {:.2} | {:.0} | {} | {} |",
+            moved.name,
+            moved.seconds,
+            rate,
+            shovel.map_or("–".to_owned(), |shovel| format!("{:.2}", rate / shovel)),
+            moved.peak_rss_kib.map_or("–".to_owned(), |kib| format!(
+                "{:.1} MiB",
+                kib as f64 / 1024.0
+            )),
+        );
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    arguments
+}
+
+async fn declare(channel: &Channel, queue: &str) {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            quorum(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn count(channel: &Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+}
+
+fn properties(i: usize) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("cloudEvents_specversion", "1.0".to_owned()),
+        ("cloudEvents_id", format!("bench-{i}")),
+        ("cloudEvents_source", "/shop".to_owned()),
+        ("cloudEvents_type", "shop.OrderPlaced".to_owned()),
+        (
+            "cloudEvents_dataschema",
+            "contextgate:shop/OrderPlaced@1".to_owned(),
+        ),
+    ] {
+        headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(format!("bench-{i}").into())
+        .with_headers(headers)
+}
+
+/// Publishes N messages with confirms, 5,000 in flight at a time.
+async fn preload(channel: &Channel, exchange: &str, routing_key: &str, n: usize, data: &[u8]) {
+    let started = Instant::now();
+    let mut pending = VecDeque::new();
+    for i in 0..n {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                data,
+                properties(i),
+            )
+            .await
+            .unwrap();
+        pending.push_back(confirm);
+        if pending.len() >= 5_000 {
+            assert!(pending.pop_front().unwrap().await.unwrap().is_ack());
+        }
+    }
+    for confirm in pending {
+        assert!(confirm.await.unwrap().is_ack());
+    }
+    println!(
+        "  pre-loaded {n} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Seconds from the first message in `queue` to all `n`.
+async fn time_until(channel: &Channel, queue: &str, n: usize) -> f64 {
+    while count(channel, queue).await == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let mut last = (0, Instant::now());
+    loop {
+        let now = count(channel, queue).await as usize;
+        if now >= n {
+            return started.elapsed().as_secs_f64();
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < Duration::from_secs(60),
+            "{queue} stalled at {now} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A channel in confirm mode.
+async fn open(connection: &Connection) -> Channel {
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+}
+
+/// Deletes queues, each on a channel of its own (a failed delete closes its channel).
+async fn delete_queues(connection: &Connection, queues: &[String]) {
+    for queue in queues {
+        let own = connection.create_channel().await.unwrap();
+        if let Err(error) = own
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+        {
+            println!("  could not delete {queue}: {error}");
+        }
+    }
+}
+
+async fn raw_forwarder(url: &str, client: &Connection, n: usize, data: &[u8]) -> Moved {
+    println!("raw lapin forwarder");
+    let channel = &open(client).await;
+    let (source, target) = ("bench.raw.source".to_owned(), "bench.raw.target".to_owned());
+    declare(channel, &source).await;
+    declare(channel, &target).await;
+    preload(channel, "", &source, n, data).await;
+    let consume = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let publish = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let input = consume.create_channel().await.unwrap();
+    input
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let output = publish.create_channel().await.unwrap();
+    output
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = input
+        .basic_consume(
+            source.as_str().into(),
+            "raw".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (sent, mut confirmed) = tokio::sync::mpsc::channel(usize::from(PREFETCH));
+    let forward = tokio::spawn({
+        let target = target.clone();
+        async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let confirm = output
+                    .basic_publish(
+                        "".into(),
+                        target.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &delivery.data,
+                        delivery.properties,
+                    )
+                    .await
+                    .unwrap();
+                if sent.send((delivery.delivery_tag, confirm)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let acks = tokio::spawn({
+        let input = input.clone();
+        async move {
+            let mut since_ack = 0;
+            while let Some((tag, confirm)) = confirmed.recv().await {
+                assert!(confirm.await.unwrap().is_ack());
+                since_ack += 1;
+                if since_ack == 100 || confirmed.is_empty() {
+                    input
+                        .basic_ack(tag, BasicAckOptions { multiple: true })
+                        .await
+                        .unwrap();
+                    since_ack = 0;
+                }
+            }
+        }
+    });
+    let seconds = time_until(channel, &target, n).await;
+    forward.abort();
+    acks.abort();
+    let _ = consume.close(200, "done".into()).await;
+    let _ = publish.close(200, "done".into()).await;
+    delete_queues(client, &[source, target]).await;
+    report("raw lapin", n, seconds);
+    Moved {
+        name: "raw lapin forwarder",
+        seconds,
+        peak_rss_kib: None,
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> bool {
+    Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+async fn shovel(client: &Connection, n: usize, data: &[u8]) -> Option<Moved> {
+    println!("RabbitMQ shovel");
+    let channel = &open(client).await;
+    let enabled = Command::new("rabbitmq-plugins")
+        .args(["enable", "rabbitmq_shovel"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !enabled {
+        return None;
+    }
+    let (source, target) = (
+        "bench.shovel.source".to_owned(),
+        "bench.shovel.target".to_owned(),
+    );
+    declare(channel, &source).await;
+    declare(channel, &target).await;
+    preload(channel, "", &source, n, data).await;
+    let definition = serde_json::json!({
+        "src-protocol": "amqp091",
+        "src-uri": "amqp://",
+        "src-queue": source,
+        "src-prefetch-count": PREFETCH,
+        "dest-protocol": "amqp091",
+        "dest-uri": "amqp://",
+        "dest-queue": target,
+        "ack-mode": "on-confirm",
+    })
+    .to_string();
+    assert!(rabbitmqctl(&[
+        "set_parameter",
+        "shovel",
+        "bench-shovel",
+        &definition
+    ]));
+    let seconds = time_until(channel, &target, n).await;
+    rabbitmqctl(&["clear_parameter", "shovel", "bench-shovel"]);
+    delete_queues(client, &[source, target]).await;
+    report("shovel", n, seconds);
+    Some(Moved {
+        name: "shovel",
+        seconds,
+        peak_rss_kib: None,
+    })
+}
+
+/// The bench registry with only `route` (and its contexts), written to a temporary folder.
+fn registry_with(route: &str) -> tempfile::TempDir {
+    let dir = tempfile::TempDir::new().unwrap();
+    copy_dir(&support::bench_root(), dir.path());
+    let mode = if route == "shop-to-audit" {
+        "mode = \"conformist\"\ndownstream = \"audit\"\naccepts = [\"shop/OrderPlaced@1\"]"
+    } else {
+        "mode = \"anti-corruption\"\ndownstream = \"warehouse\"\ntranslator = \"warehouse/pick_list\""
+    };
+    std::fs::write(
+        dir.path().join("contextgate.toml"),
+        format!(
+            "[contexts.shop]\n[contexts.audit]\n[contexts.warehouse]\n[contexts.billing]\n\n[[routes]]\nname = \"{route}\"\nupstream = \"shop\"\n{mode}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+async fn gateway(
+    url: &str,
+    client: &Connection,
+    n: usize,
+    data: &[u8],
+    name: &'static str,
+    route: &str,
+) -> Moved {
+    println!("contextgate, {name} route");
+    let channel = &open(client).await;
+    let registry_dir = registry_with(route);
+    let registry = contextgate::registry::load(registry_dir.path()).expect("the registry loads");
+    let prefix = format!("bench.{name}.");
+    let names = Names::new(prefix.clone());
+    topology::declare(
+        channel,
+        &names,
+        &registry,
+        topology::QueueSettings { delivery_limit: 20 },
+    )
+    .await
+    .unwrap();
+    let route = &registry.routes[0];
+    let target = format!("{prefix}target");
+    declare(channel, &target).await;
+    channel
+        .queue_bind(
+            target.as_str().into(),
+            names.inbound(&route.downstream).as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let upstream = contextgate::registry::ContextName::parse("shop").unwrap();
+    preload(
+        channel,
+        &names.outbound(&upstream),
+        "shop.OrderPlaced",
+        n,
+        data,
+    )
+    .await;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--amqp-url", url])
+        .args([
+            "--amqp-prefix",
+            &prefix,
+            "--prefetch",
+            &PREFETCH.to_string(),
+        ])
+        .arg("--registry")
+        .arg(registry_dir.path())
+        .env("CONTEXTGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("  gateway: {line}");
+        }
+    });
+    let seconds = time_until(channel, &target, n).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut queues = vec![target, names.unrouted(), names.dead_letter_queue(None)];
+    for queue_of in [
+        Names::route_queue as fn(&Names, &str) -> String,
+        Names::delay_queue,
+    ] {
+        queues.push(queue_of(&names, route.name.as_str()));
+    }
+    queues.push(names.dead_letter_queue(Some(route.name.as_str())));
+    delete_queues(client, &queues).await;
+    for exchange in [names.dead_letters(), names.retries(), names.unrouted()]
+        .into_iter()
+        .chain(
+            registry
+                .contexts
+                .keys()
+                .flat_map(|context| [names.outbound(context), names.inbound(context)]),
+        )
+    {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    report(name, n, seconds);
+    Moved {
+        name,
+        seconds,
+        peak_rss_kib,
+    }
+}
+
+fn report(name: &str, n: usize, seconds: f64) {
+    println!(
+        "  {name}: {n} in {seconds:.2} s = {:.0} msg/s",
+        n as f64 / seconds
+    );
+}
