@@ -8,7 +8,11 @@
 //! Each mover is timed from its first message out to its last; the gateway's peak RSS (VmHWM)
 //! is read from /proc when it is done.
 //!
-//! `cargo bench --bench amqp` (N = 200,000). `CONTEXTGATE_BENCH_N` changes N;
+//! The movers take turns in rounds (N / rounds each), so that the machine's drift in speed
+//! falls on all of them alike; the ratios are the summed times and the per-round range.
+//!
+//! `cargo bench --bench amqp` (N = 200,000 in 4 rounds). `CONTEXTGATE_BENCH_N` and
+//! `CONTEXTGATE_BENCH_ROUNDS` change them;
 //! `CONTEXTGATE_BENCH_ONLY=conformist,anti-corruption` runs only some movers (use it with
 //! `CONTEXTGATE_BENCH_N=1000000` for the RSS check on a 1,000,000-message backlog);
 //! `CONTEXTGATE_BENCH_AMQP_URL` picks the broker (default guest@127.0.0.1:5672).
@@ -35,18 +39,25 @@ mod support;
 const PREFETCH: u16 = 1_000;
 
 struct Moved {
-    name: &'static str,
     seconds: f64,
     peak_rss_kib: Option<u64>,
 }
 
 fn main() {
-    let n: usize = std::env::var("CONTEXTGATE_BENCH_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    let setting = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = setting("CONTEXTGATE_BENCH_N", 200_000);
+    let rounds = setting("CONTEXTGATE_BENCH_ROUNDS", 4).max(1);
+    let per_round = n / rounds;
     let only = std::env::var("CONTEXTGATE_BENCH_ONLY").unwrap_or_default();
-    let wanted = |name: &str| only.is_empty() || only.split(',').any(|one| one == name);
+    let movers: Vec<&'static str> = ["raw", "shovel", "conformist", "anti-corruption"]
+        .into_iter()
+        .filter(|name| only.is_empty() || only.split(',').any(|one| one == *name))
+        .collect();
     let url = std::env::var("CONTEXTGATE_BENCH_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -56,48 +67,71 @@ fn main() {
         .unwrap();
     let data = support::event_data();
     println!(
-        "amqp bench: N = {n}, body {} bytes, prefetch {PREFETCH}, quorum queues, confirms",
+        "amqp bench: N = {n} in {rounds} interleaved rounds of {per_round}, body {} bytes, prefetch {PREFETCH}, quorum queues, confirms",
         data.len()
     );
-    let mut results = Vec::new();
+    // Per mover: seconds of every round, peak RSS.
+    let mut results: Vec<(&'static str, Vec<f64>, Option<u64>)> = movers
+        .iter()
+        .map(|name| (*name, Vec::new(), None))
+        .collect();
     runtime.block_on(async {
         let client = Connection::connect(&url, ConnectionProperties::default())
             .await
             .unwrap_or_else(|error| panic!("RabbitMQ is not reachable at {url}: {error}"));
-        if wanted("raw") {
-            results.push(raw_forwarder(&url, &client, n, &data).await);
-        }
-        if wanted("shovel") {
-            match shovel(&client, n, &data).await {
-                Some(moved) => results.push(moved),
-                None => println!("shovel: the plugin could not be enabled; skipped"),
-            }
-        }
-        for (name, route) in [
-            ("conformist", "shop-to-audit"),
-            ("anti-corruption", "shop-to-warehouse"),
-        ] {
-            if wanted(name) {
-                results.push(gateway(&url, &client, n, &data, name, route).await);
+        for round in 1..=rounds {
+            println!("round {round} of {rounds}");
+            for (name, seconds, peak) in &mut results {
+                let moved = match *name {
+                    "raw" => raw_forwarder(&url, &client, per_round, &data).await,
+                    "shovel" => shovel(&client, per_round, &data)
+                        .await
+                        .expect("the shovel plugin could not be enabled"),
+                    "conformist" => {
+                        gateway(&url, &client, per_round, &data, name, "shop-to-audit").await
+                    }
+                    _ => gateway(&url, &client, per_round, &data, name, "shop-to-warehouse").await,
+                };
+                seconds.push(moved.seconds);
+                *peak = (*peak).max(moved.peak_rss_kib);
             }
         }
     });
-    let shovel = results
+    let shovel_rounds = results
         .iter()
-        .find(|moved| moved.name == "shovel")
-        .map(|moved| n as f64 / moved.seconds);
+        .find(|(name, ..)| *name == "shovel")
+        .map(|(_, seconds, _)| seconds.clone());
     println!();
-    println!("| mover | seconds | msg/s | × shovel | peak RSS |");
-    println!("|---|---:|---:|---:|---:|");
-    for moved in &results {
-        let rate = n as f64 / moved.seconds;
+    println!(
+        "| mover | seconds (sum) | msg/s | × shovel (sum) | × shovel (per round, median [min, max]) | peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---|---:|");
+    for (name, seconds, peak) in &results {
+        let total: f64 = seconds.iter().sum();
+        let rate = (per_round * rounds) as f64 / total;
+        let (sum_ratio, round_ratios) = match &shovel_rounds {
+            Some(shovel) => {
+                let mut ratios: Vec<f64> = shovel
+                    .iter()
+                    .zip(seconds)
+                    .map(|(shovel, mine)| shovel / mine)
+                    .collect();
+                ratios.sort_by(f64::total_cmp);
+                (
+                    format!("{:.2}", shovel.iter().sum::<f64>() / total),
+                    format!(
+                        "{:.2} [{:.2}, {:.2}]",
+                        ratios[ratios.len() / 2],
+                        ratios[0],
+                        ratios[ratios.len() - 1]
+                    ),
+                )
+            }
+            None => ("–".to_owned(), "–".to_owned()),
+        };
         println!(
-            "| {} | {:.2} | {:.0} | {} | {} |",
-            moved.name,
-            moved.seconds,
-            rate,
-            shovel.map_or("–".to_owned(), |shovel| format!("{:.2}", rate / shovel)),
-            moved.peak_rss_kib.map_or("–".to_owned(), |kib| format!(
+            "| {name} | {total:.2} | {rate:.0} | {sum_ratio} | {round_ratios} | {} |",
+            peak.map_or("–".to_owned(), |kib| format!(
                 "{:.1} MiB",
                 kib as f64 / 1024.0
             )),
@@ -317,7 +351,6 @@ async fn raw_forwarder(url: &str, client: &Connection, n: usize, data: &[u8]) ->
     delete_queues(client, &[source, target]).await;
     report("raw lapin", n, seconds);
     Moved {
-        name: "raw lapin forwarder",
         seconds,
         peak_rss_kib: None,
     }
@@ -372,7 +405,6 @@ async fn shovel(client: &Connection, n: usize, data: &[u8]) -> Option<Moved> {
     delete_queues(client, &[source, target]).await;
     report("shovel", n, seconds);
     Some(Moved {
-        name: "shovel",
         seconds,
         peak_rss_kib: None,
     })
@@ -508,7 +540,6 @@ async fn gateway(
     }
     report(name, n, seconds);
     Moved {
-        name,
         seconds,
         peak_rss_kib,
     }
