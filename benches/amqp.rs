@@ -19,7 +19,6 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -413,7 +412,7 @@ async fn shovel(client: &Connection, n: usize, data: &[u8]) -> Option<Moved> {
 /// The bench registry with only `route` (and its contexts), written to a temporary folder.
 fn registry_with(route: &str) -> tempfile::TempDir {
     let dir = tempfile::TempDir::new().unwrap();
-    copy_dir(&support::bench_root(), dir.path());
+    support::copy_dir(&support::bench_root(), dir.path());
     let mode = if route == "shop-to-audit" {
         "mode = \"conformist\"\ndownstream = \"audit\"\naccepts = [\"shop/OrderPlaced@1\"]"
     } else {
@@ -427,19 +426,6 @@ fn registry_with(route: &str) -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 async fn gateway(

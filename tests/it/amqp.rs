@@ -22,7 +22,7 @@ use lapin::types::{AMQPValue, LongString};
 use serde_json::{Value, json};
 
 use crate::broker::{self, Cleanup, Client, Running, binary_event, header};
-use crate::helpers::{Fixture, event_body, example, pipeline, repo};
+use crate::helpers::{Fixture, event_body, example, pipeline, repo, serve_gateway};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -96,6 +96,20 @@ impl Setup {
             .await;
     }
 
+    /// The next output in the subscriber's inbox.
+    async fn output(&self) -> lapin::message::BasicGetMessage {
+        self.client.take(&self.inbox, 1, WAIT).await.pop().unwrap()
+    }
+
+    /// Serves the HTTP API over this gateway's bus; its base URL.
+    async fn serve_api(&self, pipeline: Pipeline) -> String {
+        serve_gateway(contextgate::gateway::Gateway::new(
+            pipeline,
+            contextgate::bus::Bus::Amqp(self.gateway.bus.clone()),
+        ))
+        .await
+    }
+
     /// The one dead letter of route `route` (or of no route).
     async fn dead_letter(&self, route: Option<&str>) -> lapin::message::BasicGetMessage {
         let queue = self.names().dead_letter_queue(route);
@@ -115,12 +129,7 @@ async fn conformist_forwards_binary_events_unchanged_with_a_derived_id() {
     let data = r#"{"n": 1.50, "id": "a"}"#;
     setup.publish_binary("up", "up/Thing@1", "e-1", data).await;
 
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(output.delivery.data, data.as_bytes());
     assert_eq!(output.delivery.routing_key.as_str(), "up.Thing");
     let id = header(&output, "cloudEvents_id").unwrap();
@@ -148,12 +157,7 @@ async fn conformist_forwards_binary_events_unchanged_with_a_derived_id() {
 
     // The same input again (a redelivery, a replay): the same output id.
     setup.publish_binary("up", "up/Thing@1", "e-1", data).await;
-    let again = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let again = setup.output().await;
     assert_eq!(header(&again, "cloudEvents_id").unwrap(), id);
     setup.gateway.stop().await;
 }
@@ -175,12 +179,7 @@ async fn structured_input_is_taken_and_a_route_can_emit_structured() {
             BasicProperties::default().with_content_type("application/cloudevents+json".into()),
         )
         .await;
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(
         output
             .delivery
@@ -217,12 +216,7 @@ async fn anti_corruption_translates_into_the_downstream_model() {
     setup
         .publish_binary("up", "up/Thing@1", "e-3", r#"{"id":"c","n":21}"#)
         .await;
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(body_json(&output), json!({"id": "c", "total": 42}));
     assert_eq!(output.delivery.routing_key.as_str(), "down.Act");
     assert_eq!(
@@ -243,12 +237,7 @@ async fn open_host_publishes_the_upstream_published_language() {
     setup
         .publish_binary("up", "up/Internal@1", "e-4", r#"{"id":"d","n":1}"#)
         .await;
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(body_json(&output), json!({"id": "d", "n": 2}));
     assert_eq!(output.delivery.routing_key.as_str(), "up.Published");
     setup.gateway.stop().await;
@@ -275,12 +264,7 @@ async fn a_command_reaches_its_owner_and_an_event_fans_out() {
             &command.to_string(),
         )
         .await;
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(body_json(&output), command);
     assert_eq!(
         output.delivery.routing_key.as_str(),
@@ -365,12 +349,7 @@ async fn enrich_retries_through_the_delay_queue_then_succeeds() {
     setup
         .publish_binary("up", "up/Thing@1", "e-5", r#"{"id":"k","n":3}"#)
         .await;
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(body_json(&output), json!({"id": "name of k", "total": 3}));
     assert_eq!(
         flaky.load(Ordering::SeqCst),
@@ -618,17 +597,7 @@ async fn one_key_keeps_its_order_while_keys_run_in_parallel() {
 async fn http_ingest_on_the_broker_answers_202_after_the_confirm() {
     let fixture = Fixture::new("conformist", None, "");
     let setup = setup("ingest", fixture.pipeline(), "down").await;
-    let gateway = contextgate::gateway::Gateway::new(
-        fixture.pipeline(),
-        contextgate::bus::Bus::Amqp(setup.gateway.bus.clone()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(contextgate::cli::serve::serve(
-        listener,
-        gateway,
-        std::future::pending(),
-    ));
+    let base = setup.serve_api(fixture.pipeline()).await;
     let client = reqwest::Client::new();
     let post = |body: String| {
         client
@@ -643,12 +612,7 @@ async fn http_ingest_on_the_broker_answers_202_after_the_confirm() {
     assert_eq!(response.status(), 202);
     let report: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(report["routes"][0]["outcome"], "published");
-    let output = setup
-        .client
-        .take(&setup.inbox, 1, WAIT)
-        .await
-        .pop()
-        .unwrap();
+    let output = setup.output().await;
     assert_eq!(body_json(&output), json!({"id": "h", "n": 1}));
 
     let refused = post(event_body("up/Thing@1", "h-2", r#"{"id":"h"}"#))
@@ -771,17 +735,7 @@ async fn the_api_stays_responsive_while_scripts_run_out_of_time() {
         "",
     );
     let setup = setup("busy", fixture.pipeline(), "down").await;
-    let gateway = contextgate::gateway::Gateway::new(
-        fixture.pipeline(),
-        contextgate::bus::Bus::Amqp(setup.gateway.bus.clone()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(contextgate::cli::serve::serve(
-        listener,
-        gateway,
-        std::future::pending(),
-    ));
+    let base = setup.serve_api(fixture.pipeline()).await;
     const N: usize = 120;
     for i in 0..N {
         setup

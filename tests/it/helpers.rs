@@ -48,6 +48,18 @@ pub(crate) fn write(root: &Path, relative: &str, contents: &str) {
     std::fs::write(path, contents).unwrap();
 }
 
+/// Serves the HTTP API of `gateway` on a free port of 127.0.0.1 until the test ends; its base URL.
+pub(crate) async fn serve_gateway(gateway: Arc<contextgate::gateway::Gateway>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(contextgate::cli::serve::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    base
+}
+
 /// Loads a registry folder into a pipeline; panics with every problem if it does not load.
 pub(crate) fn pipeline(root: &Path) -> Pipeline {
     match registry::load(root) {

@@ -15,18 +15,11 @@ use crate::helpers::*;
 /// Starts the gateway over the shipped registry on a free port; its base URL.
 async fn spawn_gateway() -> String {
     let registry = contextgate::registry::load(&repo()).unwrap();
-    let gateway = Gateway::new(
+    serve_gateway(Gateway::new(
         Pipeline::new(Arc::new(registry)),
         Bus::InProcess(InProcessBus::default()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(contextgate::cli::serve::serve(
-        listener,
-        gateway,
-        std::future::pending(),
-    ));
-    base
+    ))
+    .await
 }
 
 async fn post(base: &str, context: &str, body: String) -> (u16, Value) {

@@ -33,15 +33,7 @@ pub async fn run(
         let mut next = Some(first);
         while let Some(settle) = next {
             if let Settle::Requeue(tag) = settle {
-                channel
-                    .basic_nack(
-                        tag,
-                        BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        },
-                    )
-                    .await?;
+                requeue(&channel, tag).await?;
             }
             watermark.settle(settle);
             next = settled.try_recv().ok();
@@ -55,6 +47,19 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Puts one delivery back in its queue (`basic.nack` with requeue).
+pub async fn requeue(channel: &Channel, tag: u64) -> lapin::Result<()> {
+    channel
+        .basic_nack(
+            tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        )
+        .await
 }
 
 /// Tags are consecutive from 1 on a channel; `through` is the highest tag with every tag up to

@@ -13,9 +13,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use lapin::Channel;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -88,28 +86,14 @@ pub async fn consume_route(
     let upstream = route.upstream.to_string();
     let mut next_lane = 0;
     let ended = loop {
-        let next = tokio::select! {
-            biased;
-            () = super::stopped(&mut stop) => {
-                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-                break Ok(());
-            }
-            next = consumer.next() => next,
-        };
-        let delivery = match next {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => break Err(error),
-            None => {
-                // The broker cancelled the consumer (the queue was deleted): the session is
-                // rebuilt, which declares the queue again.
-                session.fail(format!("the consumer of {queue} was cancelled"));
-                break Ok(());
-            }
-        };
-        session.status.wait_unblocked().await;
+        let taken =
+            match next_delivery(&session, &channel, &mut consumer, &tag, &queue, &mut stop).await {
+                Ok(Some(taken)) => taken,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            };
         let started = Instant::now();
         metrics::counter!(telemetry::MESSAGES_IN, "context" => upstream.clone()).increment(1);
-        let taken = Taken::from_lapin(delivery);
         let attempt = taken.attempt(&retries);
         let received = session.pipeline.receive_on(&route, &taken.delivery());
         let keyed = match (&received, &route.ordering_key) {
@@ -415,51 +399,60 @@ pub async fn consume_unrouted(
             FieldTable::default(),
         )
         .await?;
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = super::stopped(&mut stop) => {
-                let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
-                return Ok(());
-            }
-            next = consumer.next() => next,
-        };
-        let delivery = match next {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => return Err(error),
-            None => {
-                session.fail(format!("the consumer of {queue} was cancelled"));
-                return Ok(());
-            }
-        };
-        session.status.wait_unblocked().await;
-        let taken = Taken::from_lapin(delivery);
-        let job = Job {
-            received: Err(Failure::new(Stage::Decode, Reason::Unroutable, Vec::new())),
-            attempt: 1,
-            started: Instant::now(),
-            taken,
-        };
-        let settle = match unrouted_failure(&session, &job.taken) {
+    while let Some(taken) =
+        next_delivery(&session, &channel, &mut consumer, tag, &queue, &mut stop).await?
+    {
+        let settle = match unrouted_failure(&session, &taken) {
             None => {
                 metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => "none").increment(1);
-                Settle::Ack(job.taken.tag)
+                Settle::Ack(taken.tag)
             }
-            Some(failure) => dead_letter(&session, None, &job, failure).await,
+            Some(failure) => {
+                let job = Job {
+                    received: Err(failure.clone()),
+                    attempt: 1,
+                    started: Instant::now(),
+                    taken,
+                };
+                dead_letter(&session, None, &job, failure).await
+            }
         };
         match settle {
             Settle::Ack(tag) => channel.basic_ack(tag, BasicAckOptions::default()).await?,
-            Settle::Requeue(tag) => {
-                channel
-                    .basic_nack(
-                        tag,
-                        BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        },
-                    )
-                    .await?;
-            }
+            Settle::Requeue(tag) => settle::requeue(&channel, tag).await?,
+        }
+    }
+    Ok(())
+}
+
+/// The next delivery; `None` once `stop` is true (the consumer is then cancelled) or when the
+/// broker cancelled the consumer (the queue was deleted: the session is marked broken, and the
+/// next one declares the queue again). Waits while the broker blocks publishing.
+async fn next_delivery(
+    session: &Session,
+    channel: &Channel,
+    consumer: &mut lapin::Consumer,
+    tag: &str,
+    queue: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> lapin::Result<Option<Taken>> {
+    let next = tokio::select! {
+        biased;
+        () = super::stopped(stop) => {
+            let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+            return Ok(None);
+        }
+        next = consumer.next() => next,
+    };
+    match next {
+        Some(Ok(delivery)) => {
+            session.status.wait_unblocked().await;
+            Ok(Some(Taken::from_lapin(delivery)))
+        }
+        Some(Err(error)) => Err(error),
+        None => {
+            session.fail(format!("the consumer of {queue} was cancelled"));
+            Ok(None)
         }
     }
 }
