@@ -2,8 +2,9 @@
 //! problem documents (`application/problem+json`) that never leak internals.
 //!
 //! # Layout
+//! - [`auth`]: credentials and the [`auth::Caller`] extractor (401 / 403).
 //! - [`ingest`]: post messages, read in-process inboxes and dead letters.
-//! - [`health`]: liveness, readiness, Prometheus metrics.
+//! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::gateway::Gateway;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::stages::Problem;
 
+pub mod auth;
 pub mod health;
 pub mod ingest;
 
@@ -27,6 +29,7 @@ pub mod ingest;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub metrics: PrometheusHandle,
+    pub credentials: Arc<auth::Credentials>,
 }
 
 /// The gateway's HTTP API.
@@ -61,6 +64,12 @@ pub enum ApiError {
     /// The broker did not confirm: try again later, with the same message id.
     #[error("{0}")]
     Unavailable(String),
+    /// No valid credential: missing, malformed or unknown (the answer never says which).
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// A valid credential acting on what it does not own.
+    #[error("this credential may not do that")]
+    Forbidden,
 }
 
 #[derive(Serialize)]
@@ -94,6 +103,18 @@ impl IntoResponse for ApiError {
                     Some(detail.clone()),
                     &[],
                 ),
+                ApiError::Unauthorized => (
+                    StatusCode::UNAUTHORIZED,
+                    "a valid bearer token is required",
+                    None,
+                    &[],
+                ),
+                ApiError::Forbidden => (
+                    StatusCode::FORBIDDEN,
+                    "this credential may not do that",
+                    None,
+                    &[],
+                ),
                 ApiError::Unavailable(detail) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the broker did not confirm the message; retry with the same id",
@@ -119,6 +140,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }

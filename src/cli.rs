@@ -8,6 +8,8 @@
 //! - [`check`]: load the registry and report every problem.
 //! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
+//!
+//! `hash-token` prints the digest of a token for the credentials file.
 
 use std::path::PathBuf;
 
@@ -36,9 +38,17 @@ pub enum Command {
         /// Where the HTTP API listens; port 0 lets the system choose (printed at start).
         #[arg(long, default_value = "127.0.0.1:8080", env = "CONTEXTGATE_LISTEN")]
         listen: std::net::SocketAddr,
+        /// The credentials file (SHA-256 digests of each context's and the operator's bearer
+        /// tokens); its TOML text may instead be in CONTEXTGATE_CREDENTIALS. Without either,
+        /// the API is open.
+        #[arg(long, env = "CONTEXTGATE_CREDENTIALS_FILE")]
+        credentials: Option<PathBuf>,
         #[command(flatten)]
         amqp: AmqpArgs,
     },
+    /// Print the SHA-256 digest of a bearer token read from standard input, as the credentials
+    /// file stores it.
+    HashToken,
     /// Load the registry and report every problem: schemas, examples, scripts, test cases, routes.
     Check {
         /// The registry folder (holds contextgate.toml).
@@ -118,8 +128,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve {
             registry,
             listen,
+            credentials,
             amqp,
-        } => serve::run(&registry, listen, amqp.settings()).await,
+        } => serve::run(&registry, listen, credentials.as_deref(), amqp.settings()).await,
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            if token.trim().is_empty() {
+                eprintln!("contextgate hash-token: no token on standard input");
+                return Ok(EXIT_COULD_NOT_RUN);
+            }
+            println!("{}", crate::api::auth::hash_token(&token));
+            Ok(EXIT_OK)
+        }
         Command::Check { registry, format } => Ok(check::run(&registry, format)),
         Command::Translate {
             registry,

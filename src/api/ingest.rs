@@ -6,6 +6,8 @@
 //! outbound exchange, 503 with `Retry-After` when it did not (the message may still have been
 //! stored: retry with the same id). `GET /v1/contexts/{context}/inbox?max=N` takes the messages delivered to a
 //! context out of its in-process inbox; `GET /v1/dead-letters` lists the dead letters.
+//! Posting as a context and reading its inbox take that context's token (or the operator's);
+//! the dead letters take the operator's.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::bus::Bus;
 use crate::gateway::Ingested;
@@ -56,11 +59,13 @@ fn context(state: &AppState, raw: &str) -> Result<ContextName, ApiError> {
 
 pub async fn post_message(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw_context): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let from = context(&state, &raw_context)?;
+    caller.may_act_for(&from)?;
     let delivery = Delivery {
         content_type: headers
             .get(header::CONTENT_TYPE)
@@ -144,10 +149,12 @@ pub struct InboxQuery {
 
 pub async fn take_inbox(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw_context): Path<String>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<Vec<Message>>, ApiError> {
     let context = context(&state, &raw_context)?;
+    caller.may_act_for(&context)?;
     let max = query.max.unwrap_or(100).min(1_000);
     match state.gateway.bus() {
         Bus::InProcess(bus) => Ok(Json(bus.take(&context, max))),
@@ -160,7 +167,9 @@ pub async fn take_inbox(
 
 pub async fn list_dead_letters(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<Vec<crate::bus::DeadLetter>>, ApiError> {
+    caller.must_be_operator()?;
     match state.gateway.bus() {
         Bus::InProcess(bus) => Ok(Json(bus.dead_letters())),
         Bus::Amqp(bus) => Err(ApiError::NotFound(format!(

@@ -1,4 +1,4 @@
-//! `contextgate serve`: load the registry, start the gateway on RabbitMQ (with an AMQP URL) or on
+//! `contextgate serve`: load the registry and the credentials, start the gateway on RabbitMQ (with an AMQP URL) or on
 //! the in-process bus, serve the HTTP API until Ctrl-C or SIGTERM, then stop consuming, finish
 //! or give back what is in flight within the shutdown timeout, and exit.
 
@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{EXIT_COULD_NOT_RUN, EXIT_OK};
+use crate::api::auth::Credentials;
 use crate::api::{self, AppState};
 use crate::bus::{AmqpBus, AmqpSettings, Bus, InProcessBus};
 use crate::gateway::Gateway;
@@ -20,11 +21,24 @@ use crate::pipeline::Pipeline;
 pub async fn run(
     root: &Path,
     listen: SocketAddr,
+    credentials: Option<&Path>,
     amqp: Option<AmqpSettings>,
 ) -> anyhow::Result<u8> {
     let Some(registry) = super::load_registry(root, "serve") else {
         return Ok(EXIT_COULD_NOT_RUN);
     };
+    let credentials = match load_credentials(credentials) {
+        Ok(credentials) => Arc::new(credentials),
+        Err(error) => {
+            eprintln!("contextgate serve: {error:#}");
+            return Ok(EXIT_COULD_NOT_RUN);
+        }
+    };
+    if credentials.is_open() {
+        tracing::warn!(
+            "No credentials: the API is open, every request acts as the operator (see --credentials)."
+        );
+    }
     if let Some(settings) = &amqp
         && let Err(error) = settings.uri()
     {
@@ -62,7 +76,7 @@ pub async fn run(
         shutdown_signal().await;
         stop.send_replace(true);
     };
-    serve(listener, gateway, shutdown).await?;
+    serve(listener, gateway, credentials, shutdown).await?;
     if let Some(consuming) = consuming {
         consuming
             .await
@@ -73,15 +87,33 @@ pub async fn run(
     Ok(EXIT_OK)
 }
 
+/// The credentials from `--credentials FILE`, else from `CONTEXTGATE_CREDENTIALS`, else open.
+fn load_credentials(file: Option<&Path>) -> anyhow::Result<Credentials> {
+    let text = match file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the credentials {}", file.display()))?,
+        None => match std::env::var(CREDENTIALS_ENV) {
+            Ok(text) if !text.trim().is_empty() => text,
+            _ => return Ok(Credentials::open()),
+        },
+    };
+    Credentials::parse(&text).context("the credentials were refused")
+}
+
+/// The variable that may hold the credentials' TOML text.
+pub const CREDENTIALS_ENV: &str = "CONTEXTGATE_CREDENTIALS";
+
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    credentials: Arc<Credentials>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState {
         gateway,
         metrics: crate::telemetry::metrics(),
+        credentials,
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)

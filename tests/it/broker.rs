@@ -450,6 +450,25 @@ impl PrivateNode {
         command
     }
 
+    /// The OS process id of the node's Erlang VM (to stop and continue it).
+    pub(crate) fn os_pid(&self) -> String {
+        let output = self
+            .command("rabbitmqctl")
+            .args(["-q", "-n", &self.name, "eval", "os:getpid()."])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .trim_matches('"')
+            .to_owned();
+        assert!(
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
+            "no pid: {pid:?}"
+        );
+        pid
+    }
+
     /// Runs `rabbitmqctl -n <node> args…`; whether it succeeded.
     pub(crate) fn ctl(&self, args: &[&str]) -> bool {
         self.command("rabbitmqctl")

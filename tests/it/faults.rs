@@ -225,6 +225,40 @@ async fn nothing_is_lost_when_the_broker_application_stops_and_starts() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_broker_hangs_past_two_heartbeats() {
+    // The node's URL asks for a 5 s heartbeat: a peer silent for 10 s is dead.
+    ledger_under("hang", 5784, true, |node, bus| {
+        let pid = node.os_pid();
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let stopped = Instant::now();
+        while bus.status().is_ready() && stopped.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let detected = stopped.elapsed();
+        // Continue the node before any assertion, so that a failure never leaves it frozen.
+        assert!(
+            Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        eprintln!("hung broker detected after {detected:?}");
+        assert!(
+            detected < Duration::from_secs(20),
+            "the hung broker was not detected within 20 s"
+        );
+    })
+    .await;
+}
+
 /// `contextgate serve` on the shared broker with the fixture registry; its stderr is drained.
 fn spawn_serve(fixture: &Fixture, url: &str, prefix: &str) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))

@@ -48,13 +48,23 @@ pub(crate) fn write(root: &Path, relative: &str, contents: &str) {
     std::fs::write(path, contents).unwrap();
 }
 
-/// Serves the HTTP API of `gateway` on a free port of 127.0.0.1 until the test ends; its base URL.
+/// Serves the HTTP API of `gateway`, open (no credentials), on a free port of 127.0.0.1 until
+/// the test ends; its base URL.
 pub(crate) async fn serve_gateway(gateway: Arc<contextgate::gateway::Gateway>) -> String {
+    serve_gateway_with(gateway, contextgate::api::auth::Credentials::open()).await
+}
+
+/// The same with credentials.
+pub(crate) async fn serve_gateway_with(
+    gateway: Arc<contextgate::gateway::Gateway>,
+    credentials: contextgate::api::auth::Credentials,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(contextgate::cli::serve::serve(
         listener,
         gateway,
+        Arc::new(credentials),
         std::future::pending(),
     ));
     base

@@ -5,13 +5,15 @@ mod helpers;
 
 /// The gateway on the real RabbitMQ, end to end (issue 3).
 mod amqp;
+/// Credentials: 401 / 403 per endpoint and caller, `hash-token`, `serve --credentials`.
+mod auth;
 /// RabbitMQ for the tests: client, gateway start-up, clean-up, private nodes.
 mod broker;
 /// The real binary: `contextgate check` and `contextgate translate`.
 mod cli;
 /// Enrich look-ups against a real HTTP server started by the test (RELIABILITY D1–D7).
 mod enrich;
-/// The ledger under broker and process faults (RELIABILITY B1, B2, B10).
+/// The ledger under broker and process faults (RELIABILITY B1, B2, B3, B4, B10).
 mod faults;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
 mod messages;
