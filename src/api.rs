@@ -7,14 +7,20 @@
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{BoxError, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use tower::ServiceBuilder;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::gateway::Gateway;
 use crate::message::MAX_MESSAGE_BYTES;
@@ -32,12 +38,42 @@ pub struct AppState {
     pub credentials: Arc<auth::Credentials>,
 }
 
+/// Bounds on what clients can take from the API (RELIABILITY A5, A6, A8, O2).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request that takes longer is answered 408.
+    pub request_timeout: Duration,
+    /// A connection that has not sent its request headers within this is closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Ingest requests in flight at most; more are answered 503 at once (load shedding).
+    pub ingest_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 1_024,
+            ingest_concurrency: 256,
+        }
+    }
+}
+
 /// The gateway's HTTP API.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let shed_ingest = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            ApiError::Overloaded.into_response()
+        }))
+        .layer(LoadShedLayer::new())
+        .layer(ConcurrencyLimitLayer::new(limits.ingest_concurrency.max(1)));
     Router::new()
         .route(
             "/v1/contexts/{context}/messages",
-            post(ingest::post_message),
+            post(ingest::post_message).route_layer(shed_ingest),
         )
         .route("/v1/contexts/{context}/inbox", get(ingest::take_inbox))
         .route("/v1/dead-letters", get(ingest::list_dead_letters))
@@ -46,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         // A message may be up to the gateway's cap; a little more for a structured envelope.
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES + 64 * 1024))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         .with_state(state)
 }
 
@@ -70,6 +110,9 @@ pub enum ApiError {
     /// A valid credential acting on what it does not own.
     #[error("this credential may not do that")]
     Forbidden,
+    /// Too many requests of this kind in flight: try again shortly.
+    #[error("too many requests in flight")]
+    Overloaded,
 }
 
 #[derive(Serialize)]
@@ -112,6 +155,12 @@ impl IntoResponse for ApiError {
                 ApiError::Forbidden => (
                     StatusCode::FORBIDDEN,
                     "this credential may not do that",
+                    None,
+                    &[],
+                ),
+                ApiError::Overloaded => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many requests in flight; retry shortly",
                     None,
                     &[],
                 ),

@@ -208,17 +208,26 @@ impl AmqpBus {
             .expect("no code panics while holding the session lock")
             .clone()
             .ok_or(IngestError::NotConnected)?;
+        if self.status.is_blocked() {
+            return Err(IngestError::NotConfirmed(
+                "the broker blocks publishing (a memory or disk alarm)".into(),
+            ));
+        }
         let (body, properties) = wire::output(message, Wire::Binary, None);
+        let not_confirmed = |error: lapin::Error| IngestError::NotConfirmed(error.to_string());
         let confirmed = session
             .publisher
-            .publish(
+            .send(
                 &self.names.outbound(from),
                 &message.attributes.event_type,
                 &body,
                 properties,
             )
             .await
-            .map_err(|error| IngestError::NotConfirmed(error.to_string()))?;
+            .map_err(not_confirmed)?
+            .confirmed_in_time()
+            .await
+            .map_err(not_confirmed)?;
         match confirmed {
             // Unroutable cannot happen (the alternate exchange takes everything); both are stored.
             Confirmed::Delivered | Confirmed::Unroutable(_) => Ok(()),

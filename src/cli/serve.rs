@@ -8,12 +8,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::{EXIT_COULD_NOT_RUN, EXIT_OK};
 use crate::api::auth::Credentials;
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Limits};
 use crate::bus::{AmqpBus, AmqpSettings, Bus, InProcessBus};
 use crate::gateway::Gateway;
 use crate::pipeline::Pipeline;
@@ -103,11 +106,25 @@ fn load_credentials(file: Option<&Path>) -> anyhow::Result<Credentials> {
 /// The variable that may hold the credentials' TOML text.
 pub const CREDENTIALS_ENV: &str = "CONTEXTGATE_CREDENTIALS";
 
-/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Serves the API on `listener` with the default [`Limits`] until `shutdown` completes, then
+/// lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     credentials: Arc<Credentials>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, gateway, credentials, Limits::default(), shutdown).await
+}
+
+/// Serves the API with `limits`: each connection through hyper with a header-read timeout, at
+/// most `max_connections` at once. On `shutdown` it stops accepting and waits (up to the request
+/// timeout) for the requests in flight.
+pub async fn serve_with(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    credentials: Arc<Credentials>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState {
@@ -115,9 +132,46 @@ pub async fn serve(
         metrics: crate::telemetry::metrics(),
         credentials,
     };
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
+    let service = TowerToHyperService::new(api::router(state, limits));
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(%error, "Accepting a connection failed.");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors here are the client's (reset, timed out): nothing to do but close.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("Requests still in flight at the end of the shutdown wait were cut.");
+    }
+    Ok(())
 }
 
 /// Ctrl-C or SIGTERM.

@@ -15,6 +15,8 @@ mod cli;
 mod enrich;
 /// The ledger under broker and process faults (RELIABILITY B1, B2, B3, B4, B10).
 mod faults;
+/// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.
+mod limits;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
 mod messages;
 /// The four modes end to end through the pipeline, on the shipped registry and on fixtures,

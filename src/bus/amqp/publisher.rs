@@ -85,20 +85,6 @@ impl Publisher {
             status: self.status.clone(),
         })
     }
-
-    /// Sends one message and waits for the broker's answer.
-    pub async fn publish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &Bytes,
-        properties: BasicProperties,
-    ) -> lapin::Result<Confirmed> {
-        self.send(exchange, routing_key, body, properties)
-            .await?
-            .confirmed()
-            .await
-    }
 }
 
 /// A publish waiting for the broker's confirm.
@@ -110,7 +96,19 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The broker's answer, waiting as long as the broker blocks us (the data plane: pausing
+    /// loses nothing).
     pub async fn confirmed(self) -> lapin::Result<Confirmed> {
+        self.wait(true).await
+    }
+
+    /// The broker's answer within the confirm timeout, blocked or not (HTTP ingest: the client
+    /// gets its 503 and retries).
+    pub async fn confirmed_in_time(self) -> lapin::Result<Confirmed> {
+        self.wait(false).await
+    }
+
+    async fn wait(self, through_blocks: bool) -> lapin::Result<Confirmed> {
         let mut confirm = self.confirm;
         loop {
             match tokio::time::timeout(self.timeout, &mut confirm).await {
@@ -127,7 +125,7 @@ impl Pending {
                         }
                     });
                 }
-                Err(_) if self.status.is_blocked() => {
+                Err(_) if through_blocks && self.status.is_blocked() => {
                     tracing::debug!("Still waiting for a confirm: the broker blocks publishing.");
                 }
                 Err(_) => {

@@ -1,0 +1,182 @@
+//! The HTTP listener's limits against real sockets (RELIABILITY A6, A8, O2): slow clients are
+//! dropped after the header-read timeout while others are served, ingest sheds load past its
+//! concurrency limit with 503, oversized bodies are 413, slow requests 408.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use contextgate::api::Limits;
+use contextgate::api::auth::Credentials;
+use contextgate::bus::{Bus, InProcessBus};
+use contextgate::gateway::Gateway;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+/// The API over `fixture`'s pipeline with `limits`; its base URL.
+async fn serve(fixture: &Fixture, limits: Limits) -> String {
+    let gateway = Gateway::new(fixture.pipeline(), Bus::InProcess(InProcessBus::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(contextgate::cli::serve::serve_with(
+        listener,
+        gateway,
+        Arc::new(Credentials::open()),
+        limits,
+        std::future::pending(),
+    ));
+    base
+}
+
+/// An enrich fixture whose look-up answers after `delay`.
+async fn slow_enrich(delay: Duration) -> Fixture {
+    let app = Router::new().route(
+        "/slow/{id}",
+        get(move || async move {
+            tokio::time::sleep(delay).await;
+            axum::Json(json!({"name": "late"}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stub = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fixture = Fixture::new(
+        "enrich",
+        Some(r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#),
+        &format!(
+            "[[routes.lookups]]\nname = \"customer\"\nurl = \"{stub}slow/{{/id}}\"\ntimeout = \"5s\"\ncache_ttl = \"0s\"\n"
+        ),
+    );
+    fixture.allow(&stub);
+    fixture
+}
+
+async fn post(base: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/up/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped_while_others_are_served() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            header_read_timeout: Duration::from_millis(800),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+    // 300 clients that send half a request line and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(b"GET /health/live HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = http
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "a probe took {:?} next to 300 slow clients",
+            started.elapsed()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut closed = 0;
+    for stream in &mut slow {
+        let mut buffer = [0u8; 512];
+        // The server answers 408 or just closes; either way the connection ends.
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, slow.len(), "every slow client was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_sheds_load_past_its_concurrency_limit() {
+    let fixture = slow_enrich(Duration::from_millis(700)).await;
+    let base = serve(
+        &fixture,
+        Limits {
+            ingest_concurrency: 2,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let posts = (0..6).map(|i| {
+        let base = base.clone();
+        tokio::spawn(async move {
+            let response = post(
+                &base,
+                event_body("up/Thing@1", &format!("l-{i}"), r#"{"id":"a","n":1}"#),
+            )
+            .await;
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry_after)
+        })
+    });
+    let mut statuses = Vec::new();
+    for post in posts.collect::<Vec<_>>() {
+        statuses.push(post.await.unwrap());
+    }
+    let accepted = statuses.iter().filter(|(status, _)| *status == 202).count();
+    let shed: Vec<_> = statuses
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    assert_eq!(accepted + shed.len(), 6, "{statuses:?}");
+    assert!((1..=2).contains(&accepted), "{statuses:?}");
+    assert!(shed.iter().all(|(_, retry_after)| retry_after.is_some()));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(&fixture, Limits::default()).await;
+    let data = format!(r#"{{"id":"{}","n":1}}"#, "x".repeat(2 * 1024 * 1024));
+    let response = post(&base, event_body("up/Thing@1", "big", &data)).await;
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_is_answered_408() {
+    let fixture = slow_enrich(Duration::from_secs(2)).await;
+    let base = serve(
+        &fixture,
+        Limits {
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let response = post(
+        &base,
+        event_body("up/Thing@1", "t-1", r#"{"id":"a","n":1}"#),
+    )
+    .await;
+    assert_eq!(response.status(), 408);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
