@@ -16,10 +16,12 @@ use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::Failure;
 use crate::telemetry;
+use tokio::sync::watch;
 
 #[derive(Debug)]
 pub struct Gateway {
-    pipeline: Pipeline,
+    /// The current pipeline; a registration replaces it, and the AMQP bus follows.
+    pipeline: watch::Sender<Pipeline>,
     bus: Bus,
 }
 
@@ -41,11 +43,26 @@ pub enum Ingested {
 
 impl Gateway {
     pub fn new(pipeline: Pipeline, bus: Bus) -> Arc<Self> {
-        Arc::new(Self { pipeline, bus })
+        Arc::new(Self {
+            pipeline: watch::Sender::new(pipeline),
+            bus,
+        })
     }
 
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The pipeline now (a cheap clone: the registry is shared).
+    pub fn pipeline(&self) -> Pipeline {
+        self.pipeline.borrow().clone()
+    }
+
+    /// Follows the pipeline as registrations replace it.
+    pub fn pipelines(&self) -> watch::Receiver<Pipeline> {
+        self.pipeline.subscribe()
+    }
+
+    /// Puts a new pipeline (a new registry) in place: new inputs use it at once; on RabbitMQ the
+    /// consumers finish what they hold and start again on it.
+    pub fn replace(&self, pipeline: Pipeline) {
+        self.pipeline.send_replace(pipeline);
     }
 
     pub fn bus(&self) -> &Bus {
@@ -58,7 +75,7 @@ impl Gateway {
         let bus = match &self.bus {
             Bus::InProcess(bus) => bus,
             Bus::Amqp(bus) => {
-                return match self.pipeline.accept(from, &delivery) {
+                return match self.pipeline().accept(from, &delivery) {
                     Err(failure) => Ingested::Refused(failure),
                     Ok((input, routes)) => match bus.publish_input(from, &input.message).await {
                         Ok(()) => Ingested::Published(
@@ -71,7 +88,8 @@ impl Gateway {
         };
         let started = Instant::now();
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
-        let mut verdicts = self.pipeline.process(from, &delivery).await;
+        let pipeline = self.pipeline();
+        let mut verdicts = pipeline.process(from, &delivery).await;
         if let [
             Verdict {
                 route: None,
@@ -86,17 +104,17 @@ impl Gateway {
         }
         let delivery = Arc::new(delivery);
         for verdict in &verdicts {
-            if let Some(route) = verdict.route.as_ref().and_then(|name| self.route(name)) {
+            if let Some(route) = verdict
+                .route
+                .as_ref()
+                .and_then(|name| pipeline.registry().route(name).cloned())
+            {
                 self.act(bus, &route, verdict.outcome.clone(), &delivery)
                     .await;
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
         Ingested::Routed(verdicts)
-    }
-
-    fn route(&self, name: &RouteName) -> Option<Arc<Route>> {
-        self.pipeline.registry().route(name).cloned()
     }
 
     async fn act(
@@ -146,7 +164,7 @@ impl Gateway {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let verdict = gateway
-                .pipeline
+                .pipeline()
                 .process_on(&route, &delivery, attempt)
                 .await;
             if let Bus::InProcess(bus) = &gateway.bus {

@@ -173,6 +173,8 @@ pub enum IngestError {
 
 enum Ended {
     Stopped,
+    /// The registry changed: the session drained and a new one starts on the new pipeline.
+    Reloaded,
     Broken(String),
 }
 
@@ -235,10 +237,12 @@ impl AmqpBus {
         }
     }
 
-    /// Keeps a session up until `stop` turns true, reconnecting with backoff.
+    /// Keeps a session up until `stop` turns true, reconnecting with backoff, on the pipeline
+    /// `pipelines` holds; when it changes, the session finishes what it holds and a new one
+    /// starts on the new pipeline (nothing lost, nothing processed twice).
     pub async fn run(
         &self,
-        pipeline: Pipeline,
+        mut pipelines: watch::Receiver<Pipeline>,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let uri = self.settings.uri().map_err(anyhow::Error::msg)?;
@@ -249,7 +253,10 @@ impl AmqpBus {
                 return Ok(());
             }
             let started = Instant::now();
-            let ended = self.session(&uri, &pipeline, stop.clone()).await;
+            let pipeline = pipelines.borrow_and_update().clone();
+            let ended = self
+                .session(&uri, &pipeline, &mut pipelines, stop.clone())
+                .await;
             *self
                 .current
                 .write()
@@ -258,6 +265,10 @@ impl AmqpBus {
             self.status.set_blocked(false);
             let why = match ended {
                 Ok(Ended::Stopped) => return Ok(()),
+                Ok(Ended::Reloaded) => {
+                    tracing::info!("The registry changed: consuming again on the new one.");
+                    continue;
+                }
                 Ok(Ended::Broken(why)) => why,
                 Err(error) => error.to_string(),
             };
@@ -278,8 +289,11 @@ impl AmqpBus {
         &self,
         uri: &AMQPUri,
         pipeline: &Pipeline,
+        pipelines: &mut watch::Receiver<Pipeline>,
         mut stop: watch::Receiver<bool>,
     ) -> lapin::Result<Ended> {
+        // The consumers stop (and drain) on this: a stop, or a new registry.
+        let (draining, drain) = watch::channel(false);
         let consume = connect(uri, "contextgate consume").await?;
         let publish = connect(uri, "contextgate publish").await?;
         let (broken, mut broken_changed) = watch::channel(None);
@@ -325,14 +339,14 @@ impl AmqpBus {
                 session.clone(),
                 route.clone(),
                 channel,
-                stop.clone(),
+                drain.clone(),
             ));
         }
         let channel = consume.create_channel().await?;
         consumers.spawn(worker::consume_unrouted(
             session.clone(),
             channel,
-            stop.clone(),
+            drain.clone(),
         ));
         *self
             .current
@@ -343,6 +357,7 @@ impl AmqpBus {
 
         let ended = tokio::select! {
             () = stopped(&mut stop) => Ended::Stopped,
+            () = changed(pipelines) => Ended::Reloaded,
             _ = broken_changed.changed() => {
                 Ended::Broken(broken_changed.borrow().clone().unwrap_or_default())
             }
@@ -353,7 +368,8 @@ impl AmqpBus {
             }),
         };
         self.status.ready.store(false, Ordering::Relaxed);
-        if matches!(ended, Ended::Stopped) {
+        if matches!(ended, Ended::Stopped | Ended::Reloaded) {
+            draining.send_replace(true);
             let drain = async { while consumers.join_next().await.is_some() {} };
             if tokio::time::timeout(self.settings.shutdown_timeout, drain)
                 .await
@@ -382,6 +398,13 @@ fn script_permits() -> usize {
         .map(|handle| handle.metrics().num_workers())
         .unwrap_or(1);
     workers.saturating_sub(1).max(1)
+}
+
+/// Returns when the pipeline changes; never when nobody can change it any more.
+async fn changed(pipelines: &mut watch::Receiver<Pipeline>) {
+    if pipelines.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Returns once `stop` is true.

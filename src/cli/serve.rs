@@ -51,21 +51,20 @@ pub async fn run(
     let summary = registry.summary();
     let pipeline = Pipeline::new(Arc::new(registry));
     let (stop, stopping) = watch::channel(false);
-    let (bus, consuming) = match amqp {
-        None => (Bus::InProcess(InProcessBus::default()), None),
-        Some(settings) => {
-            let bus = Arc::new(AmqpBus::new(settings));
-            let running = bus.clone();
-            let pipeline = pipeline.clone();
-            let task = tokio::spawn(async move { running.run(pipeline, stopping).await });
-            (Bus::Amqp(bus), Some(task))
-        }
+    let amqp = amqp.map(|settings| Arc::new(AmqpBus::new(settings)));
+    let kind = match &amqp {
+        None => "in-process bus".to_owned(),
+        Some(bus) => format!("RabbitMQ, prefix {:?}", bus.names().prefix()),
     };
-    let kind = match &bus {
-        Bus::InProcess(_) => "in-process bus".to_owned(),
-        Bus::Amqp(bus) => format!("RabbitMQ, prefix {:?}", bus.names().prefix()),
+    let bus = match &amqp {
+        None => Bus::InProcess(InProcessBus::default()),
+        Some(bus) => Bus::Amqp(bus.clone()),
     };
     let gateway = Gateway::new(pipeline, bus);
+    let consuming = amqp.map(|bus| {
+        let pipelines = gateway.pipelines();
+        tokio::spawn(async move { bus.run(pipelines, stopping).await })
+    });
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

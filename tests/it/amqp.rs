@@ -773,3 +773,65 @@ async fn the_api_stays_responsive_while_scripts_run_out_of_time() {
     );
     setup.gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_registry_while_messages_flow_loses_none_and_repeats_none() {
+    let script =
+        |total: u32| format!("fn translate(data) {{ #{{ id: data.id, total: {total} }} }}");
+    let first = Fixture::new("anti-corruption", Some(&script(1)), "");
+    let second = Fixture::new("anti-corruption", Some(&script(2)), "");
+    let setup = setup("reload", first.pipeline(), "down").await;
+    const N: usize = 3_000;
+    let outbound = setup.names().outbound(&broker::context("up"));
+    let mut pending = Vec::with_capacity(N);
+    for i in 0..N {
+        let id = format!("r-{i}");
+        let data = format!(r#"{{"id":"{id}","n":{i}}}"#);
+        pending.push(
+            setup
+                .client
+                .channel
+                .basic_publish(
+                    outbound.as_str().into(),
+                    "up.Thing".into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    data.as_bytes(),
+                    binary_event("up/Thing@1", &id).with_delivery_mode(2),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    for confirm in pending {
+        assert!(confirm.await.unwrap().is_ack());
+    }
+    // Mid-stream: some outputs are out, most are not.
+    while setup.client.count(&setup.inbox).await < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    setup.gateway.pipeline.send_replace(second.pipeline());
+    let outputs = setup
+        .client
+        .take(&setup.inbox, N, Duration::from_secs(60))
+        .await;
+    setup
+        .client
+        .assert_empty(&setup.inbox, Duration::from_millis(500))
+        .await;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut totals = BTreeMap::new();
+    for output in &outputs {
+        let data = body_json(output);
+        assert!(
+            ids.insert(data["id"].as_str().unwrap().to_owned()),
+            "twice: {data}"
+        );
+        *totals.entry(data["total"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(ids.len(), N, "every input came out once");
+    assert!(
+        totals.get(&1).is_some_and(|n| *n >= 200) && totals.get(&2).is_some_and(|n| *n > 0),
+        "the old translator before, the new one after: {totals:?}"
+    );
+    setup.gateway.stop().await;
+}

@@ -321,6 +321,8 @@ impl Drop for Cleanup {
 pub(crate) struct Running {
     pub(crate) bus: Arc<AmqpBus>,
     pub(crate) names: Names,
+    /// Replacing the pipeline here is what a registration does.
+    pub(crate) pipeline: watch::Sender<Pipeline>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -340,8 +342,9 @@ pub(crate) async fn start(pipeline: Pipeline, settings: AmqpSettings) -> Running
     let url = settings.url.clone();
     let bus = Arc::new(AmqpBus::new(settings));
     let (stop, stopping) = watch::channel(false);
+    let (pipeline, pipelines) = watch::channel(pipeline);
     let running = bus.clone();
-    let task = tokio::spawn(async move { running.run(pipeline, stopping).await });
+    let task = tokio::spawn(async move { running.run(pipelines, stopping).await });
     let deadline = Instant::now() + Duration::from_secs(20);
     while !bus.status().is_ready() {
         assert!(
@@ -353,6 +356,7 @@ pub(crate) async fn start(pipeline: Pipeline, settings: AmqpSettings) -> Running
     Running {
         bus,
         names,
+        pipeline,
         stop,
         task,
     }
