@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`auth`]: credentials and the [`auth::Caller`] extractor (401 / 403).
+//! - [`contracts`]: list, read and register contract versions, persisted to the registry folder.
 //! - [`ingest`]: post messages, read in-process inboxes and dead letters.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 
@@ -27,6 +28,7 @@ use crate::message::MAX_MESSAGE_BYTES;
 use crate::stages::Problem;
 
 pub mod auth;
+pub mod contracts;
 pub mod health;
 pub mod ingest;
 
@@ -36,6 +38,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub metrics: PrometheusHandle,
     pub credentials: Arc<auth::Credentials>,
+    /// Registrations run one at a time.
+    pub registration: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Bounds on what clients can take from the API (RELIABILITY A5, A6, A8, O2).
@@ -76,6 +80,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             post(ingest::post_message).route_layer(shed_ingest),
         )
         .route("/v1/contexts/{context}/inbox", get(ingest::take_inbox))
+        .route("/v1/contexts/{context}/contracts", get(contracts::list))
+        .route(
+            "/v1/contexts/{context}/contracts/{name}/versions/{version}",
+            get(contracts::get_version).put(contracts::put_version),
+        )
         .route("/v1/dead-letters", get(ingest::list_dead_letters))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -113,6 +122,18 @@ pub enum ApiError {
     /// Too many requests of this kind in flight: try again shortly.
     #[error("too many requests in flight")]
     Overloaded,
+    /// A registration refused, with every reason.
+    #[error("{title}")]
+    Unprocessable {
+        title: String,
+        problems: Vec<Problem>,
+    },
+    /// It would change what is immutable.
+    #[error("{0}")]
+    Conflict(String),
+    /// Our fault (the registry folder could not be written); details are in the log.
+    #[error("internal error")]
+    Internal,
 }
 
 #[derive(Serialize)]
@@ -155,6 +176,21 @@ impl IntoResponse for ApiError {
                 ApiError::Forbidden => (
                     StatusCode::FORBIDDEN,
                     "this credential may not do that",
+                    None,
+                    &[],
+                ),
+                ApiError::Unprocessable { title, problems } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    title.as_str(),
+                    None,
+                    problems,
+                ),
+                ApiError::Conflict(detail) => {
+                    (StatusCode::CONFLICT, "conflict", Some(detail.clone()), &[])
+                }
+                ApiError::Internal => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
                     None,
                     &[],
                 ),

@@ -130,6 +130,7 @@ pub async fn serve_with(
         gateway,
         metrics: crate::telemetry::metrics(),
         credentials,
+        registration: Arc::default(),
     };
     let service = TowerToHyperService::new(api::router(state, limits));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));

@@ -22,6 +22,8 @@ mod messages;
 /// The four modes end to end through the pipeline, on the shipped registry and on fixtures,
 /// through every failure stage.
 mod modes;
+/// Registering contract versions over HTTP, persisted and applied at once (issue 4).
+mod registration;
 /// The script sandbox through the pipeline (RELIABILITY C6–C15).
 mod sandbox;
 /// Untrusted schemas at load (RELIABILITY C1–C5).

@@ -1,0 +1,229 @@
+//! Registering contract versions over HTTP (issue 4, first endpoints): persisted to the registry
+//! folder and applied to the running gateway at once; ownership (A2), immutability (A4), names
+//! (A5), refusals that leave the folder unchanged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use contextgate::api::auth::{Credentials, hash_token};
+use contextgate::bus::{Bus, InProcessBus};
+use contextgate::gateway::Gateway;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::*;
+
+const OPERATOR: &str = "Bearer operator-secret-1";
+const ORDERS: &str = "Bearer orders-secret-2";
+const SHIPPING: &str = "Bearer shipping-secret-3";
+
+/// The API over a copy of the shipped registry, with credentials.
+async fn registry_api() -> (TempDir, String) {
+    let dir = shipped_registry_copy();
+    let credentials = Credentials::parse(&format!(
+        "operator = [{:?}]\n[contexts]\norders = [{:?}]\nshipping = [{:?}]\n",
+        hash_token("operator-secret-1"),
+        hash_token("orders-secret-2"),
+        hash_token("shipping-secret-3")
+    ))
+    .unwrap();
+    let gateway = Gateway::new(
+        pipeline(dir.path()),
+        Bus::InProcess(InProcessBus::default()),
+    );
+    let base = serve_gateway_with(gateway, credentials).await;
+    (dir, base)
+}
+
+/// Every file of the folder with its bytes.
+fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let key = path.strip_prefix(root).unwrap().display().to_string();
+                files.insert(key, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+async fn put(base: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .put(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.header("authorization", token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("authorization", token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn order_placed_v3(root: &Path) -> String {
+    let text = std::fs::read_to_string(root.join("contracts/orders/OrderPlaced/v2.json")).unwrap();
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    schema["properties"]["gift"] = json!({"type": "boolean"});
+    serde_json::to_string_pretty(&schema).unwrap()
+}
+
+const V3: &str = "/v1/contexts/orders/contracts/OrderPlaced/versions/3";
+
+#[tokio::test]
+async fn a_new_version_is_written_to_the_folder_and_used_at_once() {
+    let (dir, base) = registry_api().await;
+    let schema = order_placed_v3(dir.path());
+    let event = |id: &str| {
+        let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+        event_body("orders/OrderPlaced@3", id, &data.to_string())
+    };
+    let post = |body: String| {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/contexts/orders/messages"))
+            .header("authorization", ORDERS)
+            .header("content-type", "application/cloudevents+json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        post(event("before")).await.unwrap().status(),
+        400,
+        "v3 is unknown yet"
+    );
+
+    let (status, body) = put(&base, V3, Some(ORDERS), &schema).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body,
+        json!({"contract": "orders/OrderPlaced@3", "created": true})
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("contracts/orders/OrderPlaced/v3.json")).unwrap(),
+        schema,
+        "the folder holds the schema as it was sent"
+    );
+    assert_eq!(
+        post(event("after")).await.unwrap().status(),
+        202,
+        "v3 is known now"
+    );
+    let (status, listed) = get(&base, "/v1/contexts/orders/contracts", ORDERS).await;
+    assert_eq!(status, 200);
+    assert!(
+        listed.as_array().unwrap().iter().any(|contract| {
+            contract["name"] == "orders/OrderPlaced" && contract["versions"] == json!([1, 2, 3])
+        }),
+        "{listed}"
+    );
+    let (status, read) = get(&base, V3, OPERATOR).await;
+    assert_eq!(status, 200);
+    assert_eq!(read, serde_json::from_str::<Value>(&schema).unwrap());
+
+    // Immutable: the same again is fine, other content is a conflict.
+    let (status, body) = put(&base, V3, Some(ORDERS), &schema).await;
+    assert_eq!((status, &body["created"]), (200, &json!(false)));
+    let before = snapshot(dir.path());
+    let (status, _) = put(&base, V3, Some(ORDERS), r#"{"type":"object"}"#).await;
+    assert_eq!(status, 409);
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[tokio::test]
+async fn refusals_leave_the_folder_unchanged() {
+    let (dir, base) = registry_api().await;
+    let schema = order_placed_v3(dir.path());
+    let before = snapshot(dir.path());
+    let cases: [(&str, Option<&str>, &str, u16); 10] = [
+        (V3, Some(SHIPPING), &schema, 403),
+        (V3, None, &schema, 401),
+        (V3, Some("Bearer wrong"), &schema, 401),
+        (
+            "/v1/contexts/orders/contracts/OrderPlaced/versions/5",
+            Some(ORDERS),
+            &schema,
+            422,
+        ),
+        (V3, Some(ORDERS), r#"{"type": 12}"#, 422),
+        (V3, Some(ORDERS), "not json", 422),
+        (V3, Some(ORDERS), r#"{"$ref": "http://127.0.0.1:1/x"}"#, 422),
+        (
+            "/v1/contexts/orders/contracts/..%2F..%2Fetc/versions/1",
+            Some(OPERATOR),
+            &schema,
+            400,
+        ),
+        (
+            "/v1/contexts/orders/contracts/orderplaced/versions/1",
+            Some(OPERATOR),
+            &schema,
+            400,
+        ),
+        (
+            "/v1/contexts/Orders/contracts/OrderPlaced/versions/3",
+            Some(OPERATOR),
+            &schema,
+            400,
+        ),
+    ];
+    for (path, token, body, expected) in cases {
+        let (status, answer) = put(&base, path, token, body).await;
+        assert_eq!(status, expected, "{path} {token:?}: {answer}");
+        if status == 422 {
+            assert!(
+                !answer["problems"].as_array().unwrap().is_empty(),
+                "{answer}"
+            );
+        }
+    }
+    let (status, _) = put(
+        &base,
+        &format!(
+            "/v1/contexts/orders/contracts/{}/versions/1?kind=event",
+            "A".repeat(10_000)
+        ),
+        Some(OPERATOR),
+        &schema,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(snapshot(dir.path()), before, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_new_contract_needs_its_kind_and_gets_its_metadata_file() {
+    let (dir, base) = registry_api().await;
+    let path = "/v1/contexts/shipping/contracts/ParcelLost/versions/1";
+    let schema = r#"{"type":"object","required":["parcel_id"],"properties":{"parcel_id":{"type":"string"}}}"#;
+    let (status, _) = put(&base, path, Some(SHIPPING), schema).await;
+    assert_eq!(status, 422, "no kind given");
+    assert!(!dir.path().join("contracts/shipping/ParcelLost").exists());
+    let (status, body) = put(&base, &format!("{path}?kind=event"), Some(SHIPPING), schema).await;
+    assert_eq!(status, 201, "{body}");
+    let metadata = std::fs::read_to_string(
+        dir.path()
+            .join("contracts/shipping/ParcelLost/contract.toml"),
+    )
+    .unwrap();
+    assert!(metadata.contains("kind = \"event\""), "{metadata}");
+    // The folder still passes `contextgate check` as a whole.
+    contextgate::registry::load(dir.path()).unwrap();
+}
