@@ -98,6 +98,23 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .with_state(state)
 }
 
+/// The context a path names: 400 when the name is malformed, 404 when the registry has none.
+fn known_context(state: &AppState, raw: &str) -> Result<crate::registry::ContextName, ApiError> {
+    let name = crate::registry::ContextName::parse(raw)
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    if state
+        .gateway
+        .pipeline()
+        .registry()
+        .contexts
+        .contains_key(&name)
+    {
+        Ok(name)
+    } else {
+        Err(ApiError::NotFound(format!("no context {name}")))
+    }
+}
+
 /// An error answered as `application/problem+json`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

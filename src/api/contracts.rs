@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, known_context};
 use crate::pipeline::Pipeline;
 use crate::registry::{ContextName, ContractName, MessageKind, RegistryError, Visibility};
 use crate::stages::Problem;
@@ -51,20 +51,11 @@ pub struct NewContract {
     pub visibility: Option<String>,
 }
 
+/// The context of the path, once the caller may act for it.
 fn context(state: &AppState, raw: &str, caller: &Caller) -> Result<ContextName, ApiError> {
-    let name = ContextName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let name = known_context(state, raw)?;
     caller.may_act_for(&name)?;
-    if state
-        .gateway
-        .pipeline()
-        .registry()
-        .contexts
-        .contains_key(&name)
-    {
-        Ok(name)
-    } else {
-        Err(ApiError::NotFound(format!("no context {name}")))
-    }
+    Ok(name)
 }
 
 fn contract_name(context: ContextName, raw: &str) -> Result<ContractName, ApiError> {

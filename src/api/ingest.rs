@@ -17,12 +17,11 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, known_context};
 use crate::bus::Bus;
 use crate::gateway::Ingested;
 use crate::message::Message;
 use crate::pipeline::{Delivery, Outcome};
-use crate::registry::ContextName;
 
 /// What happened to a posted message on one route.
 #[derive(Debug, Serialize)]
@@ -42,21 +41,6 @@ pub struct Accepted {
     pub routes: Vec<RouteReport>,
 }
 
-fn context(state: &AppState, raw: &str) -> Result<ContextName, ApiError> {
-    let name = ContextName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    if state
-        .gateway
-        .pipeline()
-        .registry()
-        .contexts
-        .contains_key(&name)
-    {
-        Ok(name)
-    } else {
-        Err(ApiError::NotFound(format!("no context {name}")))
-    }
-}
-
 pub async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,7 +48,7 @@ pub async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let from = context(&state, &raw_context)?;
+    let from = known_context(&state, &raw_context)?;
     caller.may_act_for(&from)?;
     let delivery = Delivery {
         content_type: headers
@@ -153,7 +137,7 @@ pub async fn take_inbox(
     Path(raw_context): Path<String>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<Vec<Message>>, ApiError> {
-    let context = context(&state, &raw_context)?;
+    let context = known_context(&state, &raw_context)?;
     caller.may_act_for(&context)?;
     let max = query.max.unwrap_or(100).min(1_000);
     match state.gateway.bus() {
