@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`auth`]: credentials and the [`auth::Caller`] extractor (401 / 403).
-//! - [`contracts`]: list, read and register contract versions, persisted to the registry folder.
+//! - [`contracts`]: list, read and register contract versions.
+//! - [`translators`]: list, read, register and replace translators.
+//! - [`writes`]: registry changes, all or nothing: written, loaded again, applied or put back.
 //! - [`ingest`]: post messages, read in-process inboxes and dead letters.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 
@@ -31,6 +33,8 @@ pub mod auth;
 pub mod contracts;
 pub mod health;
 pub mod ingest;
+pub mod translators;
+pub mod writes;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -85,6 +89,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/v1/contexts/{context}/contracts/{name}/versions/{version}",
             get(contracts::get_version).put(contracts::put_version),
         )
+        .route("/v1/contexts/{context}/translators", get(translators::list))
+        .route(
+            "/v1/contexts/{context}/translators/{name}",
+            get(translators::get).put(translators::put),
+        )
         .route("/v1/dead-letters", get(ingest::list_dead_letters))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -113,6 +122,17 @@ fn known_context(state: &AppState, raw: &str) -> Result<crate::registry::Context
     } else {
         Err(ApiError::NotFound(format!("no context {name}")))
     }
+}
+
+/// The context a path names, once the caller may act for it (400, 404, then 403).
+fn owned_context(
+    state: &AppState,
+    raw: &str,
+    caller: &auth::Caller,
+) -> Result<crate::registry::ContextName, ApiError> {
+    let name = known_context(state, raw)?;
+    caller.may_act_for(&name)?;
+    Ok(name)
 }
 
 /// An error answered as `application/problem+json`.

@@ -9,9 +9,6 @@
 //! published version is immutable: the same content again is 200, other content 409.
 //! Registrations run one at a time; each applied one is logged with who made it.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -21,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::{ApiError, AppState, known_context};
-use crate::pipeline::Pipeline;
-use crate::registry::{ContextName, ContractName, MessageKind, RegistryError, Visibility};
+use super::writes;
+use super::{ApiError, AppState, owned_context};
+use crate::registry::{ContextName, ContractName, MessageKind, Visibility};
 use crate::stages::Problem;
 
 /// One contract as listed.
@@ -51,13 +48,6 @@ pub struct NewContract {
     pub visibility: Option<String>,
 }
 
-/// The context of the path, once the caller may act for it.
-fn context(state: &AppState, raw: &str, caller: &Caller) -> Result<ContextName, ApiError> {
-    let name = known_context(state, raw)?;
-    caller.may_act_for(&name)?;
-    Ok(name)
-}
-
 fn contract_name(context: ContextName, raw: &str) -> Result<ContractName, ApiError> {
     ContractName::new(context, raw).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
@@ -74,7 +64,7 @@ pub async fn list(
     caller: Caller,
     UrlPath(raw_context): UrlPath<String>,
 ) -> Result<Json<Vec<ContractSummary>>, ApiError> {
-    let context = context(&state, &raw_context, &caller)?;
+    let context = owned_context(&state, &raw_context, &caller)?;
     let pipeline = state.gateway.pipeline();
     let contracts = pipeline
         .registry()
@@ -96,7 +86,7 @@ pub async fn get_version(
     caller: Caller,
     UrlPath((raw_context, raw_name, raw_version)): UrlPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let context = context(&state, &raw_context, &caller)?;
+    let context = owned_context(&state, &raw_context, &caller)?;
     let name = contract_name(context, &raw_name)?;
     let version = version_number(&raw_version)?;
     let pipeline = state.gateway.pipeline();
@@ -117,7 +107,7 @@ pub async fn put_version(
     Query(new): Query<NewContract>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    let context = context(&state, &raw_context, &caller)?;
+    let context = owned_context(&state, &raw_context, &caller)?;
     let name = contract_name(context, &raw_name)?;
     let version = version_number(&raw_version)?;
     let refused = |message: String| ApiError::Unprocessable {
@@ -165,7 +155,7 @@ pub async fn put_version(
         .join("contracts")
         .join(name.context().as_str())
         .join(name.name());
-    let mut written = Vec::new();
+    let mut files = Vec::new();
     if contract.is_none() {
         let Some(kind @ ("event" | "command")) = new.kind.as_deref() else {
             return Err(refused(
@@ -175,85 +165,23 @@ pub async fn put_version(
         let visibility = match new.visibility.as_deref() {
             None => "published",
             Some(visibility @ ("published" | "internal")) => visibility,
-            Some(_) => {
-                return Err(refused("visibility is published or internal".into()));
-            }
+            Some(_) => return Err(refused("visibility is published or internal".into())),
         };
-        std::fs::create_dir_all(&folder).map_err(internal)?;
-        let metadata = folder.join("contract.toml");
-        write_atomically(
-            &metadata,
-            format!("kind = \"{kind}\"\nvisibility = \"{visibility}\"\n").as_bytes(),
-        )
-        .map_err(internal)?;
-        written.push(metadata);
+        files.push((
+            folder.join("contract.toml"),
+            format!("kind = \"{kind}\"\nvisibility = \"{visibility}\"\n").into_bytes(),
+        ));
     }
-    let file = folder.join(format!("v{version}.json"));
-    write_atomically(&file, &body).map_err(internal)?;
-    written.push(file);
-
-    match crate::registry::load(&registry.root) {
-        Ok(loaded) => {
-            state.gateway.replace(Pipeline::new(Arc::new(loaded)));
-            tracing::info!(?caller, contract = %id, "Contract version registered.");
-            Ok((
-                StatusCode::CREATED,
-                Json(Registered {
-                    contract: id.to_string(),
-                    created: true,
-                }),
-            ))
-        }
-        Err(error) => {
-            take_back(&written, contract.is_none().then_some(folder.as_path()));
-            let problems = match error {
-                RegistryError::Problems(problems) => problems
-                    .into_iter()
-                    .map(|problem| {
-                        let file = problem
-                            .file
-                            .strip_prefix(&registry.root)
-                            .unwrap_or(&problem.file)
-                            .display()
-                            .to_string();
-                        let place = match (problem.line, problem.column) {
-                            (Some(line), Some(column)) => format!("{file}:{line}:{column}"),
-                            (Some(line), None) => format!("{file}:{line}"),
-                            _ => file,
-                        };
-                        Problem::new(format!("{place}: {}", problem.message))
-                    })
-                    .collect(),
-                other => vec![Problem::new(other.to_string())],
-            };
-            Err(ApiError::Unprocessable {
-                title: format!("{id} was not registered"),
-                problems,
-            })
-        }
-    }
-}
-
-fn internal(error: std::io::Error) -> ApiError {
-    tracing::error!(%error, "Writing the registry failed.");
-    ApiError::Internal
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary: PathBuf = path.with_extension("tmp-contextgate");
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
-}
-
-/// Removes what a refused registration wrote (and the contract's folder if it was new).
-fn take_back(written: &[PathBuf], new_folder: Option<&Path>) {
-    for file in written {
-        if let Err(error) = std::fs::remove_file(file) {
-            tracing::error!(%error, file = %file.display(), "Could not take back a refused registration.");
-        }
-    }
-    if let Some(folder) = new_folder {
-        let _ = std::fs::remove_dir(folder);
-    }
+    files.push((folder.join(format!("v{version}.json")), body.to_vec()));
+    writes::apply(&state.gateway, &registry.root, files, || {
+        format!("{id} was not registered")
+    })?;
+    tracing::info!(?caller, contract = %id, "Contract version registered.");
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            contract: id.to_string(),
+            created: true,
+        }),
+    ))
 }

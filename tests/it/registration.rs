@@ -227,3 +227,129 @@ async fn a_new_contract_needs_its_kind_and_gets_its_metadata_file() {
     // The folder still passes `contextgate check` as a whole.
     contextgate::registry::load(dir.path()).unwrap();
 }
+
+const PREPARE: &str = "/v1/contexts/shipping/translators/prepare_shipments";
+
+async fn put_json(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    put(base, path, Some(token), &body.to_string()).await
+}
+
+/// orders-to-shipping's outcome for an order shipped to `country`.
+async fn shipping_outcome(base: &str, country: &str) -> Value {
+    let mut data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+    data["shipping_address"]["country"] = json!(country);
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/orders/messages"))
+        .header("authorization", ORDERS)
+        .header("content-type", "application/cloudevents+json")
+        .body(event_body("orders/OrderPlaced@2", "t-1", &data.to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let report: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    report["routes"][0]["outcome"].clone()
+}
+
+#[tokio::test]
+async fn a_replaced_translator_is_checked_like_the_folder_and_used_at_once() {
+    let (dir, base) = registry_api().await;
+    let (status, mut translator) = get(&base, PREPARE, SHIPPING).await;
+    assert_eq!(status, 200, "{translator}");
+    assert_eq!(translator["input"], "orders/OrderPlaced@2");
+    assert_eq!(shipping_outcome(&base, "US").await, "dead-letter");
+    let before = snapshot(dir.path());
+
+    // Serving the US breaks the case that expects an error for it: refused, nothing changes.
+    let script = translator["script"]
+        .as_str()
+        .unwrap()
+        .replace("\"IT\"]", "\"IT\", \"US\"]");
+    translator["script"] = json!(script);
+    let (status, refused) = put_json(&base, PREPARE, SHIPPING, &translator).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["problems"]
+            .to_string()
+            .contains("no warehouse serves country US"),
+        "{refused}"
+    );
+    assert_eq!(snapshot(dir.path()), before);
+
+    // A script that does not compile: the problem names its line.
+    let mut broken = translator.clone();
+    broken["script"] = json!("fn translate(data) {\n  let x = ;\n}\n");
+    let (status, refused) = put_json(&base, PREPARE, SHIPPING, &broken).await;
+    assert_eq!(status, 422);
+    assert!(
+        refused["problems"]
+            .to_string()
+            .contains("prepare_shipments.rhai:2"),
+        "{refused}"
+    );
+    // Another context's token.
+    let (status, _) = put_json(&base, PREPARE, ORDERS, &translator).await;
+    assert_eq!(status, 403);
+    assert_eq!(snapshot(dir.path()), before);
+
+    // Without that case the change is taken, written, and used by the next message.
+    let cases: Vec<Value> = translator["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|case| case.get("expect_error").is_none())
+        .cloned()
+        .collect();
+    translator["cases"] = json!(cases);
+    let (status, applied) = put_json(&base, PREPARE, SHIPPING, &translator).await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["content_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        std::fs::read_to_string(
+            dir.path()
+                .join("translators/shipping/prepare_shipments.rhai")
+        )
+        .unwrap(),
+        script
+    );
+    assert_eq!(shipping_outcome(&base, "US").await, "forward");
+    contextgate::registry::load(dir.path()).unwrap();
+}
+
+#[tokio::test]
+async fn a_new_translator_gets_its_three_files() {
+    let (dir, base) = registry_api().await;
+    let body = json!({
+        "input": "orders/OrderPlaced@2",
+        "output": "shipping/PrepareShipment@1",
+        "description": "Everything from one warehouse.",
+        "script": "fn translate(data) { #{ shipment_id: data.order_id + \"-ams\", order_id: data.order_id, warehouse: \"ams\", items: data.lines.map(|l| #{ sku: l.sku, quantity: l.quantity }), address: data.shipping_address } }",
+        "cases": [],
+    });
+    let (status, created) = put_json(
+        &base,
+        "/v1/contexts/shipping/translators/one_warehouse",
+        SHIPPING,
+        &body,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    for suffix in [".rhai", ".toml", ".cases.json"] {
+        assert!(
+            dir.path()
+                .join(format!("translators/shipping/one_warehouse{suffix}"))
+                .exists()
+        );
+    }
+    let (status, listed) = get(&base, "/v1/contexts/shipping/translators", SHIPPING).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (status, _) = put_json(
+        &base,
+        "/v1/contexts/shipping/translators/One-Warehouse",
+        SHIPPING,
+        &body,
+    )
+    .await;
+    assert_eq!(status, 400, "names are lowercase slugs");
+}

@@ -1,0 +1,176 @@
+//! Translators over HTTP: a context lists, reads, registers and replaces the translators in its
+//! own folder (open-host translators are the upstream's, anti-corruption and enrich ones the
+//! downstream's; the routes that use a translator check that at load).
+//!
+//! `PUT /v1/contexts/{context}/translators/{name}` takes
+//! `{"input", "output", "script", "cases", "description"}` and writes `<name>.rhai`,
+//! `<name>.toml` and `<name>.cases.json` through [`super::writes::apply`]: the folder is loaded
+//! again, so a script that does not compile (with its line), a case that fails, or an output that
+//! breaks the output contract is a 422 and nothing changes. 201 when new, 200 when replaced.
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::{ApiError, AppState, owned_context, writes};
+use crate::registry::{ContextName, TranslatorId};
+
+/// A translator as registered and read back.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslatorBody {
+    /// The contract version it reads: `orders/OrderPlaced@2`.
+    pub input: String,
+    /// The contract version it writes.
+    pub output: String,
+    /// The Rhai script: `fn translate(data)` or `fn translate(data, meta)`.
+    pub script: String,
+    /// Test cases, as in `<name>.cases.json`.
+    #[serde(default)]
+    pub cases: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// One translator as listed.
+#[derive(Debug, Serialize)]
+pub struct TranslatorSummary {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    /// SHA-256 of the script, as dead letters carry it.
+    pub content_hash: String,
+}
+
+#[derive(Serialize)]
+struct Declaration<'a> {
+    input: &'a str,
+    output: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+}
+
+fn translator_id(context: ContextName, raw: &str) -> Result<TranslatorId, ApiError> {
+    TranslatorId::new(context, raw).map_err(|error| ApiError::BadRequest(error.to_string()))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    UrlPath(raw_context): UrlPath<String>,
+) -> Result<Json<Vec<TranslatorSummary>>, ApiError> {
+    let context = owned_context(&state, &raw_context, &caller)?;
+    let pipeline = state.gateway.pipeline();
+    Ok(Json(
+        pipeline
+            .registry()
+            .translators
+            .values()
+            .filter(|translator| translator.id.context() == &context)
+            .map(|translator| TranslatorSummary {
+                name: translator.id.to_string(),
+                input: translator.input.id.to_string(),
+                output: translator.output.id.to_string(),
+                content_hash: translator.content_hash.clone(),
+            })
+            .collect(),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    UrlPath((raw_context, raw_name)): UrlPath<(String, String)>,
+) -> Result<Json<TranslatorBody>, ApiError> {
+    let context = owned_context(&state, &raw_context, &caller)?;
+    let id = translator_id(context, &raw_name)?;
+    let pipeline = state.gateway.pipeline();
+    let translator = pipeline
+        .registry()
+        .translators
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no translator {id}")))?;
+    let folder = pipeline
+        .registry()
+        .root
+        .join("translators")
+        .join(id.context().as_str());
+    let read =
+        |suffix: &str| std::fs::read_to_string(folder.join(format!("{}{suffix}", id.name())));
+    let script = read(".rhai").map_err(|_| ApiError::Internal)?;
+    let cases = read(".cases.json")
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    Ok(Json(TranslatorBody {
+        input: translator.input.id.to_string(),
+        output: translator.output.id.to_string(),
+        script,
+        cases,
+        description: translator.description.clone(),
+    }))
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    UrlPath((raw_context, raw_name)): UrlPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<TranslatorSummary>), ApiError> {
+    let context = owned_context(&state, &raw_context, &caller)?;
+    let id = translator_id(context, &raw_name)?;
+    let translator: TranslatorBody =
+        serde_json::from_slice(&body).map_err(|error| ApiError::Unprocessable {
+            title: format!("{id} was not registered"),
+            problems: vec![crate::stages::Problem::new(format!(
+                "the body is not a translator ({{\"input\", \"output\", \"script\", \"cases\", \"description\"}}): {error}"
+            ))],
+        })?;
+    let _one_at_a_time = state.registration.lock().await;
+    let pipeline = state.gateway.pipeline();
+    let registry = pipeline.registry();
+    let existed = registry.translators.contains_key(&id);
+    let folder = registry
+        .root
+        .join("translators")
+        .join(id.context().as_str());
+    let path = |suffix: &str| folder.join(format!("{}{suffix}", id.name()));
+    let declaration = toml::to_string(&Declaration {
+        input: &translator.input,
+        output: &translator.output,
+        description: translator.description.as_deref(),
+    })
+    .map_err(|_| ApiError::Internal)?;
+    let cases = serde_json::to_vec_pretty(&translator.cases).expect("JSON values always serialize");
+    let files = vec![
+        (path(".rhai"), translator.script.clone().into_bytes()),
+        (path(".toml"), declaration.into_bytes()),
+        (path(".cases.json"), cases),
+    ];
+    writes::apply(&state.gateway, &registry.root, files, || {
+        format!("{id} was not registered")
+    })?;
+    let pipeline = state.gateway.pipeline();
+    let applied = pipeline
+        .registry()
+        .translators
+        .get(&id)
+        .ok_or(ApiError::Internal)?;
+    tracing::info!(?caller, translator = %id, hash = %applied.content_hash, replaced = existed, "Translator registered.");
+    Ok((
+        if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(TranslatorSummary {
+            name: id.to_string(),
+            input: applied.input.id.to_string(),
+            output: applied.output.id.to_string(),
+            content_hash: applied.content_hash.clone(),
+        }),
+    ))
+}

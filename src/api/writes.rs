@@ -1,0 +1,98 @@
+//! Changing the registry folder from the API, all or nothing: the files are written atomically
+//! (a temporary file renamed over the old one), the whole folder is loaded again as
+//! `contextgate check` would, and only a clean load switches the running gateway; otherwise every
+//! file is put back as it was and the answer is 422 with every problem, placed by file and line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::ApiError;
+use crate::gateway::Gateway;
+use crate::pipeline::Pipeline;
+use crate::registry::RegistryError;
+use crate::stages::Problem;
+
+/// Writes `files` (paths under `root`) and applies the registry they make. `title` heads a 422.
+pub fn apply(
+    gateway: &Gateway,
+    root: &Path,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    title: impl FnOnce() -> String,
+) -> Result<(), ApiError> {
+    let mut before: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::with_capacity(files.len());
+    let mut created_folders = Vec::new();
+    let written = files.iter().try_for_each(|(path, bytes)| {
+        if let Some(folder) = path.parent()
+            && !folder.exists()
+        {
+            std::fs::create_dir_all(folder)?;
+            created_folders.push(folder.to_path_buf());
+        }
+        before.push((path.clone(), std::fs::read(path).ok()));
+        write_atomically(path, bytes)
+    });
+    let loaded = match written {
+        Ok(()) => crate::registry::load(root),
+        Err(error) => {
+            put_back(&before, &created_folders);
+            tracing::error!(%error, "Writing the registry failed.");
+            return Err(ApiError::Internal);
+        }
+    };
+    match loaded {
+        Ok(registry) => {
+            gateway.replace(Pipeline::new(Arc::new(registry)));
+            Ok(())
+        }
+        Err(error) => {
+            put_back(&before, &created_folders);
+            let problems = match error {
+                RegistryError::Problems(problems) => problems
+                    .into_iter()
+                    .map(|problem| {
+                        let file = problem
+                            .file
+                            .strip_prefix(root)
+                            .unwrap_or(&problem.file)
+                            .display()
+                            .to_string();
+                        let place = match (problem.line, problem.column) {
+                            (Some(line), Some(column)) => format!("{file}:{line}:{column}"),
+                            (Some(line), None) => format!("{file}:{line}"),
+                            _ => file,
+                        };
+                        Problem::new(format!("{place}: {}", problem.message))
+                    })
+                    .collect(),
+                other => vec![Problem::new(other.to_string())],
+            };
+            Err(ApiError::Unprocessable {
+                title: title(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp-contextgate");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// Puts every file back as it was (removing the new ones), newest first, and the new folders.
+fn put_back(before: &[(PathBuf, Option<Vec<u8>>)], created_folders: &[PathBuf]) {
+    for (path, old) in before.iter().rev() {
+        let restored = match old {
+            Some(bytes) => write_atomically(path, bytes),
+            None => std::fs::remove_file(path),
+        };
+        if let Err(error) = restored {
+            tracing::error!(%error, file = %path.display(), "Could not put back a refused registration.");
+        }
+    }
+    for folder in created_folders.iter().rev() {
+        let _ = std::fs::remove_dir(folder);
+    }
+}
