@@ -5,6 +5,7 @@
 //! - [`auth`]: credentials and the [`auth::Caller`] extractor (401 / 403).
 //! - [`contracts`]: list, read and register contract versions.
 //! - [`translators`]: list, read, register and replace translators.
+//! - [`dry_run`]: one message through one route, the verdict, nothing published.
 //! - [`writes`]: registry changes, all or nothing: written, loaded again, applied or put back.
 //! - [`ingest`]: post messages, read in-process inboxes and dead letters.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
@@ -31,6 +32,7 @@ use crate::stages::Problem;
 
 pub mod auth;
 pub mod contracts;
+pub mod dry_run;
 pub mod health;
 pub mod ingest;
 pub mod translators;
@@ -95,6 +97,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             get(translators::get).put(translators::put),
         )
         .route("/v1/dead-letters", get(ingest::list_dead_letters))
+        .route("/v1/routes/{route}/dry-run", post(dry_run::dry_run))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -41,16 +41,9 @@ pub struct Accepted {
     pub routes: Vec<RouteReport>,
 }
 
-pub async fn post_message(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(raw_context): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
-    let from = known_context(&state, &raw_context)?;
-    caller.may_act_for(&from)?;
-    let delivery = Delivery {
+/// A delivery from an HTTP request: its content type, its headers as text, its body.
+pub(super) fn delivery(headers: &HeaderMap, body: Bytes) -> Delivery {
+    Delivery {
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
@@ -62,7 +55,19 @@ pub async fn post_message(
             })
             .collect(),
         body,
-    };
+    }
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw_context): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let from = known_context(&state, &raw_context)?;
+    caller.may_act_for(&from)?;
+    let delivery = delivery(&headers, body);
     match state.gateway.ingest(&from, delivery).await {
         Ingested::Refused(failure) => Err(ApiError::Refused {
             title: format!("{} failed ({})", failure.stage, failure.reason),

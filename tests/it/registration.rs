@@ -353,3 +353,58 @@ async fn a_new_translator_gets_its_three_files() {
     .await;
     assert_eq!(status, 400, "names are lowercase slugs");
 }
+
+#[tokio::test]
+async fn a_dry_run_returns_the_verdict_and_publishes_nothing() {
+    let (_dir, base) = registry_api().await;
+    let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+    let body = event_body("orders/OrderPlaced@2", "d-1", &data.to_string());
+    let dry_run = |route: &str, token: Option<&'static str>, body: String| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}/v1/routes/{route}/dry-run"))
+            .header("content-type", "application/cloudevents+json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.header("authorization", token);
+        }
+        request.send()
+    };
+    for token in [ORDERS, SHIPPING, OPERATOR] {
+        let response = dry_run("orders-to-shipping", Some(token), body.clone())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let verdict: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!(verdict["outcome"], "forward", "{verdict}");
+        assert_eq!(verdict["messages"].as_array().unwrap().len(), 3);
+    }
+    let mut broken = data.clone();
+    broken["lines"] = json!("not a list");
+    let response = dry_run(
+        "orders-to-shipping",
+        Some(SHIPPING),
+        event_body("orders/OrderPlaced@2", "d-2", &broken.to_string()),
+    )
+    .await
+    .unwrap();
+    let verdict: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(verdict["outcome"], "dead-letter");
+    assert_eq!(verdict["failure"]["stage"], "validate-in");
+    let statuses = [
+        dry_run("payments-to-orders", Some(SHIPPING), body.clone())
+            .await
+            .unwrap()
+            .status(),
+        dry_run("orders-to-shipping", None, body.clone())
+            .await
+            .unwrap()
+            .status(),
+        dry_run("no-such-route", Some(OPERATOR), body.clone())
+            .await
+            .unwrap()
+            .status(),
+    ];
+    assert_eq!(statuses.map(|status| status.as_u16()), [403, 401, 404]);
+    let (_, inbox) = get(&base, "/v1/contexts/shipping/inbox", SHIPPING).await;
+    assert_eq!(inbox, json!([]), "a dry run publishes nothing");
+}
