@@ -10,13 +10,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use crate::bus::amqp::IngestError;
 use crate::bus::{Bus, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::Failure;
 use crate::telemetry;
-use tokio::sync::watch;
 
 #[derive(Debug)]
 pub struct Gateway {

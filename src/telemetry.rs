@@ -21,7 +21,7 @@ pub fn init(default: &str) {
 pub const MESSAGES_IN: &str = "contextgate_messages_in_total";
 /// Messages forwarded, by route.
 pub const MESSAGES_FORWARDED: &str = "contextgate_messages_forwarded_total";
-/// Inputs dropped, by route and stage (`none` when the translator returned no message).
+/// Inputs dropped (by the translator or by policy), by route; `none` for an event no route takes.
 pub const MESSAGES_DROPPED: &str = "contextgate_messages_dropped_total";
 /// Inputs scheduled for another attempt, by route and stage.
 pub const MESSAGES_RETRIED: &str = "contextgate_messages_retried_total";

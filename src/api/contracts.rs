@@ -122,6 +122,9 @@ pub async fn put_version(
     let registry = pipeline.registry();
     let contract = registry.contracts.get(&name);
     let id = name.version(version);
+    let next = contract.map_or(1, |contract| {
+        contract.versions.keys().max().map_or(1, |last| last + 1)
+    });
     if let Some(existing) = contract.and_then(|contract| contract.version(version)) {
         return if existing.schema == schema {
             Ok((
@@ -133,18 +136,10 @@ pub async fn put_version(
             ))
         } else {
             Err(ApiError::Conflict(format!(
-                "{id} is published and immutable; register version {} instead",
-                contract.map_or(1, |contract| contract
-                    .versions
-                    .keys()
-                    .max()
-                    .map_or(1, |v| v + 1))
+                "{id} is published and immutable; register version {next} instead"
             )))
         };
     }
-    let next = contract.map_or(1, |contract| {
-        contract.versions.keys().max().map_or(1, |last| last + 1)
-    });
     if version != next {
         return Err(refused(format!(
             "the next version of {name} is {next}, not {version}: versions have no gaps"

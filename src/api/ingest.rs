@@ -4,8 +4,9 @@
 //! happened on each route, or 400 with the problems (and their JSON pointers) when it is refused
 //! before routing. On RabbitMQ, 202 once the broker confirmed the message on the context's
 //! outbound exchange, 503 with `Retry-After` when it did not (the message may still have been
-//! stored: retry with the same id). `GET /v1/contexts/{context}/inbox?max=N` takes the messages delivered to a
-//! context out of its in-process inbox; `GET /v1/dead-letters` lists the dead letters.
+//! stored: retry with the same id). `GET /v1/contexts/{context}/inbox?max=N` takes the messages
+//! delivered to a context out of its in-process inbox; `GET /v1/dead-letters` lists the dead
+//! letters.
 //! Posting as a context and reading its inbox take that context's token (or the operator's);
 //! the dead letters take the operator's.
 
@@ -17,7 +18,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, known_context};
+use super::{ApiError, AppState, owned_context};
 use crate::bus::Bus;
 use crate::gateway::Ingested;
 use crate::message::Message;
@@ -65,8 +66,7 @@ pub async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let from = known_context(&state, &raw_context)?;
-    caller.may_act_for(&from)?;
+    let from = owned_context(&state, &raw_context, &caller)?;
     let delivery = delivery(&headers, body);
     match state.gateway.ingest(&from, delivery).await {
         Ingested::Refused(failure) => Err(ApiError::Refused {
@@ -142,8 +142,7 @@ pub async fn take_inbox(
     Path(raw_context): Path<String>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<Vec<Message>>, ApiError> {
-    let context = known_context(&state, &raw_context)?;
-    caller.may_act_for(&context)?;
+    let context = owned_context(&state, &raw_context, &caller)?;
     let max = query.max.unwrap_or(100).min(1_000);
     match state.gateway.bus() {
         Bus::InProcess(bus) => Ok(Json(bus.take(&context, max))),

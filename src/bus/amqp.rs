@@ -142,15 +142,20 @@ pub struct Session {
 impl Session {
     /// Marks the session as broken: it is dropped and a new one is built.
     pub fn fail(&self, why: String) {
-        self.broken.send_if_modified(|slot| {
-            if slot.is_none() {
-                *slot = Some(why);
-                true
-            } else {
-                false
-            }
-        });
+        mark_broken(&self.broken, why);
     }
+}
+
+/// Keeps the first reason a session broke; later ones change nothing.
+fn mark_broken(broken: &watch::Sender<Option<String>>, why: String) {
+    broken.send_if_modified(|slot| {
+        if slot.is_none() {
+            *slot = Some(why);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// The RabbitMQ bus.
@@ -451,14 +456,7 @@ fn watch_events(
                     }
                 }
                 Event::Error(error) => {
-                    broken.send_if_modified(|slot| {
-                        if slot.is_none() {
-                            *slot = Some(format!("the {role} connection failed: {error}"));
-                            true
-                        } else {
-                            false
-                        }
-                    });
+                    mark_broken(&broken, format!("the {role} connection failed: {error}"));
                     return;
                 }
                 _ => {}

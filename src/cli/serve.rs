@@ -1,6 +1,6 @@
-//! `contextgate serve`: load the registry and the credentials, start the gateway on RabbitMQ (with an AMQP URL) or on
-//! the in-process bus, serve the HTTP API until Ctrl-C or SIGTERM, then stop consuming, finish
-//! or give back what is in flight within the shutdown timeout, and exit.
+//! `contextgate serve`: load the registry and the credentials, start the gateway on RabbitMQ
+//! (with an AMQP URL) or on the in-process bus, serve the HTTP API until Ctrl-C or SIGTERM, then
+//! stop consuming, finish or give back what is in flight within the shutdown timeout, and exit.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -151,6 +151,15 @@ async fn a_refused_post_publishes_nothing() {
     let base = guarded_gateway().await;
     let shipping = Some("Bearer shipping-secret-3");
     let as_orders = "/v1/contexts/orders/messages";
+    let shipping_inbox = || {
+        call(
+            &base,
+            reqwest::Method::GET,
+            "/v1/contexts/shipping/inbox",
+            shipping,
+            None,
+        )
+    };
     let event = std::fs::read_to_string(repo().join("examples/order-placed.json")).unwrap();
     for authorization in [shipping, None, Some("Bearer nope")] {
         let (status, ..) = call(
@@ -163,14 +172,7 @@ async fn a_refused_post_publishes_nothing() {
         .await;
         assert!(status == 401 || status == 403, "{status}");
     }
-    let (_, inbox, _) = call(
-        &base,
-        reqwest::Method::GET,
-        "/v1/contexts/shipping/inbox",
-        shipping,
-        None,
-    )
-    .await;
+    let (_, inbox, _) = shipping_inbox().await;
     assert_eq!(inbox, "[]", "nothing reached shipping");
     let (status, ..) = call(
         &base,
@@ -181,14 +183,7 @@ async fn a_refused_post_publishes_nothing() {
     )
     .await;
     assert_eq!(status, 202);
-    let (_, inbox, _) = call(
-        &base,
-        reqwest::Method::GET,
-        "/v1/contexts/shipping/inbox",
-        shipping,
-        None,
-    )
-    .await;
+    let (_, inbox, _) = shipping_inbox().await;
     let inbox: Vec<serde_json::Value> = serde_json::from_str(&inbox).unwrap();
     assert_eq!(inbox.len(), 3);
 }

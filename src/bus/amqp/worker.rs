@@ -45,6 +45,36 @@ impl Job {
     }
 }
 
+/// What the lanes of one route share, built once per consumer: the route, its downstream's
+/// inbound exchange, and its metric handles (so that no input looks them up again).
+struct RouteWork {
+    route: Arc<Route>,
+    exchange: String,
+    forwarded: metrics::Counter,
+    dropped: metrics::Counter,
+    processing: metrics::Histogram,
+}
+
+impl RouteWork {
+    fn new(session: &Session, route: Arc<Route>) -> Self {
+        let name = route.name.to_string();
+        Self {
+            exchange: session.names.inbound(&route.downstream),
+            forwarded: metrics::counter!(telemetry::MESSAGES_FORWARDED, "route" => name.clone()),
+            dropped: metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name),
+            processing: metrics::histogram!(telemetry::PROCESSING_SECONDS),
+            route,
+        }
+    }
+
+    /// Records the input's processing time and hands its settlement to the settler.
+    fn finish(&self, job: &Job, settle: Settle, settler: &Settler) {
+        self.processing.record(job.started.elapsed().as_secs_f64());
+        // The settler is gone only when the session is: the broker then redelivers the input.
+        let _ = settler.send(settle);
+    }
+}
+
 /// Consumes one route's queue until `stop` turns true (then finishes what is in flight) or the
 /// channel fails.
 pub async fn consume_route(
@@ -70,6 +100,7 @@ pub async fn consume_route(
     let acker = tokio::spawn(settle::run(channel.clone(), settled));
     let n_lanes = session.settings.lanes.max(1);
     let capacity = (usize::from(session.settings.prefetch) / n_lanes).max(1);
+    let work = Arc::new(RouteWork::new(&session, route.clone()));
     let mut lanes = Vec::with_capacity(n_lanes);
     let mut lane_tasks = JoinSet::new();
     for _ in 0..n_lanes {
@@ -77,13 +108,14 @@ pub async fn consume_route(
         lanes.push(jobs);
         lane_tasks.spawn(run_lane(
             session.clone(),
-            route.clone(),
+            work.clone(),
             receiver,
             settler.clone(),
         ));
     }
     let retries = session.names.retries();
-    let upstream = route.upstream.to_string();
+    let messages_in =
+        metrics::counter!(telemetry::MESSAGES_IN, "context" => route.upstream.to_string());
     let mut next_lane = 0;
     let ended = loop {
         let taken =
@@ -93,7 +125,7 @@ pub async fn consume_route(
                 Err(error) => break Err(error),
             };
         let started = Instant::now();
-        metrics::counter!(telemetry::MESSAGES_IN, "context" => upstream.clone()).increment(1);
+        messages_in.increment(1);
         let attempt = taken.attempt(&retries);
         let received = session.pipeline.receive_on(&route, &taken.delivery());
         let keyed = match (&received, &route.ordering_key) {
@@ -131,46 +163,47 @@ fn lane_of(key: &str, n_lanes: usize) -> usize {
 
 async fn run_lane(
     session: Arc<Session>,
-    route: Arc<Route>,
+    work: Arc<RouteWork>,
     mut jobs: mpsc::Receiver<Job>,
     settler: Settler,
 ) {
+    let route = &work.route;
     let gated = matches!(route.mode, Mode::OpenHost | Mode::AntiCorruption);
     while let Some(job) = jobs.recv().await {
         let outcome = match &job.received {
             Ok(input) if gated => {
                 let _permit = session.scripts.acquire().await;
-                session.pipeline.run_on(&route, input, job.attempt).await
+                session.pipeline.run_on(route, input, job.attempt).await
             }
-            Ok(input) => session.pipeline.run_on(&route, input, job.attempt).await,
+            Ok(input) => session.pipeline.run_on(route, input, job.attempt).await,
             Err(failure) => Outcome::DeadLetter {
                 failure: failure.clone(),
             },
         };
-        act(&session, &route, job, outcome, &settler).await;
+        act(&session, &work, job, outcome, &settler).await;
     }
 }
 
 /// Sends what an outcome needs, in the lane; a task waits for the confirms and settles.
 async fn act(
     session: &Arc<Session>,
-    route: &Arc<Route>,
+    work: &Arc<RouteWork>,
     job: Job,
     outcome: Outcome,
     settler: &Settler,
 ) {
-    let name = route.name.to_string();
+    let route = &work.route;
     let tag = job.taken.tag;
     match outcome {
         Outcome::Forward { messages } => {
-            let exchange = session.names.inbound(&route.downstream);
+            let exchange = &work.exchange;
             let mut pending = Vec::with_capacity(messages.len());
             for message in &messages {
                 let (body, properties) =
                     wire::output(message, route.wire, job.taken.properties.headers().as_ref());
                 match session
                     .publisher
-                    .send(&exchange, &message.attributes.event_type, &body, properties)
+                    .send(exchange, &message.attributes.event_type, &body, properties)
                     .await
                 {
                     Ok(sent) => pending.push(sent),
@@ -182,14 +215,15 @@ async fn act(
                 }
             }
             let session = session.clone();
-            let route = route.clone();
+            let work = work.clone();
             let settler = settler.clone();
             tokio::spawn(async move {
+                let route = &work.route;
+                let exchange = &work.exchange;
                 let count = pending.len() as u64;
                 let settle = match confirm_all(pending).await {
                     Ok(Confirmed::Delivered) => {
-                        metrics::counter!(telemetry::MESSAGES_FORWARDED, "route" => name)
-                            .increment(count);
+                        work.forwarded.increment(count);
                         Settle::Ack(tag)
                     }
                     Ok(Confirmed::Unroutable(text)) => {
@@ -200,7 +234,7 @@ async fn act(
                                 "no queue is bound to exchange {exchange} for the output's type ({text}): the downstream context has not subscribed"
                             )),
                         );
-                        dead_letter(&session, Some(&route), &job, failure).await
+                        dead_letter(&session, Some(route), &job, failure).await
                     }
                     Ok(Confirmed::Refused(text)) => {
                         let failure =
@@ -209,9 +243,9 @@ async fn act(
                         if job.attempt < route.policy.max_attempts {
                             let attempt = job.attempt + 1;
                             let delay = route.policy.backoff(attempt, None);
-                            retry(&session, &route, &job, attempt, delay, &failure).await
+                            retry(&session, route, &job, attempt, delay, &failure).await
                         } else {
-                            dead_letter(&session, Some(&route), &job, failure).await
+                            dead_letter(&session, Some(route), &job, failure).await
                         }
                     }
                     Err(error) => {
@@ -219,25 +253,25 @@ async fn act(
                         Settle::Requeue(tag)
                     }
                 };
-                finish(&job, settle, &settler);
+                work.finish(&job, settle, &settler);
             });
         }
         Outcome::Drop { reason } => {
-            tracing::debug!(route = %name, %reason, "Input dropped.");
-            metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
-            finish(&job, Settle::Ack(tag), settler);
+            tracing::debug!(route = %route.name, %reason, "Input dropped.");
+            work.dropped.increment(1);
+            work.finish(&job, Settle::Ack(tag), settler);
         }
         Outcome::DeadLetter { failure } => {
+            let sent = send_dead_letter(session, Some(route), &job, &failure).await;
             let session = session.clone();
-            let route = route.clone();
+            let work = work.clone();
             let settler = settler.clone();
-            let sent = send_dead_letter(&session, Some(&route), &job, &failure).await;
             tokio::spawn(async move {
                 let settle = settle_after(&session, tag, sent).await;
                 if settle == Settle::Ack(tag) {
-                    count_dead_letter(Some(&route), &failure);
+                    count_dead_letter(Some(&work.route), &failure);
                 }
-                finish(&job, settle, &settler);
+                work.finish(&job, settle, &settler);
             });
         }
         Outcome::Retry {
@@ -246,20 +280,14 @@ async fn act(
             failure,
         } => {
             let session = session.clone();
-            let route = route.clone();
+            let work = work.clone();
             let settler = settler.clone();
             tokio::spawn(async move {
-                let settle = retry(&session, &route, &job, attempt, delay, &failure).await;
-                finish(&job, settle, &settler);
+                let settle = retry(&session, &work.route, &job, attempt, delay, &failure).await;
+                work.finish(&job, settle, &settler);
             });
         }
     }
-}
-
-fn finish(job: &Job, settle: Settle, settler: &Settler) {
-    metrics::histogram!(telemetry::PROCESSING_SECONDS).record(job.started.elapsed().as_secs_f64());
-    // The settler is gone only when the session is: the broker then redelivers the input.
-    let _ = settler.send(settle);
 }
 
 /// Every confirm of one input's outputs: delivered only if all were.
