@@ -5,9 +5,11 @@
 //! - [`auth`]: credentials and the [`auth::Caller`] extractor (401 / 403).
 //! - [`contracts`]: list, read and register contract versions.
 //! - [`translators`]: list, read, register and replace translators.
+//! - [`routes`]: list, read, create, replace and delete routes (`If-Match` for concurrent edits).
 //! - [`dry_run`]: one message through one route, the verdict, nothing published.
 //! - [`writes`]: registry changes, all or nothing: written, loaded again, applied or put back.
-//! - [`ingest`]: post messages, read in-process inboxes and dead letters.
+//! - [`ingest`]: post messages, read in-process inboxes.
+//! - [`dead_letters`]: list, read, delete and redrive dead letters, on either bus.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use axum::{BoxError, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tower::ServiceBuilder;
-use tower::limit::ConcurrencyLimitLayer;
+use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 use tower::load_shed::LoadShedLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -32,9 +34,11 @@ use crate::stages::Problem;
 
 pub mod auth;
 pub mod contracts;
+pub mod dead_letters;
 pub mod dry_run;
 pub mod health;
 pub mod ingest;
+pub mod routes;
 pub mod translators;
 pub mod writes;
 
@@ -44,8 +48,6 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub metrics: PrometheusHandle,
     pub credentials: Arc<auth::Credentials>,
-    /// Registrations run one at a time.
-    pub registration: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Bounds on what clients can take from the API (RELIABILITY A5, A6, A8, O2).
@@ -59,6 +61,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Ingest requests in flight at most; more are answered 503 at once (load shedding).
     pub ingest_concurrency: usize,
+    /// Requests in flight at most on everything else under `/v1` (registration, dry runs, dead
+    /// letters), counted apart from ingest so that one cannot starve the other.
+    pub admin_concurrency: usize,
 }
 
 impl Default for Limits {
@@ -68,23 +73,48 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(5),
             max_connections: 1_024,
             ingest_concurrency: 256,
+            admin_concurrency: 32,
         }
     }
 }
 
 /// The gateway's HTTP API.
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let shed_ingest = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: BoxError| async {
-            ApiError::Overloaded.into_response()
-        }))
-        .layer(LoadShedLayer::new())
-        .layer(ConcurrencyLimitLayer::new(limits.ingest_concurrency.max(1)));
+    let shed = || {
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: BoxError| async {
+                ApiError::Overloaded.into_response()
+            }))
+            .layer(LoadShedLayer::new())
+    };
+    let ingest = Router::new().route(
+        "/v1/contexts/{context}/messages",
+        post(ingest::post_message).route_layer(
+            shed().layer(ConcurrencyLimitLayer::new(limits.ingest_concurrency.max(1))),
+        ),
+    );
     Router::new()
-        .route(
-            "/v1/contexts/{context}/messages",
-            post(ingest::post_message).route_layer(shed_ingest),
+        .merge(ingest)
+        .merge(
+            admin().route_layer(shed().layer(GlobalConcurrencyLimitLayer::new(
+                limits.admin_concurrency.max(1),
+            ))),
         )
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        // A message may be up to the gateway's cap; a little more for a structured envelope.
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES + 64 * 1024))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Everything under `/v1` but ingest: one concurrency limit for all of it.
+fn admin() -> Router<AppState> {
+    Router::new()
         .route("/v1/contexts/{context}/inbox", get(ingest::take_inbox))
         .route("/v1/contexts/{context}/contracts", get(contracts::list))
         .route(
@@ -96,18 +126,26 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/v1/contexts/{context}/translators/{name}",
             get(translators::get).put(translators::put),
         )
-        .route("/v1/dead-letters", get(ingest::list_dead_letters))
+        .route("/v1/routes", get(routes::list))
+        .route(
+            "/v1/routes/{route}",
+            get(routes::get).put(routes::put).delete(routes::delete),
+        )
         .route("/v1/routes/{route}/dry-run", post(dry_run::dry_run))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        // A message may be up to the gateway's cap; a little more for a structured envelope.
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES + 64 * 1024))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .with_state(state)
+        .route("/v1/dead-letters", get(dead_letters::list_unrouted))
+        .route("/v1/routes/{route}/dead-letters", get(dead_letters::list))
+        .route(
+            "/v1/routes/{route}/dead-letters/redrive",
+            post(dead_letters::redrive_all),
+        )
+        .route(
+            "/v1/routes/{route}/dead-letters/{id}",
+            get(dead_letters::get).delete(dead_letters::delete),
+        )
+        .route(
+            "/v1/routes/{route}/dead-letters/{id}/redrive",
+            post(dead_letters::redrive_one),
+        )
 }
 
 /// The context a path names: 400 when the name is malformed, 404 when the registry has none.
@@ -153,6 +191,9 @@ pub enum ApiError {
     /// The broker did not confirm: try again later, with the same message id.
     #[error("{0}")]
     Unavailable(String),
+    /// The broker did not answer an operation on dead letters: try again later.
+    #[error("{0}")]
+    Broker(String),
     /// No valid credential: missing, malformed or unknown (the answer never says which).
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -171,9 +212,18 @@ pub enum ApiError {
     /// It would change what is immutable.
     #[error("{0}")]
     Conflict(String),
+    /// `If-Match` / `If-None-Match` did not hold: someone else changed it first.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Our fault (the registry folder could not be written); details are in the log.
     #[error("internal error")]
     Internal,
+}
+
+impl From<crate::bus::amqp::IngestError> for ApiError {
+    fn from(error: crate::bus::amqp::IngestError) -> Self {
+        ApiError::Broker(error.to_string())
+    }
 }
 
 #[derive(Serialize)]
@@ -228,6 +278,12 @@ impl IntoResponse for ApiError {
                 ApiError::Conflict(detail) => {
                     (StatusCode::CONFLICT, "conflict", Some(detail.clone()), &[])
                 }
+                ApiError::PreconditionFailed(detail) => (
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition failed",
+                    Some(detail.clone()),
+                    &[],
+                ),
                 ApiError::Internal => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error",
@@ -238,6 +294,12 @@ impl IntoResponse for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many requests in flight; retry shortly",
                     None,
+                    &[],
+                ),
+                ApiError::Broker(detail) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the broker is not available; retry shortly",
+                    Some(detail.clone()),
                     &[],
                 ),
                 ApiError::Unavailable(detail) => (

@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! - [`in_process`]: the embedded default: inboxes and dead letters in memory, readable over HTTP.
+//! - [`dead_letters`]: dead letters as the API shows them, the same on both buses.
 //! - [`amqp`]: RabbitMQ: route queues, confirms, acks after confirms, reconnects.
 
 use std::sync::Arc;
 
 pub mod amqp;
+pub mod dead_letters;
 pub mod in_process;
 
 pub use amqp::{AmqpBus, AmqpSettings};

@@ -7,12 +7,15 @@
 //! would; the route consumers of `bus::amqp` take it from there. Every outcome is counted in the
 //! metrics of `telemetry`.
 
+pub mod folder;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
 
 use crate::bus::amqp::IngestError;
+use crate::bus::dead_letters::{MAX_SCAN, Redriven};
 use crate::bus::{Bus, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
@@ -24,6 +27,8 @@ pub struct Gateway {
     /// The current pipeline; a registration replaces it, and the AMQP bus follows.
     pipeline: watch::Sender<Pipeline>,
     bus: Bus,
+    /// Registry changes (from the API or from the folder) run one at a time.
+    registration: tokio::sync::Mutex<()>,
 }
 
 /// What became of one input.
@@ -47,6 +52,7 @@ impl Gateway {
         Arc::new(Self {
             pipeline: watch::Sender::new(pipeline),
             bus,
+            registration: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -64,6 +70,31 @@ impl Gateway {
     /// consumers finish what they hold and start again on it.
     pub fn replace(&self, pipeline: Pipeline) {
         self.pipeline.send_replace(pipeline);
+    }
+
+    /// Held while the registry changes: one change at a time, each from the one before.
+    pub async fn registering(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.registration.lock().await
+    }
+
+    /// Loads the registry folder again and puts it in place if it changed (an operator's edit
+    /// on disk). `Ok(false)`: nothing changed. A folder that does not load leaves the running
+    /// registry as it is.
+    pub async fn reload(&self) -> Result<bool, crate::registry::RegistryError> {
+        let _one_at_a_time = self.registering().await;
+        let current = self.pipeline();
+        let root = current.registry().root.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::registry::load(&root))
+            .await
+            .map_err(|error| crate::registry::RegistryError::Unreadable {
+                path: current.registry().root.clone(),
+                cause: error.to_string(),
+            })??;
+        if loaded.digest == current.registry().digest {
+            return Ok(false);
+        }
+        self.replace(Pipeline::new(Arc::new(loaded)));
+        Ok(true)
     }
 
     pub fn bus(&self) -> &Bus {
@@ -110,12 +141,31 @@ impl Gateway {
                 .as_ref()
                 .and_then(|name| pipeline.registry().route(name).cloned())
             {
-                self.act(bus, &route, verdict.outcome.clone(), &delivery)
+                self.act(bus, &route, verdict.outcome.clone(), &delivery, 1)
                     .await;
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
         Ingested::Routed(verdicts)
+    }
+
+    /// In process: takes the dead letters of `route` (the one with `id`, or as many as one
+    /// request may) and runs each through the route as it is now, as a first attempt.
+    pub async fn redrive_in_process(
+        self: &Arc<Self>,
+        bus: &InProcessBus,
+        route: &Arc<Route>,
+        id: Option<&str>,
+    ) -> Redriven {
+        let mut redriven = Redriven::default();
+        for kept in bus.take_dead_letters(&route.name, id, MAX_SCAN) {
+            let verdict = self.pipeline().process_on(route, &kept.input, 1).await;
+            redriven.count(verdict.outcome.name());
+            self.act(bus, route, verdict.outcome, &kept.input, 1).await;
+        }
+        redriven.remaining = bus.dead_letters(Some(&route.name), usize::MAX).len();
+        tracing::info!(route = %route.name, redriven = redriven.redriven, outcomes = ?redriven.outcomes, "Dead letters redriven.");
+        redriven
     }
 
     async fn act(
@@ -124,6 +174,7 @@ impl Gateway {
         route: &Arc<Route>,
         outcome: Outcome,
         delivery: &Arc<Delivery>,
+        attempt: u32,
     ) {
         let name = route.name.to_string();
         match outcome {
@@ -138,7 +189,7 @@ impl Gateway {
             Outcome::DeadLetter { failure } => {
                 metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => name, "stage" => failure.stage.as_str())
                     .increment(1);
-                bus.dead_letter(Some(&route.name), delivery, failure);
+                bus.dead_letter(Some(&route.name), delivery, failure, attempt);
             }
             Outcome::Retry {
                 attempt,
@@ -169,7 +220,7 @@ impl Gateway {
                 .process_on(&route, &delivery, attempt)
                 .await;
             if let Bus::InProcess(bus) = &gateway.bus {
-                Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery)).await;
+                Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await;
             }
         });
     }

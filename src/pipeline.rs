@@ -48,6 +48,18 @@ pub enum Outcome {
     DeadLetter { failure: Failure },
 }
 
+impl Outcome {
+    /// `forward`, `drop`, `retry` or `dead-letter`, as the API reports it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Forward { .. } => "forward",
+            Outcome::Drop { .. } => "drop",
+            Outcome::Retry { .. } => "retry",
+            Outcome::DeadLetter { .. } => "dead-letter",
+        }
+    }
+}
+
 /// A delivery as a transport hands it over.
 #[derive(Debug, Clone)]
 pub struct Delivery {

@@ -35,6 +35,9 @@ pub use translator::Translator;
 pub struct Registry {
     /// The folder it was loaded from.
     pub root: PathBuf,
+    /// SHA-256 over every file it was loaded from: the same folder gives the same digest, so a
+    /// reload that changes nothing is seen as such.
+    pub digest: [u8; 32],
     pub contexts: BTreeMap<ContextName, Context>,
     pub contracts: BTreeMap<ContractName, Contract>,
     pub translators: BTreeMap<TranslatorId, Arc<Translator>>,

@@ -117,7 +117,7 @@ pub async fn put_version(
     let schema: Value = serde_json::from_slice(&body)
         .map_err(|error| refused(format!("the schema is not JSON: {error}")))?;
 
-    let _one_at_a_time = state.registration.lock().await;
+    let _one_at_a_time = state.gateway.registering().await;
     let pipeline = state.gateway.pipeline();
     let registry = pipeline.registry();
     let contract = registry.contracts.get(&name);

@@ -5,10 +5,8 @@
 //! before routing. On RabbitMQ, 202 once the broker confirmed the message on the context's
 //! outbound exchange, 503 with `Retry-After` when it did not (the message may still have been
 //! stored: retry with the same id). `GET /v1/contexts/{context}/inbox?max=N` takes the messages
-//! delivered to a context out of its in-process inbox; `GET /v1/dead-letters` lists the dead
-//! letters.
-//! Posting as a context and reading its inbox take that context's token (or the operator's);
-//! the dead letters take the operator's.
+//! delivered to a context out of its in-process inbox.
+//! Posting as a context and reading its inbox take that context's token (or the operator's).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -149,21 +147,6 @@ pub async fn take_inbox(
         Bus::Amqp(bus) => Err(ApiError::NotFound(format!(
             "on RabbitMQ a context's messages are on exchange {}: bind a queue to it",
             bus.names().inbound(&context)
-        ))),
-    }
-}
-
-pub async fn list_dead_letters(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Vec<crate::bus::DeadLetter>>, ApiError> {
-    caller.must_be_operator()?;
-    match state.gateway.bus() {
-        Bus::InProcess(bus) => Ok(Json(bus.dead_letters())),
-        Bus::Amqp(bus) => Err(ApiError::NotFound(format!(
-            "on RabbitMQ dead letters are in the queues {}<route> and {}",
-            bus.names().dead_letter_queue(Some("")),
-            bus.names().dead_letter_queue(None)
         ))),
     }
 }

@@ -129,7 +129,7 @@ pub async fn put(
                 "the body is not a translator ({{\"input\", \"output\", \"script\", \"cases\", \"description\"}}): {error}"
             ))],
         })?;
-    let _one_at_a_time = state.registration.lock().await;
+    let _one_at_a_time = state.gateway.registering().await;
     let pipeline = state.gateway.pipeline();
     let registry = pipeline.registry();
     let existed = registry.translators.contains_key(&id);

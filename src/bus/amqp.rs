@@ -30,6 +30,7 @@ use crate::pipeline::Pipeline;
 use crate::registry::{ContextName, Wire};
 use crate::telemetry;
 
+pub mod dead_letters;
 pub mod publisher;
 pub mod settle;
 pub mod topology;
@@ -131,6 +132,8 @@ pub struct Session {
     pub names: Names,
     pub settings: AmqpSettings,
     pub publisher: publisher::Publisher,
+    /// The publish connection, where the API opens channels of its own (dead letters).
+    pub admin: Arc<Connection>,
     pub status: Arc<Status>,
     /// Translating routes without look-ups (open-host, anti-corruption) run their CPU-bound
     /// pipeline only with a permit: one fewer than the runtime's workers, so that one worker
@@ -202,6 +205,15 @@ impl AmqpBus {
         &self.names
     }
 
+    /// The session now, while connected.
+    fn current_session(&self) -> Result<Arc<Session>, IngestError> {
+        self.current
+            .read()
+            .expect("no code panics while holding the session lock")
+            .clone()
+            .ok_or(IngestError::NotConnected)
+    }
+
     /// Publishes an input of context `from` to its outbound exchange, as a producer would, and
     /// waits for the broker's confirm.
     pub async fn publish_input(
@@ -209,12 +221,7 @@ impl AmqpBus {
         from: &ContextName,
         message: &Message,
     ) -> Result<(), IngestError> {
-        let session = self
-            .current
-            .read()
-            .expect("no code panics while holding the session lock")
-            .clone()
-            .ok_or(IngestError::NotConnected)?;
+        let session = self.current_session()?;
         if self.status.is_blocked() {
             return Err(IngestError::NotConfirmed(
                 "the broker blocks publishing (a memory or disk alarm)".into(),
@@ -300,7 +307,7 @@ impl AmqpBus {
         // The consumers stop (and drain) on this: a stop, or a new registry.
         let (draining, drain) = watch::channel(false);
         let consume = connect(uri, "contextgate consume").await?;
-        let publish = connect(uri, "contextgate publish").await?;
+        let publish = Arc::new(connect(uri, "contextgate publish").await?);
         let (broken, mut broken_changed) = watch::channel(None);
         watch_events(&consume, "consume", None, broken.clone());
         watch_events(
@@ -333,6 +340,7 @@ impl AmqpBus {
             names: self.names.clone(),
             settings: self.settings.clone(),
             publisher,
+            admin: publish.clone(),
             status: self.status.clone(),
             scripts: tokio::sync::Semaphore::new(script_permits()),
             broken,
@@ -386,7 +394,7 @@ impl AmqpBus {
             }
         }
         consumers.abort_all();
-        for connection in [&consume, &publish] {
+        for connection in [&consume, &*publish] {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
                 connection.close(200, "contextgate session ends".into()),

@@ -4,10 +4,10 @@
 //! is for trying contextgate out and for tests, RabbitMQ is for production.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use serde::Serialize;
-
+use super::dead_letters::{DeadLetterView, FailureView, KeptDelivery};
 use crate::message::Message;
 use crate::pipeline::Delivery;
 use crate::registry::{ContextName, RouteName};
@@ -25,24 +25,33 @@ pub struct InProcessBus {
 }
 
 /// A message that could not be delivered, kept unchanged with why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DeadLetter {
+    pub id: String,
     /// `None` when it failed before any route was picked.
     pub route: Option<RouteName>,
     pub failure: Failure,
+    pub failed_at: SystemTime,
+    pub attempt: u32,
     /// The input as it arrived.
-    pub input: KeptDelivery,
+    pub input: Arc<Delivery>,
 }
 
-/// A delivery as kept with a dead letter: content type, headers and body (as text when it is
-/// UTF-8, otherwise lossily).
-#[derive(Debug, Clone, Serialize)]
-pub struct KeptDelivery {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+impl DeadLetter {
+    pub fn view(&self) -> DeadLetterView {
+        DeadLetterView {
+            id: self.id.clone(),
+            route: self.route.as_ref().map(ToString::to_string),
+            failure: FailureView {
+                stage: self.failure.stage.as_str().to_owned(),
+                reason: self.failure.reason.as_str().to_owned(),
+                problems: serde_json::to_value(&self.failure.problems).expect("problems serialize"),
+            },
+            failed_at: Some(humantime::format_rfc3339_millis(self.failed_at).to_string()),
+            attempt: self.attempt,
+            input: KeptDelivery::of(&self.input),
+        }
+    }
 }
 
 impl InProcessBus {
@@ -70,7 +79,13 @@ impl InProcessBus {
         }
     }
 
-    pub fn dead_letter(&self, route: Option<&RouteName>, input: &Delivery, failure: Failure) {
+    pub fn dead_letter(
+        &self,
+        route: Option<&RouteName>,
+        input: &Arc<Delivery>,
+        failure: Failure,
+        attempt: u32,
+    ) {
         let mut dead_letters = self
             .dead_letters
             .lock()
@@ -79,13 +94,12 @@ impl InProcessBus {
             dead_letters.pop_front();
         }
         dead_letters.push_back(DeadLetter {
+            id: uuid::Uuid::new_v4().to_string(),
             route: route.cloned(),
             failure,
-            input: KeptDelivery {
-                content_type: input.content_type.clone(),
-                headers: input.headers.clone(),
-                body: String::from_utf8_lossy(&input.body).into_owned(),
-            },
+            failed_at: SystemTime::now(),
+            attempt,
+            input: input.clone(),
         });
     }
 
@@ -104,14 +118,41 @@ impl InProcessBus {
         }
     }
 
-    /// The dead letters kept, oldest first (they stay until the bus is dropped).
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+    /// The dead letters kept, oldest first (they stay until redriven, deleted, or the bus is
+    /// dropped), of one route or of all (`None`).
+    pub fn dead_letters(&self, route: Option<&RouteName>, max: usize) -> Vec<DeadLetter> {
         self.dead_letters
             .lock()
             .expect("no code panics while holding the dead-letter lock")
             .iter()
+            .filter(|kept| route.is_none() || kept.route.as_ref() == route)
+            .take(max)
             .cloned()
             .collect()
+    }
+
+    /// Takes the dead letters of `route` out: the one with `id`, or (`None`) up to `max`.
+    pub fn take_dead_letters(
+        &self,
+        route: &RouteName,
+        id: Option<&str>,
+        max: usize,
+    ) -> Vec<DeadLetter> {
+        let mut dead_letters = self
+            .dead_letters
+            .lock()
+            .expect("no code panics while holding the dead-letter lock");
+        let mut taken = Vec::new();
+        dead_letters.retain(|kept| {
+            let chosen = taken.len() < max
+                && kept.route.as_ref() == Some(route)
+                && id.is_none_or(|id| kept.id == id);
+            if chosen {
+                taken.push(kept.clone());
+            }
+            !chosen
+        });
+        taken
     }
 }
 

@@ -61,6 +61,13 @@ pub async fn run(
         Some(bus) => Bus::Amqp(bus.clone()),
     };
     let gateway = Gateway::new(pipeline, bus);
+    let _watching = match crate::gateway::folder::watch(root, gateway.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot watch the registry folder: edits on disk need a restart (the API still applies registrations).");
+            None
+        }
+    };
     let consuming = amqp.map(|bus| {
         let pipelines = gateway.pipelines();
         tokio::spawn(async move { bus.run(pipelines, stopping).await })
@@ -130,7 +137,6 @@ pub async fn serve_with(
         gateway,
         metrics: crate::telemetry::metrics(),
         credentials,
-        registration: Arc::default(),
     };
     let service = TowerToHyperService::new(api::router(state, limits));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// `contextgate.toml` at the registry's root.
@@ -32,13 +32,13 @@ pub struct ContextFile {
 }
 
 /// `[[routes]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteFile {
+pub struct RouteFile<N = Spanned<String>> {
     /// Unique slug; errors about the route point at this line.
-    pub name: Spanned<String>,
+    pub name: N,
     /// What the route is for.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The context messages come from.
     pub upstream: String,
@@ -48,66 +48,97 @@ pub struct RouteFile {
     pub mode: String,
     /// Contract versions the route takes. Required for conformist routes; translating routes
     /// default to their translator's input.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepts: Vec<String>,
     /// `<context>/<name>` of the translator (open-host: upstream's; others: downstream's).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translator: Option<String>,
     /// How many messages one input may become (default 1).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_outputs: Option<usize>,
     /// How outputs go on the wire over AMQP: `binary` (default; attributes in `cloudEvents_`
     /// headers, data as the body) or `structured` (the whole event as the body).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wire: Option<String>,
     /// `subject` or a JSON pointer into the data: messages with the same key keep their order.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
     /// The output contract of an enrich route that merges instead of translating.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
     /// What to do when a stage fails, per stage.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "OnFailureFile::is_empty")]
     pub on_failure: OnFailureFile,
     /// Backoff for the stages whose policy is `retry`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryFile>,
     /// HTTP look-ups of an enrich route.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lookups: Vec<LookupFile>,
 }
 
+impl<N> RouteFile<N> {
+    /// The same route under another name type (the API reads routes without spans).
+    pub fn with_name<M>(self, name: M) -> RouteFile<M> {
+        RouteFile {
+            name,
+            description: self.description,
+            upstream: self.upstream,
+            downstream: self.downstream,
+            mode: self.mode,
+            accepts: self.accepts,
+            translator: self.translator,
+            max_outputs: self.max_outputs,
+            wire: self.wire,
+            ordering_key: self.ordering_key,
+            output: self.output,
+            on_failure: self.on_failure,
+            retry: self.retry,
+            lookups: self.lookups,
+        }
+    }
+}
+
 /// `[routes.on_failure]`: `dead-letter` (default), `drop` or `retry`, per stage.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OnFailureFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate_in: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translate: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrich: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate_out: Option<String>,
 }
 
+impl OnFailureFile {
+    fn is_empty(&self) -> bool {
+        self.validate_in.is_none()
+            && self.translate.is_none()
+            && self.enrich.is_none()
+            && self.validate_out.is_none()
+    }
+}
+
 /// `[routes.retry]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFile {
     /// Attempts in all, the first one included (default 5).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     /// Wait before the second attempt; doubles each time (default `1s`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_backoff: Option<String>,
     /// The longest wait (default `5m`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<String>,
 }
 
 /// `[[routes.lookups]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupFile {
     /// The key the result is merged under, and its name in the translator's `meta.lookups`.
@@ -115,25 +146,25 @@ pub struct LookupFile {
     /// URL template: `{/json/pointer}` placeholders are filled from the message data.
     pub url: String,
     /// Total time for one request (default `2s`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// Time to connect (default `500ms`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
     /// How long an answer is reused (default `60s`; `0s` turns the cache off).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl: Option<String>,
     /// Bytes the cache may hold for this look-up (default 16 MiB).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
     /// The largest response body taken (default 256 KiB).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
     /// Transient failures in a row after which the look-up stops calling for a while (default 5).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker_failures: Option<u32>,
     /// How long it stops calling then (default `30s`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker_cooldown: Option<String>,
 }
 

@@ -47,7 +47,9 @@ pub fn load(root: &Path) -> Result<Registry, RegistryError> {
     let mut loader = Loader {
         root: root.to_path_buf(),
         problems: Vec::new(),
+        digest: Sha256::new(),
     };
+    loader.digest.update(config_source.as_bytes());
     let registry = loader.load(&config_source);
     if loader.problems.is_empty() {
         Ok(registry)
@@ -62,6 +64,8 @@ pub fn load(root: &Path) -> Result<Registry, RegistryError> {
 struct Loader {
     root: PathBuf,
     problems: Vec<RegistryProblem>,
+    /// Every file read, by name and content, in the (sorted) order read.
+    digest: Sha256,
 }
 
 impl Loader {
@@ -101,6 +105,7 @@ impl Loader {
         }
         Registry {
             root: self.root.clone(),
+            digest: std::mem::take(&mut self.digest).finalize().into(),
             contexts,
             contracts,
             translators,
@@ -837,9 +842,14 @@ impl Loader {
                 return None;
             }
         }
-        fs::read_to_string(path)
+        let text = fs::read_to_string(path)
             .map_err(|error| self.problem(&relative, format!("cannot read the file: {error}")))
-            .ok()
+            .ok()?;
+        self.digest.update(relative.to_string_lossy().as_bytes());
+        self.digest.update([0]);
+        self.digest.update(text.len().to_le_bytes());
+        self.digest.update(text.as_bytes());
+        Some(text)
     }
 
     fn read_json(&mut self, path: &Path, max: u64) -> Option<Value> {

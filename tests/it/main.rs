@@ -24,6 +24,8 @@ mod messages;
 mod modes;
 /// Registering contract versions over HTTP, persisted and applied at once (issue 4).
 mod registration;
+/// Routes and dead letters over HTTP, the ownership matrix, the watched registry folder.
+mod routes;
 /// The script sandbox through the pipeline (RELIABILITY C6–C15).
 mod sandbox;
 /// Untrusted schemas at load (RELIABILITY C1–C5).

@@ -13,12 +13,12 @@ use tempfile::TempDir;
 
 use crate::helpers::*;
 
-const OPERATOR: &str = "Bearer operator-secret-1";
-const ORDERS: &str = "Bearer orders-secret-2";
-const SHIPPING: &str = "Bearer shipping-secret-3";
+pub(crate) const OPERATOR: &str = "Bearer operator-secret-1";
+pub(crate) const ORDERS: &str = "Bearer orders-secret-2";
+pub(crate) const SHIPPING: &str = "Bearer shipping-secret-3";
 
 /// The API over a copy of the shipped registry, with credentials.
-async fn registry_api() -> (TempDir, String) {
+pub(crate) async fn registry_api() -> (TempDir, String) {
     let dir = shipped_registry_copy();
     let credentials = Credentials::parse(&format!(
         "operator = [{:?}]\n[contexts]\norders = [{:?}]\nshipping = [{:?}]\n",
@@ -36,7 +36,7 @@ async fn registry_api() -> (TempDir, String) {
 }
 
 /// Every file of the folder with its bytes.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -53,7 +53,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-async fn put(base: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+pub(crate) async fn put(base: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .put(format!("{base}{path}"))
         .header("content-type", "application/json")
@@ -67,7 +67,7 @@ async fn put(base: &str, path: &str, token: Option<&str>, body: &str) -> (u16, V
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .get(format!("{base}{path}"))
         .header("authorization", token)
@@ -228,14 +228,14 @@ async fn a_new_contract_needs_its_kind_and_gets_its_metadata_file() {
     contextgate::registry::load(dir.path()).unwrap();
 }
 
-const PREPARE: &str = "/v1/contexts/shipping/translators/prepare_shipments";
+pub(crate) const PREPARE: &str = "/v1/contexts/shipping/translators/prepare_shipments";
 
-async fn put_json(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn put_json(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
     put(base, path, Some(token), &body.to_string()).await
 }
 
 /// orders-to-shipping's outcome for an order shipped to `country`.
-async fn shipping_outcome(base: &str, country: &str) -> Value {
+pub(crate) async fn shipping_outcome(base: &str, country: &str) -> Value {
     let mut data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
     data["shipping_address"]["country"] = json!(country);
     let response = reqwest::Client::new()

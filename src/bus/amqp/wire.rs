@@ -10,6 +10,7 @@ use bytes::Bytes;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
+use crate::bus::dead_letters::{DeadLetterView, FailureView, KeptDelivery};
 use crate::message::Message;
 use crate::message::cloudevents::{self, STRUCTURED_CONTENT_TYPE};
 use crate::pipeline::Delivery;
@@ -22,6 +23,18 @@ pub const GATEWAY_PREFIX: &str = "x-gateway-";
 pub const ATTEMPT: &str = "x-gateway-attempt";
 /// Trace context headers passed on from input to output as they are.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+/// The id of a dead letter, set when it is kept.
+pub const DEAD_LETTER_ID: &str = "x-gateway-dead-letter-id";
+/// Headers the broker adds when it dead-letters by itself (a delivery limit reached).
+const BROKER_DEATH_HEADERS: [&str; 7] = [
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+];
 /// AMQP `delivery_mode` for persistent messages.
 const PERSISTENT: u8 = 2;
 
@@ -79,6 +92,66 @@ impl Taken {
 
     fn header(&self, name: &str) -> Option<&AMQPValue> {
         self.properties.headers().as_ref()?.inner().get(name)
+    }
+
+    /// A dead letter as the API shows it. One the broker dead-lettered by itself (the route's
+    /// delivery limit) has no gateway headers: its reason is the broker's.
+    pub fn dead_letter_view(&self, route: Option<&str>) -> DeadLetterView {
+        let text = |name: &str| match self.header(name) {
+            Some(AMQPValue::LongString(value)) => {
+                Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+            }
+            Some(AMQPValue::ShortString(value)) => Some(value.to_string()),
+            _ => None,
+        };
+        let id = text(DEAD_LETTER_ID).unwrap_or_else(|| {
+            // Kept by the broker: an id from the content, the same every time it is read.
+            let seen = format!("{:?}{:?}", self.properties, self.body);
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seen.as_bytes()).to_string()
+        });
+        let (stage, reason) = match text("x-gateway-stage") {
+            Some(stage) => (stage, text("x-gateway-reason").unwrap_or_default()),
+            None => (
+                "broker".to_owned(),
+                text("x-first-death-reason").unwrap_or_else(|| "unknown".to_owned()),
+            ),
+        };
+        let problems = text("x-gateway-problems")
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
+        let mut input = self.delivery();
+        input.headers = header_strings(&self.own_headers());
+        DeadLetterView {
+            id,
+            route: text("x-gateway-route").or(route.map(str::to_owned)),
+            failure: FailureView {
+                stage,
+                reason,
+                problems,
+            },
+            failed_at: text("x-gateway-failed-at"),
+            attempt: self
+                .header(ATTEMPT)
+                .and_then(integer)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1),
+            input: KeptDelivery::of(&input),
+        }
+    }
+
+    /// The properties a redriven dead letter goes back with: the input's own, without the
+    /// gateway's headers or the broker's death records, so it starts again as a first attempt.
+    pub fn redrive_properties(&self) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        for (name, value) in self.own_headers().inner() {
+            if !BROKER_DEATH_HEADERS.contains(&name.as_str()) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        self.properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(PERSISTENT)
     }
 
     /// The input's headers without any `x-gateway-` header.
@@ -205,6 +278,7 @@ pub fn dead_letter(input: &Taken, info: &DeadLetterInfo<'_>) -> BasicProperties 
         headers.insert(ShortString::from(name), text(value));
     };
     let failure = info.failure;
+    set(DEAD_LETTER_ID, uuid::Uuid::new_v4().to_string());
     set("x-gateway-stage", failure.stage.as_str().to_owned());
     set("x-gateway-reason", failure.reason.as_str().to_owned());
     set(

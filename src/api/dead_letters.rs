@@ -1,0 +1,184 @@
+//! Dead letters over HTTP, on either bus: a route's downstream context (or the operator) lists
+//! its route's dead letters, reads one, deletes one after inspection, and redrives one or all
+//! through the route as it is now (after a fix to a translator or a contract, say). The dead
+//! letters that failed before any route was picked are the operator's: `GET /v1/dead-letters`.
+//!
+//! In process a redrive runs the pipeline at once and answers what became of each message
+//! (`forward`, `drop`, `retry`, `dead-letter` again). On RabbitMQ it puts each one back on the
+//! route's queue (`queued`), where the route's consumers take it as a first attempt; one that
+//! fails again becomes a new dead letter with its new reason.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::bus::Bus;
+use crate::bus::dead_letters::{DeadLetterView, MAX_SCAN, Redriven};
+use crate::registry::{Route, RouteName};
+
+/// The longest dead-letter id taken (ours are UUIDs).
+const MAX_ID_LEN: usize = 64;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// How many to list at most (default 100, at most 10 000).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+impl ListQuery {
+    fn max(&self) -> usize {
+        self.max.unwrap_or(100).min(MAX_SCAN)
+    }
+}
+
+/// The dead letters that had no route (the operator's).
+pub async fn list_unrouted(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+    caller.must_be_operator()?;
+    match state.gateway.bus() {
+        // In process only routed inputs are kept (the sender is told of the others).
+        Bus::InProcess(bus) => Ok(Json(
+            bus.dead_letters(None, query.max())
+                .iter()
+                .map(|kept| kept.view())
+                .collect(),
+        )),
+        Bus::Amqp(bus) => Ok(Json(bus.dead_letters(None, query.max()).await?)),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw_route): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+    let route = owned_route(&state, &raw_route, &caller)?;
+    Ok(Json(views(&state, &route.name, query.max()).await?))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((raw_route, id)): Path<(String, String)>,
+) -> Result<Json<DeadLetterView>, ApiError> {
+    let route = owned_route(&state, &raw_route, &caller)?;
+    let id = dead_letter_id(&id)?;
+    views(&state, &route.name, MAX_SCAN)
+        .await?
+        .into_iter()
+        .find(|view| view.id == id)
+        .map(Json)
+        .ok_or_else(|| not_found(&route.name, id))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((raw_route, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let route = owned_route(&state, &raw_route, &caller)?;
+    let id = dead_letter_id(&id)?;
+    let deleted = match state.gateway.bus() {
+        Bus::InProcess(bus) => !bus.take_dead_letters(&route.name, Some(id), 1).is_empty(),
+        Bus::Amqp(bus) => bus.delete_dead_letter(Some(&route.name), id).await?,
+    };
+    if !deleted {
+        return Err(not_found(&route.name, id));
+    }
+    tracing::info!(?caller, route = %route.name, id, "Dead letter deleted.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn redrive_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((raw_route, id)): Path<(String, String)>,
+) -> Result<Json<Redriven>, ApiError> {
+    let route = owned_route(&state, &raw_route, &caller)?;
+    let id = dead_letter_id(&id)?;
+    let redriven = redrive(&state, &route, Some(id)).await?;
+    if redriven.redriven == 0 {
+        return Err(not_found(&route.name, id));
+    }
+    tracing::info!(?caller, route = %route.name, id, "Dead letter redriven.");
+    Ok(Json(redriven))
+}
+
+pub async fn redrive_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw_route): Path<String>,
+) -> Result<Json<Redriven>, ApiError> {
+    let route = owned_route(&state, &raw_route, &caller)?;
+    let redriven = redrive(&state, &route, None).await?;
+    tracing::info!(?caller, route = %route.name, redriven = redriven.redriven, "Dead letters redriven.");
+    Ok(Json(redriven))
+}
+
+async fn redrive(
+    state: &AppState,
+    route: &Arc<Route>,
+    id: Option<&str>,
+) -> Result<Redriven, ApiError> {
+    match state.gateway.bus() {
+        Bus::InProcess(bus) => Ok(state.gateway.redrive_in_process(bus, route, id).await),
+        Bus::Amqp(bus) => Ok(bus.redrive(&route.name, id).await?.unwrap_or_default()),
+    }
+}
+
+async fn views(
+    state: &AppState,
+    route: &RouteName,
+    max: usize,
+) -> Result<Vec<DeadLetterView>, ApiError> {
+    match state.gateway.bus() {
+        Bus::InProcess(bus) => Ok(bus
+            .dead_letters(Some(route), max)
+            .iter()
+            .map(|kept| kept.view())
+            .collect()),
+        Bus::Amqp(bus) => Ok(bus.dead_letters(Some(route), max).await?),
+    }
+}
+
+/// The route a path names, once the caller may act for its downstream (400, 404, then 403).
+fn owned_route(state: &AppState, raw: &str, caller: &Caller) -> Result<Arc<Route>, ApiError> {
+    let name = RouteName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let route = state
+        .gateway
+        .pipeline()
+        .registry()
+        .route(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("no route {name}")))?;
+    caller.may_act_for(&route.downstream)?;
+    Ok(route)
+}
+
+fn dead_letter_id(raw: &str) -> Result<&str, ApiError> {
+    if raw.is_empty()
+        || raw.len() > MAX_ID_LEN
+        || !raw
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+    {
+        return Err(ApiError::BadRequest(format!(
+            "a dead-letter id is up to {MAX_ID_LEN} ASCII letters, digits and dashes"
+        )));
+    }
+    Ok(raw)
+}
+
+fn not_found(route: &RouteName, id: &str) -> ApiError {
+    ApiError::NotFound(format!("route {route} keeps no dead letter {id}"))
+}

@@ -1,0 +1,219 @@
+//! Dead letters on RabbitMQ: each route's dead letters wait in its queue `dead.<route>` (those
+//! that failed before any route was picked in `dead._unrouted`). The API reads them one by one
+//! with `basic.get` on a channel of its own, without acknowledging: closing that channel puts
+//! every one it did not take back in the queue, in order. Deleting acknowledges the one chosen;
+//! redriving publishes it (with confirms) straight to the route's queue, as a first attempt
+//! without the gateway's headers, and acknowledges it only once the broker confirmed that copy.
+//!
+//! One request reads at most [`MAX_SCAN`] messages. While a request reads, the messages it holds
+//! are invisible to another request (a second gateway instance's, say) until it closes.
+
+use lapin::Channel;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+
+use super::publisher::Confirmed;
+use super::wire::Taken;
+use super::{AmqpBus, IngestError, Session};
+use crate::bus::dead_letters::{DeadLetterView, MAX_SCAN, Redriven};
+use crate::registry::RouteName;
+
+impl AmqpBus {
+    /// Up to `max` dead letters of `route` (`None`: those that had no route), oldest first.
+    pub async fn dead_letters(
+        &self,
+        route: Option<&RouteName>,
+        max: usize,
+    ) -> Result<Vec<DeadLetterView>, IngestError> {
+        let session = self.current_session()?;
+        let queue = self.names().dead_letter_queue(route.map(RouteName::as_str));
+        let reader = Reader::open(&session, queue).await?;
+        let mut views = Vec::new();
+        while views.len() < max.min(MAX_SCAN) {
+            match reader.next().await? {
+                Some(taken) => views.push(taken.dead_letter_view(route.map(RouteName::as_str))),
+                None => break,
+            }
+        }
+        reader.close().await;
+        Ok(views)
+    }
+
+    /// Deletes the dead letter `id` of `route`; `false` when there is none.
+    pub async fn delete_dead_letter(
+        &self,
+        route: Option<&RouteName>,
+        id: &str,
+    ) -> Result<bool, IngestError> {
+        let session = self.current_session()?;
+        let queue = self.names().dead_letter_queue(route.map(RouteName::as_str));
+        let reader = Reader::open(&session, queue).await?;
+        let found = reader.find(id).await?;
+        let deleted = match found {
+            Some(taken) => {
+                reader.ack(taken.tag).await?;
+                true
+            }
+            None => false,
+        };
+        reader.close().await;
+        Ok(deleted)
+    }
+
+    /// Puts the dead letters of `route` (the one with `id`, or all it holds now, up to
+    /// [`MAX_SCAN`]) back on the route's queue. `None` when `id` names none.
+    pub async fn redrive(
+        &self,
+        route: &RouteName,
+        id: Option<&str>,
+    ) -> Result<Option<Redriven>, IngestError> {
+        let session = self.current_session()?;
+        let queue = self.names().dead_letter_queue(Some(route.as_str()));
+        let target = self.names().route_queue(route.as_str());
+        let reader = Reader::open(&session, queue).await?;
+        let mut redriven = Redriven::default();
+        let outcome = async {
+            match id {
+                Some(id) => match reader.find(id).await? {
+                    Some(taken) => reader.redrive(&session, &target, &taken).await?,
+                    None => return Ok(false),
+                },
+                None => {
+                    // Only what is there now: a redriven message that fails again comes back
+                    // at the end of the queue and must not be taken a second time.
+                    let mut budget = MAX_SCAN;
+                    while budget > 0 {
+                        let Some((taken, left)) = reader.next_counted().await? else {
+                            break;
+                        };
+                        budget = budget.min(left + 1) - 1;
+                        reader.redrive(&session, &target, &taken).await?;
+                        redriven.count("queued");
+                    }
+                    return Ok(true);
+                }
+            }
+            redriven.count("queued");
+            Ok::<_, IngestError>(true)
+        }
+        .await;
+        reader.close().await;
+        if !outcome? {
+            return Ok(None);
+        }
+        redriven.remaining = self.count(route).await.unwrap_or(0);
+        tracing::info!(%route, redriven = redriven.redriven, "Dead letters redriven to the route's queue.");
+        Ok(Some(redriven))
+    }
+
+    /// Dead letters the broker reports in the route's queue.
+    async fn count(&self, route: &RouteName) -> Result<usize, IngestError> {
+        let session = self.current_session()?;
+        let reader = Reader::open(
+            &session,
+            self.names().dead_letter_queue(Some(route.as_str())),
+        )
+        .await?;
+        let count = reader
+            .channel
+            .queue_declare(
+                reader.queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .map(|queue| queue.message_count() as usize)
+            .map_err(broker);
+        reader.close().await;
+        count
+    }
+}
+
+/// A channel of its own that reads one dead-letter queue.
+struct Reader {
+    channel: Channel,
+    queue: String,
+}
+
+impl Reader {
+    async fn open(session: &Session, queue: String) -> Result<Self, IngestError> {
+        let channel = session.admin.create_channel().await.map_err(broker)?;
+        Ok(Self { channel, queue })
+    }
+
+    async fn next(&self) -> Result<Option<Taken>, IngestError> {
+        Ok(self.next_counted().await?.map(|(taken, _)| taken))
+    }
+
+    /// The next message and how many are left after it.
+    async fn next_counted(&self) -> Result<Option<(Taken, usize)>, IngestError> {
+        let got = self
+            .channel
+            .basic_get(
+                self.queue.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await
+            .map_err(broker)?;
+        Ok(got.map(|message| {
+            let left = message.message_count as usize;
+            (Taken::from_lapin(message.delivery), left)
+        }))
+    }
+
+    /// Reads until the dead letter `id` (held, not yet acknowledged).
+    async fn find(&self, id: &str) -> Result<Option<Taken>, IngestError> {
+        for _ in 0..MAX_SCAN {
+            let Some(taken) = self.next().await? else {
+                return Ok(None);
+            };
+            // Any other stays held, and goes back when the channel closes.
+            if taken.dead_letter_view(None).id == id {
+                return Ok(Some(taken));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn ack(&self, tag: u64) -> Result<(), IngestError> {
+        self.channel
+            .basic_ack(tag, BasicAckOptions::default())
+            .await
+            .map_err(broker)
+    }
+
+    /// Publishes `taken` to `queue` and, once the broker confirmed it, acknowledges the dead
+    /// letter. A copy the broker did not take leaves the dead letter where it was.
+    async fn redrive(
+        &self,
+        session: &Session,
+        queue: &str,
+        taken: &Taken,
+    ) -> Result<(), IngestError> {
+        let confirmed = session
+            .publisher
+            .send("", queue, &taken.body, taken.redrive_properties())
+            .await
+            .map_err(broker)?
+            .confirmed_in_time()
+            .await
+            .map_err(broker)?;
+        match confirmed {
+            Confirmed::Delivered => self.ack(taken.tag).await,
+            Confirmed::Unroutable(why) | Confirmed::Refused(why) => Err(IngestError::NotConfirmed(
+                format!("the route's queue {queue} did not take the redriven message: {why}"),
+            )),
+        }
+    }
+
+    /// Closes the channel: every message read and not acknowledged goes back to the queue.
+    async fn close(self) {
+        let _ = self.channel.close(200, "dead letters read".into()).await;
+    }
+}
+
+fn broker(error: lapin::Error) -> IngestError {
+    IngestError::NotConfirmed(error.to_string())
+}
