@@ -72,6 +72,19 @@ impl Gateway {
         self.pipeline.send_replace(pipeline);
     }
 
+    /// Returns once the bus runs on the current registry: at once in process; on RabbitMQ once
+    /// the consumers started again on it (new routes' queues declared and bound), or after
+    /// `timeout` (`false`) when the broker is away.
+    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
+        match &self.bus {
+            Bus::InProcess(_) => true,
+            Bus::Amqp(bus) => {
+                let digest = self.pipeline().registry().digest;
+                bus.status().wait_running(digest, timeout).await
+            }
+        }
+    }
+
     /// Held while the registry changes: one change at a time, each from the one before.
     pub async fn registering(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.registration.lock().await

@@ -170,7 +170,8 @@ pub async fn put_version(
     files.push((folder.join(format!("v{version}.json")), body.to_vec()));
     writes::apply(&state.gateway, &registry.root, files, || {
         format!("{id} was not registered")
-    })?;
+    })
+    .await?;
     tracing::info!(?caller, contract = %id, "Contract version registered.");
     Ok((
         StatusCode::CREATED,

@@ -136,7 +136,8 @@ pub async fn put(
         &root,
         vec![(path, edited.into_bytes())],
         refused,
-    )?;
+    )
+    .await?;
     let replaced = before.is_some();
     tracing::info!(?caller, route = %name, replaced, "Route registered.");
     Ok(with_etag(
@@ -170,7 +171,8 @@ pub async fn delete(
         &root,
         vec![(path, edited.into_bytes())],
         || format!("route {name} was not deleted"),
-    )?;
+    )
+    .await?;
     tracing::info!(?caller, route = %name, "Route deleted.");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -152,7 +152,8 @@ pub async fn put(
     ];
     writes::apply(&state.gateway, &registry.root, files, || {
         format!("{id} was not registered")
-    })?;
+    })
+    .await?;
     let pipeline = state.gateway.pipeline();
     let applied = pipeline
         .registry()

@@ -12,8 +12,14 @@ use crate::pipeline::Pipeline;
 use crate::registry::RegistryError;
 use crate::stages::Problem;
 
+/// How long a registration waits for RabbitMQ to run on it before answering.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Writes `files` (paths under `root`) and applies the registry they make. `title` heads a 422.
-pub fn apply(
+/// It answers once the bus runs on the new registry, so that a route just created takes the
+/// next message (on RabbitMQ: its queue declared and bound), or after [`SETTLE_TIMEOUT`] when
+/// the broker is away (the consumers start on it when the broker is back).
+pub async fn apply(
     gateway: &Gateway,
     root: &Path,
     files: Vec<(PathBuf, Vec<u8>)>,
@@ -42,6 +48,11 @@ pub fn apply(
     match loaded {
         Ok(registry) => {
             gateway.replace(Pipeline::new(Arc::new(registry)));
+            if !gateway.settled(SETTLE_TIMEOUT).await {
+                tracing::warn!(
+                    "The registration is applied; the broker consumers will run on it once connected."
+                );
+            }
             Ok(())
         }
         Err(error) => {

@@ -89,6 +89,8 @@ impl AmqpSettings {
 pub struct Status {
     ready: AtomicBool,
     blocked: watch::Sender<bool>,
+    /// The digest of the registry the consumers run on (its topology declared).
+    running: watch::Sender<[u8; 32]>,
 }
 
 impl Default for Status {
@@ -96,6 +98,7 @@ impl Default for Status {
         Self {
             ready: AtomicBool::new(false),
             blocked: watch::Sender::new(false),
+            running: watch::Sender::new([0; 32]),
         }
     }
 }
@@ -117,6 +120,16 @@ impl Status {
             tracing::warn!("The broker blocks publishing; consumption pauses.");
             let _ = self.blocked.subscribe().wait_for(|blocked| !blocked).await;
         }
+    }
+
+    /// Waits until the consumers run on the registry with `digest` (its queues declared and
+    /// bound), at most `timeout`; `false` if they do not by then (the broker is away: they
+    /// will once it is back).
+    pub async fn wait_running(&self, digest: [u8; 32], timeout: Duration) -> bool {
+        let mut running = self.running.subscribe();
+        tokio::time::timeout(timeout, running.wait_for(|now| *now == digest))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
     }
 
     fn set_blocked(&self, blocked: bool) {
@@ -366,6 +379,7 @@ impl AmqpBus {
             .write()
             .expect("no code panics while holding the session lock") = Some(session.clone());
         self.status.ready.store(true, Ordering::Relaxed);
+        self.status.running.send_replace(pipeline.registry().digest);
         tracing::info!(routes = pipeline.registry().routes.len(), prefix = %self.names.prefix(), "Connected to the broker; topology declared; consuming.");
 
         let ended = tokio::select! {

@@ -5,6 +5,8 @@ mod helpers;
 
 /// The gateway on the real RabbitMQ, end to end (issue 3).
 mod amqp;
+/// Registration and dead letters over HTTP with the gateway on the real RabbitMQ (issue 4).
+mod amqp_api;
 /// Credentials: 401 / 403 per endpoint and caller, `hash-token`, `serve --credentials`.
 mod auth;
 /// RabbitMQ for the tests: client, gateway start-up, clean-up, private nodes.

@@ -20,19 +20,24 @@ pub(crate) const SHIPPING: &str = "Bearer shipping-secret-3";
 /// The API over a copy of the shipped registry, with credentials.
 pub(crate) async fn registry_api() -> (TempDir, String) {
     let dir = shipped_registry_copy();
-    let credentials = Credentials::parse(&format!(
-        "operator = [{:?}]\n[contexts]\norders = [{:?}]\nshipping = [{:?}]\n",
-        hash_token("operator-secret-1"),
-        hash_token("orders-secret-2"),
-        hash_token("shipping-secret-3")
-    ))
-    .unwrap();
+    let credentials = credentials();
     let gateway = Gateway::new(
         pipeline(dir.path()),
         Bus::InProcess(InProcessBus::default()),
     );
     let base = serve_gateway_with(gateway, credentials).await;
     (dir, base)
+}
+
+/// The operator's, orders' and shipping's tokens.
+pub(crate) fn credentials() -> Credentials {
+    Credentials::parse(&format!(
+        "operator = [{:?}]\n[contexts]\norders = [{:?}]\nshipping = [{:?}]\n",
+        hash_token("operator-secret-1"),
+        hash_token("orders-secret-2"),
+        hash_token("shipping-secret-3")
+    ))
+    .unwrap()
 }
 
 /// Every file of the folder with its bytes.
