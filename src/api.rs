@@ -11,6 +11,7 @@
 //! - [`ingest`]: post messages, read in-process inboxes.
 //! - [`dead_letters`]: list, read, delete and redrive dead letters, on either bus.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
+//! - [`openapi`]: `GET /openapi.json`, generated from the handlers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub mod dead_letters;
 pub mod dry_run;
 pub mod health;
 pub mod ingest;
+pub mod openapi;
 pub mod routes;
 pub mod translators;
 pub mod writes;
@@ -103,12 +105,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         // A message may be up to the gateway's cap; a little more for a structured envelope.
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES + 64 * 1024))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(problems_everywhere))
         .with_state(state)
 }
 
@@ -146,6 +150,55 @@ fn admin() -> Router<AppState> {
             "/v1/routes/{route}/dead-letters/{id}/redrive",
             post(dead_letters::redrive_one),
         )
+}
+
+/// Turns every error answer under `/v1` that is not a problem document yet (a body over the
+/// limit, a timeout, a query that does not parse, a method not allowed) into one with the same
+/// status and headers, so that clients meet one error format.
+async fn problems_everywhere(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let under_v1 = request.uri().path().starts_with("/v1/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == b"application/problem+json");
+    if !under_v1 || status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, 4 * 1024)
+        .await
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let title = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let document = ProblemDocument::new(status, &title, detail, &[]);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&document).expect("problem documents serialize");
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// A request body must say it is JSON (`application/json` or `application/<something>+json`):
+/// 415 otherwise (RELIABILITY A6).
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) if other.starts_with("application/") && other.ends_with("+json") => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
 }
 
 /// The context a path names: 400 when the name is malformed, 404 when the registry has none.
@@ -215,6 +268,9 @@ pub enum ApiError {
     /// `If-Match` / `If-None-Match` did not hold: someone else changed it first.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// The body is not JSON.
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
     /// Our fault (the registry folder could not be written); details are in the log.
     #[error("internal error")]
     Internal,
@@ -226,16 +282,31 @@ impl From<crate::bus::amqp::IngestError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ProblemDocument<'a> {
+/// An RFC 9457 problem document: every error under `/v1` is one.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDocument {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-    #[serde(skip_serializing_if = "<[Problem]>::is_empty")]
-    problems: &'a [Problem],
+    pub detail: Option<String>,
+    /// Every reason, each with its JSON pointer (or file and line) where there is one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+impl ProblemDocument {
+    fn new(status: StatusCode, title: &str, detail: Option<String>, problems: &[Problem]) -> Self {
+        Self {
+            kind: "about:blank".to_owned(),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            problems: problems.to_vec(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -296,6 +367,12 @@ impl IntoResponse for ApiError {
                     None,
                     &[],
                 ),
+                ApiError::UnsupportedMediaType => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "the body must be JSON (Content-Type: application/json)",
+                    None,
+                    &[],
+                ),
                 ApiError::Broker(detail) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the broker is not available; retry shortly",
@@ -309,13 +386,7 @@ impl IntoResponse for ApiError {
                     &[],
                 ),
             };
-        let document = ProblemDocument {
-            kind: "about:blank",
-            title,
-            status: status.as_u16(),
-            detail,
-            problems,
-        };
+        let document = ProblemDocument::new(status, title, detail, problems);
         let body = serde_json::to_vec(&document).expect("problem documents serialize");
         let mut response = (
             status,

@@ -129,7 +129,7 @@ impl fmt::Display for Reason {
 }
 
 /// One thing wrong with a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// JSON pointer of the offending value in the message data, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]

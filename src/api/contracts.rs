@@ -24,7 +24,7 @@ use crate::registry::{ContextName, ContractName, MessageKind, Visibility};
 use crate::stages::Problem;
 
 /// One contract as listed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContractSummary {
     pub name: String,
     pub kind: MessageKind,
@@ -33,17 +33,21 @@ pub struct ContractSummary {
 }
 
 /// What a registration did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub contract: String,
     /// False when the same content was registered again.
     pub created: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// What a contract's first version must say about the contract.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NewContract {
+    /// `event` or `command`: required with a contract's first version.
     #[serde(default)]
     pub kind: Option<String>,
+    /// `published` (default) or `internal`.
     #[serde(default)]
     pub visibility: Option<String>,
 }
@@ -59,6 +63,14 @@ fn version_number(raw: &str) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a version number (1, 2, ...)")))
 }
 
+/// The contracts `context` owns, with their versions.
+#[utoipa::path(
+    get,
+    path = "/v1/contexts/{context}/contracts",
+    tag = "contracts",
+    params(("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$")),
+    responses((status = 200, description = "The context's contracts.", body = Vec<ContractSummary>), super::openapi::Refusals)
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,6 +93,21 @@ pub async fn list(
     Ok(Json(contracts))
 }
 
+/// One version of a contract: its JSON Schema.
+#[utoipa::path(
+    get,
+    path = "/v1/contexts/{context}/contracts/{name}/versions/{version}",
+    tag = "contracts",
+    params(
+        ("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$"),
+        ("name" = String, Path, description = "The contract (PascalCase).", pattern = "^[A-Z][A-Za-z0-9]{0,63}$"),
+        ("version" = u32, Path, description = "The version, from 1.", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "The schema.", body = Object, content_type = "application/schema+json"),
+        super::openapi::Refusals,
+    )
+)]
 pub async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
@@ -100,16 +127,41 @@ pub async fn get_version(
     Ok(([(header::CONTENT_TYPE, "application/schema+json")], body).into_response())
 }
 
+/// Registers the next version of a contract (the body is its JSON Schema).
+///
+/// Refused with every reason when the schema does not compile, has a `$ref` outside the
+/// registry, or is not the next version. A published version is immutable: the same content
+/// again is 200 (idempotent), other content is 409.
+#[utoipa::path(
+    put,
+    path = "/v1/contexts/{context}/contracts/{name}/versions/{version}",
+    tag = "contracts",
+    params(
+        ("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$"),
+        ("name" = String, Path, description = "The contract (PascalCase).", pattern = "^[A-Z][A-Za-z0-9]{0,63}$"),
+        ("version" = u32, Path, description = "The next version.", minimum = 1),
+        NewContract,
+    ),
+    request_body(content = Object, content_type = "application/json", description = "The JSON Schema."),
+    responses(
+        (status = 201, description = "Registered, written and applied.", body = Registered),
+        (status = 200, description = "That version exists with the same content.", body = Registered),
+        (status = 409, description = "That version exists with other content (versions are immutable).", body = super::ProblemDocument, content_type = "application/problem+json"),
+        super::openapi::Refusals, super::openapi::BodyRefusals,
+    )
+)]
 pub async fn put_version(
     State(state): State<AppState>,
     caller: Caller,
     UrlPath((raw_context, raw_name, raw_version)): UrlPath<(String, String, String)>,
     Query(new): Query<NewContract>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     let context = owned_context(&state, &raw_context, &caller)?;
     let name = contract_name(context, &raw_name)?;
     let version = version_number(&raw_version)?;
+    super::require_json(&headers)?;
     let refused = |message: String| ApiError::Unprocessable {
         title: format!("{name}@{version} was not registered"),
         problems: vec![Problem::new(message)],

@@ -24,7 +24,8 @@ use crate::registry::{Route, RouteName};
 /// The longest dead-letter id taken (ours are UUIDs).
 const MAX_ID_LEN: usize = 64;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// How many to list at most (default 100, at most 10 000).
     #[serde(default)]
@@ -38,6 +39,13 @@ impl ListQuery {
 }
 
 /// The dead letters that had no route (the operator's).
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead letters",
+    params(ListQuery),
+    responses((status = 200, description = "Oldest first.", body = Vec<DeadLetterView>), super::openapi::Refusals)
+)]
 pub async fn list_unrouted(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,6 +64,14 @@ pub async fn list_unrouted(
     }
 }
 
+/// A route's dead letters, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/routes/{route}/dead-letters",
+    tag = "dead letters",
+    params(("route" = String, Path, description = "The route.", pattern = "^[a-z][a-z0-9-]{0,63}$"), ListQuery),
+    responses((status = 200, description = "Oldest first.", body = Vec<DeadLetterView>), super::openapi::Refusals)
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,6 +82,14 @@ pub async fn list(
     Ok(Json(views(&state, &route.name, query.max()).await?))
 }
 
+/// One dead letter of a route.
+#[utoipa::path(
+    get,
+    path = "/v1/routes/{route}/dead-letters/{id}",
+    tag = "dead letters",
+    params(("route" = String, Path, description = "The route.", pattern = "^[a-z][a-z0-9-]{0,63}$"), ("id" = String, Path, description = "The dead letter's id.", pattern = "^[A-Za-z0-9-]{1,64}$")),
+    responses((status = 200, description = "The dead letter.", body = DeadLetterView), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,6 +105,14 @@ pub async fn get(
         .ok_or_else(|| not_found(&route.name, id))
 }
 
+/// Deletes one dead letter (after inspection).
+#[utoipa::path(
+    delete,
+    path = "/v1/routes/{route}/dead-letters/{id}",
+    tag = "dead letters",
+    params(("route" = String, Path, description = "The route.", pattern = "^[a-z][a-z0-9-]{0,63}$"), ("id" = String, Path, description = "The dead letter's id.", pattern = "^[A-Za-z0-9-]{1,64}$")),
+    responses((status = 204, description = "Deleted."), super::openapi::Refusals)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -99,6 +131,14 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Runs one dead letter through the route as it is now.
+#[utoipa::path(
+    post,
+    path = "/v1/routes/{route}/dead-letters/{id}/redrive",
+    tag = "dead letters",
+    params(("route" = String, Path, description = "The route.", pattern = "^[a-z][a-z0-9-]{0,63}$"), ("id" = String, Path, description = "The dead letter's id.", pattern = "^[A-Za-z0-9-]{1,64}$")),
+    responses((status = 200, description = "What became of it.", body = Redriven), super::openapi::Refusals)
+)]
 pub async fn redrive_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,6 +154,14 @@ pub async fn redrive_one(
     Ok(Json(redriven))
 }
 
+/// Runs every dead letter of the route (up to 10 000 per request) through it as it is now.
+#[utoipa::path(
+    post,
+    path = "/v1/routes/{route}/dead-letters/redrive",
+    tag = "dead letters",
+    params(("route" = String, Path, description = "The route.", pattern = "^[a-z][a-z0-9-]{0,63}$")),
+    responses((status = 200, description = "How many, what became of them, how many are left.", body = Redriven), super::openapi::Refusals)
+)]
 pub async fn redrive_all(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,6 +14,20 @@ use super::{ApiError, AppState, ingest};
 use crate::pipeline::Verdict;
 use crate::registry::RouteName;
 
+/// Runs one message (a CloudEvent, as ingest takes it) through one route and returns the
+/// verdict without publishing anything.
+#[utoipa::path(
+    post,
+    path = "/v1/routes/{route}/dry-run",
+    tag = "routes",
+    params(("route" = String, Path, description = "The route (lowercase slug).", pattern = "^[a-z][a-z0-9-]{0,63}$")),
+    request_body(content = Object, content_type = "application/cloudevents+json"),
+    responses(
+        (status = 200, description = "The verdict: `outcome` (forward, drop, retry, dead-letter) with the messages or the failure.", body = Object),
+        (status = 413, description = "The body is over the message size cap.", body = super::ProblemDocument, content_type = "application/problem+json"),
+        super::openapi::Refusals,
+    )
+)]
 pub async fn dry_run(
     State(state): State<AppState>,
     caller: Caller,

@@ -8,10 +8,19 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", tag = "operations", security(()),
+    responses((status = 200, description = "Up.", body = String, content_type = "text/plain")))]
 pub async fn live() -> &'static str {
     "ok\n"
 }
 
+/// Ready to take messages (on RabbitMQ: connected and consuming).
+#[utoipa::path(get, path = "/health/ready", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain"),
+        (status = 503, description = "Not connected to the broker.", body = String, content_type = "text/plain"),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     let summary = state.gateway.pipeline().registry().summary();
     if state.gateway.bus().is_ready() {
@@ -24,6 +33,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "The metrics, in the Prometheus text format.", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -23,7 +23,7 @@ use crate::message::Message;
 use crate::pipeline::{Delivery, Outcome};
 
 /// What happened to a posted message on one route.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RouteReport {
     pub route: String,
     pub outcome: &'static str,
@@ -35,7 +35,7 @@ pub struct RouteReport {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub routes: Vec<RouteReport>,
 }
@@ -57,6 +57,25 @@ pub(super) fn delivery(headers: &HeaderMap, body: Bytes) -> Delivery {
     }
 }
 
+/// Posts one CloudEvent from `context`.
+///
+/// Structured (`Content-Type: application/cloudevents+json`) or binary (`ce-` headers, the
+/// data as the body). In process: 202 once every route acted on it. On RabbitMQ: 202 once the
+/// broker confirmed it; 503 with `Retry-After` when it did not (which does not prove it was not
+/// stored: retry with the same id).
+#[utoipa::path(
+    post,
+    path = "/v1/contexts/{context}/messages",
+    tag = "ingest",
+    params(("context" = String, Path, description = "The sending context (lowercase slug).", pattern = "^[a-z][a-z0-9-]{0,31}$")),
+    request_body(content = Object, content_type = "application/cloudevents+json",
+        description = "A structured-mode CloudEvent whose `type` and `dataschema` name a contract version."),
+    responses(
+        (status = 202, description = "Taken: what each route did with it (or will do).", body = Accepted),
+        (status = 413, description = "The body is over the message size cap.", body = super::ProblemDocument, content_type = "application/problem+json"),
+        super::openapi::Refusals,
+    )
+)]
 pub async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,13 +146,26 @@ pub async fn post_message(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxQuery {
     /// How many messages to take at most (default 100, at most 1 000).
     #[serde(default)]
     pub max: Option<usize>,
 }
 
+/// Takes the messages delivered to `context` out of its in-process inbox, oldest first (on
+/// RabbitMQ: 404, the messages are on the context's inbound exchange).
+#[utoipa::path(
+    get,
+    path = "/v1/contexts/{context}/inbox",
+    tag = "ingest",
+    params(("context" = String, Path, description = "The receiving context.", pattern = "^[a-z][a-z0-9-]{0,31}$"), InboxQuery),
+    responses(
+        (status = 200, description = "The messages taken (CloudEvents, structured).", body = Vec<Object>),
+        super::openapi::Refusals,
+    )
+)]
 pub async fn take_inbox(
     State(state): State<AppState>,
     caller: Caller,

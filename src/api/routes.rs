@@ -31,7 +31,7 @@ use crate::stages::Problem;
 const CONFIG_FILE: &str = "contextgate.toml";
 
 /// One route as listed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RouteSummary {
     pub name: String,
     pub upstream: String,
@@ -43,6 +43,12 @@ pub struct RouteSummary {
 }
 
 /// The routes the caller owns (all of them for the operator).
+#[utoipa::path(
+    get,
+    path = "/v1/routes",
+    tag = "routes",
+    responses((status = 200, description = "The caller's routes.", body = Vec<RouteSummary>), super::openapi::Refusals)
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,6 +79,18 @@ pub async fn list(
     ))
 }
 
+/// One route as `contextgate.toml` holds it, with its `ETag`.
+#[utoipa::path(
+    get,
+    path = "/v1/routes/{route}",
+    tag = "routes",
+    params(("route" = String, Path, description = "The route (lowercase slug).", pattern = "^[a-z][a-z0-9-]{0,63}$")),
+    responses(
+        (status = 200, description = "The route.", body = RouteFile<String>,
+            headers(("ETag" = String, description = "Its entity tag, for If-Match."))),
+        super::openapi::Refusals,
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,6 +104,29 @@ pub async fn get(
     Ok(with_etag(StatusCode::OK, &stored))
 }
 
+/// Creates or replaces a route (the route's downstream context owns it). Refused when it names
+/// what does not exist or breaks the ownership rules. `If-Match` / `If-None-Match: *` make
+/// concurrent updates safe (412 when the route changed since it was read).
+#[utoipa::path(
+    put,
+    path = "/v1/routes/{route}",
+    tag = "routes",
+    params(
+        ("route" = String, Path, description = "The route (lowercase slug).", pattern = "^[a-z][a-z0-9-]{0,63}$"),
+        ("If-Match" = Option<String>, Header, description = "Only if the route's ETag is one of these."),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: only if there is no such route."),
+    ),
+    request_body = RouteFile<Option<String>>,
+    responses(
+        (status = 201, description = "Created, written and applied.", body = RouteFile<String>,
+            headers(("ETag" = String, description = "Its entity tag."))),
+        (status = 200, description = "Replaced, written and applied.", body = RouteFile<String>,
+            headers(("ETag" = String, description = "Its entity tag."))),
+        (status = 409, description = "contextgate.toml keeps its routes in a form the API does not edit.", body = super::ProblemDocument, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match or If-None-Match did not hold.", body = super::ProblemDocument, content_type = "application/problem+json"),
+        super::openapi::Refusals, super::openapi::BodyRefusals,
+    )
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -94,6 +135,7 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = route_name(&raw_route)?;
+    super::require_json(&headers)?;
     let refused = || format!("route {name} was not registered");
     let route: RouteFile<Option<String>> =
         serde_json::from_slice(&body).map_err(|error| ApiError::Unprocessable {
@@ -150,6 +192,22 @@ pub async fn put(
     ))
 }
 
+/// Deletes a route. Its queue on RabbitMQ stays, with what it holds, for the operator.
+#[utoipa::path(
+    delete,
+    path = "/v1/routes/{route}",
+    tag = "routes",
+    params(
+        ("route" = String, Path, description = "The route (lowercase slug).", pattern = "^[a-z][a-z0-9-]{0,63}$"),
+        ("If-Match" = Option<String>, Header, description = "Only if the route's ETag is one of these."),
+    ),
+    responses(
+        (status = 204, description = "Deleted and applied."),
+        (status = 412, description = "If-Match did not hold.", body = super::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "The registry would not load without it.", body = super::ProblemDocument, content_type = "application/problem+json"),
+        super::openapi::Refusals,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -19,7 +19,7 @@ use super::{ApiError, AppState, owned_context, writes};
 use crate::registry::{ContextName, TranslatorId};
 
 /// A translator as registered and read back.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TranslatorBody {
     /// The contract version it reads: `orders/OrderPlaced@2`.
@@ -30,13 +30,14 @@ pub struct TranslatorBody {
     pub script: String,
     /// Test cases, as in `<name>.cases.json`.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub cases: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
 /// One translator as listed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TranslatorSummary {
     pub name: String,
     pub input: String,
@@ -57,6 +58,14 @@ fn translator_id(context: ContextName, raw: &str) -> Result<TranslatorId, ApiErr
     TranslatorId::new(context, raw).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
 
+/// The translators in `context`'s folder.
+#[utoipa::path(
+    get,
+    path = "/v1/contexts/{context}/translators",
+    tag = "translators",
+    params(("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$")),
+    responses((status = 200, description = "The context's translators.", body = Vec<TranslatorSummary>), super::openapi::Refusals)
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,6 +89,17 @@ pub async fn list(
     ))
 }
 
+/// One translator: its contracts, script and cases.
+#[utoipa::path(
+    get,
+    path = "/v1/contexts/{context}/translators/{name}",
+    tag = "translators",
+    params(
+        ("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$"),
+        ("name" = String, Path, description = "The translator (snake_case).", pattern = "^[a-z][a-z0-9_]{0,63}$"),
+    ),
+    responses((status = 200, description = "The translator.", body = TranslatorBody), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,14 +134,33 @@ pub async fn get(
     }))
 }
 
+/// Registers or replaces a translator: refused (with the line) when it does not compile, when one
+/// of its cases fails, or when an output breaks its output contract.
+#[utoipa::path(
+    put,
+    path = "/v1/contexts/{context}/translators/{name}",
+    tag = "translators",
+    params(
+        ("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$"),
+        ("name" = String, Path, description = "The translator (snake_case).", pattern = "^[a-z][a-z0-9_]{0,63}$"),
+    ),
+    request_body = TranslatorBody,
+    responses(
+        (status = 201, description = "Registered, written and applied.", body = TranslatorSummary),
+        (status = 200, description = "Replaced, written and applied.", body = TranslatorSummary),
+        super::openapi::Refusals, super::openapi::BodyRefusals,
+    )
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     UrlPath((raw_context, raw_name)): UrlPath<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<TranslatorSummary>), ApiError> {
     let context = owned_context(&state, &raw_context, &caller)?;
     let id = translator_id(context, &raw_name)?;
+    super::require_json(&headers)?;
     let translator: TranslatorBody =
         serde_json::from_slice(&body).map_err(|error| ApiError::Unprocessable {
             title: format!("{id} was not registered"),

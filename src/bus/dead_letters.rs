@@ -12,7 +12,7 @@ use crate::pipeline::Delivery;
 pub const MAX_SCAN: usize = 10_000;
 
 /// One dead letter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     /// Stable for as long as the dead letter is kept; names it in the API.
     pub id: String,
@@ -28,20 +28,23 @@ pub struct DeadLetterView {
 }
 
 /// Why it failed: the stage, the reason, the problems (with JSON pointers).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FailureView {
     pub stage: String,
     pub reason: String,
+    #[schema(value_type = Vec<crate::stages::Problem>)]
     pub problems: serde_json::Value,
 }
 
 /// A delivery as kept with a dead letter: content type, headers and body (as text when it is
 /// UTF-8, otherwise lossily).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeptDelivery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// `[name, value]` pairs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -57,7 +60,7 @@ impl KeptDelivery {
 }
 
 /// What a redrive did: how many dead letters it took, and what became of them.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Redriven {
     pub redriven: usize,
     /// In process: `forward`, `drop`, `retry`, `dead-letter` (failed again, kept anew). On

@@ -31,8 +31,8 @@ pub struct ContextFile {
     pub lookup_allow: Vec<String>,
 }
 
-/// `[[routes]]`.
-#[derive(Debug, Deserialize, Serialize)]
+/// `[[routes]]` (and a route over the API: the same fields, as JSON).
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile<N = Spanned<String>> {
     /// Unique slug; errors about the route point at this line.
@@ -100,7 +100,7 @@ impl<N> RouteFile<N> {
 }
 
 /// `[routes.on_failure]`: `dead-letter` (default), `drop` or `retry`, per stage.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OnFailureFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +123,7 @@ impl OnFailureFile {
 }
 
 /// `[routes.retry]`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFile {
     /// Attempts in all, the first one included (default 5).
@@ -138,7 +138,7 @@ pub struct RetryFile {
 }
 
 /// `[[routes.lookups]]`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupFile {
     /// The key the result is merged under, and its name in the translator's `meta.lookups`.

@@ -19,7 +19,7 @@ pub const MAX_SCHEMA_DEPTH: usize = 64;
 /// Where contract versions live for `$ref`: `contextgate://registry/contracts/<ctx>/<Name>/v<N>.json`.
 pub const SCHEMA_URI_BASE: &str = "contextgate://registry/contracts/";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
     /// Something happened; owned by its single producer; zero or many consumers.
@@ -28,7 +28,7 @@ pub enum MessageKind {
     Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Part of the context's published language: anyone may consume it.

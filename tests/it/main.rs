@@ -24,6 +24,8 @@ mod messages;
 /// The four modes end to end through the pipeline, on the shipped registry and on fixtures,
 /// through every failure stage.
 mod modes;
+/// `GET /openapi.json`, and schemathesis against the real binary (A7).
+mod openapi;
 /// Registering contract versions over HTTP, persisted and applied at once (issue 4).
 mod registration;
 /// Routes and dead letters over HTTP, the ownership matrix, the watched registry folder.
