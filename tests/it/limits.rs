@@ -1,6 +1,7 @@
-//! The HTTP listener's limits against real sockets (RELIABILITY A6, A8, O2): slow clients are
+//! The HTTP listener's limits against real sockets (RELIABILITY A6, A8, A9, O2): slow clients are
 //! dropped after the header-read timeout while others are served, ingest sheds load past its
-//! concurrency limit with 503, oversized bodies are 413, slow requests 408.
+//! concurrency limit with 503 and the admin API apart from it, oversized bodies (chunked too) are
+//! 413, bodies that are not JSON 415, slow requests 408.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,4 +180,103 @@ async fn a_request_over_the_timeout_is_answered_408() {
     .await;
     assert_eq!(response.status(), 408);
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_flood_is_shed_apart_from_ingest() {
+    let fixture = slow_enrich(Duration::from_millis(500)).await;
+    let base = serve(
+        &fixture,
+        Limits {
+            admin_concurrency: 2,
+            ingest_concurrency: 8,
+            ..Limits::default()
+        },
+    )
+    .await;
+    // 40 dry runs at once, each waiting on the slow look-up: the admin side is full at once.
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(format!("{base}/v1/routes/up-to-down/dry-run"))
+                    .header("content-type", "application/cloudevents+json")
+                    .body(event_body(
+                        "up/Thing@1",
+                        &format!("d-{i}"),
+                        r#"{"id":"a","n":1}"#,
+                    ))
+                    .send()
+                    .await
+                    .unwrap();
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Meanwhile ingest has its own limit: every message is taken.
+    let ingest: Vec<_> = (0..4)
+        .map(|i| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                post(
+                    &base,
+                    event_body("up/Thing@1", &format!("i-{i}"), r#"{"id":"a","n":1}"#),
+                )
+                .await
+                .status()
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut admin = Vec::new();
+    for answer in flood {
+        admin.push(answer.await.unwrap());
+    }
+    for answer in ingest {
+        assert_eq!(answer.await.unwrap(), 202, "ingest kept its capacity");
+    }
+    let shed = admin.iter().filter(|status| **status == 503).count();
+    let served = admin.iter().filter(|status| **status == 200).count();
+    assert_eq!(shed + served, admin.len(), "{admin:?}");
+    assert!(served >= 2 && shed >= 30, "{admin:?}");
+}
+
+#[tokio::test]
+async fn registration_bodies_must_be_json_and_within_the_cap() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(&fixture, Limits::default()).await;
+    let response = reqwest::Client::new()
+        .put(format!("{base}/v1/routes/up-to-down"))
+        .header("content-type", "text/plain")
+        .body(r#"{"upstream":"up","downstream":"down","mode":"conformist"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // A chunked body with no length, past the cap: 413, and the connection is not held open.
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /v1/routes/up-to-down HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+    for _ in 0..40 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
