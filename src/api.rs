@@ -262,6 +262,14 @@ pub enum ApiError {
         title: String,
         problems: Vec<Problem>,
     },
+    /// A contract version that breaks its contract's compatibility level: every incompatible
+    /// change, the counterexample, and the checker's whole report as `compatibility`.
+    #[error("{title}")]
+    Incompatible {
+        title: String,
+        problems: Vec<Problem>,
+        report: serde_json::Value,
+    },
     /// It would change what is immutable.
     #[error("{0}")]
     Conflict(String),
@@ -295,6 +303,11 @@ pub struct ProblemDocument {
     /// Every reason, each with its JSON pointer (or file and line) where there is one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// For an incompatible contract version: the compatibility checker's report (the level, every
+    /// difference with its type, path and verdict, a counterexample).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub compatibility: Option<serde_json::Value>,
 }
 
 impl ProblemDocument {
@@ -305,6 +318,7 @@ impl ProblemDocument {
             status: status.as_u16(),
             detail,
             problems: problems.to_vec(),
+            compatibility: None,
         }
     }
 }
@@ -340,7 +354,10 @@ impl IntoResponse for ApiError {
                     None,
                     &[],
                 ),
-                ApiError::Unprocessable { title, problems } => (
+                ApiError::Unprocessable { title, problems }
+                | ApiError::Incompatible {
+                    title, problems, ..
+                } => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     title.as_str(),
                     None,
@@ -386,7 +403,10 @@ impl IntoResponse for ApiError {
                     &[],
                 ),
             };
-        let document = ProblemDocument::new(status, title, detail, problems);
+        let mut document = ProblemDocument::new(status, title, detail, problems);
+        if let ApiError::Incompatible { report, .. } = &self {
+            document.compatibility = Some(report.clone());
+        }
         let body = serde_json::to_vec(&document).expect("problem documents serialize");
         let mut response = (
             status,

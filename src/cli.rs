@@ -1,11 +1,12 @@
-//! The command line: `contextgate serve`, `contextgate check` and `contextgate translate`. Each command returns an
+//! The command line: `contextgate serve`, `check`, `compat` and `translate`. Each command returns an
 //! [`ExitCode`]-like number; `main` only parses arguments and maps errors.
 //!
 //! Exit codes: 0 clean, 1 problems found (check) or a message that would not be delivered
 //! (translate), 2 could not run (bad arguments, unreadable registry or input).
 //!
 //! # Layout
-//! - [`check`]: load the registry and report every problem.
+//! - [`check`]: load the registry and report every problem; `--against` a baseline.
+//! - [`compat`]: the compatibility checker on two schema files.
 //! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
 //!
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod compat;
 pub mod serve;
 pub mod translate;
 
@@ -57,6 +59,28 @@ pub enum Command {
         /// How to print the report.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also compare with a baseline: a git revision (`origin/main`) of the repository the
+        /// registry is in, or a registry folder. Published versions must be unchanged and new
+        /// versions compatible at their contract's level.
+        #[arg(long, value_name = "REV|DIR")]
+        against: Option<String>,
+    },
+    /// Check two versions of a schema for compatibility: exit 0 compatible, 1 incompatible,
+    /// 2 when it could not run.
+    Compat {
+        /// The earlier version's JSON Schema.
+        old: PathBuf,
+        /// The new version's JSON Schema.
+        new: PathBuf,
+        /// none, backward, backward-transitive, forward, forward-transitive, full, full-transitive.
+        #[arg(long, default_value = "backward", value_parser = parse_level)]
+        level: crate::compat::Level,
+        /// strict (Confluent's default) or lenient (also accepts adding and removing optional
+        /// properties of open content models).
+        #[arg(long, default_value = "strict", value_parser = parse_policy)]
+        policy: crate::compat::Policy,
+        #[arg(long, value_enum, default_value_t = compat::CompatFormat::Text)]
+        format: compat::CompatFormat,
     },
     /// Dry-run one message (a structured CloudEvent) through one route and print the outcome.
     Translate {
@@ -111,8 +135,28 @@ impl AmqpArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// `file:line: error: message`.
     Text,
     Json,
+    /// GitHub Actions workflow annotations.
+    Github,
+    /// JUnit XML.
+    Junit,
+}
+
+fn parse_level(input: &str) -> Result<crate::compat::Level, String> {
+    crate::compat::Level::parse(input).ok_or_else(|| {
+        "one of none, backward, backward-transitive, forward, forward-transitive, full,          full-transitive"
+            .to_owned()
+    })
+}
+
+fn parse_policy(input: &str) -> Result<crate::compat::Policy, String> {
+    match input {
+        "strict" => Ok(crate::compat::Policy::Strict),
+        "lenient" => Ok(crate::compat::Policy::Lenient),
+        _ => Err("strict or lenient".to_owned()),
+    }
 }
 
 /// Exit code: success.
@@ -141,7 +185,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", crate::api::auth::hash_token(&token));
             Ok(EXIT_OK)
         }
-        Command::Check { registry, format } => Ok(check::run(&registry, format)),
+        Command::Check {
+            registry,
+            format,
+            against,
+        } => Ok(check::run(&registry, format, against.as_deref())),
+        Command::Compat {
+            old,
+            new,
+            level,
+            policy,
+            format,
+        } => Ok(compat::run(&old, &new, level, policy, format)),
         Command::Translate {
             registry,
             route,

@@ -5,20 +5,28 @@
 //! is data: one [`pipeline::Verdict`] per route, saying forward, drop, retry or dead-letter.
 //!
 //! # Layout, in reading order
+//! - [`compat`]: compatibility between two JSON Schema versions (no I/O), as a schema registry
+//!   checks it: the differences, a verdict per level and policy, a checked counterexample.
 //! - [`registry`]: the registry folder (contexts, contracts, translators, routes), loaded and
 //!   checked as a whole, then compiled once.
+//! - [`evolution`]: the registry against a baseline (`check --against`): immutable versions,
+//!   compatible new versions.
 //! - [`message`]: the transport-neutral CloudEvent and its decoding from binary or structured mode.
 //! - [`scripting`]: the one hardened Rhai engine and the JSON ⇄ Rhai conversions.
 //! - [`stages`]: the flow, one verb per module (receive, validate, translate, lookup).
 //! - [`modes`]: the four relationships, each a short composition of stages.
 //! - [`pipeline`]: one input message → a verdict per route, with each route's failure policy.
-//! - [`bus`]: the transports: the in-process bus (RabbitMQ next).
+//! - [`bus`]: the transports: the in-process bus and RabbitMQ.
 //! - [`gateway`]: the pipeline joined to a bus: acts on every verdict.
-//! - [`api`]: the HTTP API: ingest, inboxes, dead letters, health, metrics.
-//! - [`cli`]: `contextgate serve`, `contextgate check` and `contextgate translate`.
+//! - [`api`]: the HTTP API: registration, ingest, inboxes, dead letters, health, metrics, OpenAPI.
+//! - [`cli`]: `contextgate serve`, `check`, `compat`, `translate` and `hash-token`.
 //! - [`telemetry`]: tracing set-up, metric names, the Prometheus recorder.
 
+pub mod compat;
+//
 pub mod registry;
+//
+pub mod evolution;
 //
 pub mod message;
 //

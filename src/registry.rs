@@ -24,7 +24,7 @@ pub mod load;
 pub mod route;
 pub mod translator;
 
-pub use contract::{Compatibility, Contract, ContractVersion, MessageKind, Visibility};
+pub use contract::{Contract, ContractVersion, MessageKind, Visibility};
 pub use load::load;
 pub use names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 pub use route::{Action, Lookup, Mode, OrderingKey, Policy, Route, Wire};

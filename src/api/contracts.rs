@@ -50,6 +50,65 @@ pub struct NewContract {
     /// `published` (default) or `internal`.
     #[serde(default)]
     pub visibility: Option<String>,
+    /// Registers a version that breaks the contract's compatibility level on purpose: the reason
+    /// is recorded in `contract.toml` (`[accept_breaking]`) and reported by `check --against`.
+    #[serde(default)]
+    pub accept_breaking: Option<String>,
+}
+
+/// The problems of an incompatible report: each incompatible change at its schema path, the
+/// counterexample, and why a comparison could not be decided.
+fn incompatibilities(report: &crate::compat::Report) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = report
+        .changes
+        .iter()
+        .filter(|change| !change.change.compatible)
+        .map(|change| {
+            Problem::at(
+                change.change.path.clone(),
+                format!(
+                    "{} (against version {}, {:?})",
+                    change.change.kind.name(),
+                    change.against,
+                    change.direction
+                ),
+            )
+        })
+        .collect();
+    if let Some(example) = &report.counterexample {
+        problems.push(Problem::new(format!(
+            "for example {} is {}",
+            example.document, example.summary
+        )));
+    }
+    if let Some(why) = &report.undecided {
+        problems.push(Problem::new(why.clone()));
+    }
+    problems
+}
+
+/// `contract.toml` with `[accept_breaking] v<version> = reason` added, the rest as written.
+fn accept_breaking(
+    path: &std::path::Path,
+    version: u32,
+    reason: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let source = std::fs::read_to_string(path).map_err(|error| {
+        tracing::error!(%error, file = %path.display(), "Reading contract.toml failed.");
+        ApiError::Internal
+    })?;
+    let mut document: toml_edit::DocumentMut = source.parse().map_err(|_| ApiError::Internal)?;
+    let accepted = document
+        .entry("accept_breaking")
+        .or_insert_with(toml_edit::table)
+        .as_table_like_mut()
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "contract.toml has an accept_breaking that is not a table: fix it by hand".into(),
+            )
+        })?;
+    accepted.insert(&format!("v{version}"), toml_edit::value(reason));
+    Ok(document.to_string().into_bytes())
 }
 
 fn contract_name(context: ContextName, raw: &str) -> Result<ContractName, ApiError> {
@@ -203,6 +262,33 @@ pub async fn put_version(
         .join(name.context().as_str())
         .join(name.name());
     let mut files = Vec::new();
+    if let Some(contract) = contract {
+        let mut documents = crate::evolution::documents(registry);
+        documents.insert(crate::registry::contract::schema_uri(&id), schema.clone());
+        let report = crate::evolution::check_version(contract, version, &schema, &documents);
+        let accepted = contract.accepted_breaking.contains_key(&version);
+        let reason = new.accept_breaking.as_deref().map(str::trim);
+        match (report.compatible || accepted, reason) {
+            (true, _) => {}
+            (false, Some(reason)) if !reason.is_empty() => {
+                files.push((
+                    folder.join("contract.toml"),
+                    accept_breaking(&folder.join("contract.toml"), version, reason)?,
+                ));
+                tracing::warn!(?caller, contract = %id, reason, "A breaking change is registered on purpose.");
+            }
+            (false, _) => {
+                return Err(ApiError::Incompatible {
+                    title: format!(
+                        "{id} is not {} compatible with the versions before it",
+                        contract.compatibility.as_str()
+                    ),
+                    problems: incompatibilities(&report),
+                    report: serde_json::to_value(&report).map_err(|_| ApiError::Internal)?,
+                });
+            }
+        }
+    }
     if contract.is_none() {
         let Some(kind @ ("event" | "command")) = new.kind.as_deref() else {
             return Err(refused(

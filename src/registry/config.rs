@@ -181,6 +181,13 @@ pub struct ContractFile {
     /// forward-transitive, full, full-transitive.
     #[serde(default)]
     pub compatibility: Option<String>,
+    /// Which differences count as compatible: `strict` (default) or `lenient`.
+    #[serde(default)]
+    pub compatibility_policy: Option<String>,
+    /// Breaking changes accepted on purpose, reviewed: `v3 = "why"`. Reported by `check
+    /// --against`, never silent.
+    #[serde(default)]
+    pub accept_breaking: BTreeMap<String, String>,
     /// What the message means.
     #[serde(default)]
     pub description: Option<String>,

@@ -37,41 +37,18 @@ pub enum Visibility {
     Internal,
 }
 
-/// How a contract's versions may evolve (checked by the compatibility issue; recorded now).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Compatibility {
-    None,
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-}
-
-impl Compatibility {
-    pub fn parse(input: &str) -> Option<Self> {
-        Some(match input {
-            "none" => Self::None,
-            "backward" => Self::Backward,
-            "backward-transitive" => Self::BackwardTransitive,
-            "forward" => Self::Forward,
-            "forward-transitive" => Self::ForwardTransitive,
-            "full" => Self::Full,
-            "full-transitive" => Self::FullTransitive,
-            _ => return None,
-        })
-    }
-}
-
 /// One contract and all its versions.
 #[derive(Debug)]
 pub struct Contract {
     pub name: ContractName,
     pub kind: MessageKind,
     pub visibility: Visibility,
-    pub compatibility: Compatibility,
+    /// How its versions may evolve (`crate::evolution` and the registration API check it).
+    pub compatibility: crate::compat::Level,
+    /// Which differences count as compatible.
+    pub policy: crate::compat::Policy,
+    /// Breaking changes accepted on purpose, by version, with the reason.
+    pub accepted_breaking: BTreeMap<u32, String>,
     pub description: Option<String>,
     pub versions: BTreeMap<u32, Arc<ContractVersion>>,
 }

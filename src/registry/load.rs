@@ -21,13 +21,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::{CaseFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
-use super::contract::{
-    self, Compatibility, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility,
-};
+use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 use super::route::{Action, Breaker, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate, Wire};
 use super::translator::{self, Case, Expectation, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
+use crate::compat::{self, Level};
 use crate::message::json::{parse_strict, truncate};
 use crate::stages::translate;
 
@@ -287,7 +286,9 @@ impl Loader {
                     name: pending.name,
                     kind: pending.kind,
                     visibility: pending.visibility,
-                    compatibility: pending.compatibility,
+                    compatibility: pending.evolution.level,
+                    policy: pending.evolution.policy,
+                    accepted_breaking: pending.evolution.accepted_breaking,
                     description: pending.description,
                     versions,
                 },
@@ -366,29 +367,81 @@ impl Loader {
                 return None;
             }
         };
-        let compatibility = match metadata.compatibility.as_deref() {
-            // Recorded now, enforced by the compatibility checker (a later issue), which will
-            // also argue a default per message kind; until then every contract is backward.
-            None => Compatibility::Backward,
-            Some(level) => match Compatibility::parse(level) {
-                Some(level) => level,
-                None => {
-                    self.problem(
-                        &relative,
-                        format!("compatibility {level:?} is not a known level"),
-                    );
-                    return None;
-                }
-            },
-        };
+        let evolution = self.evolution(&relative, &metadata, kind)?;
         Some(PendingContract {
             name,
             dir: dir.to_path_buf(),
             kind,
             visibility,
-            compatibility,
+            evolution,
             description: metadata.description,
             documents,
+        })
+    }
+
+    /// The level (by default backward-transitive for events, backward for commands: see
+    /// README, "Schema evolution"), the policy (strict by default) and the breaking changes
+    /// accepted on purpose (`[accept_breaking] v3 = "why"`, each with a reason).
+    fn evolution(
+        &mut self,
+        relative: &Path,
+        metadata: &ContractFile,
+        kind: MessageKind,
+    ) -> Option<Evolution> {
+        let level = match metadata.compatibility.as_deref() {
+            None => match kind {
+                MessageKind::Event => Level::BackwardTransitive,
+                MessageKind::Command => Level::Backward,
+            },
+            Some(level) => match Level::parse(level) {
+                Some(level) => level,
+                None => {
+                    self.problem(
+                        relative,
+                        format!(
+                            "compatibility {level:?} is not a known level (none, backward, \
+                             backward-transitive, forward, forward-transitive, full, full-transitive)"
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let policy = match metadata.compatibility_policy.as_deref() {
+            None | Some("strict") => compat::Policy::Strict,
+            Some("lenient") => compat::Policy::Lenient,
+            Some(other) => {
+                self.problem(
+                    relative,
+                    format!("compatibility_policy {other:?} is not strict or lenient"),
+                );
+                return None;
+            }
+        };
+        let mut accepted_breaking = BTreeMap::new();
+        for (key, reason) in &metadata.accept_breaking {
+            let version = key
+                .strip_prefix('v')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n >= 2);
+            match version {
+                Some(version) if !reason.trim().is_empty() => {
+                    accepted_breaking.insert(version, reason.trim().to_owned());
+                }
+                Some(_) => self.problem(
+                    relative,
+                    format!("accept_breaking.{key}: say why the breaking change is accepted"),
+                ),
+                None => self.problem(
+                    relative,
+                    format!("accept_breaking.{key}: keys are versions from 2 on, as v2, v3, ..."),
+                ),
+            }
+        }
+        Some(Evolution {
+            level,
+            policy,
+            accepted_breaking,
         })
     }
 
@@ -892,9 +945,16 @@ struct PendingContract {
     dir: PathBuf,
     kind: MessageKind,
     visibility: Visibility,
-    compatibility: Compatibility,
+    evolution: Evolution,
     description: Option<String>,
     documents: Vec<PendingDocument>,
+}
+
+/// How a contract's versions may evolve, from its metadata.
+struct Evolution {
+    level: Level,
+    policy: compat::Policy,
+    accepted_breaking: BTreeMap<u32, String>,
 }
 
 struct PendingDocument {

@@ -296,8 +296,16 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
     assert_eq!(status, 204);
     let (status, _) = live.call(Method::GET, &first, SHIPPING, None).await;
     assert_eq!(status, 404);
+    // The two others went back to the queue when the reading channel closed.
     let dead = live.names.dead_letter_queue(Some("orders-to-shipping"));
-    assert_eq!(live.client.count(&dead).await, 2);
+    let deadline = Instant::now() + WAIT;
+    while live.client.count(&dead).await != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two others are back in {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The fix: the translator serves the US. Then one, then the rest, are redriven.
     replace_translator(&live, |translator| {

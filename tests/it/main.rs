@@ -13,8 +13,12 @@ mod auth;
 mod broker;
 /// The real binary: `contextgate check` and `contextgate translate`.
 mod cli;
+/// The compatibility checker's data-driven suite (`tests/compat/*.json`) and its limits (issue 5).
+mod compat_cases;
 /// Enrich look-ups against a real HTTP server started by the test (RELIABILITY D1–D7).
 mod enrich;
+/// `contextgate compat` and `check --against` on a real git repository (issue 5).
+mod evolution;
 /// The ledger under broker and process faults (RELIABILITY B1, B2, B3, B4, B10).
 mod faults;
 /// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.

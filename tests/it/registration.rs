@@ -87,7 +87,15 @@ pub(crate) async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
 fn order_placed_v3(root: &Path) -> String {
     let text = std::fs::read_to_string(root.join("contracts/orders/OrderPlaced/v2.json")).unwrap();
     let mut schema: Value = serde_json::from_str(&text).unwrap();
-    schema["properties"]["gift"] = json!({"type": "boolean"});
+    // Backward compatible: shipping_address is no longer required.
+    schema["required"] = json!([
+        "order_id",
+        "customer_id",
+        "placed_at",
+        "currency",
+        "total_minor",
+        "lines"
+    ]);
     serde_json::to_string_pretty(&schema).unwrap()
 }
 
@@ -412,4 +420,55 @@ async fn a_dry_run_returns_the_verdict_and_publishes_nothing() {
     assert_eq!(statuses.map(|status| status.as_u16()), [403, 401, 404]);
     let (_, inbox) = get(&base, "/v1/contexts/shipping/inbox", SHIPPING).await;
     assert_eq!(inbox, json!([]), "a dry run publishes nothing");
+}
+
+#[tokio::test]
+async fn an_incompatible_version_is_refused_with_the_checker_s_report_unless_accepted() {
+    let (dir, base) = registry_api().await;
+    let text =
+        std::fs::read_to_string(dir.path().join("contracts/orders/OrderPlaced/v2.json")).unwrap();
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    // A new required property: documents of v2 lack it.
+    schema["properties"]["gift"] = json!({"type": "boolean"});
+    schema["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("gift"));
+    let schema = schema.to_string();
+    let before = snapshot(dir.path());
+    let (status, refused) = put(&base, V3, Some(ORDERS), &schema).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["compatibility"]["compatible"], false, "{refused}");
+    assert!(
+        refused["problems"]
+            .to_string()
+            .contains("REQUIRED_PROPERTY_ADDED"),
+        "{refused}"
+    );
+    assert_eq!(snapshot(dir.path()), before, "nothing was written");
+
+    // On purpose, with a reason: taken, and the reason recorded in the contract's metadata.
+    let (status, body) = put(
+        &base,
+        &format!("{V3}?accept_breaking=Gift%20wrapping%20is%20now%20mandatory"),
+        Some(ORDERS),
+        &schema,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let metadata = std::fs::read_to_string(
+        dir.path()
+            .join("contracts/orders/OrderPlaced/contract.toml"),
+    )
+    .unwrap();
+    assert!(metadata.contains("[accept_breaking]"), "{metadata}");
+    assert!(
+        metadata.contains("v3 = \"Gift wrapping is now mandatory\""),
+        "{metadata}"
+    );
+    assert!(
+        metadata.contains("description = \"A customer placed an order"),
+        "the rest kept"
+    );
+    contextgate::registry::load(dir.path()).unwrap();
 }

@@ -8,6 +8,8 @@
 //! One request reads at most [`MAX_SCAN`] messages. While a request reads, the messages it holds
 //! are invisible to another request (a second gateway instance's, say) until it closes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 
@@ -96,38 +98,14 @@ impl AmqpBus {
             Ok::<_, IngestError>(true)
         }
         .await;
+        // What stays: the ones read and left (they go back on close) and the ones not read.
+        redriven.remaining = reader.held() + reader.left();
         reader.close().await;
         if !outcome? {
             return Ok(None);
         }
-        redriven.remaining = self.count(route).await.unwrap_or(0);
         tracing::info!(%route, redriven = redriven.redriven, "Dead letters redriven to the route's queue.");
         Ok(Some(redriven))
-    }
-
-    /// Dead letters the broker reports in the route's queue.
-    async fn count(&self, route: &RouteName) -> Result<usize, IngestError> {
-        let session = self.current_session()?;
-        let reader = Reader::open(
-            &session,
-            self.names().dead_letter_queue(Some(route.as_str())),
-        )
-        .await?;
-        let count = reader
-            .channel
-            .queue_declare(
-                reader.queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .map(|queue| queue.message_count() as usize)
-            .map_err(broker);
-        reader.close().await;
-        count
     }
 }
 
@@ -135,12 +113,29 @@ impl AmqpBus {
 struct Reader {
     channel: Channel,
     queue: String,
+    /// Read and not acknowledged (they go back to the queue when the channel closes).
+    held: AtomicUsize,
+    /// What the broker said was left in the queue after the last read.
+    left: AtomicUsize,
 }
 
 impl Reader {
     async fn open(session: &Session, queue: String) -> Result<Self, IngestError> {
         let channel = session.admin.create_channel().await.map_err(broker)?;
-        Ok(Self { channel, queue })
+        Ok(Self {
+            channel,
+            queue,
+            held: AtomicUsize::new(0),
+            left: AtomicUsize::new(0),
+        })
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
     }
 
     async fn next(&self) -> Result<Option<Taken>, IngestError> {
@@ -159,6 +154,8 @@ impl Reader {
             .map_err(broker)?;
         Ok(got.map(|message| {
             let left = message.message_count as usize;
+            self.held.fetch_add(1, Ordering::Relaxed);
+            self.left.store(left, Ordering::Relaxed);
             (Taken::from_lapin(message.delivery), left)
         }))
     }
@@ -181,7 +178,9 @@ impl Reader {
         self.channel
             .basic_ack(tag, BasicAckOptions::default())
             .await
-            .map_err(broker)
+            .map_err(broker)?;
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Publishes `taken` to `queue` and, once the broker confirmed it, acknowledges the dead

@@ -1,0 +1,297 @@
+//! Schema evolution from the command line (issue 5): `contextgate compat` on two files, and
+//! `contextgate check --against` on a real git repository made by the test — a commit with the
+//! registry, a change adding a version, a change editing a published one — and against a folder.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn contextgate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_json(dir: &Path, name: &str, value: &Value) {
+    std::fs::write(dir.join(name), serde_json::to_string_pretty(value).unwrap()).unwrap();
+}
+
+#[test]
+fn compat_answers_compatible_incompatible_and_could_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = json!({
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "additionalProperties": false
+    });
+    write_json(dir.path(), "old.json", &old);
+    let mut added = old.clone();
+    added["properties"]["b"] = json!({"type": "integer"});
+    write_json(dir.path(), "added.json", &added);
+    let mut required = old.clone();
+    required["required"] = json!(["a"]);
+    write_json(dir.path(), "required.json", &required);
+    std::fs::write(dir.path().join("broken.json"), "{ not json").unwrap();
+
+    // An optional property added to a closed content model: old documents stay valid.
+    let output = contextgate(dir.path(), &["compat", "old.json", "added.json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).starts_with("compatible (backward"));
+
+    // A property made required: an old document without it is the counterexample.
+    let output = contextgate(
+        dir.path(),
+        &["compat", "old.json", "required.json", "--format", "json"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["compatible"], false);
+    let changes = report["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["compatible"] == false && c["path"].is_string() && c["type"].is_string()),
+        "{report:#}"
+    );
+    assert_eq!(report["counterexample"]["valid_under"], 1, "{report:#}");
+    assert_eq!(
+        report["counterexample"]["document"],
+        json!({}),
+        "{report:#}"
+    );
+
+    // The other way round it is forward incompatible and backward compatible.
+    let output = contextgate(dir.path(), &["compat", "required.json", "old.json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let output = contextgate(
+        dir.path(),
+        &["compat", "required.json", "old.json", "--level", "full"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("counterexample"));
+
+    for args in [
+        vec!["compat", "old.json", "missing.json"],
+        vec!["compat", "old.json", "broken.json"],
+        vec!["compat", "old.json", "added.json", "--level", "sideways"],
+    ] {
+        let output = contextgate(dir.path(), &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stdout)
+        );
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+fn order_placed(dir: &Path, version: u32) -> Value {
+    let text =
+        std::fs::read_to_string(dir.join(format!("contracts/orders/OrderPlaced/v{version}.json")))
+            .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn add_version(dir: &Path, version: u32, schema: &Value) {
+    let folder = dir.join("contracts/orders/OrderPlaced");
+    write_json(&folder, &format!("v{version}.json"), schema);
+}
+
+#[test]
+fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() {
+    let dir = shipped_registry_copy();
+    let root = dir.path();
+    let registry = root.to_str().unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["add", "."]);
+    git(root, &["commit", "-q", "-m", "the registry"]);
+
+    // A compatible v3: shipping_address is no longer required.
+    let mut v3 = order_placed(root, 2);
+    v3["required"] = json!([
+        "order_id",
+        "customer_id",
+        "placed_at",
+        "currency",
+        "total_minor",
+        "lines"
+    ]);
+    add_version(root, 3, &v3);
+    let output = contextgate(
+        root,
+        &["check", "--registry", registry, "--against", "HEAD"],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("notice"),
+        "routes still on v2 are named: {stdout}"
+    );
+    assert!(
+        stdout.contains("orders-to-shipping takes orders/OrderPlaced@2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: "), "{stdout}");
+    git(root, &["add", "."]);
+    git(root, &["commit", "-q", "-m", "OrderPlaced v3"]);
+
+    // A published version edited: an error, whatever else is fine.
+    let mut v1 = order_placed(root, 1);
+    v1["description"] = json!("Edited after publication.");
+    std::fs::write(
+        root.join("contracts/orders/OrderPlaced/v1.json"),
+        serde_json::to_string_pretty(&v1).unwrap(),
+    )
+    .unwrap();
+    let output = contextgate(
+        root,
+        &["check", "--registry", registry, "--against", "HEAD"],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("contracts/orders/OrderPlaced/v1.json: version 1 of orders/OrderPlaced was published and its content changed"),
+        "{stdout}"
+    );
+    // Against the first commit, v3 is new as well, and still compatible.
+    let output = contextgate(
+        root,
+        &[
+            "check",
+            "--registry",
+            registry,
+            "--against",
+            "HEAD~1",
+            "--format",
+            "json",
+        ],
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let rules: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"version-changed"), "{report:#}");
+    assert!(!rules.contains(&"incompatible"), "{report:#}");
+    git(root, &["checkout", "-q", "--", "."]);
+
+    // An incompatible v4: a new required property. Each format says so.
+    let mut v4 = v3.clone();
+    v4["properties"]["gift"] = json!({"type": "boolean"});
+    v4["required"].as_array_mut().unwrap().push(json!("gift"));
+    add_version(root, 4, &v4);
+    let output = contextgate(
+        root,
+        &["check", "--registry", registry, "--against", "HEAD"],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("contracts/orders/OrderPlaced/v4.json: version 4 of orders/OrderPlaced is not backward compatible"), "{stdout}");
+    assert!(stdout.contains("REQUIRED_PROPERTY_ADDED"), "{stdout}");
+    let output = contextgate(
+        root,
+        &[
+            "check",
+            "--registry",
+            registry,
+            "--against",
+            "HEAD",
+            "--format",
+            "github",
+        ],
+    );
+    assert!(
+        text(&output.stdout)
+            .contains("::error file=contracts/orders/OrderPlaced/v4.json,title=incompatible::"),
+        "{}",
+        text(&output.stdout)
+    );
+    let output = contextgate(
+        root,
+        &[
+            "check",
+            "--registry",
+            registry,
+            "--against",
+            "HEAD",
+            "--format",
+            "junit",
+        ],
+    );
+    let junit = text(&output.stdout);
+    assert!(junit.starts_with("<?xml"), "{junit}");
+    assert!(
+        junit.contains(
+            "<failure message=\"version 4 of orders/OrderPlaced is not backward compatible"
+        ),
+        "{junit}"
+    );
+
+    // Accepted on purpose, with a reason: a notice, not an error.
+    let metadata = root.join("contracts/orders/OrderPlaced/contract.toml");
+    let mut toml = std::fs::read_to_string(&metadata).unwrap();
+    toml.push_str("\n[accept_breaking]\nv4 = \"Gift wrapping became mandatory; every producer ships v4 the same day.\"\n");
+    std::fs::write(&metadata, toml).unwrap();
+    let output = contextgate(
+        root,
+        &["check", "--registry", registry, "--against", "HEAD"],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("notice: version 4 of orders/OrderPlaced breaks backward compatibility, accepted in contract.toml: Gift wrapping"), "{stdout}");
+
+    // A folder works as a baseline too; a revision that does not exist cannot run.
+    let baseline = shipped_registry_copy();
+    let output = contextgate(
+        root,
+        &[
+            "check",
+            "--registry",
+            registry,
+            "--against",
+            baseline.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let output = contextgate(
+        root,
+        &[
+            "check",
+            "--registry",
+            registry,
+            "--against",
+            "no-such-branch",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("neither a folder nor a git revision"));
+}
