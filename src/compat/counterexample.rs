@@ -2,12 +2,19 @@
 //!
 //! Candidates are made from the schema that must accept them (a base document that fills what is
 //! required, then variants that change one place at a time: boundary values, each enum value,
-//! other JSON types, a missing property, an undeclared one, a longer array). Each candidate is
+//! other JSON types, a missing property, an undeclared one, a longer array). For the base to be
+//! valid, strings are spelled from their `pattern`'s syntax tree, and each node's alternatives
+//! are ordered by a cheap, conservative local check against the node's own schema, so that its
+//! first alternative is a valid one wherever there is one. Each candidate is
 //! then checked with the real validators, compiled as the registry compiles contracts (offline,
 //! registry documents as resources, linear regex engine, formats asserted); a candidate is
 //! returned only if the original validator accepts it and the update's rejects it. Nothing here
 //! is trusted without that check, and the search is bounded.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use regex_syntax::hir::{Class, Hir, HirKind};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -65,12 +72,15 @@ pub(crate) fn search<'a>(
     };
     let root = at(original);
     let names = property_names(update.schema);
+    let patterns = Patterns::default();
     // A few alternatives find most counterexamples; only when they do not is the full set tried.
     let document = [FIRST_TRY, MAX_CANDIDATES]
         .into_iter()
         .find_map(|root_limit| {
             let generator = Generator {
                 schemas,
+                patterns: &patterns,
+                references: RefCell::default(),
                 names: names.clone(),
                 visits: std::cell::Cell::new(0),
                 root_limit,
@@ -162,6 +172,10 @@ fn draft_of(schema: &Value) -> jsonschema::Draft {
 
 struct Generator<'s, 'a> {
     schemas: &'s Schemas<'a>,
+    /// The `pattern`s met so far, compiled for the local checks.
+    patterns: &'s Patterns,
+    /// Each `$ref` resolved so far, by the address of its string in the schema.
+    references: RefCell<AddressMap<Option<At<'a>>>>,
     /// Property names the other version mentions: undeclared here, they may be typed there.
     names: Vec<String>,
     /// Schema nodes expanded so far; past `MAX_VISITS` only trivial candidates are made.
@@ -172,6 +186,28 @@ struct Generator<'s, 'a> {
 
 /// The most schema nodes expanded in one search (recursive schemas would otherwise explode).
 const MAX_VISITS: usize = 4_000;
+/// How many bare `$ref`s in a row are followed at one node (a cycle of them is then expanded
+/// as it stands, deeper each time).
+const MAX_BARE_HOPS: usize = 16;
+
+/// Keywords that do not constrain documents: a `$ref` with only these beside it is its target.
+const ANNOTATIONS: [&str; 15] = [
+    "$ref",
+    "$schema",
+    "$id",
+    "$anchor",
+    "$dynamicAnchor",
+    "$comment",
+    "$defs",
+    "definitions",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
 
 /// Every property name a schema mentions (declared, required, or a dependency), at any depth.
 fn property_names(schema: &Value) -> Vec<String> {
@@ -246,16 +282,59 @@ impl<'a> Generator<'_, 'a> {
 
     /// Alternatives for one schema, the most ordinary first.
     fn candidates(&self, at: At<'a>, depth: usize) -> Vec<Value> {
+        self.candidates_split(at, depth).0
+    }
+
+    /// [`Self::candidates`], with how many of them come first because they fit the schema.
+    fn candidates_split(&self, at: At<'a>, depth: usize) -> (Vec<Value>, usize) {
         self.visits.set(self.visits.get() + 1);
         if self.visits.get() > MAX_VISITS {
-            return vec![Value::Null];
+            return (vec![Value::Null], 0);
+        }
+        // A bare `$ref` is its target: its alternatives are the target's, already checked.
+        let mut at = at;
+        for _ in 0..MAX_BARE_HOPS {
+            match self.bare_reference(at) {
+                Some(target) => at = target,
+                None => break,
+            }
         }
         let mut values = self.unbounded(at, depth);
-        if depth > 0 {
-            dedup(&mut values);
+        let limit = self.limit_at(depth);
+        if depth == 0 {
+            // The document itself: the validators check every alternative anyway.
+            values.truncate(limit);
+            let n_fitting = values.len();
+            return (values, n_fitting);
         }
-        values.truncate(self.limit_at(depth));
-        values
+        // Distinct alternatives, those this node's own schema surely rejects last: the first
+        // alternative, the one bases are made of, is then valid wherever one is, and the cap
+        // cuts invalid ones first. Checking stops once the cap is filled with fitting ones.
+        let mut kept: Vec<Value> = Vec::with_capacity(limit);
+        let mut unfit: Vec<Value> = Vec::new();
+        for value in values {
+            if kept.len() >= limit {
+                break;
+            }
+            if kept.contains(&value) {
+                continue;
+            }
+            if self.fits(at, &value) {
+                kept.push(value);
+            } else {
+                unfit.push(value);
+            }
+        }
+        let n_fitting = kept.len();
+        for value in unfit {
+            if kept.len() >= limit {
+                break;
+            }
+            if !kept.contains(&value) {
+                kept.push(value);
+            }
+        }
+        (kept, n_fitting)
     }
 
     fn unbounded(&self, at: At<'a>, depth: usize) -> Vec<Value> {
@@ -268,10 +347,20 @@ impl<'a> Generator<'_, 'a> {
             return vec![Value::Null];
         }
         let mut values = Vec::new();
+        // The first object of each part that must hold (`$ref`, `allOf` members, the object's
+        // own keywords), merged: one part alone rarely fills what the others require.
+        let mut parts: Vec<Map<String, Value>> = Vec::new();
+        let mut first_object = |values: &[Value]| {
+            if let Some(Value::Object(first)) = values.iter().find(|value| value.is_object()) {
+                parts.push(first.clone());
+            }
+        };
         if let Some(Value::String(reference)) = object.get("$ref")
-            && let Ok(target) = model::resolve(self.schemas, at, reference)
+            && let Some(target) = self.resolve(at, reference)
         {
-            values.extend(self.candidates(target, depth + 1));
+            let from_target = self.candidates(target, depth + 1);
+            first_object(&from_target);
+            values.extend(from_target);
         }
         if let Some(value) = object.get("const") {
             values.push(value.clone());
@@ -286,7 +375,11 @@ impl<'a> Generator<'_, 'a> {
                 .into_iter()
                 .flatten()
             {
-                values.extend(self.candidates(at.child(member), depth + 1));
+                let from_member = self.candidates(at.child(member), depth + 1);
+                if keyword == "allOf" {
+                    first_object(&from_member);
+                }
+                values.extend(from_member);
             }
         }
         for keyword in ["then", "else"] {
@@ -294,8 +387,20 @@ impl<'a> Generator<'_, 'a> {
                 values.extend(self.candidates(at.child(branch), depth + 1));
             }
         }
+        let mut own = Vec::new();
         for kind in types_of(object) {
-            values.extend(self.typed(at, object, kind, depth));
+            own.extend(self.typed(at, object, kind, depth));
+        }
+        first_object(&own);
+        values.extend(own);
+        if parts.len() > 1 {
+            let mut merged = Map::new();
+            for part in parts {
+                for (name, value) in part {
+                    merged.entry(name).or_insert(value);
+                }
+            }
+            values.insert(0, Value::Object(merged));
         }
         if !object.contains_key("type") {
             // Keywords of one type do not stop values of another: try them all.
@@ -312,7 +417,7 @@ impl<'a> Generator<'_, 'a> {
         depth: usize,
     ) -> Vec<Value> {
         match kind {
-            "string" => strings(object),
+            "string" => strings(object, self.patterns),
             "integer" => numbers(object, true),
             "number" => numbers(object, false),
             "boolean" => vec![json!(true), json!(false)],
@@ -327,6 +432,9 @@ impl<'a> Generator<'_, 'a> {
     /// property, then variants changing one thing each. At the document's root, undeclared names
     /// the other version mentions come first (adding and removing properties is the commonest
     /// change); below it, the declared properties' own alternatives do, as only a few are kept.
+    /// The fullest (every declared property at its largest fitting alternative, so nested and
+    /// recursive objects are filled deep down) comes third below the root, last at the root,
+    /// first where only one alternative is kept.
     fn objects(&self, at: At<'a>, object: &'a Map<String, Value>, depth: usize) -> Vec<Value> {
         let limit = self.limit_at(depth);
         let shape = ObjectShape::of(self, at, object, depth);
@@ -334,6 +442,14 @@ impl<'a> Generator<'_, 'a> {
             Value::Object(shape.base.clone()),
             Value::Object(shape.full()),
         ];
+        let fullest = Value::Object(shape.fullest.clone());
+        if depth > MAX_DEPTH {
+            // Only one alternative is kept this deep: the fullest, when it fits, carries what
+            // the levels above may need (recursive schemas change deep down).
+            values.insert(0, fullest.clone());
+        } else if depth > 0 {
+            values.push(fullest.clone());
+        }
         let order = if depth == 0 {
             [Section::Undeclared, Section::Missing, Section::Properties]
         } else {
@@ -343,9 +459,9 @@ impl<'a> Generator<'_, 'a> {
             .into_iter()
             .chain([Section::Crowd, Section::Dependent]);
         for section in sections {
-            let room = limit.saturating_sub(values.len());
+            let room = limit.saturating_sub(values.len() + 1);
             if room == 0 {
-                return values;
+                break;
             }
             values.extend(match section {
                 Section::Properties => shape.property_variants(room),
@@ -354,6 +470,10 @@ impl<'a> Generator<'_, 'a> {
                 Section::Crowd => self.crowd_variants(&shape, room),
                 Section::Dependent => self.dependent_variants(&shape, depth, room),
             });
+        }
+        if depth == 0 {
+            values.truncate(limit.saturating_sub(1));
+            values.push(fullest);
         }
         values.push(Value::Object(shape.crowded()));
         values.truncate(limit);
@@ -405,7 +525,8 @@ impl<'a> Generator<'_, 'a> {
         values
     }
 
-    /// The base merged with alternatives of each `dependentSchemas` entry, its trigger present.
+    /// The base with each dependency's trigger and the properties it requires, then merged with
+    /// alternatives of each `dependentSchemas` entry, its trigger present.
     fn dependent_variants(
         &self,
         shape: &ObjectShape<'a>,
@@ -413,6 +534,24 @@ impl<'a> Generator<'_, 'a> {
         limit: usize,
     ) -> Vec<Value> {
         let mut values = Vec::new();
+        for keyword in ["dependentRequired", "dependencies"] {
+            let entries = shape.object.get(keyword).and_then(Value::as_object);
+            for (name, listed) in entries.into_iter().flatten() {
+                let Value::Array(listed) = listed else {
+                    continue;
+                };
+                let mut variant = shape.base.clone();
+                variant
+                    .entry(name.clone())
+                    .or_insert_with(|| shape.first_value(name));
+                for listed in listed.iter().filter_map(Value::as_str) {
+                    variant
+                        .entry(listed.to_owned())
+                        .or_insert_with(|| shape.first_value(listed));
+                }
+                values.push(Value::Object(variant));
+            }
+        }
         for keyword in ["dependentSchemas", "dependencies"] {
             let entries = shape.object.get(keyword).and_then(Value::as_object);
             for (name, schema) in entries
@@ -465,7 +604,19 @@ impl<'a> Generator<'_, 'a> {
             .collect();
         let mut values = Vec::new();
         let filler = item_values.first().cloned().unwrap_or(Value::Null);
+        let unique = object.get("uniqueItems") == Some(&Value::Bool(true));
         let mut padded = base.clone();
+        if unique {
+            // Distinct items, the fitting ones first (as `candidates` orders them).
+            for value in &item_values {
+                if padded.len() >= minimum {
+                    break;
+                }
+                if !padded.iter().any(|item| json_equal(item, value)) {
+                    padded.push(value.clone());
+                }
+            }
+        }
         while padded.len() < minimum {
             padded.push(filler.clone());
         }
@@ -533,6 +684,8 @@ struct ObjectShape<'a> {
     undeclared: Vec<Value>,
     /// The required properties, each with its first alternative.
     base: Map<String, Value>,
+    /// Every declared property at its largest alternative that fits its schema, and the base.
+    fullest: Map<String, Value>,
 }
 
 impl<'a> ObjectShape<'a> {
@@ -547,16 +700,23 @@ impl<'a> ObjectShape<'a> {
             .and_then(Value::as_array)
             .map(|names| names.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        let mut fullest = Map::new();
         let declared: Vec<(&str, Vec<Value>)> = object
             .get("properties")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
             .map(|(name, schema)| {
-                (
-                    name.as_str(),
-                    generator.candidates(at.child(schema), depth + 1),
-                )
+                let (values, n_fitting) = generator.candidates_split(at.child(schema), depth + 1);
+                let largest = values[..n_fitting]
+                    .iter()
+                    .rev()
+                    .max_by_key(|value| size(value))
+                    .or(values.first());
+                if let Some(largest) = largest {
+                    fullest.insert(name.clone(), largest.clone());
+                }
+                (name.as_str(), values)
             })
             .collect();
         let undeclared_schema = ["additionalProperties", "unevaluatedProperties"]
@@ -573,9 +733,14 @@ impl<'a> ObjectShape<'a> {
             declared,
             undeclared,
             base: Map::new(),
+            fullest,
         };
         for name in shape.required.clone() {
             let value = shape.first_value(name);
+            shape
+                .fullest
+                .entry(name.to_owned())
+                .or_insert_with(|| value.clone());
             shape.base.insert(name.to_owned(), value);
         }
         shape
@@ -607,11 +772,28 @@ impl<'a> ObjectShape<'a> {
         full
     }
 
-    /// The base with one declared property set to each of its alternatives.
+    /// The base with one declared property set to each of its alternatives, taking the
+    /// properties in turn (each one's first alternative, then each one's second, ...) so that
+    /// the limit leaves every property some.
     fn property_variants(&self, limit: usize) -> Vec<Value> {
         let mut values = Vec::new();
-        for (name, alternatives) in &self.declared {
-            for value in alternatives.iter().take(limit.saturating_sub(values.len())) {
+        let longest = self
+            .declared
+            .iter()
+            .map(|(_, alternatives)| alternatives.len())
+            .max()
+            .unwrap_or(0);
+        for index in 0..longest {
+            for (name, alternatives) in &self.declared {
+                let Some(value) = alternatives.get(index) else {
+                    continue;
+                };
+                if values.len() >= limit {
+                    return values;
+                }
+                if self.base.get(*name) == Some(value) {
+                    continue;
+                }
                 let mut variant = self.base.clone();
                 variant.insert((*name).to_owned(), value.clone());
                 values.push(Value::Object(variant));
@@ -689,7 +871,7 @@ fn types_of(object: &Map<String, Value>) -> Vec<&str> {
     }
 }
 
-fn strings(object: &Map<String, Value>) -> Vec<Value> {
+fn strings(object: &Map<String, Value>, patterns: &Patterns) -> Vec<Value> {
     let length = |keyword: &str| {
         object
             .get(keyword)
@@ -701,14 +883,20 @@ fn strings(object: &Map<String, Value>) -> Vec<Value> {
     if let Some(example) = format.and_then(format_example) {
         values.push(json!(example));
     }
-    if let Some(pattern) = object.get("pattern").and_then(Value::as_str) {
-        let literal: String = pattern
-            .chars()
-            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' ' | '@' | ':'))
-            .collect();
-        values.push(json!(literal));
-    }
     let minimum = length("minLength").unwrap_or(0);
+    if let Some(pattern) = object.get("pattern").and_then(Value::as_str) {
+        let spelled = patterns.strings(pattern, minimum, length("maxLength"));
+        if spelled.is_empty() {
+            // Not a pattern `regex-syntax` reads (look-around, back-references): its literal
+            // characters may still match.
+            let literal: String = pattern
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' ' | '@' | ':'))
+                .collect();
+            values.push(json!(literal));
+        }
+        values.extend(spelled.into_iter().map(Value::String));
+    }
     values.push(json!("x".repeat(minimum.max(1))));
     values.push(json!("x".repeat(minimum)));
     if let Some(maximum) = length("maxLength") {
@@ -809,12 +997,661 @@ fn number_value(value: f64) -> Value {
     }
 }
 
-fn dedup(values: &mut Vec<Value>) {
-    let mut kept: Vec<Value> = Vec::with_capacity(values.len());
-    for value in values.drain(..) {
-        if !kept.contains(&value) {
-            kept.push(value);
+/// How many JSON values a value holds, itself included (to a cap).
+fn size(value: &Value) -> usize {
+    let mut count = 0;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        count += 1;
+        if count > 10_000 {
+            break;
+        }
+        match value {
+            Value::Object(object) => stack.extend(object.values()),
+            Value::Array(items) => stack.extend(items),
+            _ => {}
         }
     }
-    *values = kept;
+    count
+}
+
+// Local checks: does a value surely break its own node's schema? Cheap and conservative (what
+// is not checked here fits), they only order the alternatives; the validators decide.
+
+/// Steps one local check may take; past them the rest is taken as fitting.
+const FIT_STEPS: usize = 500;
+/// How deep a local check follows subschemas and `$ref`s.
+const FIT_DEPTH: usize = 6;
+/// The most patterns compiled in one search.
+const MAX_PATTERNS: usize = 256;
+
+/// The `pattern`s (and `patternProperties` names) of one search, compiled once each (`None` for
+/// one the `regex` crate does not take: it is then not checked locally), and the strings spelled
+/// from them. Both are keyed by where the pattern lives in the schemas, which outlive the search.
+#[derive(Default)]
+struct Patterns {
+    compiled: RefCell<Vec<(Place, Option<regex::Regex>)>>,
+    spelled: RefCell<Vec<Spelled>>,
+}
+
+/// Where a string of the schemas lives: its address and length.
+type Place = (usize, usize);
+
+/// The strings spelled from a pattern for a minimum and maximum length.
+type Spelled = (Place, usize, Option<usize>, Vec<String>);
+
+fn place(text: &str) -> Place {
+    (text.as_ptr() as usize, text.len())
+}
+
+impl Patterns {
+    /// Whether `text` matches `pattern`; `None` when that is not known here.
+    fn matches(&self, pattern: &str, text: &str) -> Option<bool> {
+        let key = place(pattern);
+        let mut compiled = self.compiled.borrow_mut();
+        let index = match compiled.iter().position(|(place, _)| *place == key) {
+            Some(index) => index,
+            None if compiled.len() >= MAX_PATTERNS => return None,
+            None => {
+                let regex = regex::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 20)
+                    .build()
+                    .ok();
+                compiled.push((key, regex));
+                compiled.len() - 1
+            }
+        };
+        compiled[index].1.as_ref().map(|regex| regex.is_match(text))
+    }
+
+    /// [`pattern_strings`], spelled once per pattern and lengths.
+    fn strings(&self, pattern: &str, minimum: usize, maximum: Option<usize>) -> Vec<String> {
+        let key = place(pattern);
+        let mut spelled = self.spelled.borrow_mut();
+        let found = spelled
+            .iter()
+            .find(|(place, low, high, _)| (*place, *low, *high) == (key, minimum, maximum));
+        if let Some((_, _, _, strings)) = found {
+            return strings.clone();
+        }
+        let strings = pattern_strings(pattern, minimum, maximum);
+        if spelled.len() < MAX_PATTERNS {
+            spelled.push((key, minimum, maximum, strings.clone()));
+        }
+        strings
+    }
+}
+
+/// Hashes the addresses that key the `$ref` cache.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (self.0 ^ address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type AddressMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<AddressHasher>>;
+
+impl<'a> Generator<'_, 'a> {
+    /// The target of `at` when it is a `$ref` and nothing else that constrains documents (up to
+    /// draft-07, what is beside a `$ref` is ignored).
+    fn bare_reference(&self, at: At<'a>) -> Option<At<'a>> {
+        let object = at.value.as_object()?;
+        let Some(Value::String(reference)) = object.get("$ref") else {
+            return None;
+        };
+        let bare = object
+            .keys()
+            .all(|keyword| ANNOTATIONS.contains(&keyword.as_str()))
+            || matches!(
+                draft_of(at.doc.root),
+                jsonschema::Draft::Draft4 | jsonschema::Draft::Draft6 | jsonschema::Draft::Draft7
+            );
+        if bare {
+            self.resolve(at, reference)
+        } else {
+            None
+        }
+    }
+
+    /// The target of a `$ref` found in `at` (resolved once per `$ref` of the schemas).
+    fn resolve(&self, at: At<'a>, reference: &'a str) -> Option<At<'a>> {
+        let key = reference.as_ptr() as usize;
+        if let Some(target) = self.references.borrow().get(&key) {
+            return *target;
+        }
+        let target = model::resolve(self.schemas, at, reference).ok();
+        self.references.borrow_mut().insert(key, target);
+        target
+    }
+
+    /// False when `value` surely breaks the schema at `at` (type, enum, const, lengths,
+    /// `pattern`, bounds, required and declared properties, items, `allOf`/`anyOf`/`oneOf`,
+    /// `$ref`); true otherwise, also when the check ran out of steps.
+    fn fits(&self, at: At<'a>, value: &Value) -> bool {
+        let mut steps = FIT_STEPS;
+        self.fits_within(at, value, 0, &mut steps)
+    }
+
+    fn fits_within(&self, at: At<'a>, value: &Value, depth: usize, steps: &mut usize) -> bool {
+        if depth > FIT_DEPTH || *steps == 0 {
+            return true;
+        }
+        *steps -= 1;
+        let object = match at.value {
+            Value::Bool(accepts) => return *accepts,
+            Value::Object(object) => object,
+            _ => return true,
+        };
+        if let Some(Value::String(reference)) = object.get("$ref")
+            && let Some(target) = self.resolve(at, reference)
+        {
+            let fits = self.fits_within(target, value, depth + 1, steps);
+            // Up to draft-07, the keywords beside `$ref` are ignored.
+            let draft = draft_of(at.doc.root);
+            let ignores_siblings = matches!(
+                draft,
+                jsonschema::Draft::Draft4 | jsonschema::Draft::Draft6 | jsonschema::Draft::Draft7
+            );
+            if !fits || ignores_siblings {
+                return fits;
+            }
+        }
+        // One pass over the keywords (a schema has few; the checks below are many).
+        let cx = Fit { at, object, depth };
+        object
+            .iter()
+            .all(|(keyword, schema)| self.keyword_fits(&cx, keyword, schema, value, steps))
+    }
+
+    /// Whether one keyword of a schema object surely rejects `value` (false) or not.
+    fn keyword_fits(
+        &self,
+        cx: &Fit<'_, 'a>,
+        keyword: &str,
+        schema: &'a Value,
+        value: &Value,
+        steps: &mut usize,
+    ) -> bool {
+        let Fit { at, object, depth } = *cx;
+        let mut sub = |schema: &'a Value, value: &Value| {
+            self.fits_within(at.child(schema), value, depth + 1, steps)
+        };
+        let count = |bound: &Value, actual: usize, at_least: bool| {
+            bound.as_u64().is_none_or(|bound| {
+                let actual = actual as u64;
+                if at_least {
+                    actual >= bound
+                } else {
+                    actual <= bound
+                }
+            })
+        };
+        match (keyword, value) {
+            ("type", _) => type_fits(schema, value),
+            ("enum", _) => schema
+                .as_array()
+                .is_none_or(|options| options.iter().any(|option| json_equal(option, value))),
+            ("const", _) => json_equal(schema, value),
+            ("allOf", _) => members(schema).all(|member| sub(member, value)),
+            // `oneOf` as `anyOf`: this check does not see everything, so it cannot count matches.
+            ("anyOf" | "oneOf", _) => {
+                let mut members = members(schema).peekable();
+                members.peek().is_none() || members.any(|member| sub(member, value))
+            }
+            ("minLength", Value::String(text)) => count(schema, text.chars().count(), true),
+            ("maxLength", Value::String(text)) => count(schema, text.chars().count(), false),
+            ("pattern", Value::String(text)) => schema
+                .as_str()
+                .and_then(|pattern| self.patterns.matches(pattern, text))
+                .unwrap_or(true),
+            (
+                "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" | "multipleOf",
+                Value::Number(number),
+            ) => number
+                .as_f64()
+                .is_none_or(|number| number_fits(object, keyword, schema, number)),
+            ("minProperties", Value::Object(map)) => count(schema, map.len(), true),
+            ("maxProperties", Value::Object(map)) => count(schema, map.len(), false),
+            ("required", Value::Object(map)) => names(schema).all(|name| map.contains_key(name)),
+            ("dependentRequired" | "dependencies" | "dependentSchemas", Value::Object(map)) => {
+                let entries = schema.as_object().into_iter().flatten();
+                for (_, dependency) in entries.filter(|(name, _)| map.contains_key(*name)) {
+                    let fits = match dependency {
+                        Value::Array(_) => names(dependency).all(|name| map.contains_key(name)),
+                        _ => sub(dependency, value),
+                    };
+                    if !fits {
+                        return false;
+                    }
+                }
+                true
+            }
+            ("properties", Value::Object(map)) => {
+                let declared = schema.as_object();
+                map.iter().all(|(name, value)| {
+                    declared
+                        .and_then(|declared| declared.get(name))
+                        .is_none_or(|schema| sub(schema, value))
+                })
+            }
+            ("patternProperties", Value::Object(map)) => {
+                let patterned = schema.as_object().into_iter().flatten();
+                for (pattern, schema) in patterned {
+                    for (name, value) in map {
+                        if self.patterns.matches(pattern, name) == Some(true) && !sub(schema, value)
+                        {
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+            ("additionalProperties", Value::Object(map)) => {
+                let declared = object.get("properties").and_then(Value::as_object);
+                let patterned = object.get("patternProperties").and_then(Value::as_object);
+                map.iter().all(|(name, value)| {
+                    if declared.is_some_and(|declared| declared.contains_key(name)) {
+                        return true;
+                    }
+                    // Only where every pattern is known not to match.
+                    let unmatched = patterned
+                        .into_iter()
+                        .flatten()
+                        .all(|(pattern, _)| self.patterns.matches(pattern, name) == Some(false));
+                    !unmatched || sub(schema, value)
+                })
+            }
+            ("propertyNames", Value::Object(map)) => map
+                .keys()
+                .all(|name| sub(schema, &Value::String(name.clone()))),
+            ("minItems", Value::Array(items)) => count(schema, items.len(), true),
+            ("maxItems", Value::Array(items)) => count(schema, items.len(), false),
+            ("uniqueItems", Value::Array(items)) => {
+                schema != &Value::Bool(true)
+                    || items.len() > 64
+                    || items.iter().enumerate().all(|(index, item)| {
+                        !items[..index].iter().any(|before| json_equal(before, item))
+                    })
+            }
+            ("prefixItems", Value::Array(items)) => {
+                let tuple = schema.as_array().into_iter().flatten();
+                tuple.zip(items).all(|(schema, item)| sub(schema, item))
+            }
+            ("items", Value::Array(items)) => match schema {
+                Value::Array(tuple) => tuple
+                    .iter()
+                    .zip(items)
+                    .all(|(schema, item)| sub(schema, item)),
+                _ => {
+                    let skip = object
+                        .get("prefixItems")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    items.iter().skip(skip).all(|item| sub(schema, item))
+                }
+            },
+            ("additionalItems", Value::Array(items)) => match object.get("items") {
+                Some(Value::Array(tuple)) => {
+                    items.iter().skip(tuple.len()).all(|item| sub(schema, item))
+                }
+                _ => true,
+            },
+            ("contains", Value::Array(items)) => {
+                object.get("minContains").and_then(Value::as_u64) == Some(0)
+                    || items.iter().any(|item| sub(schema, item))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// What the keywords of one schema object are checked in.
+#[derive(Clone, Copy)]
+struct Fit<'m, 'a> {
+    at: At<'a>,
+    object: &'m Map<String, Value>,
+    depth: usize,
+}
+
+/// The members of `allOf`/`anyOf`/`oneOf`.
+fn members(schema: &Value) -> std::slice::Iter<'_, Value> {
+    schema
+        .as_array()
+        .map_or([].iter(), |members| members.iter())
+}
+
+/// The names in an array of names (`required`, a dependency).
+fn names(schema: &Value) -> impl Iterator<Item = &str> {
+    schema
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Whether a value has one of the types `type` names.
+fn type_fits(declared: &Value, value: &Value) -> bool {
+    let one = |name: &str| match name {
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.as_f64().is_some_and(|number| number.fract() == 0.0),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        _ => true,
+    };
+    match declared {
+        Value::String(name) => one(name),
+        Value::Array(names) => names.iter().filter_map(Value::as_str).any(one),
+        _ => true,
+    }
+}
+
+/// Whether a number keeps one bound (draft-04's boolean `exclusiveMinimum`/`exclusiveMaximum`
+/// make `minimum`/`maximum` strict).
+fn number_fits(object: &Map<String, Value>, keyword: &str, bound: &Value, number: f64) -> bool {
+    let Some(bound) = bound.as_f64() else {
+        return true;
+    };
+    let strict = |keyword: &str| object.get(keyword) == Some(&Value::Bool(true));
+    match keyword {
+        "minimum" if strict("exclusiveMinimum") => number > bound,
+        "minimum" => number >= bound,
+        "maximum" if strict("exclusiveMaximum") => number < bound,
+        "maximum" => number <= bound,
+        "exclusiveMinimum" => number > bound,
+        "exclusiveMaximum" => number < bound,
+        "multipleOf" if bound > 0.0 => {
+            let quotient = number / bound;
+            !quotient.is_finite() || (quotient - quotient.round()).abs() < 1e-9
+        }
+        _ => true,
+    }
+}
+
+/// JSON Schema equality: numbers by value (`1` equals `1.0`), the rest structurally.
+fn json_equal(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(left), Value::Number(right)) => {
+            left == right || matches!((left.as_f64(), right.as_f64()), (Some(l), Some(r)) if l == r)
+        }
+        (Value::Array(left), Value::Array(right)) => {
+            left.len() == right.len() && left.iter().zip(right).all(|(l, r)| json_equal(l, r))
+        }
+        (Value::Object(left), Value::Object(right)) => {
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .all(|(name, l)| right.get(name).is_some_and(|r| json_equal(l, r)))
+        }
+        _ => left == right,
+    }
+}
+
+// Strings that match a `pattern`, spelled from its syntax tree (`regex-syntax`): literals as
+// they are, a class as one of its members, a repetition its minimum number of times (more to
+// reach a length), an alternation its first branch that can be spelled, assertions as nothing.
+
+/// The longest string spelled from a pattern.
+const MAX_SPELLED: usize = 1_024;
+/// How long the "long" spelling of an unbounded pattern is.
+const LONG_SPELLING: usize = 16;
+
+/// A few strings matching `pattern` with a length in `minimum..=maximum`, the most ordinary
+/// first: at least one character, then the longest allowed (or a long one), each with two
+/// choices of class members and branches. Empty when the pattern cannot be read or spelled.
+fn pattern_strings(pattern: &str, minimum: usize, maximum: Option<usize>) -> Vec<String> {
+    let Some(hir) = parse_pattern(pattern) else {
+        return Vec::new();
+    };
+    let mut spelled: Vec<String> = Vec::new();
+    for choice in [Choice::First, Choice::Last] {
+        let Some(shortest) = spell(&hir, choice, 0) else {
+            continue;
+        };
+        let length = shortest.chars().count();
+        let targets = [
+            minimum.max(1),
+            maximum.unwrap_or(LONG_SPELLING).min(MAX_SPELLED),
+        ];
+        for target in targets {
+            let text = if target > length {
+                spell(&hir, choice, target - length)
+            } else {
+                Some(shortest.clone())
+            };
+            let Some(text) = text else { continue };
+            let length = text.chars().count();
+            let fits = length >= minimum && maximum.is_none_or(|maximum| length <= maximum);
+            if fits && !spelled.contains(&text) {
+                spelled.push(text);
+            }
+        }
+    }
+    spelled
+}
+
+/// The syntax tree of a pattern, read with Unicode classes when this build has them.
+fn parse_pattern(pattern: &str) -> Option<Hir> {
+    if pattern.len() > 4_096 {
+        return None;
+    }
+    let parse = |unicode: bool| {
+        regex_syntax::ParserBuilder::new()
+            .nest_limit(64)
+            .unicode(unicode)
+            .utf8(unicode)
+            .build()
+            .parse(pattern)
+            .ok()
+    };
+    parse(true).or_else(|| parse(false))
+}
+
+/// Which member of a class (and branch of an alternation) a spelling takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Choice {
+    /// The most ordinary: a letter or digit where the class has one, the first branch.
+    First,
+    /// Another: the class's last printable ASCII member, the last branch that can be spelled.
+    Last,
+}
+
+/// A string `hir` matches, about `extra` characters longer than its shortest when repetitions
+/// allow it; `None` when the pattern has no such string (an empty class) or it would be too long.
+fn spell(hir: &Hir, choice: Choice, extra: usize) -> Option<String> {
+    let mut text = String::new();
+    let mut extra = extra;
+    spell_into(hir, choice, &mut text, &mut extra)?;
+    Some(text)
+}
+
+fn spell_into(hir: &Hir, choice: Choice, text: &mut String, extra: &mut usize) -> Option<()> {
+    if text.len() > MAX_SPELLED {
+        return None;
+    }
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(()),
+        HirKind::Literal(literal) => {
+            text.push_str(std::str::from_utf8(&literal.0).ok()?);
+            Some(())
+        }
+        HirKind::Class(class) => {
+            text.push(class_member(class, choice)?);
+            Some(())
+        }
+        HirKind::Capture(capture) => spell_into(&capture.sub, choice, text, extra),
+        HirKind::Concat(parts) => parts
+            .iter()
+            .try_for_each(|part| spell_into(part, choice, text, extra)),
+        HirKind::Alternation(branches) => {
+            let (mark, saved) = (text.len(), *extra);
+            let mut spell_branch = |branch: &Hir| {
+                text.truncate(mark);
+                *extra = saved;
+                spell_into(branch, choice, text, extra)
+            };
+            let found = match choice {
+                Choice::First => branches.iter().find_map(&mut spell_branch),
+                Choice::Last => branches.iter().rev().find_map(spell_branch),
+            };
+            if found.is_none() {
+                text.truncate(mark);
+            }
+            found
+        }
+        HirKind::Repetition(repetition) => {
+            let mut count: u32 = 0;
+            while count < repetition.min {
+                let mark = text.len();
+                spell_into(&repetition.sub, choice, text, extra)?;
+                count += 1;
+                if text.len() == mark {
+                    // Spelled as nothing: so are the other copies.
+                    return Some(());
+                }
+            }
+            // More copies while characters are wanted and the repetition allows them.
+            while *extra > 0 && repetition.max.is_none_or(|maximum| count < maximum) {
+                let mark = text.len();
+                let mut none = 0;
+                if spell_into(&repetition.sub, choice, text, &mut none).is_none() {
+                    text.truncate(mark);
+                    break;
+                }
+                let added = text[mark..].chars().count();
+                if added == 0 || added > *extra {
+                    text.truncate(mark);
+                    break;
+                }
+                *extra -= added;
+                count += 1;
+            }
+            Some(())
+        }
+    }
+}
+
+/// A member of a class: for `First` a common letter or digit when the class has one, for
+/// `Last` its last printable ASCII member; else the first printable member, else any.
+fn class_member(class: &Class, choice: Choice) -> Option<char> {
+    const PREFERRED: [char; 8] = ['a', '0', 'A', 'x', '-', '_', ' ', '.'];
+    let ranges: Vec<(char, char)> = match class {
+        Class::Unicode(class) => class
+            .ranges()
+            .iter()
+            .map(|range| (range.start(), range.end()))
+            .collect(),
+        // Bytes: only ASCII ones make a string on their own.
+        Class::Bytes(class) => class
+            .ranges()
+            .iter()
+            .filter(|range| range.start() < 0x80)
+            .map(|range| (char::from(range.start()), char::from(range.end().min(0x7f))))
+            .collect(),
+    };
+    let has = |member: char| {
+        ranges
+            .iter()
+            .any(|(start, end)| (*start..=*end).contains(&member))
+    };
+    // The ranges are sorted: the first (last) printable ASCII member is in the first (last)
+    // range that reaches into ' '..='~'.
+    let printable = || {
+        ranges.iter().filter_map(|(start, end)| {
+            let (low, high) = ((*start).max(' '), (*end).min('~'));
+            (low <= high).then_some((low, high))
+        })
+    };
+    let chosen = match choice {
+        Choice::First => PREFERRED
+            .into_iter()
+            .find(|member| has(*member))
+            .or_else(|| printable().next().map(|(low, _)| low)),
+        Choice::Last => printable().next_back().map(|(_, high)| high),
+    };
+    chosen
+        .or_else(|| {
+            // Past ASCII: the first member that is not a control character.
+            ranges.iter().find_map(|(start, end)| {
+                let member = (*start).max('\u{a0}');
+                (member <= *end).then_some(member)
+            })
+        })
+        .or_else(|| ranges.first().map(|(start, _)| *start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        regex::Regex::new(pattern).is_ok_and(|regex| regex.is_match(text))
+    }
+
+    #[test]
+    fn spelled_strings_match_their_pattern_and_lengths() {
+        let cases: [(&str, usize, Option<usize>); 10] = [
+            ("^[A-Z]{3}$", 0, None),
+            ("^o-[0-9]+$", 0, Some(40)),
+            ("^[A-Z0-9-]+$", 1, Some(40)),
+            ("^[A-Z]{2}-\\d+$", 8, Some(12)),
+            (
+                "^(?:[a-z0-9]+\\.)*[a-z0-9]+@example\\.(?:com|org)$",
+                0,
+                Some(64),
+            ),
+            ("^[^\\s]+$", 0, Some(4)),
+            ("colou?r", 0, None),
+            ("^(?i)abc$", 0, None),
+            ("^\\p{L}+$", 2, None),
+            ("^[a-z]*$", 5, Some(5)),
+        ];
+        for (pattern, minimum, maximum) in cases {
+            let spelled = pattern_strings(pattern, minimum, maximum);
+            assert!(!spelled.is_empty(), "{pattern}");
+            for text in spelled {
+                let length = text.chars().count();
+                assert!(matches(pattern, &text), "{pattern}: {text:?}");
+                assert!(length >= minimum && maximum.is_none_or(|maximum| length <= maximum));
+            }
+        }
+        assert_eq!(pattern_strings("^[A-Z]{3}$", 0, None)[0], "AAA");
+        assert_eq!(pattern_strings("^o-[0-9]+$", 0, Some(40))[1].len(), 40);
+        assert!(pattern_strings("^(EUR|USD)$", 0, None).contains(&"USD".to_owned()));
+    }
+
+    #[test]
+    fn unspellable_patterns_give_nothing_rather_than_a_wrong_string() {
+        assert!(pattern_strings("^[a-z]{3}$", 4, None).is_empty());
+        assert!(
+            pattern_strings("(?=a)b", 0, None).is_empty(),
+            "look-ahead: not read"
+        );
+        assert!(
+            pattern_strings("^(?:a{1000}){1000}$", 0, None).is_empty(),
+            "too long"
+        );
+        assert_eq!(
+            pattern_strings("^[a-z]*$", 0, None)[0],
+            "a",
+            "one character at least"
+        );
+        assert!(pattern_strings("[", 0, None).is_empty());
+    }
 }

@@ -200,6 +200,10 @@ impl Loader {
             })
             .collect();
         let mut usable: BTreeMap<String, Value> = BTreeMap::new();
+        // The documents each one refers to (without fragments), to give each compilation only
+        // what it reaches: a registry of every document per compilation would make loading
+        // quadratic in the number of versions.
+        let mut refers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for contract in &mut pending {
             for document in &mut contract.documents {
                 let base = url::Url::parse(&contract::schema_uri(&document.id))
@@ -216,10 +220,18 @@ impl Loader {
                             .map(|(reference, _)| reference.clone())
                             .collect();
                         if outside.is_empty() {
-                            usable.insert(
-                                contract::schema_uri(&document.id),
-                                document.schema.clone(),
-                            );
+                            let uri = contract::schema_uri(&document.id);
+                            let targets = refs
+                                .iter()
+                                .map(|(_, target)| {
+                                    let mut document = target.clone();
+                                    document.set_fragment(None);
+                                    document.to_string()
+                                })
+                                .filter(|target| *target != uri)
+                                .collect();
+                            refers.insert(uri.clone(), targets);
+                            usable.insert(uri, document.schema.clone());
                         } else {
                             for reference in outside {
                                 self.problem(
@@ -242,11 +254,8 @@ impl Loader {
                 }
             }
         }
-        // A document that refers to a refused one cannot compile either; the compiler says so.
-        let documents = jsonschema::Registry::new()
-            .extend(usable.iter().map(|(uri, schema)| (uri.as_str(), schema)))
-            .and_then(jsonschema::RegistryBuilder::prepare);
-        let documents = match documents {
+        let patterns = jsonschema::PatternCache::new();
+        let no_documents = match jsonschema::Registry::new().prepare() {
             Ok(documents) => documents,
             Err(error) => {
                 self.problem(
@@ -256,7 +265,6 @@ impl Loader {
                 return BTreeMap::new();
             }
         };
-        let patterns = jsonschema::PatternCache::new();
 
         let mut contracts = BTreeMap::new();
         for pending in pending {
@@ -265,7 +273,32 @@ impl Loader {
                 if document.refused {
                     continue;
                 }
-                match contract::compile(&document.id, &document.schema, &documents, &patterns) {
+                let uri = contract::schema_uri(&document.id);
+                let reached = reached(&uri, &refers);
+                // A document that refers to a refused one cannot compile either; the compiler
+                // says so.
+                let documents = if reached.is_empty() {
+                    Ok(None)
+                } else {
+                    jsonschema::Registry::new()
+                        .extend(reached.iter().filter_map(|target| {
+                            usable.get(target).map(|schema| (target.as_str(), schema))
+                        }))
+                        .and_then(jsonschema::RegistryBuilder::prepare)
+                        .map(Some)
+                };
+                let documents = match documents {
+                    Ok(documents) => documents,
+                    Err(error) => {
+                        self.problem(
+                            &document.file,
+                            format!("cannot index the schemas it refers to: {error}"),
+                        );
+                        continue;
+                    }
+                };
+                let documents = documents.as_ref().unwrap_or(&no_documents);
+                match contract::compile(&document.id, &document.schema, documents, &patterns) {
                     Ok(validator) => {
                         let version = Arc::new(ContractVersion {
                             id: document.id.clone(),
@@ -1389,6 +1422,18 @@ impl RouteCheck<'_> {
 }
 
 /// 1-based line and column of a byte offset.
+/// Every document `uri` reaches through `$ref`s, itself excluded.
+fn reached(uri: &str, refers: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    let mut reached = BTreeSet::new();
+    let mut pending: Vec<&String> = refers.get(uri).into_iter().flatten().collect();
+    while let Some(next) = pending.pop() {
+        if next != uri && reached.insert(next.clone()) {
+            pending.extend(refers.get(next.as_str()).into_iter().flatten());
+        }
+    }
+    reached
+}
+
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;

@@ -217,6 +217,10 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("contracts/orders/OrderPlaced/v4.json: version 4 of orders/OrderPlaced is not backward compatible"), "{stdout}");
     assert!(stdout.contains("REQUIRED_PROPERTY_ADDED"), "{stdout}");
+    assert!(
+        stdout.contains("valid under v3, rejected by v4"),
+        "{stdout}"
+    );
     let output = contextgate(
         root,
         &[

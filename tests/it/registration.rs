@@ -445,6 +445,10 @@ async fn an_incompatible_version_is_refused_with_the_checker_s_report_unless_acc
             .contains("REQUIRED_PROPERTY_ADDED"),
         "{refused}"
     );
+    let example = &refused["compatibility"]["counterexample"];
+    assert_eq!(example["valid_under"], 2, "{refused}");
+    assert_eq!(example["rejected_by"], 3, "{refused}");
+    assert!(example["document"].get("gift").is_none(), "{refused}");
     assert_eq!(snapshot(dir.path()), before, "nothing was written");
 
     // On purpose, with a reason: taken, and the reason recorded in the contract's metadata.
