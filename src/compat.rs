@@ -8,7 +8,8 @@
 //! with a type name and a path; a level holds when no difference is incompatible under the chosen
 //! [`Policy`]. When it does not, a counterexample document is searched for and returned only once
 //! the real validators (the `jsonschema` crate, compiled as the registry compiles contracts) agree
-//! it is valid under one version and rejected by the other. See COMPAT.md for the model.
+//! it is valid under one version and rejected by the other. README.md, "Schema evolution", describes
+//! the model, the difference types and every deviation from Confluent.
 //!
 //! The core is pure: no I/O, no panics on untrusted schemas, bounded work (a budget of pair
 //! comparisons; exhausted, the answer is "too complex to decide", never a hang) and bounded
