@@ -17,7 +17,8 @@
 //! A case with `"history": [schemas, oldest first]`, `"new"`, `"level"` and `"compatible"` runs
 //! `check` at that level instead (and wants a counterexample when incompatible).
 //!
-//! Below the suite: levels and reports, the budget, very deep schemas, and timings.
+//! Below the suite: levels and reports, the budget, very deep schemas. (Speed: `cargo bench --bench
+//! evolution`.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -494,22 +495,21 @@ fn typical_contract(extra: bool) -> Value {
     schema
 }
 
+/// A typical contract's evolution gives exactly its two differences, and full-transitive sees the
+/// forward break. (How fast: `cargo bench --bench evolution`.)
 #[test]
-fn a_typical_pair_diffs_well_under_a_hundred_microseconds() {
+fn a_typical_pair_gives_its_two_differences_every_time() {
     let (old, new) = (typical_contract(false), typical_contract(true));
     let documents = no_documents();
     let schemas = Schemas::new(&documents);
     let (old, new) = (Version::new(1, &old, V1), Version::new(2, &new, V2));
-    let n_rounds = 2_000;
-    let started = std::time::Instant::now();
+    let n_rounds = 200;
     let mut n_changes = 0;
     for _ in 0..n_rounds {
         n_changes += compat::diff(&old, &new, &schemas, Policy::Strict)
             .expect("decided")
             .len();
     }
-    let per_pair = started.elapsed() / n_rounds;
-    println!("typical pair: {per_pair:?} per diff (this build's profile)");
 
     assert_eq!(
         n_changes,
@@ -526,11 +526,6 @@ fn a_typical_pair_diffs_well_under_a_hundred_microseconds() {
     assert!(
         !report.compatible,
         "forward: the new enum value is rejected by v1"
-    );
-    // Debug builds of this crate are several times slower than release; the bound is loose.
-    assert!(
-        per_pair < std::time::Duration::from_micros(500),
-        "{per_pair:?}"
     );
 }
 
@@ -584,98 +579,4 @@ fn deep_schemas_are_decided_or_refused() {
     let changes = shallow.expect("a hundred levels are decided");
     assert_eq!(changes.len(), 1);
     assert!(changes[0].path.ends_with("/items") && changes[0].kind.name() == "TYPE_CHANGED");
-}
-
-/// Five versions of one contract, each a compatible evolution of the one before.
-fn contract_history(seed: usize) -> Vec<Value> {
-    let mut versions = vec![typical_contract(false)];
-    for step in 1..5 {
-        let mut next = versions[step - 1].clone();
-        match step {
-            1 => next["properties"][format!("extra{seed}")] = serde_json::json!({"type": "string"}),
-            2 => {
-                next["properties"]["status"]["enum"] =
-                    serde_json::json!(["placed", "paid", "shipped", "returned"])
-            }
-            3 => next["properties"]["note"]["maxLength"] = serde_json::json!(1000),
-            _ => {
-                next["$defs"]["line"]["properties"]["discount"] =
-                    serde_json::json!({"type": "number"})
-            }
-        }
-        versions.push(next);
-    }
-    versions
-}
-
-/// The registration-scale budget: 1 000 contracts × 5 versions, each registration checked
-/// transitively, in under 2 s; once all compatible (backward), once all incompatible (full: every
-/// check searches a counterexample, with the validators the registry has already compiled).
-/// Run it on an optimized build: `cargo test --release --test compat_cases -- --ignored --nocapture`.
-#[test]
-#[ignore = "a timing for optimized builds"]
-fn a_thousand_contracts_of_five_versions_check_in_under_two_seconds() {
-    let contracts: Vec<Vec<Value>> = (0..1_000).map(contract_history).collect();
-    let validators: Vec<Vec<jsonschema::Validator>> = contracts
-        .iter()
-        .map(|versions| {
-            let compile = |schema| {
-                jsonschema::options()
-                    .should_validate_formats(true)
-                    .build(schema)
-            };
-            versions
-                .iter()
-                .map(|schema| compile(schema).expect("a valid schema"))
-                .collect()
-        })
-        .collect();
-    let uris: Vec<String> = (1..=5)
-        .map(|number| format!("contextgate://registry/contracts/test/Case/v{number}.json"))
-        .collect();
-    let documents = no_documents();
-    let schemas = Schemas::new(&documents);
-    let run = |level| {
-        let started = std::time::Instant::now();
-        let (mut n_incompatible, mut n_counterexamples) = (0, 0);
-        for (versions, validators) in contracts.iter().zip(&validators) {
-            let versions: Vec<Version<'_>> = versions
-                .iter()
-                .zip(validators)
-                .zip(&uris)
-                .zip(1..)
-                .map(|(((schema, validator), uri), number)| Version {
-                    validator: Some(validator),
-                    ..Version::new(number, schema, uri)
-                })
-                .collect();
-            for index in 1..versions.len() {
-                let report = compat::check(
-                    &versions[..index],
-                    &versions[index],
-                    level,
-                    Policy::Strict,
-                    &schemas,
-                );
-                n_incompatible += usize::from(!report.compatible);
-                n_counterexamples += usize::from(report.counterexample.is_some());
-            }
-        }
-        (started.elapsed(), n_incompatible, n_counterexamples)
-    };
-
-    let backward = run(compat::Level::BackwardTransitive);
-    let full = run(compat::Level::FullTransitive);
-    println!(
-        "1 000 contracts × 5 versions: backward-transitive {:?}, full-transitive {:?}",
-        backward.0, full.0
-    );
-
-    assert_eq!((backward.1, full.1, full.2), (0, 4_000, 4_000));
-    assert!(
-        backward.0 < std::time::Duration::from_secs(2),
-        "{:?}",
-        backward.0
-    );
-    assert!(full.0 < std::time::Duration::from_secs(2), "{:?}", full.0);
 }
