@@ -138,6 +138,12 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
         "lines"
     ]);
     add_version(root, 3, &v3);
+    // Its example ships to the US, which shipping's translator (still reading v2) does not serve.
+    let mut us = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+    us["shipping_address"]["country"] = json!("US");
+    let examples = root.join("contracts/orders/OrderPlaced/examples/v3");
+    std::fs::create_dir_all(&examples).unwrap();
+    write_json(&examples, "us.json", &us);
     let output = contextgate(
         root,
         &["check", "--registry", registry, "--against", "HEAD"],
@@ -155,6 +161,10 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
     );
     assert!(
         stdout.contains("orders-to-shipping takes orders/OrderPlaced@2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("translators/shipping/prepare_shipments.rhai: warning: translator shipping/prepare_shipments reads orders/OrderPlaced@2; on orders/OrderPlaced@3's example contracts/orders/OrderPlaced/examples/v3/us.json it fails"),
         "{stdout}"
     );
     assert!(stdout.contains("ok: "), "{stdout}");

@@ -311,6 +311,10 @@ async fn routes_that_break_the_rules_are_refused_and_change_nothing() {
     for path in [
         "/v1/routes/..%2F..%2Fetc",
         "/v1/routes/a%00b",
+        "/v1/routes/%2e%2e%2fetc",
+        // A Cyrillic "о" that looks like the Latin one, and a case variant.
+        "/v1/routes/%D0%BErders-to-shipping",
+        "/v1/routes/Orders-to-shipping",
         &format!("/v1/routes/{}", "a".repeat(10_000)),
     ] {
         let (status, _, _) = call(&base, Method::DELETE, path, Some(OPERATOR), None, &[]).await;
