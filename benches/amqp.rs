@@ -4,7 +4,10 @@
 //!     `multiple` ack per 100 confirmed messages, the same prefetch),
 //! (b) RabbitMQ's shovel plugin (a dynamic shovel, `ack-mode` on-confirm, the same prefetch),
 //! (c) `contextgate serve` (the release binary) with a conformist route,
-//! (d) `contextgate serve` with an anti-corruption route.
+//! (d) `contextgate serve` with an anti-corruption route,
+//! (e) `contextgate serve` with the conformist route while 64 clients flood its admin API with
+//!     10 000 requests a second (route reads and dry runs: RELIABILITY A9), which says whether
+//!     the data plane keeps its throughput; the flood's answers are counted.
 //! Each mover is timed from its first message out to its last; the gateway's peak RSS (VmHWM)
 //! is read from /proc when it is done.
 //!
@@ -53,10 +56,16 @@ fn main() {
     let rounds = setting("CONTEXTGATE_BENCH_ROUNDS", 4).max(1);
     let per_round = n / rounds;
     let only = std::env::var("CONTEXTGATE_BENCH_ONLY").unwrap_or_default();
-    let movers: Vec<&'static str> = ["raw", "shovel", "conformist", "anti-corruption"]
-        .into_iter()
-        .filter(|name| only.is_empty() || only.split(',').any(|one| one == *name))
-        .collect();
+    let movers: Vec<&'static str> = [
+        "raw",
+        "shovel",
+        "conformist",
+        "conformist-flooded",
+        "anti-corruption",
+    ]
+    .into_iter()
+    .filter(|name| only.is_empty() || only.split(',').any(|one| one == *name))
+    .collect();
     let url = std::env::var("CONTEXTGATE_BENCH_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -86,7 +95,7 @@ fn main() {
                     "shovel" => shovel(&client, per_round, &data)
                         .await
                         .expect("the shovel plugin could not be enabled"),
-                    "conformist" => {
+                    "conformist" | "conformist-flooded" => {
                         gateway(&url, &client, per_round, &data, name, "shop-to-audit").await
                     }
                     _ => gateway(&url, &client, per_round, &data, name, "shop-to-warehouse").await,
@@ -488,13 +497,37 @@ async fn gateway(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the gateway printed its address")
+            .unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             eprintln!("  gateway: {line}");
         }
     });
+    let flood = (name == "conformist-flooded").then(|| flood(&base, route.name.as_str()));
     let seconds = time_until(channel, &target, n).await;
+    if let Some((stop, clients)) = flood {
+        stop.send_replace(true);
+        let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+        for client in clients {
+            for (status, count) in client.await.unwrap() {
+                *answers.entry(status).or_default() += count;
+            }
+        }
+        let total: usize = answers.values().sum();
+        println!(
+            "  admin flood: {total} requests answered in {seconds:.2} s ({:.0}/s), by status: {answers:?}",
+            total as f64 / seconds
+        );
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let peak_rss_kib = status
         .lines()
@@ -529,6 +562,63 @@ async fn gateway(
         seconds,
         peak_rss_kib,
     }
+}
+
+/// One flooding client: its answers by status when it stops.
+type Client = tokio::task::JoinHandle<Vec<(u16, usize)>>;
+
+/// 64 clients calling the admin API of the gateway at `base` until told to stop, 10 000 requests
+/// a second in all: each loop reads the routes, reads one route, and dry-runs one message through
+/// it. Returns the answers by status.
+fn flood(base: &str, route: &str) -> (tokio::sync::watch::Sender<bool>, Vec<Client>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "specversion": "1.0", "id": "flood", "source": "bench", "type": "shop.OrderPlaced",
+        "dataschema": "contextgate:shop/OrderPlaced@1",
+        "datacontenttype": "application/json",
+        "data": serde_json::from_slice::<serde_json::Value>(&support::event_data()).unwrap(),
+    })
+    .to_string();
+    let clients = (0..64)
+        .map(|_| {
+            let (http, stopped, body) = (http.clone(), stopped.clone(), body.clone());
+            let urls = [
+                format!("{base}/v1/routes"),
+                format!("{base}/v1/routes/{route}"),
+            ];
+            let dry_run = format!("{base}/v1/routes/{route}/dry-run");
+            tokio::spawn(async move {
+                let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+                // 64 clients × 3 requests every 19.2 ms: 10 000 requests a second in all.
+                let mut pace = tokio::time::interval(Duration::from_micros(19_200));
+                pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                while !*stopped.borrow() {
+                    pace.tick().await;
+                    let mut statuses = Vec::with_capacity(3);
+                    for url in &urls {
+                        if let Ok(response) = http.get(url).send().await {
+                            statuses.push(response.status().as_u16());
+                        }
+                    }
+                    if let Ok(response) = http
+                        .post(&dry_run)
+                        .header("content-type", "application/cloudevents+json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        statuses.push(response.status().as_u16());
+                    }
+                    for status in statuses {
+                        *answers.entry(status).or_default() += 1;
+                    }
+                }
+                answers.into_iter().collect()
+            })
+        })
+        .collect();
+    (stop, clients)
 }
 
 fn report(name: &str, n: usize, seconds: f64) {

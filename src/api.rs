@@ -66,6 +66,10 @@ pub struct Limits {
     /// Requests in flight at most on everything else under `/v1` (registration, dry runs, dead
     /// letters), counted apart from ingest so that one cannot starve the other.
     pub admin_concurrency: usize,
+    /// Requests per second at most on that admin side (bursts up to as many); more are answered
+    /// 503 at once. Cheap requests never fill the concurrency limit, so this is what keeps a
+    /// flood of them from taking the CPU the data plane needs (RELIABILITY A9).
+    pub admin_rate: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +80,7 @@ impl Default for Limits {
             max_connections: 1_024,
             ingest_concurrency: 256,
             admin_concurrency: 32,
+            admin_rate: 500,
         }
     }
 }
@@ -98,9 +103,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .merge(ingest)
         .merge(
-            admin().route_layer(shed().layer(GlobalConcurrencyLimitLayer::new(
-                limits.admin_concurrency.max(1),
-            ))),
+            admin()
+                .route_layer(shed().layer(GlobalConcurrencyLimitLayer::new(
+                    limits.admin_concurrency.max(1),
+                )))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Arc::new(TokenBucket::new(limits.admin_rate)),
+                    within_rate,
+                )),
         )
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -116,7 +126,53 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .with_state(state)
 }
 
-/// Everything under `/v1` but ingest: one concurrency limit for all of it.
+/// A token bucket shared by every request it guards: `rate` tokens a second, as many at most.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    /// Tokens left, and when they were counted.
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            state: std::sync::Mutex::new((rate, std::time::Instant::now())),
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn admit(&self) -> bool {
+        let mut state = self
+            .state
+            .lock()
+            .expect("no code panics while holding the bucket");
+        let now = std::time::Instant::now();
+        let (tokens, counted) = *state;
+        let tokens =
+            (tokens + now.duration_since(counted).as_secs_f64() * self.rate).min(self.rate);
+        let admitted = tokens >= 1.0;
+        *state = (if admitted { tokens - 1.0 } else { tokens }, now);
+        admitted
+    }
+}
+
+/// 503 at once (with `Retry-After`) past the admin side's rate.
+async fn within_rate(
+    axum::extract::State(bucket): axum::extract::State<Arc<TokenBucket>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if bucket.admit() {
+        next.run(request).await
+    } else {
+        ApiError::Overloaded.into_response()
+    }
+}
+
+/// Everything under `/v1` but ingest: one concurrency limit and one rate for all of it.
 fn admin() -> Router<AppState> {
     Router::new()
         .route("/v1/contexts/{context}/inbox", get(ingest::take_inbox))

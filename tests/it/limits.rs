@@ -280,3 +280,38 @@ async fn registration_bodies_must_be_json_and_within_the_cap() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+#[tokio::test]
+async fn the_admin_side_sheds_requests_past_its_rate() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            admin_rate: 20,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let response = http.get(format!("{base}/v1/routes")).send().await.unwrap();
+        if response.status() == 503 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    let served = statuses.iter().filter(|status| **status == 200).count();
+    let shed = statuses.iter().filter(|status| **status == 503).count();
+    assert_eq!(served + shed, 200, "{statuses:?}");
+    assert!(served >= 20 && shed > 0, "{served} served, {shed} shed");
+    // Ingest is not on that budget.
+    for i in 0..30 {
+        let response = post(
+            &base,
+            event_body("up/Thing@1", &format!("r-{i}"), r#"{"id":"a","n":1}"#),
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+}
