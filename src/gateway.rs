@@ -28,8 +28,11 @@ pub struct Gateway {
     pipeline: watch::Sender<Pipeline>,
     bus: Bus,
     /// Registry changes (from the API or from the folder) run one at a time.
-    registration: tokio::sync::Mutex<()>,
+    registration: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Held while the registry changes; owned, so that work it guards can outlive a cancelled request.
+pub type Registering = tokio::sync::OwnedMutexGuard<()>;
 
 /// What became of one input.
 #[derive(Debug)]
@@ -52,7 +55,7 @@ impl Gateway {
         Arc::new(Self {
             pipeline: watch::Sender::new(pipeline),
             bus,
-            registration: tokio::sync::Mutex::new(()),
+            registration: Arc::default(),
         })
     }
 
@@ -86,8 +89,8 @@ impl Gateway {
     }
 
     /// Held while the registry changes: one change at a time, each from the one before.
-    pub async fn registering(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.registration.lock().await
+    pub async fn registering(&self) -> Registering {
+        self.registration.clone().lock_owned().await
     }
 
     /// Loads the registry folder again and puts it in place if it changed (an operator's edit

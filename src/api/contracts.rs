@@ -228,7 +228,7 @@ pub async fn put_version(
     let schema: Value = serde_json::from_slice(&body)
         .map_err(|error| refused(format!("the schema is not JSON: {error}")))?;
 
-    let _one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = state.gateway.registering().await;
     let pipeline = state.gateway.pipeline();
     let registry = pipeline.registry();
     let contract = registry.contracts.get(&name);
@@ -306,7 +306,7 @@ pub async fn put_version(
         ));
     }
     files.push((folder.join(format!("v{version}.json")), body.to_vec()));
-    writes::apply(&state.gateway, &registry.root, files, || {
+    writes::apply(&state.gateway, one_at_a_time, &registry.root, files, || {
         format!("{id} was not registered")
     })
     .await?;

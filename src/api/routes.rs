@@ -163,7 +163,7 @@ pub async fn put(
     caller.may_act_for(&downstream)?;
     let route = route.with_name(name.to_string());
 
-    let _one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = state.gateway.registering().await;
     let root = state.gateway.pipeline().registry().root.clone();
     let before = stored_route(&root, &name)?;
     if let Some(before) = &before {
@@ -175,6 +175,7 @@ pub async fn put(
     let edited = edit_routes(&source, &name, Some(&route))?;
     writes::apply(
         &state.gateway,
+        one_at_a_time,
         &root,
         vec![(path, edited.into_bytes())],
         refused,
@@ -215,7 +216,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let name = route_name(&raw_route)?;
-    let _one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = state.gateway.registering().await;
     let root = state.gateway.pipeline().registry().root.clone();
     let before = stored_route(&root, &name)?
         .ok_or_else(|| ApiError::NotFound(format!("no route {name}")))?;
@@ -226,6 +227,7 @@ pub async fn delete(
     let edited = edit_routes(&source, &name, None)?;
     writes::apply(
         &state.gateway,
+        one_at_a_time,
         &root,
         vec![(path, edited.into_bytes())],
         || format!("route {name} was not deleted"),

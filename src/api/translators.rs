@@ -168,7 +168,7 @@ pub async fn put(
                 "the body is not a translator ({{\"input\", \"output\", \"script\", \"cases\", \"description\"}}): {error}"
             ))],
         })?;
-    let _one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = state.gateway.registering().await;
     let pipeline = state.gateway.pipeline();
     let registry = pipeline.registry();
     let existed = registry.translators.contains_key(&id);
@@ -189,7 +189,7 @@ pub async fn put(
         (path(".toml"), declaration.into_bytes()),
         (path(".cases.json"), cases),
     ];
-    writes::apply(&state.gateway, &registry.root, files, || {
+    writes::apply(&state.gateway, one_at_a_time, &registry.root, files, || {
         format!("{id} was not registered")
     })
     .await?;

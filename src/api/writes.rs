@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ApiError;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Registering};
 use crate::pipeline::Pipeline;
 use crate::registry::RegistryError;
 use crate::stages::Problem;
@@ -20,34 +20,30 @@ const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// next message (on RabbitMQ: its queue declared and bound), or after [`SETTLE_TIMEOUT`] when
 /// the broker is away (the consumers start on it when the broker is back).
 pub async fn apply(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
+    one_at_a_time: Registering,
     root: &Path,
     files: Vec<(PathBuf, Vec<u8>)>,
     title: impl FnOnce() -> String,
 ) -> Result<(), ApiError> {
-    let mut before: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::with_capacity(files.len());
-    let mut created_folders = Vec::new();
-    let written = files.iter().try_for_each(|(path, bytes)| {
-        if let Some(folder) = path.parent()
-            && !folder.exists()
-        {
-            std::fs::create_dir_all(folder)?;
-            created_folders.push(folder.to_path_buf());
-        }
-        before.push((path.clone(), std::fs::read(path).ok()));
-        write_atomically(path, bytes)
-    });
-    let loaded = match written {
-        Ok(()) => crate::registry::load(root),
-        Err(error) => {
-            put_back(&before, &created_folders);
-            tracing::error!(%error, "Writing the registry failed.");
-            return Err(ApiError::Internal);
-        }
-    };
+    // Files, a whole registry load and the switch: off the runtime's workers, which the
+    // consumers need, and done to the end even if the request is cancelled meanwhile (the
+    // guard goes with the work, so no other change starts before it is over).
+    let folder = root.to_path_buf();
+    let switched = gateway.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = one_at_a_time;
+        let registry = write_and_load(&folder, &files)?;
+        switched.replace(Pipeline::new(Arc::new(registry)));
+        Ok(())
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "The registration task failed.");
+        ApiError::Internal
+    })?;
     match loaded {
-        Ok(registry) => {
-            gateway.replace(Pipeline::new(Arc::new(registry)));
+        Ok(()) => {
             if !gateway.settled(SETTLE_TIMEOUT).await {
                 tracing::warn!(
                     "The registration is applied; the broker consumers will run on it once connected."
@@ -55,8 +51,8 @@ pub async fn apply(
             }
             Ok(())
         }
-        Err(error) => {
-            put_back(&before, &created_folders);
+        Err(None) => Err(ApiError::Internal),
+        Err(Some(error)) => {
             let problems = match error {
                 RegistryError::Problems(problems) => problems
                     .into_iter()
@@ -83,6 +79,35 @@ pub async fn apply(
             })
         }
     }
+}
+
+/// Writes `files` and loads the folder; a write that fails or a registry that does not load puts
+/// every file back. `Err(None)`: a write failed (logged); `Err(Some(_))`: the registry refused.
+fn write_and_load(
+    root: &Path,
+    files: &[(PathBuf, Vec<u8>)],
+) -> Result<crate::registry::Registry, Option<RegistryError>> {
+    let mut before: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::with_capacity(files.len());
+    let mut created_folders = Vec::new();
+    let written = files.iter().try_for_each(|(path, bytes)| {
+        if let Some(folder) = path.parent()
+            && !folder.exists()
+        {
+            std::fs::create_dir_all(folder)?;
+            created_folders.push(folder.to_path_buf());
+        }
+        before.push((path.clone(), std::fs::read(path).ok()));
+        write_atomically(path, bytes)
+    });
+    if let Err(error) = written {
+        put_back(&before, &created_folders);
+        tracing::error!(%error, "Writing the registry failed.");
+        return Err(None);
+    }
+    crate::registry::load(root).map_err(|error| {
+        put_back(&before, &created_folders);
+        Some(error)
+    })
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
