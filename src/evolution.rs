@@ -366,10 +366,12 @@ fn read_baseline(root: &Path) -> BTreeMap<String, BTreeMap<u32, Value>> {
             let mut versions = BTreeMap::new();
             for file in files.filter_map(Result::ok) {
                 let file_name = file.file_name().to_string_lossy().into_owned();
+                // Only the registry's own spelling: `v1.json`, not `v01.json`.
                 let Some(number) = file_name
                     .strip_prefix('v')
                     .and_then(|rest| rest.strip_suffix(".json"))
                     .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| file_name == format!("v{n}.json"))
                 else {
                     continue;
                 };

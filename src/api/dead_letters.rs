@@ -60,7 +60,12 @@ pub async fn list_unrouted(
                 .map(|kept| kept.view())
                 .collect(),
         )),
-        Bus::Amqp(bus) => Ok(Json(bus.dead_letters(None, query.max()).await?)),
+        Bus::Amqp(bus) => {
+            let (bus, max) = (bus.clone(), query.max());
+            Ok(Json(
+                detached(async move { Ok(bus.dead_letters(None, max).await?) }).await?,
+            ))
+        }
     }
 }
 
@@ -122,7 +127,10 @@ pub async fn delete(
     let id = dead_letter_id(&id)?;
     let deleted = match state.gateway.bus() {
         Bus::InProcess(bus) => !bus.take_dead_letters(&route.name, Some(id), 1).is_empty(),
-        Bus::Amqp(bus) => bus.delete_dead_letter(Some(&route.name), id).await?,
+        Bus::Amqp(bus) => {
+            let (bus, route, id) = (bus.clone(), route.name.clone(), id.to_owned());
+            detached(async move { Ok(bus.delete_dead_letter(Some(&route), &id).await?) }).await?
+        }
     };
     if !deleted {
         return Err(not_found(&route.name, id));
@@ -173,15 +181,35 @@ pub async fn redrive_all(
     Ok(Json(redriven))
 }
 
+/// Runs in a task of its own, awaited: a request cancelled (a timeout, a client gone) must not
+/// stop a redrive halfway, with dead letters taken and not yet run, or a queue read and not
+/// given back.
 async fn redrive(
     state: &AppState,
     route: &Arc<Route>,
     id: Option<&str>,
 ) -> Result<Redriven, ApiError> {
-    match state.gateway.bus() {
-        Bus::InProcess(bus) => Ok(state.gateway.redrive_in_process(bus, route, id).await),
-        Bus::Amqp(bus) => Ok(bus.redrive(&route.name, id).await?.unwrap_or_default()),
-    }
+    let (gateway, route, id) = (state.gateway.clone(), route.clone(), id.map(str::to_owned));
+    detached(async move {
+        match gateway.bus() {
+            Bus::InProcess(bus) => Ok(gateway.redrive_in_process(bus, &route, id.as_deref()).await),
+            Bus::Amqp(bus) => Ok(bus
+                .redrive(&route.name, id.as_deref())
+                .await?
+                .unwrap_or_default()),
+        }
+    })
+    .await
+}
+
+/// Awaits `work` in a task of its own, so that it runs to its end whatever becomes of the request.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|error| {
+        tracing::error!(%error, "A dead-letter task failed.");
+        ApiError::Internal
+    })?
 }
 
 async fn views(
@@ -195,7 +223,10 @@ async fn views(
             .iter()
             .map(|kept| kept.view())
             .collect()),
-        Bus::Amqp(bus) => Ok(bus.dead_letters(Some(route), max).await?),
+        Bus::Amqp(bus) => {
+            let (bus, route) = (bus.clone(), route.clone());
+            detached(async move { Ok(bus.dead_letters(Some(&route), max).await?) }).await
+        }
     }
 }
 

@@ -96,7 +96,13 @@ fn write_and_load(
             std::fs::create_dir_all(folder)?;
             created_folders.push(folder.to_path_buf());
         }
-        before.push((path.clone(), std::fs::read(path).ok()));
+        let old = match std::fs::read(path) {
+            Ok(old) => Some(old),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            // A file that exists but cannot be read could not be put back: write nothing.
+            Err(error) => return Err(error),
+        };
+        before.push((path.clone(), old));
         write_atomically(path, bytes)
     });
     if let Err(error) = written {
@@ -113,8 +119,12 @@ fn write_and_load(
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp-contextgate");
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Puts every file back as it was (removing the new ones), newest first, and the new folders.

@@ -192,6 +192,12 @@ impl Baseline {
     fn resolve(registry: &Path, against: &str) -> Result<Self, String> {
         let folder = Path::new(against);
         if folder.is_dir() {
+            if !folder.join("contextgate.toml").is_file() {
+                return Err(format!(
+                    "the folder {} holds no contextgate.toml: it is not a registry",
+                    folder.display()
+                ));
+            }
             return Ok(Self {
                 root: folder.to_path_buf(),
                 extracted: None,
@@ -235,7 +241,8 @@ impl Baseline {
             root: extracted.join(&prefix),
             extracted: Some(extracted.clone()),
         };
-        let contracts = format!("{prefix}contracts");
+        // A literal pathspec: a folder name with `*` or `[` is not a pattern.
+        let contracts = format!(":(literal){prefix}contracts");
         // Only the contracts matter; a revision without any has an empty baseline.
         let listed = Command::new("git")
             .arg("-C")
@@ -243,6 +250,12 @@ impl Baseline {
             .args(["ls-tree", "--name-only", against, "--", &contracts])
             .output()
             .map_err(|error| format!("cannot run git: {error}"))?;
+        if !listed.status.success() {
+            return Err(format!(
+                "git ls-tree failed: {}",
+                String::from_utf8_lossy(&listed.stderr).trim()
+            ));
+        }
         if listed.stdout.is_empty() {
             return Ok(baseline);
         }

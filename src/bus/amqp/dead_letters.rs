@@ -6,7 +6,11 @@
 //! without the gateway's headers, and acknowledges it only once the broker confirmed that copy.
 //!
 //! One request reads at most [`MAX_SCAN`] messages. While a request reads, the messages it holds
-//! are invisible to another request (a second gateway instance's, say) until it closes.
+//! are invisible to another request (a second gateway instance's, say) until it closes; the
+//! channel is closed on every path, and the API runs these in tasks of their own so that a
+//! cancelled request does not cut one short. A redrive whose copy was confirmed but whose ack
+//! was lost (the connection dropped between the two) leaves the dead letter in place: a later
+//! redrive sends it again — at least once, like every delivery of the gateway.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -30,14 +34,20 @@ impl AmqpBus {
         let queue = self.names().dead_letter_queue(route.map(RouteName::as_str));
         let reader = Reader::open(&session, queue).await?;
         let mut views = Vec::new();
-        while views.len() < max.min(MAX_SCAN) {
-            match reader.next().await? {
-                Some(taken) => views.push(taken.dead_letter_view(route.map(RouteName::as_str))),
-                None => break,
+        let read = async {
+            while views.len() < max.min(MAX_SCAN) {
+                match reader.next().await? {
+                    Some(taken) => {
+                        views.push(taken.dead_letter_view(route.map(RouteName::as_str)));
+                    }
+                    None => break,
+                }
             }
+            Ok::<_, IngestError>(())
         }
+        .await;
         reader.close().await;
-        Ok(views)
+        read.map(|()| views)
     }
 
     /// Deletes the dead letter `id` of `route`; `false` when there is none.
@@ -49,16 +59,18 @@ impl AmqpBus {
         let session = self.current_session()?;
         let queue = self.names().dead_letter_queue(route.map(RouteName::as_str));
         let reader = Reader::open(&session, queue).await?;
-        let found = reader.find(id).await?;
-        let deleted = match found {
-            Some(taken) => {
-                reader.ack(taken.tag).await?;
-                true
-            }
-            None => false,
-        };
+        let deleted = async {
+            Ok::<_, IngestError>(match reader.find(id).await? {
+                Some(taken) => {
+                    reader.ack(taken.tag).await?;
+                    true
+                }
+                None => false,
+            })
+        }
+        .await;
         reader.close().await;
-        Ok(deleted)
+        deleted
     }
 
     /// Puts the dead letters of `route` (the one with `id`, or all it holds now, up to
