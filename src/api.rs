@@ -274,6 +274,24 @@ fn known_context(state: &AppState, raw: &str) -> Result<crate::registry::Context
     }
 }
 
+/// A route name from a path: 400 when it is malformed.
+fn route_name(raw: &str) -> Result<crate::registry::RouteName, ApiError> {
+    crate::registry::RouteName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))
+}
+
+/// The route of `pipeline` a path names: 400 when the name is malformed, 404 when there is none.
+fn known_route(
+    pipeline: &crate::pipeline::Pipeline,
+    raw: &str,
+) -> Result<Arc<crate::registry::Route>, ApiError> {
+    let name = route_name(raw)?;
+    pipeline
+        .registry()
+        .route(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("no route {name}")))
+}
+
 /// The context a path names, once the caller may act for it (400, 404, then 403).
 fn owned_context(
     state: &AppState,

@@ -232,14 +232,7 @@ async fn views(
 
 /// The route a path names, once the caller may act for its downstream (400, 404, then 403).
 fn owned_route(state: &AppState, raw: &str, caller: &Caller) -> Result<Arc<Route>, ApiError> {
-    let name = RouteName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    let route = state
-        .gateway
-        .pipeline()
-        .registry()
-        .route(&name)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no route {name}")))?;
+    let route = super::known_route(&state.gateway.pipeline(), raw)?;
     caller.may_act_for(&route.downstream)?;
     Ok(route)
 }

@@ -12,7 +12,6 @@ use axum::http::HeaderMap;
 use super::auth::Caller;
 use super::{ApiError, AppState, ingest};
 use crate::pipeline::Verdict;
-use crate::registry::RouteName;
 
 /// Runs one message (a CloudEvent, as ingest takes it) through one route and returns the
 /// verdict without publishing anything.
@@ -35,14 +34,8 @@ pub async fn dry_run(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Verdict>, ApiError> {
-    let name =
-        RouteName::parse(&raw_route).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     let pipeline = state.gateway.pipeline();
-    let route = pipeline
-        .registry()
-        .route(&name)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no route {name}")))?;
+    let route = super::known_route(&pipeline, &raw_route)?;
     if caller.may_act_for(&route.downstream).is_err() {
         caller.may_act_for(&route.upstream)?;
     }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, writes};
+use super::{ApiError, AppState, route_name, writes};
 use crate::registry::config::{ConfigFile, RouteFile};
 use crate::registry::{ContextName, RouteName};
 use crate::stages::Problem;
@@ -235,10 +235,6 @@ pub async fn delete(
     .await?;
     tracing::info!(?caller, route = %name, "Route deleted.");
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn route_name(raw: &str) -> Result<RouteName, ApiError> {
-    RouteName::parse(raw).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
 
 fn owner(route: &RouteFile<String>) -> Result<ContextName, ApiError> {

@@ -2,6 +2,8 @@
 //! (a temporary file renamed over the old one), the whole folder is loaded again as
 //! `contextgate check` would, and only a clean load switches the running gateway; otherwise every
 //! file is put back as it was and the answer is 422 with every problem, placed by file and line.
+//! That work runs on a blocking thread holding the registration guard, so it neither stalls the
+//! runtime's workers nor stops halfway when the request is cancelled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,8 +5,7 @@
 //! deletes what it declared.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use lapin::types::{AMQPValue, LongString};
 use serde_json::{Value, json};
 
 use crate::broker::{self, Cleanup, Client, Running, binary_event, header};
-use crate::helpers::{Fixture, event_body, example, pipeline, repo, serve_gateway};
+use crate::helpers::{Fixture, event_body, example, pipeline, repo, serve_binary, serve_gateway};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -657,22 +656,12 @@ async fn the_readme_serves_on_rabbitmq_and_stops_on_sigterm() {
     let names = contextgate::bus::amqp::Names::new(prefix.clone());
     let cleanup = Cleanup::new(&url, &names, registry.registry());
     let client = Client::connect(&url).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--amqp-prefix", &prefix])
-        .env("CONTEXTGATE_AMQP_URL", &url)
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, base) = serve_binary(
+        Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--amqp-prefix", &prefix])
+            .env("CONTEXTGATE_AMQP_URL", &url)
+            .current_dir(repo()),
+    );
     let http = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..200 {

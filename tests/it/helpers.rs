@@ -320,3 +320,24 @@ impl Fixture {
         std::fs::write(path, config).unwrap();
     }
 }
+
+/// Starts `command` (the real binary's `serve --listen 127.0.0.1:0 …`) with its standard error
+/// piped, waits for the line that says where it listens, and drains the rest in a thread: the
+/// child and its base URL.
+pub(crate) fn serve_binary(command: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base)
+}

@@ -2,9 +2,8 @@
 //! with the operator's token and with one context's token, zero server errors and zero answers
 //! that contradict the document.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use contextgate::api::auth::hash_token;
 use contextgate::bus::{Bus, InProcessBus};
@@ -122,24 +121,14 @@ fn schemathesis_finds_no_server_error_and_no_answer_against_the_document() {
         hash_token("st-operator"),
         hash_token("st-shipping")
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
-        .arg(dir.path())
-        .env("CONTEXTGATE_CREDENTIALS", credentials)
-        .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
-        .env_remove("CONTEXTGATE_AMQP_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut child, base) = serve_binary(
+        Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+            .arg(dir.path())
+            .env("CONTEXTGATE_CREDENTIALS", credentials)
+            .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
+            .env_remove("CONTEXTGATE_AMQP_URL"),
+    );
     let reports = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for (who, token) in [("operator", "st-operator"), ("shipping", "st-shipping")] {

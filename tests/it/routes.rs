@@ -3,8 +3,7 @@
 //! (A11); dead letters listed, read, redriven after a fix and deleted; the ownership matrix over
 //! every write endpoint (A2, A3); the registry folder watched for the operator's edits.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -618,24 +617,14 @@ async fn every_write_endpoint_answers_each_caller_as_ownership_says() {
 #[test]
 fn the_registry_folder_is_watched_for_the_operator_s_edits() {
     let dir = shipped_registry_copy();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
-        .arg(dir.path())
-        .env_remove("CONTEXTGATE_CREDENTIALS")
-        .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
-        .env_remove("CONTEXTGATE_AMQP_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut child, base) = serve_binary(
+        Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+            .arg(dir.path())
+            .env_remove("CONTEXTGATE_CREDENTIALS")
+            .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
+            .env_remove("CONTEXTGATE_AMQP_URL"),
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let route_names = || {
         runtime.block_on(async {
