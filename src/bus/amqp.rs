@@ -8,6 +8,10 @@
 //! backoff. On stop it cancels the consumers, lets the inputs in flight finish within the
 //! shutdown timeout, and closes the connections; what did not finish is redelivered later.
 //!
+//! A new registry does not end the session: its topology is declared, the consumers take their
+//! next deliveries on it, routes it adds get a consumer, and routes it removes have theirs
+//! stopped like on a stop. Nothing in flight goes back to a queue, so nothing runs twice.
+//!
 //! # Layout
 //! - [`topology`]: the names (one prefix) and their declaration.
 //! - [`worker`]: a consumer per route, ordering lanes, acting on verdicts.
@@ -15,6 +19,7 @@
 //! - [`settle`]: acks after confirms, batched with `multiple`.
 //! - [`wire`]: CloudEvents binary and structured mode, the gateway's headers.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -27,7 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::message::Message;
 use crate::pipeline::Pipeline;
-use crate::registry::{ContextName, Wire};
+use crate::registry::{ContextName, Registry, RouteName, Wire};
 use crate::telemetry;
 
 pub mod dead_letters;
@@ -141,7 +146,8 @@ impl Status {
 /// What the consumers of one session share.
 #[derive(Debug)]
 pub struct Session {
-    pub pipeline: Pipeline,
+    /// The registry deliveries are taken on from now on.
+    pub pipelines: watch::Sender<Pipeline>,
     pub names: Names,
     pub settings: AmqpSettings,
     pub publisher: publisher::Publisher,
@@ -156,6 +162,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The registry now.
+    pub fn pipeline(&self) -> Pipeline {
+        self.pipelines.borrow().clone()
+    }
+
     /// Marks the session as broken: it is dropped and a new one is built.
     pub fn fail(&self, why: String) {
         mark_broken(&self.broken, why);
@@ -194,9 +205,94 @@ pub enum IngestError {
 
 enum Ended {
     Stopped,
-    /// The registry changed: the session drained and a new one starts on the new pipeline.
-    Reloaded,
     Broken(String),
+}
+
+/// The consumer tasks of one session: one per route of the current registry, one for what no
+/// route takes, and those of removed routes until they have finished what they held.
+struct Consumers {
+    tasks: JoinSet<lapin::Result<()>>,
+    routes: HashMap<RouteName, (tokio::task::Id, watch::Sender<bool>)>,
+    retired: HashSet<tokio::task::Id>,
+    unrouted: watch::Sender<bool>,
+}
+
+impl Consumers {
+    fn new() -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            routes: HashMap::new(),
+            retired: HashSet::new(),
+            unrouted: watch::Sender::new(false),
+        }
+    }
+
+    /// A consumer for every route of `registry` that has none; removed routes' consumers stop.
+    async fn follow(
+        &mut self,
+        session: &Arc<Session>,
+        consume: &Connection,
+        registry: &Registry,
+    ) -> lapin::Result<()> {
+        let gone: Vec<RouteName> = self
+            .routes
+            .keys()
+            .filter(|name| registry.route(name).is_none())
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((id, stop)) = self.routes.remove(&name) {
+                tracing::info!(route = %name, "The route is gone: its consumer stops.");
+                stop.send_replace(true);
+                self.retired.insert(id);
+            }
+        }
+        for route in &registry.routes {
+            if self.routes.contains_key(&route.name) {
+                continue;
+            }
+            let channel = consume.create_channel().await?;
+            let (stop, stopping) = watch::channel(false);
+            let task = self.tasks.spawn(worker::consume_route(
+                session.clone(),
+                route.name.clone(),
+                channel,
+                stopping,
+            ));
+            self.routes.insert(route.name.clone(), (task.id(), stop));
+        }
+        Ok(())
+    }
+
+    /// Why the session is broken when this task finished; `None` for a removed route's
+    /// consumer, which was told to stop.
+    fn finished(
+        &mut self,
+        finished: Result<(tokio::task::Id, lapin::Result<()>), tokio::task::JoinError>,
+    ) -> Option<String> {
+        let (id, outcome) = match finished {
+            Ok((id, outcome)) => (id, outcome.map_err(|error| error.to_string())),
+            Err(error) => (error.id(), Err(format!("a consumer task failed: {error}"))),
+        };
+        if self.retired.remove(&id) {
+            if let Err(why) = outcome {
+                tracing::warn!(%why, "A removed route's consumer ended with an error; what it held goes back to its queue.");
+            }
+            return None;
+        }
+        Some(match outcome {
+            Ok(()) => "a consumer stopped".to_owned(),
+            Err(why) => format!("a consumer failed: {why}"),
+        })
+    }
+
+    /// Tells every consumer to stop.
+    fn stop(&self) {
+        for (_, stop) in self.routes.values() {
+            stop.send_replace(true);
+        }
+        self.unrouted.send_replace(true);
+    }
 }
 
 impl AmqpBus {
@@ -290,10 +386,6 @@ impl AmqpBus {
             self.status.set_blocked(false);
             let why = match ended {
                 Ok(Ended::Stopped) => return Ok(()),
-                Ok(Ended::Reloaded) => {
-                    tracing::info!("The registry changed: consuming again on the new one.");
-                    continue;
-                }
                 Ok(Ended::Broken(why)) => why,
                 Err(error) => error.to_string(),
             };
@@ -317,8 +409,6 @@ impl AmqpBus {
         pipelines: &mut watch::Receiver<Pipeline>,
         mut stop: watch::Receiver<bool>,
     ) -> lapin::Result<Ended> {
-        // The consumers stop (and drain) on this: a stop, or a new registry.
-        let (draining, drain) = watch::channel(false);
         let consume = connect(uri, "contextgate consume").await?;
         let publish = Arc::new(connect(uri, "contextgate publish").await?);
         let (broken, mut broken_changed) = watch::channel(None);
@@ -330,18 +420,7 @@ impl AmqpBus {
             broken.clone(),
         );
 
-        let declaring = publish.create_channel().await?;
-        topology::declare(
-            &declaring,
-            &self.names,
-            pipeline.registry(),
-            topology::QueueSettings {
-                delivery_limit: self.settings.delivery_limit,
-            },
-        )
-        .await?;
-        let _ = declaring.close(200, "topology declared".into()).await;
-
+        self.declare(&publish, pipeline.registry()).await?;
         let publisher = publisher::Publisher::open(
             &publish,
             self.settings.confirm_timeout,
@@ -349,7 +428,7 @@ impl AmqpBus {
         )
         .await?;
         let session = Arc::new(Session {
-            pipeline: pipeline.clone(),
+            pipelines: watch::Sender::new(pipeline.clone()),
             names: self.names.clone(),
             settings: self.settings.clone(),
             publisher,
@@ -358,21 +437,15 @@ impl AmqpBus {
             scripts: tokio::sync::Semaphore::new(script_permits()),
             broken,
         });
-        let mut consumers = JoinSet::new();
-        for route in &pipeline.registry().routes {
-            let channel = consume.create_channel().await?;
-            consumers.spawn(worker::consume_route(
-                session.clone(),
-                route.clone(),
-                channel,
-                drain.clone(),
-            ));
-        }
+        let mut consumers = Consumers::new();
+        consumers
+            .follow(&session, &consume, pipeline.registry())
+            .await?;
         let channel = consume.create_channel().await?;
-        consumers.spawn(worker::consume_unrouted(
+        consumers.tasks.spawn(worker::consume_unrouted(
             session.clone(),
             channel,
-            drain.clone(),
+            consumers.unrouted.subscribe(),
         ));
         *self
             .current
@@ -382,22 +455,29 @@ impl AmqpBus {
         self.status.running.send_replace(pipeline.registry().digest);
         tracing::info!(routes = pipeline.registry().routes.len(), prefix = %self.names.prefix(), "Connected to the broker; topology declared; consuming.");
 
-        let ended = tokio::select! {
-            () = stopped(&mut stop) => Ended::Stopped,
-            () = changed(pipelines) => Ended::Reloaded,
-            _ = broken_changed.changed() => {
-                Ended::Broken(broken_changed.borrow().clone().unwrap_or_default())
+        let ended = loop {
+            tokio::select! {
+                () = stopped(&mut stop) => break Ended::Stopped,
+                () = changed(pipelines) => {
+                    let pipeline = pipelines.borrow_and_update().clone();
+                    if let Err(error) = self.switch(&session, &publish, &consume, &mut consumers, pipeline).await {
+                        break Ended::Broken(format!("taking on the new registry failed: {error}"));
+                    }
+                }
+                _ = broken_changed.changed() => {
+                    break Ended::Broken(broken_changed.borrow().clone().unwrap_or_default());
+                }
+                Some(finished) = consumers.tasks.join_next_with_id() => {
+                    if let Some(why) = consumers.finished(finished) {
+                        break Ended::Broken(why);
+                    }
+                }
             }
-            Some(finished) = consumers.join_next() => Ended::Broken(match finished {
-                Ok(Ok(())) => "a consumer stopped".to_owned(),
-                Ok(Err(error)) => format!("a consumer failed: {error}"),
-                Err(error) => format!("a consumer task failed: {error}"),
-            }),
         };
         self.status.ready.store(false, Ordering::Relaxed);
-        if matches!(ended, Ended::Stopped | Ended::Reloaded) {
-            draining.send_replace(true);
-            let drain = async { while consumers.join_next().await.is_some() {} };
+        if matches!(ended, Ended::Stopped) {
+            consumers.stop();
+            let drain = async { while consumers.tasks.join_next().await.is_some() {} };
             if tokio::time::timeout(self.settings.shutdown_timeout, drain)
                 .await
                 .is_err()
@@ -407,7 +487,7 @@ impl AmqpBus {
                 );
             }
         }
-        consumers.abort_all();
+        consumers.tasks.abort_all();
         for connection in [&consume, &*publish] {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
@@ -416,6 +496,49 @@ impl AmqpBus {
             .await;
         }
         Ok(ended)
+    }
+}
+
+impl AmqpBus {
+    /// Declares the topology of `registry` on a channel of its own.
+    async fn declare(&self, publish: &Connection, registry: &Registry) -> lapin::Result<()> {
+        let declaring = publish.create_channel().await?;
+        topology::declare(
+            &declaring,
+            &self.names,
+            registry,
+            topology::QueueSettings {
+                delivery_limit: self.settings.delivery_limit,
+            },
+        )
+        .await?;
+        let _ = declaring.close(200, "topology declared".into()).await;
+        Ok(())
+    }
+
+    /// Runs the session on a new registry: its topology declared, then the consumers take their
+    /// next deliveries on it, added routes get a consumer and removed routes' consumers stop.
+    async fn switch(
+        &self,
+        session: &Arc<Session>,
+        publish: &Connection,
+        consume: &Connection,
+        consumers: &mut Consumers,
+        pipeline: Pipeline,
+    ) -> lapin::Result<()> {
+        self.declare(publish, pipeline.registry()).await?;
+        let digest = pipeline.registry().digest;
+        let routes = pipeline.registry().routes.len();
+        session.pipelines.send_replace(pipeline.clone());
+        consumers
+            .follow(session, consume, pipeline.registry())
+            .await?;
+        self.status.running.send_replace(digest);
+        tracing::info!(
+            routes,
+            "The registry changed: consumers take the next deliveries on the new one."
+        );
+        Ok(())
     }
 }
 

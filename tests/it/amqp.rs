@@ -1,6 +1,7 @@
 //! The gateway on the real RabbitMQ: every mode and both message kinds end to end, a dead letter
 //! for each stage with its headers, retry then success, retry exhausted, drop, unroutable
-//! output, what no route takes, ordering per key under parallel lanes, HTTP ingest, and
+//! output, what no route takes, ordering per key under parallel lanes, HTTP ingest, a new
+//! registry and a restart while inputs flow (none lost, none repeated), and
 //! `contextgate serve --amqp-url` as the README runs it. Each test has its own name prefix and
 //! deletes what it declared.
 
@@ -763,64 +764,153 @@ async fn the_api_stays_responsive_while_scripts_run_out_of_time() {
     setup.gateway.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_registry_while_messages_flow_loses_none_and_repeats_none() {
-    let script =
-        |total: u32| format!("fn translate(data) {{ #{{ id: data.id, total: {total} }} }}");
-    let first = Fixture::new("anti-corruption", Some(&script(1)), "");
-    let second = Fixture::new("anti-corruption", Some(&script(2)), "");
-    let setup = setup("reload", first.pipeline(), "down").await;
-    const N: usize = 3_000;
-    let outbound = setup.names().outbound(&broker::context("up"));
-    let mut pending = Vec::with_capacity(N);
-    for i in 0..N {
-        let id = format!("r-{i}");
-        let data = format!(r#"{{"id":"{id}","n":{i}}}"#);
-        pending.push(
-            setup
-                .client
-                .channel
-                .basic_publish(
-                    outbound.as_str().into(),
-                    "up.Thing".into(),
-                    lapin::options::BasicPublishOptions::default(),
-                    data.as_bytes(),
-                    binary_event("up/Thing@1", &id).with_delivery_mode(2),
-                )
-                .await
-                .unwrap(),
-        );
+/// A producer of `up/Thing@1` inputs `r-0`, `r-1`, ... that keeps sending, confirms waited
+/// for in batches, until it is told where to end.
+struct Flow {
+    next: Arc<AtomicUsize>,
+    end: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Flow {
+    async fn start(setup: &Setup) -> Self {
+        let outbound = setup.names().outbound(&broker::context("up"));
+        let next = Arc::new(AtomicUsize::new(0));
+        let end = Arc::new(AtomicUsize::new(usize::MAX));
+        let client = Client::connect(&broker::amqp_url()).await;
+        let task = tokio::spawn({
+            let (next, end) = (next.clone(), end.clone());
+            async move {
+                let mut pending = Vec::new();
+                let mut i = 0;
+                while i < end.load(Ordering::SeqCst) {
+                    next.store(i + 1, Ordering::SeqCst);
+                    let id = format!("r-{i}");
+                    let data = format!(r#"{{"id":"{id}","n":{i}}}"#);
+                    let properties = binary_event("up/Thing@1", &id).with_delivery_mode(2);
+                    pending.push(
+                        client
+                            .channel
+                            .basic_publish(
+                                outbound.as_str().into(),
+                                "up.Thing".into(),
+                                lapin::options::BasicPublishOptions::default(),
+                                data.as_bytes(),
+                                properties,
+                            )
+                            .await
+                            .unwrap(),
+                    );
+                    if pending.len() == 50 {
+                        for confirm in pending.drain(..) {
+                            assert!(confirm.await.unwrap().is_ack());
+                        }
+                    }
+                    i += 1;
+                }
+                for confirm in pending {
+                    assert!(confirm.await.unwrap().is_ack());
+                }
+                i
+            }
+        });
+        Self { next, end, task }
     }
-    for confirm in pending {
-        assert!(confirm.await.unwrap().is_ack());
+
+    /// Sends `more` inputs that start after this call, then ends; the index of the first of
+    /// them, and how many inputs were sent in all.
+    async fn finish(self, more: usize) -> (usize, usize) {
+        let boundary = self.next.load(Ordering::SeqCst);
+        self.end.store(boundary + more, Ordering::SeqCst);
+        let sent = self.task.await.unwrap();
+        assert_eq!(sent, boundary + more);
+        (boundary, sent)
     }
-    // Mid-stream: some outputs are out, most are not.
-    while setup.client.count(&setup.inbox).await < 200 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    setup.gateway.pipeline.send_replace(second.pipeline());
-    let outputs = setup
+}
+
+/// Takes `sent` outputs of a [`Flow`] and whatever more comes within half a second, and
+/// returns each input's `total`, failing on any input that came out twice.
+async fn once_each(setup: &Setup, sent: usize) -> BTreeMap<usize, u64> {
+    let mut outputs = setup
         .client
-        .take(&setup.inbox, N, Duration::from_secs(60))
+        .take(&setup.inbox, sent, Duration::from_secs(60))
         .await;
-    setup
-        .client
-        .assert_empty(&setup.inbox, Duration::from_millis(500))
-        .await;
-    let mut ids = std::collections::BTreeSet::new();
+    // Anything more is a repeat: taken too, so that the failure names it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let more = setup.client.count(&setup.inbox).await as usize;
+    outputs.extend(setup.client.take(&setup.inbox, more, WAIT).await);
     let mut totals = BTreeMap::new();
     for output in &outputs {
         let data = body_json(output);
-        assert!(
-            ids.insert(data["id"].as_str().unwrap().to_owned()),
-            "twice: {data}"
-        );
-        *totals.entry(data["total"].as_u64().unwrap()).or_insert(0) += 1;
+        let id = data["id"].as_str().unwrap();
+        let n: usize = id.strip_prefix("r-").unwrap().parse().unwrap();
+        let total = data["total"].as_u64().unwrap();
+        if let Some(before) = totals.insert(n, total) {
+            panic!("{id} came out twice: total {before}, then {total}");
+        }
     }
-    assert_eq!(ids.len(), N, "every input came out once");
-    assert!(
-        totals.get(&1).is_some_and(|n| *n >= 200) && totals.get(&2).is_some_and(|n| *n > 0),
-        "the old translator before, the new one after: {totals:?}"
+    assert_eq!(totals.len(), sent, "every input came out once");
+    totals
+}
+
+/// Waits until `n` outputs are in the inbox (and stay there: nobody takes them yet).
+async fn wait_for_outputs(setup: &Setup, n: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while setup.client.count(&setup.inbox).await < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {n} outputs within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn total_of(total: u32) -> String {
+    format!("fn translate(data) {{ #{{ id: data.id, total: {total} }} }}")
+}
+
+/// A producer keeps sending while the registry changes, so inputs are in flight when the
+/// consumers move to the new one; what is sent once the bus runs on it meets the new translator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_registry_while_messages_flow_loses_none_and_repeats_none() {
+    let first = Fixture::new("anti-corruption", Some(&total_of(1)), "");
+    let second = Fixture::new("anti-corruption", Some(&total_of(2)), "");
+    let setup = setup("reload", first.pipeline(), "down").await;
+    let flow = Flow::start(&setup).await;
+    wait_for_outputs(&setup, 200).await;
+    let new = second.pipeline();
+    let digest = new.registry().digest;
+    setup.gateway.pipeline.send_replace(new);
+    let running = setup.gateway.bus.status().wait_running(digest, WAIT).await;
+    assert!(running, "the bus never ran on the new registry");
+    let (boundary, sent) = flow.finish(1_000).await;
+    let totals = once_each(&setup, sent).await;
+    for (n, total) in totals.range(boundary..) {
+        assert_eq!(
+            *total, 2,
+            "r-{n} was sent after the bus ran on the new registry"
+        );
+    }
+    let old = totals.values().filter(|total| **total == 1).count();
+    assert!(old >= 200, "the old translator before the change: {old}");
+    setup.gateway.stop().await;
+}
+
+/// A gateway stopped while inputs flow finishes and settles what it holds; the next one takes
+/// up the rest, and no input comes out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_stopped_while_messages_flow_repeats_none_when_started_again() {
+    let fixture = Fixture::new("anti-corruption", Some(&total_of(1)), "");
+    let mut setup = setup("restart", fixture.pipeline(), "down").await;
+    let flow = Flow::start(&setup).await;
+    wait_for_outputs(&setup, 200).await;
+    let settings = broker::settings(&broker::amqp_url(), setup.names().prefix());
+    let stopped = std::mem::replace(
+        &mut setup.gateway,
+        broker::start(fixture.pipeline(), settings).await,
     );
+    stopped.stop().await;
+    let (_, sent) = flow.finish(500).await;
+    once_each(&setup, sent).await;
     setup.gateway.stop().await;
 }

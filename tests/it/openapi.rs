@@ -142,8 +142,10 @@ fn schemathesis_finds_no_server_error_and_no_answer_against_the_document() {
                  response_headers_conformance,response_schema_conformance",
                 "--max-examples",
                 "50",
+                // One worker: Hypothesis's caches are not thread-safe, and two workers made
+                // schemathesis itself crash now and then (a KeyError in its lambda-source cache).
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 "20261127",
                 "--report",

@@ -1,9 +1,11 @@
 //! Settling deliveries on a consume channel: an input is acked only once everything it caused
 //! is confirmed, and inputs finish out of order (lanes run in parallel). The settler keeps the
 //! lowest tag not yet settled and acks everything below it with one `multiple` ack, so that a
-//! busy route sends one ack per batch rather than one per message.
+//! busy route sends one ack per batch rather than one per message. That ack names the highest
+//! tag settled as an ack: RabbitMQ refuses a `multiple` ack naming a tag already put back (a
+//! channel error that would put back every input in flight).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -38,7 +40,7 @@ pub async fn run(
             watermark.settle(settle);
             next = settled.try_recv().ok();
         }
-        let through = watermark.through();
+        let through = watermark.last_ack();
         if through > acked {
             channel
                 .basic_ack(through, BasicAckOptions { multiple: true })
@@ -63,27 +65,40 @@ pub async fn requeue(channel: &Channel, tag: u64) -> lapin::Result<()> {
 }
 
 /// Tags are consecutive from 1 on a channel; `through` is the highest tag with every tag up to
-/// it settled.
+/// it settled, `last_ack` the highest of those settled as an ack.
 #[derive(Debug, Default)]
 struct Watermark {
     through: u64,
-    ahead: BTreeSet<u64>,
+    last_ack: u64,
+    /// Settled above `through`: whether each is an ack.
+    ahead: BTreeMap<u64, bool>,
 }
 
 impl Watermark {
     fn settle(&mut self, settle: Settle) {
-        let (Settle::Ack(tag) | Settle::Requeue(tag)) = settle;
+        let (tag, ack) = match settle {
+            Settle::Ack(tag) => (tag, true),
+            Settle::Requeue(tag) => (tag, false),
+        };
         if tag <= self.through {
             return;
         }
-        self.ahead.insert(tag);
-        while self.ahead.remove(&(self.through + 1)) {
+        self.ahead.insert(tag, ack);
+        while let Some(ack) = self.ahead.remove(&(self.through + 1)) {
             self.through += 1;
+            if ack {
+                self.last_ack = self.through;
+            }
         }
     }
 
+    #[cfg(test)]
     fn through(&self) -> u64 {
         self.through
+    }
+
+    fn last_ack(&self) -> u64 {
+        self.last_ack
     }
 }
 
@@ -105,5 +120,17 @@ mod tests {
         assert_eq!(watermark.through(), 5);
         watermark.settle(Settle::Ack(5));
         assert_eq!(watermark.through(), 5, "settling twice changes nothing");
+    }
+
+    #[test]
+    fn the_multiple_ack_never_names_a_tag_put_back() {
+        let mut watermark = Watermark::default();
+        watermark.settle(Settle::Ack(1));
+        watermark.settle(Settle::Requeue(2));
+        assert_eq!((watermark.through(), watermark.last_ack()), (2, 1));
+        watermark.settle(Settle::Requeue(3));
+        assert_eq!(watermark.last_ack(), 1, "nothing more to ack");
+        watermark.settle(Settle::Ack(4));
+        assert_eq!((watermark.through(), watermark.last_ack()), (4, 4));
     }
 }
