@@ -1,7 +1,8 @@
 //! The gateway on the real RabbitMQ: every mode and both message kinds end to end, a dead letter
 //! for each stage with its headers, retry then success, retry exhausted, drop, unroutable
 //! output, what no route takes, ordering per key under parallel lanes, HTTP ingest, a new
-//! registry and a restart while inputs flow (none lost, none repeated), and
+//! registry and a restart while inputs flow (none lost, none repeated), a route removed and
+//! back, and
 //! `contextgate serve --amqp-url` as the README runs it. Each test has its own name prefix and
 //! deletes what it declared.
 
@@ -878,11 +879,7 @@ async fn a_new_registry_while_messages_flow_loses_none_and_repeats_none() {
     let setup = setup("reload", first.pipeline(), "down").await;
     let flow = Flow::start(&setup).await;
     wait_for_outputs(&setup, 200).await;
-    let new = second.pipeline();
-    let digest = new.registry().digest;
-    setup.gateway.pipeline.send_replace(new);
-    let running = setup.gateway.bus.status().wait_running(digest, WAIT).await;
-    assert!(running, "the bus never ran on the new registry");
+    switch(&setup, second.pipeline()).await;
     let (boundary, sent) = flow.finish(1_000).await;
     let totals = once_each(&setup, sent).await;
     for (n, total) in totals.range(boundary..) {
@@ -913,4 +910,66 @@ async fn a_gateway_stopped_while_messages_flow_repeats_none_when_started_again()
     let (_, sent) = flow.finish(500).await;
     once_each(&setup, sent).await;
     setup.gateway.stop().await;
+}
+
+/// A registry without a route stops that route's consumer, and its inputs wait in its queue;
+/// the route back, they come out, each once, while the session never restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_route_keeps_its_inputs_queued_until_it_is_back() {
+    let with = Fixture::new("anti-corruption", Some(&total_of(1)), "");
+    let without = Fixture::new("anti-corruption", Some(&total_of(1)), "");
+    let toml = std::fs::read_to_string(without.root().join("contextgate.toml")).unwrap();
+    let (contexts, _) = toml.split_once("[[routes]]").unwrap();
+    crate::helpers::write(without.root(), "contextgate.toml", contexts);
+    let setup = setup("removed", with.pipeline(), "down").await;
+    let route_queue = setup.names().route_queue("up-to-down");
+    publish_range(&setup, 0..10).await;
+    assert_eq!(setup.client.take(&setup.inbox, 10, WAIT).await.len(), 10);
+
+    let no_route = without.pipeline();
+    assert!(no_route.registry().routes.is_empty());
+    switch(&setup, no_route).await;
+    publish_range(&setup, 10..20).await;
+    setup
+        .client
+        .assert_empty(&setup.inbox, Duration::from_millis(500))
+        .await;
+    assert_eq!(
+        setup.client.count(&route_queue).await,
+        10,
+        "the inputs wait in the removed route's queue"
+    );
+
+    switch(&setup, with.pipeline()).await;
+    publish_range(&setup, 20..30).await;
+    let outputs = setup.client.take(&setup.inbox, 20, WAIT).await;
+    setup
+        .client
+        .assert_empty(&setup.inbox, Duration::from_millis(500))
+        .await;
+    let ids: std::collections::BTreeSet<String> = outputs
+        .iter()
+        .map(|output| body_json(output)["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 20, "each input once: {ids:?}");
+    assert!(ids.contains("r-10") && ids.contains("r-29"));
+    setup.gateway.stop().await;
+}
+
+/// Replaces the gateway's registry and waits until the bus runs on it.
+async fn switch(setup: &Setup, pipeline: Pipeline) {
+    let digest = pipeline.registry().digest;
+    setup.gateway.pipeline.send_replace(pipeline);
+    let running = setup.gateway.bus.status().wait_running(digest, WAIT).await;
+    assert!(running, "the bus never ran on the new registry");
+}
+
+/// Publishes `up/Thing@1` inputs `r-i` for each `i` of `range`.
+async fn publish_range(setup: &Setup, range: std::ops::Range<usize>) {
+    for i in range {
+        let data = format!(r#"{{"id":"r-{i}","n":{i}}}"#);
+        setup
+            .publish_binary("up", "up/Thing@1", &format!("r-{i}"), &data)
+            .await;
+    }
 }
