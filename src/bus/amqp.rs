@@ -234,19 +234,7 @@ impl Consumers {
         consume: &Connection,
         registry: &Registry,
     ) -> lapin::Result<()> {
-        let gone: Vec<RouteName> = self
-            .routes
-            .keys()
-            .filter(|name| registry.route(name).is_none())
-            .cloned()
-            .collect();
-        for name in gone {
-            if let Some((id, stop)) = self.routes.remove(&name) {
-                tracing::info!(route = %name, "The route is gone: its consumer stops.");
-                stop.send_replace(true);
-                self.retired.insert(id);
-            }
-        }
+        self.retire(registry);
         for route in &registry.routes {
             if self.routes.contains_key(&route.name) {
                 continue;
@@ -262,6 +250,23 @@ impl Consumers {
             self.routes.insert(route.name.clone(), (task.id(), stop));
         }
         Ok(())
+    }
+
+    /// Tells the consumers of routes that `registry` no longer has to stop.
+    fn retire(&mut self, registry: &Registry) {
+        let gone: Vec<RouteName> = self
+            .routes
+            .keys()
+            .filter(|name| registry.route(name).is_none())
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((id, stop)) = self.routes.remove(&name) {
+                tracing::info!(route = %name, "The route is gone: its consumer stops.");
+                stop.send_replace(true);
+                self.retired.insert(id);
+            }
+        }
     }
 
     /// Why the session is broken when this task finished; `None` for a removed route's
@@ -529,6 +534,8 @@ impl AmqpBus {
         self.declare(publish, pipeline.registry()).await?;
         let digest = pipeline.registry().digest;
         let routes = pipeline.registry().routes.len();
+        // Removed routes' consumers stop first, so that they take nothing on the new registry.
+        consumers.retire(pipeline.registry());
         session.pipelines.send_replace(pipeline.clone());
         consumers
             .follow(session, consume, pipeline.registry())
