@@ -227,14 +227,13 @@ impl Consumers {
         }
     }
 
-    /// A consumer for every route of `registry` that has none; removed routes' consumers stop.
+    /// A consumer for every route of `registry` that has none.
     async fn follow(
         &mut self,
         session: &Arc<Session>,
         consume: &Connection,
         registry: &Registry,
     ) -> lapin::Result<()> {
-        self.retire(registry);
         for route in &registry.routes {
             if self.routes.contains_key(&route.name) {
                 continue;
@@ -502,9 +501,7 @@ impl AmqpBus {
         }
         Ok(ended)
     }
-}
 
-impl AmqpBus {
     /// Declares the topology of `registry` on a channel of its own.
     async fn declare(&self, publish: &Connection, registry: &Registry) -> lapin::Result<()> {
         let declaring = publish.create_channel().await?;
@@ -521,8 +518,9 @@ impl AmqpBus {
         Ok(())
     }
 
-    /// Runs the session on a new registry: its topology declared, then the consumers take their
-    /// next deliveries on it, added routes get a consumer and removed routes' consumers stop.
+    /// Runs the session on a new registry: its topology declared, removed routes' consumers
+    /// stopped, then the other consumers take their next deliveries on it and added routes get
+    /// a consumer.
     async fn switch(
         &self,
         session: &Arc<Session>,

@@ -106,11 +106,17 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
-fn order_placed(dir: &Path, version: u32) -> Value {
-    let text =
-        std::fs::read_to_string(dir.join(format!("contracts/orders/OrderPlaced/v{version}.json")))
-            .unwrap();
-    serde_json::from_str(&text).unwrap()
+/// `contextgate check --registry ROOT --against BASELINE [--format FORMAT]`, run in `root`.
+fn check_against(root: &Path, baseline: &str, format: Option<&str>) -> Output {
+    let mut args = vec![
+        "check",
+        "--registry",
+        root.to_str().unwrap(),
+        "--against",
+        baseline,
+    ];
+    args.extend(format.iter().flat_map(|format| ["--format", format]));
+    contextgate(root, &args)
 }
 
 fn add_version(dir: &Path, version: u32, schema: &Value) {
@@ -122,21 +128,12 @@ fn add_version(dir: &Path, version: u32, schema: &Value) {
 fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() {
     let dir = shipped_registry_copy();
     let root = dir.path();
-    let registry = root.to_str().unwrap();
     git(root, &["init", "-q", "-b", "main"]);
     git(root, &["add", "."]);
     git(root, &["commit", "-q", "-m", "the registry"]);
 
     // A compatible v3: shipping_address is no longer required.
-    let mut v3 = order_placed(root, 2);
-    v3["required"] = json!([
-        "order_id",
-        "customer_id",
-        "placed_at",
-        "currency",
-        "total_minor",
-        "lines"
-    ]);
+    let v3 = compatible_order_placed_v3(root);
     add_version(root, 3, &v3);
     // Its example ships to the US, which shipping's translator (still reading v2) does not serve.
     let mut us = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
@@ -144,10 +141,7 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
     let examples = root.join("contracts/orders/OrderPlaced/examples/v3");
     std::fs::create_dir_all(&examples).unwrap();
     write_json(&examples, "us.json", &us);
-    let output = contextgate(
-        root,
-        &["check", "--registry", registry, "--against", "HEAD"],
-    );
+    let output = check_against(root, "HEAD", None);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -179,10 +173,7 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
         serde_json::to_string_pretty(&v1).unwrap(),
     )
     .unwrap();
-    let output = contextgate(
-        root,
-        &["check", "--registry", registry, "--against", "HEAD"],
-    );
+    let output = check_against(root, "HEAD", None);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
@@ -190,18 +181,7 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
         "{stdout}"
     );
     // Against the first commit, v3 is new as well, and still compatible.
-    let output = contextgate(
-        root,
-        &[
-            "check",
-            "--registry",
-            registry,
-            "--against",
-            "HEAD~1",
-            "--format",
-            "json",
-        ],
-    );
+    let output = check_against(root, "HEAD~1", Some("json"));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["ok"], false);
     let rules: Vec<&str> = report["problems"]
@@ -219,10 +199,7 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
     v4["properties"]["gift"] = json!({"type": "boolean"});
     v4["required"].as_array_mut().unwrap().push(json!("gift"));
     add_version(root, 4, &v4);
-    let output = contextgate(
-        root,
-        &["check", "--registry", registry, "--against", "HEAD"],
-    );
+    let output = check_against(root, "HEAD", None);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("contracts/orders/OrderPlaced/v4.json: version 4 of orders/OrderPlaced is not backward compatible"), "{stdout}");
@@ -231,36 +208,14 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
         stdout.contains("valid under v3, rejected by v4"),
         "{stdout}"
     );
-    let output = contextgate(
-        root,
-        &[
-            "check",
-            "--registry",
-            registry,
-            "--against",
-            "HEAD",
-            "--format",
-            "github",
-        ],
-    );
+    let output = check_against(root, "HEAD", Some("github"));
     assert!(
         text(&output.stdout)
             .contains("::error file=contracts/orders/OrderPlaced/v4.json,title=incompatible::"),
         "{}",
         text(&output.stdout)
     );
-    let output = contextgate(
-        root,
-        &[
-            "check",
-            "--registry",
-            registry,
-            "--against",
-            "HEAD",
-            "--format",
-            "junit",
-        ],
-    );
+    let output = check_against(root, "HEAD", Some("junit"));
     let junit = text(&output.stdout);
     assert!(junit.starts_with("<?xml"), "{junit}");
     assert!(
@@ -275,37 +230,16 @@ fn check_against_a_git_revision_guards_published_versions_and_checks_new_ones() 
     let mut toml = std::fs::read_to_string(&metadata).unwrap();
     toml.push_str("\n[accept_breaking]\nv4 = \"Gift wrapping became mandatory; every producer ships v4 the same day.\"\n");
     std::fs::write(&metadata, toml).unwrap();
-    let output = contextgate(
-        root,
-        &["check", "--registry", registry, "--against", "HEAD"],
-    );
+    let output = check_against(root, "HEAD", None);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("notice: version 4 of orders/OrderPlaced breaks backward compatibility, accepted in contract.toml: Gift wrapping"), "{stdout}");
 
     // A folder works as a baseline too; a revision that does not exist cannot run.
     let baseline = shipped_registry_copy();
-    let output = contextgate(
-        root,
-        &[
-            "check",
-            "--registry",
-            registry,
-            "--against",
-            baseline.path().to_str().unwrap(),
-        ],
-    );
+    let output = check_against(root, baseline.path().to_str().unwrap(), None);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
-    let output = contextgate(
-        root,
-        &[
-            "check",
-            "--registry",
-            registry,
-            "--against",
-            "no-such-branch",
-        ],
-    );
+    let output = check_against(root, "no-such-branch", None);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("neither a folder nor a git revision"));
 }

@@ -341,3 +341,26 @@ pub(crate) fn serve_binary(command: &mut std::process::Command) -> (std::process
     std::thread::spawn(move || lines.for_each(drop));
     (child, base)
 }
+
+/// Version `version` of the shipped `orders/OrderPlaced` in the registry at `dir`.
+pub(crate) fn order_placed(dir: &Path, version: u32) -> Value {
+    let text =
+        std::fs::read_to_string(dir.join(format!("contracts/orders/OrderPlaced/v{version}.json")))
+            .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A backward-compatible v3 of the shipped `orders/OrderPlaced`: v2 with `shipping_address` no
+/// longer required.
+pub(crate) fn compatible_order_placed_v3(dir: &Path) -> Value {
+    let mut schema = order_placed(dir, 2);
+    schema["required"] = json!([
+        "order_id",
+        "customer_id",
+        "placed_at",
+        "currency",
+        "total_minor",
+        "lines"
+    ]);
+    schema
+}

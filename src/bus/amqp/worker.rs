@@ -40,7 +40,6 @@ const SETTLE_GRACE: Duration = Duration::from_millis(500);
 
 /// One input of a route on its way through a lane, with the registry it runs on.
 struct Queued {
-    pipeline: Pipeline,
     work: Arc<RouteWork>,
     job: Job,
 }
@@ -62,9 +61,11 @@ impl Job {
     }
 }
 
-/// What the inputs of one route share, built once per registry: the route, its downstream's
-/// inbound exchange, and its metric handles (so that no input looks them up again).
+/// What the inputs of one route share, built once per registry: the registry's pipeline, the
+/// route, its downstream's inbound exchange, and its metric handles (so that no input looks
+/// them up again).
 struct RouteWork {
+    pipeline: Pipeline,
     route: Arc<Route>,
     exchange: String,
     messages_in: metrics::Counter,
@@ -74,9 +75,17 @@ struct RouteWork {
 }
 
 impl RouteWork {
-    fn new(session: &Session, route: Arc<Route>) -> Self {
+    /// The work of route `name` on `pipeline`; `None` when the route is gone from it (its
+    /// consumer is about to be stopped).
+    fn on(session: &Session, name: &RouteName, pipeline: Pipeline) -> Option<Arc<Self>> {
+        let route = pipeline.registry().route(name)?.clone();
+        Some(Arc::new(Self::new(session, pipeline, route)))
+    }
+
+    fn new(session: &Session, pipeline: Pipeline, route: Arc<Route>) -> Self {
         let name = route.name.to_string();
         Self {
+            pipeline,
             exchange: session.names.inbound(&route.downstream),
             messages_in: metrics::counter!(telemetry::MESSAGES_IN, "context" => route.upstream.to_string()),
             forwarded: metrics::counter!(telemetry::MESSAGES_FORWARDED, "route" => name.clone()),
@@ -94,23 +103,6 @@ impl RouteWork {
     }
 }
 
-/// The registry a consumer takes deliveries on, and its route's work there (`None` once the
-/// route is gone from it: the consumer is about to be stopped).
-struct Current {
-    pipeline: Pipeline,
-    work: Option<Arc<RouteWork>>,
-}
-
-impl Current {
-    fn new(session: &Session, name: &RouteName, pipeline: Pipeline) -> Self {
-        let work = pipeline
-            .registry()
-            .route(name)
-            .map(|route| Arc::new(RouteWork::new(session, route.clone())));
-        Self { pipeline, work }
-    }
-}
-
 /// Consumes the queue of route `name` until `stop` turns true (then finishes and settles what is
 /// in flight) or the channel fails.
 pub async fn consume_route(
@@ -123,7 +115,7 @@ pub async fn consume_route(
         .basic_qos(session.settings.prefetch, BasicQosOptions::default())
         .await?;
     let mut pipelines = session.pipelines.subscribe();
-    let mut current = Current::new(&session, &name, pipelines.borrow_and_update().clone());
+    let mut current = RouteWork::on(&session, &name, pipelines.borrow_and_update().clone());
     let queue = session.names.route_queue(name.as_str());
     let tag = format!("contextgate.{name}");
     let mut consumer = channel
@@ -156,9 +148,9 @@ pub async fn consume_route(
             };
         let started = Instant::now();
         if pipelines.has_changed().unwrap_or(false) {
-            current = Current::new(&session, &name, pipelines.borrow_and_update().clone());
+            current = RouteWork::on(&session, &name, pipelines.borrow_and_update().clone());
         }
-        let Some(work) = current.work.clone() else {
+        let Some(work) = current.clone() else {
             // The route is gone: the input waits in its queue (as when the route is deleted).
             let _ = settler.send(Settle::Requeue(taken.tag));
             continue;
@@ -166,7 +158,7 @@ pub async fn consume_route(
         let route = &work.route;
         work.messages_in.increment(1);
         let attempt = taken.attempt(&retries);
-        let received = current.pipeline.receive_on(route, &taken.delivery());
+        let received = work.pipeline.receive_on(route, &taken.delivery());
         let keyed = match (&received, &route.ordering_key) {
             (Ok(input), Some(key)) => key
                 .of(input.message.attributes.subject.as_deref(), &input.data)
@@ -178,7 +170,6 @@ pub async fn consume_route(
             next_lane
         });
         let queued = Queued {
-            pipeline: current.pipeline.clone(),
             work,
             job: Job {
                 taken,
@@ -211,13 +202,8 @@ fn lane_of(key: &str, n_lanes: usize) -> usize {
 }
 
 async fn run_lane(session: Arc<Session>, mut jobs: mpsc::Receiver<Queued>, settler: Settler) {
-    while let Some(Queued {
-        pipeline,
-        work,
-        job,
-    }) = jobs.recv().await
-    {
-        let route = &work.route;
+    while let Some(Queued { work, job }) = jobs.recv().await {
+        let (pipeline, route) = (&work.pipeline, &work.route);
         let gated = matches!(route.mode, Mode::OpenHost | Mode::AntiCorruption);
         let outcome = match &job.received {
             Ok(input) if gated => {
