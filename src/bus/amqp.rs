@@ -344,7 +344,7 @@ impl AmqpBus {
         let not_confirmed = |error: lapin::Error| IngestError::NotConfirmed(error.to_string());
         let confirmed = session
             .publisher
-            .send(
+            .send_output(
                 &self.names.outbound(from),
                 &message.attributes.event_type,
                 &body,

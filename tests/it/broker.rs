@@ -6,6 +6,7 @@
 //! The shared broker is `CONTEXTGATE_TEST_AMQP_URL` or guest@127.0.0.1:5672. A test that cannot
 //! reach it fails with that address in the message; it never skips.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,10 +16,12 @@ use std::time::{Duration, Instant};
 use contextgate::bus::amqp::{AmqpBus, AmqpSettings, Names, topology};
 use contextgate::pipeline::Pipeline;
 use contextgate::registry::{ContextName, Registry};
+use futures_util::StreamExt;
 use lapin::message::BasicGetMessage;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
@@ -372,6 +375,128 @@ impl Running {
             .unwrap()
             .unwrap();
     }
+}
+
+/// Publishes `n` events `up/Thing@1` `{"id": "<tag>-<i>", "n": <i>}` to `up`'s outbound
+/// exchange, in batches of confirmed publishes: the ids the broker accepted (all of them).
+pub(crate) async fn publish_backlog(
+    client: &Client,
+    names: &Names,
+    tag: &str,
+    n: usize,
+) -> BTreeSet<String> {
+    let exchange = names.outbound(&context("up"));
+    let mut accepted = BTreeSet::new();
+    for batch in (0..n).collect::<Vec<_>>().chunks(1_000) {
+        let mut pending = Vec::with_capacity(batch.len());
+        for &i in batch {
+            let id = format!("{tag}-{i}");
+            let data = format!(r#"{{"id":"{id}","n":{i}}}"#);
+            let confirm = client
+                .channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "up.Thing".into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    data.as_bytes(),
+                    binary_event("up/Thing@1", &id).with_delivery_mode(2),
+                )
+                .await
+                .unwrap();
+            pending.push((id, confirm));
+        }
+        for (id, confirm) in pending {
+            if confirm.await.unwrap() == Confirmation::Ack(None) {
+                accepted.insert(id);
+            }
+        }
+    }
+    assert_eq!(accepted.len(), n, "the broker accepted the whole backlog");
+    accepted
+}
+
+/// How many times each `data.id` comes out of `queue`: read (without acks) until `expected`
+/// messages came and nothing more for `settle`, or nothing at all for `idle`.
+pub(crate) async fn ids_in(
+    url: &str,
+    queue: &str,
+    expected: usize,
+    settle: Duration,
+    idle: Duration,
+) -> BTreeMap<String, usize> {
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|error| panic!("RabbitMQ is not reachable at {url}: {error}"));
+    let channel = connection.create_channel().await.unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = 0;
+    loop {
+        let wait = if seen >= expected { settle } else { idle };
+        let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await else {
+            break;
+        };
+        let delivery = delivery.unwrap();
+        let data: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+        let id = data["id"].as_str().expect("every message has data.id");
+        *counts.entry(id.to_owned()).or_default() += 1;
+        seen += 1;
+    }
+    let _ = connection.close(200, "read".into()).await;
+    counts
+}
+
+/// How many times each `data.id` is among the dead letters of `route` (`None`: those that had
+/// no route), read as [`ids_in`] reads.
+pub(crate) async fn dead_letter_ids(
+    url: &str,
+    names: &Names,
+    route: Option<&str>,
+    expected: usize,
+    settle: Duration,
+) -> BTreeMap<String, usize> {
+    let queue = names.dead_letter_queue(route);
+    ids_in(url, &queue, expected, settle, Duration::from_secs(30)).await
+}
+
+/// Asserts every id of `accepted` is in `counts` exactly once, and nothing else is.
+pub(crate) fn assert_exactly_once(
+    accepted: &BTreeSet<String>,
+    counts: &BTreeMap<String, usize>,
+    what: &str,
+) {
+    let lost: Vec<&String> = accepted
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    let repeated: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let unexpected: Vec<&String> = counts.keys().filter(|id| !accepted.contains(*id)).collect();
+    eprintln!(
+        "{what}: {} of {} ids, lost {}, repeated {}, unexpected {}",
+        counts.len(),
+        accepted.len(),
+        lost.len(),
+        repeated.len(),
+        unexpected.len()
+    );
+    assert!(
+        lost.is_empty() && repeated.is_empty() && unexpected.is_empty(),
+        "{what}: every input exactly once; lost {lost:?}, repeated {repeated:?}, unexpected {unexpected:?}"
+    );
 }
 
 /// Declares the gateway's topology without starting it (to pre-load a backlog).

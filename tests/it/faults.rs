@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use contextgate::bus::amqp::Names;
 use contextgate::registry::Registry;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
-use lapin::{Confirmation, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 
-use crate::broker::{self, Cleanup, Client, PrivateNode, binary_event};
+use crate::broker::{self, Cleanup, Client, PrivateNode};
 use crate::helpers::Fixture;
 
 /// Inputs in the backlog.
@@ -34,37 +34,7 @@ async fn preload(client: &Client, names: &Names, registry: &Registry) -> BTreeSe
     client
         .subscribe(&inbox, &names.inbound(&broker::context("down")))
         .await;
-    let exchange = names.outbound(&broker::context("up"));
-    let mut accepted = BTreeSet::new();
-    for batch in (0..N).collect::<Vec<_>>().chunks(1_000) {
-        let mut pending = Vec::with_capacity(batch.len());
-        for &i in batch {
-            let id = format!("l-{i}");
-            let data = format!(r#"{{"id":"{id}","n":{i}}}"#);
-            let confirm = client
-                .channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    "up.Thing".into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    data.as_bytes(),
-                    binary_event("up/Thing@1", &id).with_delivery_mode(2),
-                )
-                .await
-                .unwrap();
-            pending.push((id, confirm));
-        }
-        for (id, confirm) in pending {
-            if confirm.await.unwrap() == Confirmation::Ack(None) {
-                accepted.insert(id);
-            }
-        }
-    }
-    assert_eq!(accepted.len(), N, "the broker accepted the whole backlog");
-    accepted
+    broker::publish_backlog(client, names, "l", N).await
 }
 
 /// Waits until at least `n` outputs are in the inbox: the gateway is mid-stream.
@@ -312,4 +282,65 @@ async fn a_memory_alarm_pauses_the_work_and_loses_nothing() {
         assert!(node.ctl(&["set_vm_memory_high_watermark", "0.4"]));
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_input_ends_forwarded_or_dead_lettered_when_connections_close_with_one_downstream_unbound()
+ {
+    // `up-to-down`'s downstream has a queue, `up-to-side`'s has none: on each route every input
+    // must come out (repeats allowed after the fault), forwarded on the first, a dead letter on
+    // the second, and never both on one route.
+    let node = PrivateNode::start("returns", 5785);
+    let url = node.url();
+    let fixture = crate::unroutable::two_routes();
+    let pipeline = fixture.pipeline();
+    let names = Names::new("returns.");
+    let inbox = format!("{}{INBOX}", names.prefix());
+    let n = 5_000;
+    let accepted = {
+        let client = Client::connect(&url).await;
+        broker::declare(&client, &names, pipeline.registry()).await;
+        client
+            .subscribe(&inbox, &names.inbound(&broker::context("down")))
+            .await;
+        broker::publish_backlog(&client, &names, "r", n).await
+    };
+    let gateway = broker::start(pipeline, broker::settings(&url, names.prefix())).await;
+    wait_for_outputs(&url, &names, (n / 5) as u32).await;
+    assert!(node.ctl(&["close_all_connections", "fault injected by the test"]));
+
+    let settle = Duration::from_secs(3);
+    let forwarded = broker::ids_in(&url, &inbox, n, settle, Duration::from_secs(60)).await;
+    let dead_side = broker::dead_letter_ids(&url, &names, Some("up-to-side"), n, settle).await;
+    let dead_down = broker::dead_letter_ids(&url, &names, Some("up-to-down"), 0, settle).await;
+    for (what, counts) in [
+        ("forwarded on up-to-down", &forwarded),
+        ("dead-lettered on up-to-side", &dead_side),
+    ] {
+        let lost: Vec<&String> = accepted
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .collect();
+        let repeats: usize = counts.values().map(|count| count - 1).sum();
+        eprintln!(
+            "{what}: {} ids, lost {}, repeats {repeats}",
+            counts.len(),
+            lost.len()
+        );
+        assert!(
+            lost.is_empty(),
+            "{what}: lost {} ids, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        assert!(
+            counts.keys().all(|id| accepted.contains(id)),
+            "{what}: unexpected ids"
+        );
+    }
+    assert!(
+        dead_down.is_empty(),
+        "inputs forwarded on up-to-down were also dead-lettered there: {dead_down:?}"
+    );
+    gateway.stop().await;
 }

@@ -42,3 +42,5 @@ mod schemas;
 mod serve;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
+/// Unroutable outputs: every input ends exactly once, forwarded or dead-lettered (issue 10).
+mod unroutable;

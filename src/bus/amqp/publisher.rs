@@ -1,17 +1,43 @@
 //! Publishing with confirms on the publish connection's channel. Every publish is persistent and
-//! `mandatory`; only the broker's ack without a returned message counts as delivered. While the
-//! broker blocks the connection (a memory or disk alarm) a confirm is waited for as long as the
-//! block lasts: work pauses, nothing is given up.
+//! `mandatory`; only the broker's ack, with no `basic.return` of that very message, counts as
+//! delivered. While the broker blocks the connection (a memory or disk alarm) a confirm is waited
+//! for as long as the block lasts: work pauses, nothing is given up.
+//!
+//! # Which publish a `basic.return` belongs to
+//! The broker returns an unroutable message (`basic.return`) before it acks it, but lapin hands
+//! each returned message to whichever confirm it resolves next, whatever its delivery tag (and a
+//! `multiple` ack resolves its confirms in hash-map order). So the confirm that carries a return
+//! says nothing about which publish was returned. The [`Ledger`] attributes returns itself:
+//! - every publish gets a sequence number, taken in the same critical section where lapin
+//!   registers its delivery tag and queues its frames, so both orders agree;
+//! - every confirm is awaited (never dropped), and any return it carries is filed by the key of
+//!   the returned message — the `x-gateway-publish` token the gateway puts on what it keeps
+//!   (dead letters, retries, redrives), or the message id of an output;
+//! - a publish is answered only once every publish that existed when its own confirm arrived has
+//!   had its confirm, too. Returns come in publish order and each is taken by a confirm resolved
+//!   no later than the last confirm of the publishes up to its own; by then all of those have
+//!   been filed, so its return, if any, is among the filed ones.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use lapin::message::BasicReturnMessage;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::ShortString;
+use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use tokio::sync::oneshot;
 
 use super::Status;
+
+/// The header that names one publish of a message the gateway keeps (a dead letter, a retry, a
+/// redrive), so that a `basic.return` of it is attributed to exactly that publish.
+pub const PUBLISH_TOKEN: &str = "x-gateway-publish";
 
 /// What the broker said about one publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +56,9 @@ pub struct Publisher {
     channel: Channel,
     confirm_timeout: Duration,
     status: Arc<Status>,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Unique per publisher: the `x-gateway-publish` tokens.
+    tokens: AtomicU64,
 }
 
 impl Publisher {
@@ -46,15 +75,14 @@ impl Publisher {
             channel,
             confirm_timeout,
             status,
+            ledger: Arc::default(),
+            tokens: AtomicU64::new(0),
         })
     }
 
-    pub fn channel(&self) -> &Channel {
-        &self.channel
-    }
-
-    /// Sends one message; the returned [`Pending`] resolves to the broker's answer. Messages
-    /// sent one after another on this publisher reach a queue in that order.
+    /// Sends a message the gateway keeps (a dead letter, a retry, a redrive): it carries an
+    /// `x-gateway-publish` token of its own. The returned [`Pending`] resolves to the broker's
+    /// answer. Messages sent one after another on this publisher reach a queue in that order.
     pub async fn send(
         &self,
         exchange: &str,
@@ -62,25 +90,103 @@ impl Publisher {
         body: &Bytes,
         properties: BasicProperties,
     ) -> lapin::Result<Pending> {
-        let routing_key = ShortString::try_new(routing_key).unwrap_or_else(|_| {
+        let token = format!("{}", self.tokens.fetch_add(1, Ordering::Relaxed));
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            PUBLISH_TOKEN.into(),
+            AMQPValue::LongString(LongString::from(token.clone())),
+        );
+        let key = ReturnKey {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            id: Id::Token(token),
+        };
+        self.publish(key, body, properties.with_headers(headers))
+            .await
+    }
+
+    /// Sends a message that leaves the gateway (an output, an input posted over HTTP) as it
+    /// is: a return of it is attributed by its message id. Two messages in flight with the same
+    /// id, exchange and routing key are the same message (a duplicate input's output), so
+    /// either may take the other's return.
+    pub async fn send_output(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &Bytes,
+        properties: BasicProperties,
+    ) -> lapin::Result<Pending> {
+        let key = ReturnKey {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            id: Id::MessageId(properties.message_id().as_ref().map(ToString::to_string)),
+        };
+        self.publish(key, body, properties).await
+    }
+
+    async fn publish(
+        &self,
+        mut key: ReturnKey,
+        body: &Bytes,
+        properties: BasicProperties,
+    ) -> lapin::Result<Pending> {
+        let routing_key = ShortString::try_new(key.routing_key.as_str()).unwrap_or_else(|_| {
             // Longer than AMQP allows: nothing can be bound to it, so the broker returns it.
             ShortString::from("contextgate.routing-key-too-long")
         });
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key,
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties,
-            )
-            .await?;
+        key.routing_key = routing_key.to_string();
+        let (channel, exchange, body) = (self.channel.clone(), key.exchange.clone(), body.clone());
+        let mut publish: Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>> =
+            Box::pin(async move {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key,
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &body,
+                        properties,
+                    )
+                    .await
+            });
+        let (answer, answered) = oneshot::channel();
+        let (seq, first) = {
+            let mut ledger = self.ledger.lock().expect("the ledger never panics");
+            let seq = ledger.open(key, answer);
+            // The first poll registers the delivery tag and queues the frames: inside the
+            // lock, so that sequence numbers and delivery tags are in the same order.
+            let first = publish
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            if let Poll::Ready(Err(error)) = &first {
+                ledger.record(seq, Err(error.clone()));
+            }
+            (seq, first)
+        };
+        let confirm = match first {
+            Poll::Ready(Err(error)) => return Err(error),
+            Poll::Ready(Ok(confirm)) => Some(confirm),
+            Poll::Pending => None,
+        };
+        let ledger = self.ledger.clone();
+        tokio::spawn(async move {
+            let confirm = match confirm {
+                Some(confirm) => Ok(confirm),
+                None => publish.await,
+            };
+            let answer = match confirm {
+                Ok(confirm) => confirm.await,
+                Err(error) => Err(error),
+            };
+            ledger
+                .lock()
+                .expect("the ledger never panics")
+                .record(seq, answer);
+        });
         Ok(Pending {
-            confirm,
+            answered,
             timeout: self.confirm_timeout,
             status: self.status.clone(),
         })
@@ -90,7 +196,7 @@ impl Publisher {
 /// A publish waiting for the broker's confirm.
 #[derive(Debug)]
 pub struct Pending {
-    confirm: PublisherConfirm,
+    answered: oneshot::Receiver<lapin::Result<Confirmed>>,
     timeout: Duration,
     status: Arc<Status>,
 }
@@ -109,21 +215,17 @@ impl Pending {
     }
 
     async fn wait(self, through_blocks: bool) -> lapin::Result<Confirmed> {
-        let mut confirm = self.confirm;
+        let mut answered = self.answered;
         loop {
-            match tokio::time::timeout(self.timeout, &mut confirm).await {
-                Ok(answer) => {
-                    return Ok(match answer? {
-                        Confirmation::Ack(None) | Confirmation::NotRequested => {
-                            Confirmed::Delivered
-                        }
-                        Confirmation::Ack(Some(returned)) => {
-                            Confirmed::Unroutable(returned.reply_text.to_string())
-                        }
-                        Confirmation::Nack(_) => {
-                            Confirmed::Refused("the broker refused the message (basic.nack)".into())
-                        }
-                    });
+            match tokio::time::timeout(self.timeout, &mut answered).await {
+                Ok(Ok(answer)) => return answer,
+                Ok(Err(_)) => {
+                    // The ledger answers every publish; it is gone only with its channel.
+                    return Err(lapin::ErrorKind::InvalidChannelState(
+                        lapin::ChannelState::Closed,
+                        "publisher ledger",
+                    )
+                    .into());
                 }
                 Err(_) if through_blocks && self.status.is_blocked() => {
                     tracing::debug!("Still waiting for a confirm: the broker blocks publishing.");
@@ -136,5 +238,285 @@ impl Pending {
                 }
             }
         }
+    }
+}
+
+/// What names a published message in a `basic.return`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ReturnKey {
+    exchange: String,
+    routing_key: String,
+    id: Id,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Id {
+    Token(String),
+    MessageId(Option<String>),
+}
+
+impl ReturnKey {
+    fn of(returned: &BasicReturnMessage) -> Self {
+        let delivery = &returned.delivery;
+        let token = delivery.properties.headers().as_ref().and_then(|headers| {
+            match headers.inner().get(PUBLISH_TOKEN)? {
+                AMQPValue::LongString(text) => {
+                    Some(String::from_utf8_lossy(text.as_bytes()).into_owned())
+                }
+                AMQPValue::ShortString(text) => Some(text.to_string()),
+                _ => None,
+            }
+        });
+        Self {
+            exchange: delivery.exchange.to_string(),
+            routing_key: delivery.routing_key.to_string(),
+            id: match token {
+                Some(token) => Id::Token(token),
+                None => Id::MessageId(
+                    delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(ToString::to_string),
+                ),
+            },
+        }
+    }
+}
+
+/// How one publish's confirm came back (any return it carried is filed apart).
+#[derive(Debug)]
+enum Answer {
+    Ack,
+    Nack,
+    Failed(lapin::Error),
+}
+
+/// One publish on its way.
+#[derive(Debug)]
+struct Entry {
+    key: ReturnKey,
+    answer: Option<Answer>,
+    reply: Option<oneshot::Sender<lapin::Result<Confirmed>>>,
+}
+
+/// The publishes in flight on one channel, in delivery-tag order, and the returns not yet
+/// given to their publish.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// The sequence number of `entries[0]`.
+    first: u64,
+    entries: VecDeque<Entry>,
+    /// Every publish below this one has its confirm.
+    confirmed_below: u64,
+    /// Publishes whose confirms all came (`..end`), answered once every publish below `need`
+    /// has its confirm: those that existed when the last of them came.
+    batches: VecDeque<Batch>,
+    /// Returns filed by key, with how many of each.
+    returned: HashMap<ReturnKey, (usize, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    end: u64,
+    need: u64,
+}
+
+impl Ledger {
+    fn next(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+
+    fn open(&mut self, key: ReturnKey, reply: oneshot::Sender<lapin::Result<Confirmed>>) -> u64 {
+        let seq = self.next();
+        self.entries.push_back(Entry {
+            key,
+            answer: None,
+            reply: Some(reply),
+        });
+        seq
+    }
+
+    fn record(&mut self, seq: u64, confirmation: lapin::Result<Confirmation>) {
+        let answer = match confirmation {
+            Ok(Confirmation::Ack(returned)) => {
+                self.file(returned);
+                Answer::Ack
+            }
+            Ok(Confirmation::NotRequested) => Answer::Ack,
+            Ok(Confirmation::Nack(returned)) => {
+                self.file(returned);
+                Answer::Nack
+            }
+            Err(error) => Answer::Failed(error),
+        };
+        let Some(entry) = seq
+            .checked_sub(self.first)
+            .and_then(|index| self.entries.get_mut(index as usize))
+        else {
+            return;
+        };
+        entry.answer = Some(answer);
+        let before = self.confirmed_below;
+        while self.confirmed_below < self.next()
+            && self.entries[(self.confirmed_below - self.first) as usize]
+                .answer
+                .is_some()
+        {
+            self.confirmed_below += 1;
+        }
+        if self.confirmed_below > before {
+            self.batches.push_back(Batch {
+                end: self.confirmed_below,
+                need: self.next(),
+            });
+        }
+        while let Some(batch) = self.batches.front().copied() {
+            if self.confirmed_below < batch.need {
+                break;
+            }
+            self.batches.pop_front();
+            while self.first < batch.end {
+                let entry = self
+                    .entries
+                    .pop_front()
+                    .expect("a batch ends at most at the last entry");
+                self.first += 1;
+                self.answer(entry);
+            }
+        }
+    }
+
+    /// Files a return under its message's key, whichever confirm carried it.
+    fn file(&mut self, returned: Option<BasicReturnMessage>) {
+        if let Some(returned) = returned {
+            let filed = self
+                .returned
+                .entry(ReturnKey::of(&returned))
+                .or_insert((0, String::new()));
+            filed.0 += 1;
+            filed.1 = returned.reply_text.to_string();
+        }
+    }
+
+    /// Gives one publish its answer, with its return if one was filed for it.
+    fn answer(&mut self, entry: Entry) {
+        let mut unroutable = || {
+            let filed = self.returned.get_mut(&entry.key)?;
+            filed.0 -= 1;
+            let text = filed.1.clone();
+            if filed.0 == 0 {
+                self.returned.remove(&entry.key);
+            }
+            Some(text)
+        };
+        let confirmed = match entry.answer {
+            Some(Answer::Ack) => Ok(match unroutable() {
+                Some(text) => Confirmed::Unroutable(text),
+                None => Confirmed::Delivered,
+            }),
+            Some(Answer::Nack) => {
+                unroutable();
+                Ok(Confirmed::Refused(
+                    "the broker refused the message (basic.nack)".into(),
+                ))
+            }
+            Some(Answer::Failed(error)) => Err(error),
+            None => unreachable!("a batch holds only entries with their confirm"),
+        };
+        if let Some(reply) = entry.reply {
+            // The waiter may have given up (a confirm timeout): nobody to tell.
+            let _ = reply.send(confirmed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ReturnKey {
+        ReturnKey {
+            exchange: "down.in".into(),
+            routing_key: "t".into(),
+            id: Id::MessageId(Some(id.into())),
+        }
+    }
+
+    fn returned(id: &str) -> BasicReturnMessage {
+        let mut delivery =
+            lapin::message::Delivery::mock(0, "down.in".into(), "t".into(), false, Vec::new());
+        delivery.properties = BasicProperties::default().with_message_id(id.into());
+        BasicReturnMessage {
+            delivery,
+            reply_code: 312,
+            reply_text: "NO_ROUTE".into(),
+        }
+    }
+
+    fn open(ledger: &mut Ledger, id: &str) -> oneshot::Receiver<lapin::Result<Confirmed>> {
+        let (reply, replied) = oneshot::channel();
+        ledger.open(key(id), reply);
+        replied
+    }
+
+    fn now(replied: &mut oneshot::Receiver<lapin::Result<Confirmed>>) -> Option<Confirmed> {
+        replied.try_recv().ok().map(Result::unwrap)
+    }
+
+    #[test]
+    fn a_return_carried_by_another_publishes_confirm_goes_to_its_own_publish() {
+        let mut ledger = Ledger::default();
+        let mut a = open(&mut ledger, "a");
+        let mut b = open(&mut ledger, "b");
+        // b was returned, but lapin handed the return to a's confirm.
+        ledger.record(0, Ok(Confirmation::Ack(Some(returned("b")))));
+        assert_eq!(now(&mut a), None, "b may still carry a's return");
+        ledger.record(1, Ok(Confirmation::Ack(None)));
+        assert_eq!(now(&mut a), Some(Confirmed::Delivered));
+        assert_eq!(now(&mut b), Some(Confirmed::Unroutable("NO_ROUTE".into())));
+    }
+
+    #[test]
+    fn a_publish_waits_for_those_that_existed_when_its_confirm_came() {
+        let mut ledger = Ledger::default();
+        let mut a = open(&mut ledger, "a");
+        let mut b = open(&mut ledger, "b");
+        ledger.record(0, Ok(Confirmation::Ack(None)));
+        // b's confirm may carry a's return: a waits for it.
+        assert_eq!(now(&mut a), None);
+        let mut c = open(&mut ledger, "c");
+        ledger.record(1, Ok(Confirmation::Ack(Some(returned("a")))));
+        assert_eq!(now(&mut a), Some(Confirmed::Unroutable("NO_ROUTE".into())));
+        // b's confirm came while c existed: b waits for c.
+        assert_eq!(now(&mut b), None);
+        ledger.record(2, Ok(Confirmation::Nack(None)));
+        assert_eq!(now(&mut b), Some(Confirmed::Delivered));
+        assert!(matches!(now(&mut c), Some(Confirmed::Refused(_))));
+        assert!(ledger.entries.is_empty() && ledger.returned.is_empty());
+    }
+
+    #[test]
+    fn confirms_out_of_order_are_answered_in_order_once_all_came() {
+        let mut ledger = Ledger::default();
+        let mut replies: Vec<_> = (0..4).map(|i| open(&mut ledger, &i.to_string())).collect();
+        for seq in [3, 1, 2] {
+            ledger.record(seq, Ok(Confirmation::Ack(None)));
+        }
+        assert!(replies.iter_mut().all(|reply| now(reply).is_none()));
+        ledger.record(0, Ok(Confirmation::Ack(Some(returned("2")))));
+        let answers: Vec<_> = replies
+            .iter_mut()
+            .map(|reply| now(reply).unwrap())
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                Confirmed::Delivered,
+                Confirmed::Delivered,
+                Confirmed::Unroutable("NO_ROUTE".into()),
+                Confirmed::Delivered
+            ]
+        );
     }
 }

@@ -238,7 +238,7 @@ async fn act(
                     wire::output(message, route.wire, job.taken.properties.headers().as_ref());
                 match session
                     .publisher
-                    .send(exchange, &message.attributes.event_type, &body, properties)
+                    .send_output(exchange, &message.attributes.event_type, &body, properties)
                     .await
                 {
                     Ok(sent) => pending.push(sent),

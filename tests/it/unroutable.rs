@@ -1,0 +1,90 @@
+//! Every input ends exactly once — forwarded or dead-lettered, never both, never neither — when
+//! outputs are unroutable: nothing bound downstream, or one route's downstream bound while
+//! another's is not. The broker's `basic.return`s must be attributed to their own publishes on a
+//! confirm channel that every lane and route shares (issue 10, item 1). The same under a fault
+//! is in `faults`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use contextgate::bus::amqp::Names;
+
+use crate::broker::{self, Cleanup, Client, assert_exactly_once};
+use crate::helpers::Fixture;
+
+/// Inputs in the backlog.
+const N: usize = 2_000;
+/// How long a queue must stay quiet after the last expected message: repeats would come by then.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The fixture's conformist `up-to-down`, and a second conformist route `up-to-side` from the
+/// same upstream to a context `side` that nobody subscribed to.
+pub(crate) fn two_routes() -> Fixture {
+    let fixture = Fixture::new("conformist", None, "");
+    fixture.append(
+        r#"
+[[routes]]
+name = "up-to-side"
+upstream = "up"
+downstream = "side"
+mode = "conformist"
+accepts = ["up/Thing@1"]
+
+[contexts.side]
+"#,
+    );
+    fixture
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_input_whose_output_nobody_takes_is_dead_lettered_exactly_once() {
+    let fixture = Fixture::new("conformist", None, "");
+    let pipeline = fixture.pipeline();
+    let url = broker::amqp_url();
+    let prefix = broker::unique_prefix("unbound");
+    let names = Names::new(prefix.clone());
+    let _cleanup = Cleanup::new(&url, &names, pipeline.registry());
+    let client = Client::connect(&url).await;
+    broker::declare(&client, &names, pipeline.registry()).await;
+    let accepted = broker::publish_backlog(&client, &names, "u", N).await;
+
+    let gateway = broker::start(pipeline, broker::settings(&url, &prefix)).await;
+    let dead = broker::dead_letter_ids(&url, &names, Some("up-to-down"), N, SETTLE).await;
+
+    assert_exactly_once(&accepted, &dead, "dead-lettered as unroutable");
+    assert_eq!(client.count(&names.route_queue("up-to-down")).await, 0);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_downstream_bound_and_one_not_each_input_is_forwarded_once_and_dead_lettered_once()
+{
+    let fixture = two_routes();
+    let pipeline = fixture.pipeline();
+    let url = broker::amqp_url();
+    let prefix = broker::unique_prefix("mixed");
+    let names = Names::new(prefix.clone());
+    let cleanup = Cleanup::new(&url, &names, pipeline.registry());
+    let client = Client::connect(&url).await;
+    broker::declare(&client, &names, pipeline.registry()).await;
+    let inbox = format!("{prefix}inbox.down");
+    cleanup.queue(&inbox);
+    client
+        .subscribe(&inbox, &names.inbound(&broker::context("down")))
+        .await;
+    let accepted = broker::publish_backlog(&client, &names, "m", N).await;
+
+    let gateway = broker::start(pipeline, broker::settings(&url, &prefix)).await;
+    let forwarded = broker::ids_in(&url, &inbox, N, SETTLE, Duration::from_secs(30)).await;
+    let dead_side = broker::dead_letter_ids(&url, &names, Some("up-to-side"), N, SETTLE).await;
+    let dead_down = broker::dead_letter_ids(&url, &names, Some("up-to-down"), 0, SETTLE).await;
+
+    assert_exactly_once(&accepted, &forwarded, "forwarded on up-to-down");
+    assert_exactly_once(&accepted, &dead_side, "dead-lettered on up-to-side");
+    assert_eq!(
+        dead_down,
+        BTreeMap::new(),
+        "no input forwarded on up-to-down is also its dead letter"
+    );
+    gateway.stop().await;
+}
