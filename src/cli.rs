@@ -102,7 +102,8 @@ pub struct AmqpArgs {
     /// the in-process bus.
     #[arg(long, env = "CONTEXTGATE_AMQP_URL")]
     pub amqp_url: Option<String>,
-    /// Put before every exchange and queue name the gateway declares.
+    /// Put before every exchange and queue name the gateway declares, joined with a `.` unless
+    /// it ends with `.`, `-`, `_`, `:` or `/` (`staging` gives `staging.orders.out`).
     #[arg(long, default_value = "", env = "CONTEXTGATE_AMQP_PREFIX")]
     pub amqp_prefix: String,
     /// Unacked deliveries per route.

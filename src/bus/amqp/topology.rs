@@ -31,10 +31,15 @@ pub struct Names {
 }
 
 impl Names {
+    /// Names under `prefix`, joined with a `.` unless it already ends with a separator (`.`,
+    /// `-`, `_`, `:` or `/`): `orders` gives `orders.orders.out`, `staging-` gives
+    /// `staging-orders.out`, and no prefix gives `orders.out`.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
+        let mut prefix = prefix.into();
+        if !prefix.is_empty() && !prefix.ends_with(['.', '-', '_', ':', '/']) {
+            prefix.push('.');
         }
+        Self { prefix }
     }
 
     pub fn prefix(&self) -> &str {
@@ -224,4 +229,22 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapi
             FieldTable::default(),
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_is_joined_to_the_names_with_a_separator() {
+        let orders = ContextName::parse("orders").unwrap();
+        assert_eq!(Names::new("orders").outbound(&orders), "orders.orders.out");
+        assert_eq!(Names::new("orders.").outbound(&orders), "orders.orders.out");
+        assert_eq!(Names::new("staging-").route_queue("a"), "staging-route.a");
+        assert_eq!(Names::new("").inbound(&orders), "orders.in");
+        assert_eq!(
+            Names::new("orders").context_of_outbound("orders.orders.out"),
+            Some("orders")
+        );
+    }
 }
