@@ -535,24 +535,28 @@ async fn gateway(
         .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok());
     child.kill().unwrap();
     child.wait().unwrap();
-    let mut queues = vec![target, names.unrouted(), names.dead_letter_queue(None)];
-    for queue_of in [
-        Names::route_queue as fn(&Names, &str) -> String,
-        Names::delay_queue,
-    ] {
-        queues.push(queue_of(&names, route.name.as_str()));
-    }
-    queues.push(names.dead_letter_queue(Some(route.name.as_str())));
+    // (No retries happen here, so no delay queue was declared.)
+    let queues = vec![
+        target,
+        names.unrouted(),
+        names.dead_letter_queue(None),
+        names.route_queue(route.name.as_str()),
+        names.dead_letter_queue(Some(route.name.as_str())),
+    ];
     delete_queues(client, &queues).await;
-    for exchange in [names.dead_letters(), names.retries(), names.unrouted()]
-        .into_iter()
-        .chain(
-            registry
-                .contexts
-                .keys()
-                .flat_map(|context| [names.outbound(context), names.inbound(context)]),
-        )
-    {
+    for exchange in [
+        names.dead_letters(),
+        names.retries(),
+        names.retry(),
+        names.unrouted(),
+    ]
+    .into_iter()
+    .chain(
+        registry
+            .contexts
+            .keys()
+            .flat_map(|context| [names.outbound(context), names.inbound(context)]),
+    ) {
         let _ = channel
             .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await;

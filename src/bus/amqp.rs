@@ -158,6 +158,8 @@ pub struct Session {
     /// pipeline only with a permit: one fewer than the runtime's workers, so that one worker
     /// always stays free for I/O, acks and the HTTP API however busy the scripts are.
     pub scripts: tokio::sync::Semaphore,
+    /// The delay steps whose queues this session declared (each when a retry first needs it).
+    delays: tokio::sync::Mutex<HashSet<Duration>>,
     broken: watch::Sender<Option<String>>,
 }
 
@@ -165,6 +167,18 @@ impl Session {
     /// The registry now.
     pub fn pipeline(&self) -> Pipeline {
         self.pipelines.borrow().clone()
+    }
+
+    /// The delay queue of `step`, declared the first time this session needs it.
+    pub async fn delay_queue(&self, step: Duration) -> lapin::Result<String> {
+        let mut declared = self.delays.lock().await;
+        if !declared.contains(&step) {
+            let channel = self.admin.create_channel().await?;
+            topology::declare_delay(&channel, &self.names, step).await?;
+            let _ = channel.close(200, "delay queue declared".into()).await;
+            declared.insert(step);
+        }
+        Ok(self.names.delay_queue(step))
     }
 
     /// Marks the session as broken: it is dropped and a new one is built.
@@ -439,6 +453,7 @@ impl AmqpBus {
             admin: publish.clone(),
             status: self.status.clone(),
             scripts: tokio::sync::Semaphore::new(script_permits()),
+            delays: tokio::sync::Mutex::default(),
             broken,
         });
         let mut consumers = Consumers::new();

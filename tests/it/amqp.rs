@@ -357,8 +357,80 @@ async fn enrich_retries_through_the_delay_queue_then_succeeds() {
         3,
         "two failures, then the answer"
     );
-    let delay = setup.names().delay_queue("up-to-down");
-    assert_eq!(setup.client.count(&delay).await, 0);
+    for step in [100, 200] {
+        let delay = setup.names().delay_queue(Duration::from_millis(step));
+        assert_eq!(setup.client.count(&delay).await, 0);
+    }
+    setup.gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_short_retry_leaves_after_its_own_delay_not_behind_a_longer_one() {
+    // The first look-up of each id fails: `late`'s with `Retry-After: 6`, `soon`'s without, so
+    // `soon` waits the route's 1 s backoff. In one shared delay queue with per-message TTLs,
+    // `soon` would wait behind `late` until it expired.
+    let seen = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    let app = Router::new().route(
+        "/paced/{id}",
+        get(move |Path(id): Path<String>| {
+            let seen = seen.clone();
+            async move {
+                if seen.lock().unwrap().insert(id.clone()) {
+                    let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    if id == "late" {
+                        response
+                            .headers_mut()
+                            .insert("retry-after", "6".parse().unwrap());
+                    }
+                    response
+                } else {
+                    axum::Json(json!({"name": id})).into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fixture = Fixture::new(
+        "enrich",
+        Some(r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#),
+        &format!(
+            "[routes.on_failure]\nenrich = \"retry\"\n[routes.retry]\nmax_attempts = 3\ninitial_backoff = \"1s\"\nmax_backoff = \"20s\"\n[[routes.lookups]]\nname = \"customer\"\nurl = \"{base}paced/{{/id}}\"\ntimeout = \"500ms\"\ncache_ttl = \"0s\"\n"
+        ),
+    );
+    fixture.allow(&base);
+    let setup = setup("paced", fixture.pipeline(), "down").await;
+
+    let started = std::time::Instant::now();
+    setup
+        .publish_binary("up", "up/Thing@1", "p-1", r#"{"id":"late","n":1}"#)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    setup
+        .publish_binary("up", "up/Thing@1", "p-2", r#"{"id":"soon","n":2}"#)
+        .await;
+    let first = setup.output().await;
+    let first_after = started.elapsed();
+    let second = setup.output().await;
+    let second_after = started.elapsed();
+
+    assert_eq!(
+        body_json(&first)["id"],
+        "soon",
+        "the short retry leaves first"
+    );
+    assert!(
+        first_after < Duration::from_secs(4),
+        "the 1 s retry left after {first_after:?}"
+    );
+    assert_eq!(body_json(&second)["id"], "late");
+    assert!(
+        second_after >= Duration::from_secs(6),
+        "the retry asked for 6 s left after {second_after:?}"
+    );
     setup.gateway.stop().await;
 }
 

@@ -42,7 +42,6 @@ async fn live(test: &str, extra_routes: &[&str]) -> Live {
     let cleanup = Cleanup::new(&url, &names, pipeline.registry());
     for route in extra_routes {
         cleanup.queue(&names.route_queue(route));
-        cleanup.queue(&names.delay_queue(route));
         cleanup.queue(&names.dead_letter_queue(Some(route)));
     }
     let client = Client::connect(&url).await;

@@ -258,10 +258,21 @@ impl Cleanup {
         for route in &registry.routes {
             let route = route.name.as_str();
             queues.push(names.route_queue(route));
-            queues.push(names.delay_queue(route));
             queues.push(names.dead_letter_queue(Some(route)));
         }
-        let mut exchanges = vec![names.dead_letters(), names.retries(), names.unrouted()];
+        // Routes added later (over HTTP) retry with the default policy.
+        let mut steps = topology::delay_steps(registry);
+        let default = contextgate::registry::Policy::default();
+        steps.extend((2..=default.max_attempts).map(|attempt| default.backoff(attempt, None)));
+        for step in steps {
+            queues.push(names.delay_queue(step));
+        }
+        let mut exchanges = vec![
+            names.dead_letters(),
+            names.retries(),
+            names.retry(),
+            names.unrouted(),
+        ];
         for context in registry.contexts.keys() {
             exchanges.push(names.outbound(context));
             exchanges.push(names.inbound(context));

@@ -5,24 +5,33 @@
 //!   what no route queue takes goes to its alternate exchange `<p>unrouted`.
 //! - `<p><context>.in`: topic exchange a context receives on (its team binds its own queues).
 //! - `<p>route.<route>`: the route's durable quorum queue, bound to the upstream's `.out` for
-//!   every message type it accepts, and to `<p>retries` with the route's name.
-//! - `<p>delay.<route>`: the route's delay queue; a retry waits there for its per-message TTL,
-//!   then dead-letters back through `<p>retries` into the route queue.
+//!   every message type it accepts, and to `<p>retry` for retries of this route.
+//! - `<p>delay.<ms>ms`: one delay queue per delay step, declared when a retry first needs it,
+//!   shared by every route: its fixed `x-message-ttl` makes every message in it wait exactly that
+//!   long (RabbitMQ expires messages only at a queue's head, so per-message TTLs in one queue
+//!   would hold a short retry behind a long one). It dead-letters into `<p>retry`, a headers
+//!   exchange that routes each retry to its route's queue by its `contextgate-retry-route` header.
+//! - `<p>retries`: the direct exchange the per-route `delay.<route>` queues of earlier versions
+//!   dead-letter into; still declared and bound so that what they hold comes back.
 //! - `<p>dead-letters`: direct exchange; `<p>dead.<route>` per route, `<p>dead._unrouted` for
 //!   what failed before any route was picked.
 //! - `<p>unrouted`: fanout exchange and quorum queue the gateway consumes to dead-letter (or,
 //!   for an event no route takes, count) what no route queue took.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::registry::{ContextName, Registry, Route};
+use crate::registry::{ContextName, Policy, Registry, Route};
 
 /// The dead-letter routing key (and queue suffix) of inputs that failed before routing.
 pub const UNROUTED_KEY: &str = "_unrouted";
+/// The header that takes a retry from its delay queue back to its route's queue. Not an `x-`
+/// header: RabbitMQ's headers exchange ignores those when matching.
+pub const RETRY_ROUTE: &str = "contextgate-retry-route";
 
 /// Every name of the topology, from one prefix.
 #[derive(Debug, Clone)]
@@ -63,8 +72,14 @@ impl Names {
         format!("{}route.{route}", self.prefix)
     }
 
-    pub fn delay_queue(&self, route: &str) -> String {
-        format!("{}delay.{route}", self.prefix)
+    /// The delay queue of one delay step.
+    pub fn delay_queue(&self, step: Duration) -> String {
+        format!("{}delay.{}ms", self.prefix, step.as_millis())
+    }
+
+    /// The headers exchange delay queues dead-letter into: it routes a retry to its route.
+    pub fn retry(&self) -> String {
+        format!("{}retry", self.prefix)
     }
 
     pub fn dead_letters(&self) -> String {
@@ -76,6 +91,7 @@ impl Names {
         format!("{}dead.{}", self.prefix, route.unwrap_or(UNROUTED_KEY))
     }
 
+    /// The direct exchange of earlier versions' per-route delay queues (`delay.<route>`).
     pub fn retries(&self) -> String {
         format!("{}retries", self.prefix)
     }
@@ -107,10 +123,12 @@ pub async fn declare(
     };
     let dead_letters = names.dead_letters();
     let retries = names.retries();
+    let retry = names.retry();
     let unrouted = names.unrouted();
     for (exchange, kind) in [
         (&dead_letters, ExchangeKind::Direct),
         (&retries, ExchangeKind::Direct),
+        (&retry, ExchangeKind::Headers),
         (&unrouted, ExchangeKind::Fanout),
     ] {
         channel
@@ -178,14 +196,80 @@ async fn declare_route(
         bind(channel, &queue, &outbound, message_type).await?;
     }
     bind(channel, &queue, &names.retries(), name).await?;
-
-    let delay = names.delay_queue(name);
-    declare_queue(channel, &delay, quorum(Some((&names.retries(), name)))).await?;
+    let mut retry_route = FieldTable::default();
+    retry_route.insert("x-match".into(), string("all"));
+    retry_route.insert(RETRY_ROUTE.into(), string(name));
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            names.retry().as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            retry_route,
+        )
+        .await?;
 
     let dead = names.dead_letter_queue(Some(name));
     declare_queue(channel, &dead, quorum(None)).await?;
     bind(channel, &dead, &names.dead_letters(), name).await
 }
+
+/// Declares the delay queue of `step`: every message waits `step` in it, then goes back to its
+/// route through `<p>retry`.
+pub async fn declare_delay(channel: &Channel, names: &Names, step: Duration) -> lapin::Result<()> {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), string("quorum"));
+    arguments.insert("x-dead-letter-exchange".into(), string(&names.retry()));
+    arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+    arguments.insert("x-overflow".into(), string("reject-publish"));
+    arguments.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(step.as_millis()).unwrap_or(i64::MAX)),
+    );
+    declare_queue(channel, &names.delay_queue(step), arguments).await
+}
+
+/// The delay step a retry of a route with `policy` waits for `delay` in: the delay itself when
+/// the policy's backoff gives it (those are few per route), otherwise — a `Retry-After` asked
+/// for — the next step of [`LADDER`] at or above it, never past the policy's cap. A retry
+/// never leaves before its delay, and at most half as long again after it.
+pub fn delay_step(policy: &Policy, delay: Duration) -> Duration {
+    let from_backoff =
+        (2..=policy.max_attempts.max(2)).any(|attempt| policy.backoff(attempt, None) == delay);
+    if from_backoff || delay >= policy.max_backoff {
+        return delay.min(policy.max_backoff).max(Duration::from_millis(1));
+    }
+    let step = LADDER
+        .iter()
+        .map(|millis| Duration::from_millis(*millis))
+        .find(|step| *step >= delay)
+        .unwrap_or(policy.max_backoff);
+    step.min(policy.max_backoff)
+}
+
+/// Every delay step a retry on `registry`'s routes can wait in (for clean-up: the queues are
+/// declared only when first needed).
+pub fn delay_steps(registry: &Registry) -> BTreeSet<Duration> {
+    let mut steps = BTreeSet::new();
+    for route in &registry.routes {
+        let policy = &route.policy;
+        for attempt in 2..=policy.max_attempts.max(2) {
+            steps.insert(delay_step(policy, policy.backoff(attempt, None)));
+        }
+        for millis in LADDER {
+            steps.insert(delay_step(policy, Duration::from_millis(millis)));
+        }
+    }
+    steps
+}
+
+/// Delay steps for delays the backoff does not give (a `Retry-After`), each at most 1.5 times
+/// the one before.
+const LADDER: [u64; 32] = [
+    100, 150, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500, 10_000,
+    15_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000, 180_000, 240_000, 300_000, 450_000,
+    600_000, 900_000, 1_200_000, 1_800_000, 2_700_000, 3_600_000,
+];
 
 /// Quorum queue arguments; with a dead-letter target, at-least-once dead-lettering (which needs
 /// `reject-publish` overflow).
@@ -234,6 +318,30 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delay_the_backoff_gives_is_its_own_step_and_others_round_up_to_the_ladder() {
+        let policy = Policy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            max_attempts: 8,
+            ..Policy::default()
+        };
+        let step = |millis| delay_step(&policy, Duration::from_millis(millis)).as_millis();
+        // The backoff: 1, 2, 4, 8, 16, 32, 60 s.
+        for millis in [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000] {
+            assert_eq!(step(millis), u128::from(millis));
+        }
+        // Asked for (Retry-After): the next step up, never earlier, never past the cap.
+        assert_eq!(step(2_100), 3_000);
+        assert_eq!(step(30_000), 30_000);
+        assert_eq!(step(50_000), 60_000);
+        assert_eq!(step(70_000), 60_000);
+        assert_eq!(step(0), 100);
+        for pair in LADDER.windows(2) {
+            assert!(pair[1] * 2 <= pair[0] * 3, "{pair:?}");
+        }
+    }
 
     #[test]
     fn a_prefix_is_joined_to_the_names_with_a_separator() {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
+use super::topology::RETRY_ROUTE;
 use crate::bus::dead_letters::{DeadLetterView, FailureView, KeptDelivery};
 use crate::message::Message;
 use crate::message::cloudevents::{self, STRUCTURED_CONTENT_TYPE};
@@ -77,10 +78,10 @@ impl Taken {
         }
     }
 
-    /// The attempt this delivery is: the gateway's header when it came back from the route's
-    /// delay queue through `retries_exchange`, 1 otherwise (a producer cannot forge it).
-    pub fn attempt(&self, retries_exchange: &str) -> u32 {
-        if self.exchange != retries_exchange {
+    /// The attempt this delivery is: the gateway's header when it came back from a delay
+    /// queue through one of `retry_exchanges`, 1 otherwise (a producer cannot forge it).
+    pub fn attempt(&self, retry_exchanges: &[String]) -> u32 {
+        if !retry_exchanges.contains(&self.exchange) {
             return 1;
         }
         self.header(ATTEMPT)
@@ -154,12 +155,12 @@ impl Taken {
             .with_delivery_mode(PERSISTENT)
     }
 
-    /// The input's headers without any `x-gateway-` header.
+    /// The input's headers without any of the gateway's (`x-gateway-*`, the retry's route).
     fn own_headers(&self) -> FieldTable {
         let mut table = FieldTable::default();
         if let Some(headers) = self.properties.headers() {
             for (name, value) in headers.inner() {
-                if !name.as_str().starts_with(GATEWAY_PREFIX) {
+                if !name.as_str().starts_with(GATEWAY_PREFIX) && name.as_str() != RETRY_ROUTE {
                     table.insert(name.clone(), value.clone());
                 }
             }
@@ -323,16 +324,15 @@ pub fn dead_letter(input: &Taken, info: &DeadLetterInfo<'_>) -> BasicProperties 
     input.properties.clone().with_headers(headers)
 }
 
-/// The input's properties, unchanged, with the attempt number it will be and the time it
-/// waits in the delay queue (a per-message TTL).
-pub fn retry(input: &Taken, attempt: u32, delay: Duration) -> BasicProperties {
+/// The input's properties, unchanged, with the attempt number it will be and the route it
+/// goes back to when its delay queue lets it go.
+pub fn retry(input: &Taken, attempt: u32, route: &Route) -> BasicProperties {
     let mut headers = input.own_headers();
     headers.insert(ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(attempt)));
-    let millis = delay.as_millis().max(1);
+    headers.insert(RETRY_ROUTE.into(), text(route.name.as_str()));
     input
         .properties
         .clone()
         .with_headers(headers)
         .with_delivery_mode(PERSISTENT)
-        .with_expiration(ShortString::from(millis.to_string()))
 }

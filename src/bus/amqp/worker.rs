@@ -137,7 +137,7 @@ pub async fn consume_route(
         lanes.push(jobs);
         lane_tasks.spawn(run_lane(session.clone(), receiver, settler.clone()));
     }
-    let retries = session.names.retries();
+    let retry_exchanges = [session.names.retry(), session.names.retries()];
     let mut next_lane = 0;
     let ended = loop {
         let taken =
@@ -157,7 +157,7 @@ pub async fn consume_route(
         };
         let route = &work.route;
         work.messages_in.increment(1);
-        let attempt = taken.attempt(&retries);
+        let attempt = taken.attempt(&retry_exchanges);
         let received = work.pipeline.receive_on(route, &taken.delivery());
         let keyed = match (&received, &route.ordering_key) {
             (Ok(input), Some(key)) => key
@@ -389,7 +389,7 @@ fn count_dead_letter(route: Option<&Route>, failure: &Failure) {
         .increment(1);
 }
 
-/// Puts the input in the route's delay queue as attempt number `attempt`.
+/// Puts the input in the delay queue of its delay's step as attempt number `attempt`.
 async fn retry(
     session: &Session,
     route: &Route,
@@ -398,12 +398,17 @@ async fn retry(
     delay: std::time::Duration,
     failure: &Failure,
 ) -> Settle {
-    let properties = wire::retry(&job.taken, attempt, delay);
-    let queue = session.names.delay_queue(route.name.as_str());
-    let sent = session
-        .publisher
-        .send("", &queue, &job.taken.body, properties)
-        .await;
+    let properties = wire::retry(&job.taken, attempt, route);
+    let step = super::topology::delay_step(&route.policy, delay);
+    let sent = match session.delay_queue(step).await {
+        Ok(queue) => {
+            session
+                .publisher
+                .send("", &queue, &job.taken.body, properties)
+                .await
+        }
+        Err(error) => Err(error),
+    };
     let settle = settle_after(session, job.taken.tag, sent).await;
     if settle == Settle::Ack(job.taken.tag) {
         tracing::info!(route = %route.name, attempt, ?delay, reason = %failure.reason, "Input will be retried.");
