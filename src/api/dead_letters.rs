@@ -18,7 +18,9 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::bus::Bus;
-use crate::bus::dead_letters::{DeadLetterView, MAX_SCAN, Redriven};
+use crate::bus::dead_letters::{
+    DeadLetterPage, DeadLetterView, MAX_PAGE, PAGE_BYTES, Page, Redriven,
+};
 use crate::registry::{Route, RouteName};
 
 /// The longest dead-letter id taken (ours are UUIDs).
@@ -27,14 +29,25 @@ const MAX_ID_LEN: usize = 64;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// How many to list at most (default 100, at most 10 000).
+    /// How many to list at most (default 100, at most 1 000; a page also stops at about 4 MiB).
     #[serde(default)]
     pub max: Option<usize>,
+    /// The page after the dead letter with this id: the `next` of the page before.
+    #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9-]{1,64}$")]
+    pub after: Option<String>,
 }
 
 impl ListQuery {
-    fn max(&self) -> usize {
-        self.max.unwrap_or(100).min(MAX_SCAN)
+    fn page(&self) -> Result<Page, ApiError> {
+        if let Some(after) = &self.after {
+            dead_letter_id(after)?;
+        }
+        Ok(Page {
+            after: self.after.clone(),
+            max: self.max.unwrap_or(100).clamp(1, MAX_PAGE),
+            max_bytes: PAGE_BYTES,
+        })
     }
 }
 
@@ -44,47 +57,33 @@ impl ListQuery {
     path = "/v1/dead-letters",
     tag = "dead letters",
     params(ListQuery),
-    responses((status = 200, description = "Oldest first.", body = Vec<DeadLetterView>), super::openapi::Refusals)
+    responses((status = 200, description = "A page, oldest first, with the count of all and the next page's cursor.", body = DeadLetterPage), super::openapi::Refusals)
 )]
 pub async fn list_unrouted(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     caller.must_be_operator()?;
-    match state.gateway.bus() {
-        // In process only routed inputs are kept (the sender is told of the others).
-        Bus::InProcess(bus) => Ok(Json(
-            bus.dead_letters(None, query.max())
-                .iter()
-                .map(|kept| kept.view())
-                .collect(),
-        )),
-        Bus::Amqp(bus) => {
-            let (bus, max) = (bus.clone(), query.max());
-            Ok(Json(
-                detached(async move { Ok(bus.dead_letters(None, max).await?) }).await?,
-            ))
-        }
-    }
+    Ok(Json(page(&state, None, query.page()?).await?))
 }
 
-/// A route's dead letters, oldest first.
+/// A route's dead letters, oldest first, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/routes/{route}/dead-letters",
     tag = "dead letters",
     params(("route" = String, Path, description = "The route.", pattern = "^[a-z][a-z0-9-]{0,63}$"), ListQuery),
-    responses((status = 200, description = "Oldest first.", body = Vec<DeadLetterView>), super::openapi::Refusals)
+    responses((status = 200, description = "A page, oldest first, with the count of all and the next page's cursor.", body = DeadLetterPage), super::openapi::Refusals)
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw_route): Path<String>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     let route = owned_route(&state, &raw_route, &caller)?;
-    Ok(Json(views(&state, &route.name, query.max()).await?))
+    Ok(Json(page(&state, Some(&route.name), query.page()?).await?))
 }
 
 /// One dead letter of a route.
@@ -102,12 +101,18 @@ pub async fn get(
 ) -> Result<Json<DeadLetterView>, ApiError> {
     let route = owned_route(&state, &raw_route, &caller)?;
     let id = dead_letter_id(&id)?;
-    views(&state, &route.name, MAX_SCAN)
-        .await?
-        .into_iter()
-        .find(|view| view.id == id)
-        .map(Json)
-        .ok_or_else(|| not_found(&route.name, id))
+    let found = match state.gateway.bus() {
+        Bus::InProcess(bus) => bus
+            .dead_letters(Some(&route.name), usize::MAX)
+            .iter()
+            .find(|kept| kept.id == id)
+            .map(|kept| kept.view()),
+        Bus::Amqp(bus) => {
+            let (bus, route, id) = (bus.clone(), route.name.clone(), id.to_owned());
+            detached(async move { Ok(bus.dead_letter(Some(&route), &id).await?) }).await?
+        }
+    };
+    found.map(Json).ok_or_else(|| not_found(&route.name, id))
 }
 
 /// Deletes one dead letter (after inspection).
@@ -212,20 +217,17 @@ async fn detached<T: Send + 'static>(
     })?
 }
 
-async fn views(
+async fn page(
     state: &AppState,
-    route: &RouteName,
-    max: usize,
-) -> Result<Vec<DeadLetterView>, ApiError> {
+    route: Option<&RouteName>,
+    page: Page,
+) -> Result<DeadLetterPage, ApiError> {
     match state.gateway.bus() {
-        Bus::InProcess(bus) => Ok(bus
-            .dead_letters(Some(route), max)
-            .iter()
-            .map(|kept| kept.view())
-            .collect()),
+        // In process only routed inputs are kept (the sender is told of the others).
+        Bus::InProcess(bus) => Ok(bus.dead_letter_page(route, &page)),
         Bus::Amqp(bus) => {
-            let (bus, route) = (bus.clone(), route.clone());
-            detached(async move { Ok(bus.dead_letters(Some(&route), max).await?) }).await
+            let (bus, route) = (bus.clone(), route.cloned());
+            detached(async move { Ok(bus.dead_letters(route.as_ref(), &page).await?) }).await
         }
     }
 }

@@ -158,6 +158,8 @@ pub struct Session {
     /// pipeline only with a permit: one fewer than the runtime's workers, so that one worker
     /// always stays free for I/O, acks and the HTTP API however busy the scripts are.
     pub scripts: tokio::sync::Semaphore,
+    /// The dead-letter streams the API has read in this session, with their indexes.
+    pub dead_letters: dead_letters::DeadLetterStreams,
     /// The delay steps whose queues this session declared (each when a retry first needs it).
     delays: tokio::sync::Mutex<HashSet<Duration>>,
     broken: watch::Sender<Option<String>>,
@@ -445,6 +447,11 @@ impl AmqpBus {
             self.status.clone(),
         )
         .await?;
+        let migrating = connect(uri, "contextgate dead-letter migration").await?;
+        let migrated =
+            dead_letters::migrate(&migrating, &publisher, &self.names, pipeline.registry()).await;
+        let _ = migrating.close(200, "dead letters migrated".into()).await;
+        migrated?;
         let session = Arc::new(Session {
             pipelines: watch::Sender::new(pipeline.clone()),
             names: self.names.clone(),
@@ -454,6 +461,7 @@ impl AmqpBus {
             status: self.status.clone(),
             scripts: tokio::sync::Semaphore::new(script_permits()),
             delays: tokio::sync::Mutex::default(),
+            dead_letters: dead_letters::DeadLetterStreams::default(),
             broken,
         });
         let mut consumers = Consumers::new();
@@ -494,6 +502,7 @@ impl AmqpBus {
             }
         };
         self.status.ready.store(false, Ordering::Relaxed);
+        session.dead_letters.end();
         if matches!(ended, Ended::Stopped) {
             consumers.stop();
             let drain = async { while consumers.tasks.join_next().await.is_some() {} };

@@ -7,14 +7,40 @@ use serde::Serialize;
 
 use crate::pipeline::Delivery;
 
-/// The most dead letters one request lists, redrives or searches through (on RabbitMQ a queue
-/// is read message by message; a longer queue is worked through in several requests).
+/// The most dead letters one request redrives (more are worked through in several requests).
 pub const MAX_SCAN: usize = 10_000;
+/// The most dead letters one page lists.
+pub const MAX_PAGE: usize = 1_000;
+/// About how many bytes of dead letters (their inputs and headers) one page holds at most; a
+/// page always holds at least one.
+pub const PAGE_BYTES: usize = 4 << 20;
+
+/// What a listing asks for: up to `max` dead letters after the one with id `after`, oldest
+/// first, within about `max_bytes`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub after: Option<String>,
+    pub max: usize,
+    pub max_bytes: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterPage {
+    /// How many dead letters are kept now, on every page.
+    pub total: usize,
+    /// The cursor of the next page (`?after=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Oldest first.
+    pub dead_letters: Vec<DeadLetterView>,
+}
 
 /// One dead letter.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
-    /// Stable for as long as the dead letter is kept; names it in the API.
+    /// Stable for as long as the dead letter is kept; names it in the API, and later ones have
+    /// greater ids (on RabbitMQ its offset in the route's dead-letter stream).
     pub id: String,
     /// `None` when it failed before any route was picked.
     pub route: Option<String>,

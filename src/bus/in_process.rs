@@ -4,10 +4,11 @@
 //! is for trying contextgate out and for tests, RabbitMQ is for production.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::dead_letters::{DeadLetterView, FailureView, KeptDelivery};
+use super::dead_letters::{DeadLetterPage, DeadLetterView, FailureView, KeptDelivery, Page};
 use crate::message::Message;
 use crate::pipeline::Delivery;
 use crate::registry::{ContextName, RouteName};
@@ -22,6 +23,8 @@ pub struct InProcessBus {
     capacity: usize,
     inboxes: Mutex<HashMap<ContextName, VecDeque<Message>>>,
     dead_letters: Mutex<VecDeque<DeadLetter>>,
+    /// The id of the next dead letter: ids grow, so that one names where a listing goes on.
+    next_id: AtomicU64,
 }
 
 /// A message that could not be delivered, kept unchanged with why.
@@ -60,6 +63,7 @@ impl InProcessBus {
             capacity: capacity.max(1),
             inboxes: Mutex::default(),
             dead_letters: Mutex::default(),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -94,7 +98,7 @@ impl InProcessBus {
             dead_letters.pop_front();
         }
         dead_letters.push_back(DeadLetter {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed).to_string(),
             route: route.cloned(),
             failure,
             failed_at: SystemTime::now(),
@@ -129,6 +133,45 @@ impl InProcessBus {
             .take(max)
             .cloned()
             .collect()
+    }
+
+    /// A page of the dead letters of one route or of all (`None`), oldest first.
+    pub fn dead_letter_page(&self, route: Option<&RouteName>, page: &Page) -> DeadLetterPage {
+        let after = page
+            .after
+            .as_deref()
+            .and_then(|after| after.parse::<u64>().ok())
+            .unwrap_or(0);
+        let dead_letters = self
+            .dead_letters
+            .lock()
+            .expect("no code panics while holding the dead-letter lock");
+        let of_route: Vec<&DeadLetter> = dead_letters
+            .iter()
+            .filter(|kept| route.is_none() || kept.route.as_ref() == route)
+            .collect();
+        let mut views = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        for kept in of_route
+            .iter()
+            .filter(|kept| kept.id.parse::<u64>().is_ok_and(|id| id > after))
+        {
+            let size = kept.input.body.len() + 512;
+            if views.len() == page.max || (!views.is_empty() && bytes + size > page.max_bytes) {
+                more = true;
+                break;
+            }
+            views.push(kept.view());
+            bytes += size;
+        }
+        DeadLetterPage {
+            total: of_route.len(),
+            next: more
+                .then(|| views.last().map(|view: &DeadLetterView| view.id.clone()))
+                .flatten(),
+            dead_letters: views,
+        }
     }
 
     /// Takes the dead letters of `route` out: the one with `id`, or (`None`) up to `max`.

@@ -26,6 +26,8 @@ use crate::broker::{self, Cleanup, Client, Running, binary_event, header};
 use crate::helpers::{Fixture, event_body, example, pipeline, repo, serve_binary, serve_gateway};
 
 const WAIT: Duration = Duration::from_secs(15);
+/// How long a stream must stay quiet for its records to count as all read.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// A running gateway over `pipeline` with a fresh prefix, a client, and a subscribed `down` inbox.
 struct Setup {
@@ -33,6 +35,8 @@ struct Setup {
     gateway: Running,
     inbox: String,
     cleanup: Cleanup,
+    /// Per dead-letter stream, how many of its dead letters the test has read.
+    seen: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 async fn setup(test: &str, pipeline: Pipeline, subscriber: &str) -> Setup {
@@ -65,6 +69,7 @@ async fn setup_with(
         gateway,
         inbox,
         cleanup,
+        seen: std::sync::Mutex::default(),
     }
 }
 
@@ -111,10 +116,29 @@ impl Setup {
         .await
     }
 
-    /// The one dead letter of route `route` (or of no route).
+    /// The next dead letter of route `route` (or of no route) that this test has not read yet.
     async fn dead_letter(&self, route: Option<&str>) -> lapin::message::BasicGetMessage {
-        let queue = self.names().dead_letter_queue(route);
-        self.client.take(&queue, 1, WAIT).await.pop().unwrap()
+        let stream = self.names().dead_letter_queue(route);
+        let seen = *self.seen.lock().unwrap().entry(stream.clone()).or_default();
+        let mut kept =
+            broker::kept_dead_letters(&broker::amqp_url(), &stream, seen + 1, SETTLE, WAIT).await;
+        assert!(
+            kept.len() > seen,
+            "no dead letter in {stream} within {WAIT:?}"
+        );
+        self.seen.lock().unwrap().insert(stream, seen + 1);
+        kept.swap_remove(seen)
+    }
+
+    /// How many dead letters route `route` (or no route) keeps that this test has not read,
+    /// once its stream is quiet.
+    async fn unread_dead_letters(&self, route: Option<&str>) -> usize {
+        let stream = self.names().dead_letter_queue(route);
+        let seen = self.seen.lock().unwrap().get(&stream).copied().unwrap_or(0);
+        broker::kept_dead_letters(&broker::amqp_url(), &stream, 0, SETTLE, SETTLE)
+            .await
+            .len()
+            - seen
     }
 }
 
@@ -545,13 +569,7 @@ async fn every_stage_dead_letters_with_the_gateway_headers_and_the_original_mess
         .client
         .assert_empty(&setup.inbox, Duration::from_millis(500))
         .await;
-    assert_eq!(
-        setup
-            .client
-            .count(&setup.names().dead_letter_queue(Some(route)))
-            .await,
-        0
-    );
+    assert_eq!(setup.unread_dead_letters(Some(route)).await, 0);
     assert_eq!(
         setup.client.count(&setup.names().route_queue(route)).await,
         0
@@ -617,11 +635,7 @@ async fn what_no_route_queue_takes_is_a_dead_letter_or_for_events_nobody_takes_l
     setup
         .publish_binary("up", "up/Published@1", "w-2", r#"{"id":"w","n":1}"#)
         .await;
-    let unrouted = setup.names().dead_letter_queue(None);
-    setup
-        .client
-        .assert_empty(&unrouted, Duration::from_millis(500))
-        .await;
+    assert_eq!(setup.unread_dead_letters(None).await, 0, "nothing kept");
     assert_eq!(setup.client.count(&setup.names().unrouted()).await, 0);
     setup.gateway.stop().await;
 }
@@ -818,14 +832,15 @@ async fn the_api_stays_responsive_while_scripts_run_out_of_time() {
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let dead = setup
-        .client
-        .take(
-            &setup.names().dead_letter_queue(Some("up-to-down")),
-            N,
-            Duration::from_secs(60),
-        )
-        .await;
+    let dead = broker::kept_dead_letters(
+        &broker::amqp_url(),
+        &setup.names().dead_letter_queue(Some("up-to-down")),
+        N,
+        SETTLE,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(dead.len(), N);
     assert!(dead.iter().all(|message| matches!(
         header(message, "x-gateway-reason").as_deref(),
         Some("script_timeout" | "script_limit")
@@ -1044,4 +1059,128 @@ async fn publish_range(setup: &Setup, range: std::ops::Range<usize>) {
             .publish_binary("up", "up/Thing@1", &format!("r-{i}"), &data)
             .await;
     }
+}
+
+/// Every page of `route`'s dead letters over HTTP, `max` at a time: the ids, the inputs' `n`,
+/// and the totals each page said.
+async fn all_pages(base: &str, route: &str, max: usize) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let http = reqwest::Client::new();
+    let (mut ids, mut ns, mut totals) = (Vec::new(), Vec::new(), Vec::new());
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/routes/{route}/dead-letters?max={max}");
+        if let Some(after) = &after {
+            url.push_str(&format!("&after={after}"));
+        }
+        let response = http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let page: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        totals.push(page["total"].as_u64().unwrap());
+        for dead_letter in page["dead_letters"].as_array().unwrap() {
+            ids.push(dead_letter["id"].as_str().unwrap().parse().unwrap());
+            let input: Value =
+                serde_json::from_str(dead_letter["input"]["body"].as_str().unwrap()).unwrap();
+            ns.push(input["n"].as_u64().unwrap());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return (ids, ns, totals),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_dead_letters_neither_reorders_holds_nor_hides_them() {
+    // One key, so that a redrive's inputs stay in one lane and come out in order.
+    let fixture = Fixture::new("conformist", None, "ordering_key = \"/id\"\n");
+    // Nobody subscribed to `down`: every input is a dead letter `publish/unroutable`.
+    let setup = setup("listing", fixture.pipeline(), "").await;
+    let base = setup.serve_api(fixture.pipeline()).await;
+    const N: u64 = 300;
+    for n in 0..N {
+        setup
+            .publish_binary(
+                "up",
+                "up/Thing@1",
+                &format!("l-{n}"),
+                &format!(r#"{{"id":"k","n":{n}}}"#),
+            )
+            .await;
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while all_pages(&base, "up-to-down", 1_000).await.0.len() < N as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{N} dead letters within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Page by page, twice: in the order they were kept, every one once, the same both times,
+    // true totals.
+    let (ids, ns, totals) = all_pages(&base, "up-to-down", 40).await;
+    let mut sorted = ns.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..N).collect::<Vec<_>>(), "each once, none hidden");
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids grow: {ids:?}"
+    );
+    assert!(totals.iter().all(|total| *total == N), "{totals:?}");
+    assert_eq!(
+        all_pages(&base, "up-to-down", 40).await.0,
+        ids,
+        "reading moved nothing"
+    );
+
+    // The downstream subscribes; a redrive of all runs while another reader lists them.
+    setup
+        .client
+        .subscribe(
+            &setup.inbox,
+            &setup.names().inbound(&broker::context("down")),
+        )
+        .await;
+    let listing = tokio::spawn({
+        let base = base.clone();
+        async move {
+            let mut seen_totals = Vec::new();
+            for _ in 0..10 {
+                let (ids, _, totals) = all_pages(&base, "up-to-down", 25).await;
+                assert!(
+                    ids.windows(2).all(|pair| pair[0] < pair[1]),
+                    "in order while redriven: {ids:?}"
+                );
+                seen_totals.extend(totals);
+            }
+            seen_totals
+        }
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/routes/up-to-down/dead-letters/redrive"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let redriven: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(redriven["redriven"], N, "{redriven}");
+    assert_eq!(
+        redriven["remaining"], 0,
+        "nothing held by the reader: {redriven}"
+    );
+    let seen_totals = listing.await.unwrap();
+    assert!(
+        seen_totals.iter().all(|total| *total <= N),
+        "{seen_totals:?}"
+    );
+
+    // They went out in the order they were kept.
+    let outputs = setup.client.take(&setup.inbox, N as usize, WAIT).await;
+    let out: Vec<u64> = outputs
+        .iter()
+        .map(|output| body_json(output)["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(out, ns);
+    assert!(all_pages(&base, "up-to-down", 40).await.0.is_empty());
+    setup.gateway.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Registration and dead letters over HTTP with the gateway on the real RabbitMQ (issue 4): a
 //! route registered over HTTP carries the next message without a restart; a translator replaced
 //! while messages flow loses none and doubles none; dead letters listed, deleted and redriven
-//! after a fix, straight from the broker's queues.
+//! after a fix, straight from the broker's dead-letter streams.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -237,7 +237,15 @@ async fn a_translator_replaced_while_messages_flow_loses_none_and_doubles_none()
         .assert_empty(&inbox, Duration::from_millis(500))
         .await;
     let dead = live.names.dead_letter_queue(Some("orders-to-shipping"));
-    assert_eq!(live.client.count(&dead).await, 0, "nothing dead-lettered");
+    let kept = broker::kept_dead_letters(
+        &broker::amqp_url(),
+        &dead,
+        0,
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(kept.is_empty(), "nothing dead-lettered");
     live.stop().await;
 }
 
@@ -254,8 +262,8 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
     let kept = loop {
         let (status, listed) = live.call(Method::GET, listing, SHIPPING, None).await;
         assert_eq!(status, 200, "{listed}");
-        if listed.as_array().unwrap().len() == 3 || Instant::now() > deadline {
-            break listed.as_array().unwrap().clone();
+        if listed["total"] == 3 || Instant::now() > deadline {
+            break listed["dead_letters"].as_array().unwrap().clone();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -284,7 +292,7 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
             .map(|d| d["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(ids(again.as_array().unwrap()), ids(&kept));
+    assert_eq!(ids(again["dead_letters"].as_array().unwrap()), ids(&kept));
     let (status, _) = live.call(Method::GET, listing, ORDERS, None).await;
     assert_eq!(status, 403);
 
@@ -295,16 +303,13 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
     assert_eq!(status, 204);
     let (status, _) = live.call(Method::GET, &first, SHIPPING, None).await;
     assert_eq!(status, 404);
-    // The two others went back to the queue when the reading channel closed.
-    let dead = live.names.dead_letter_queue(Some("orders-to-shipping"));
-    let deadline = Instant::now() + WAIT;
-    while live.client.count(&dead).await != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the two others are back in {dead}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The two others are kept, in order.
+    let (_, left) = live.call(Method::GET, listing, SHIPPING, None).await;
+    assert_eq!(left["total"], 2);
+    assert_eq!(
+        ids(left["dead_letters"].as_array().unwrap()),
+        ids(&kept[1..])
+    );
 
     // The fix: the translator serves the US. Then one, then the rest, are redriven.
     replace_translator(&live, |translator| {
@@ -343,8 +348,17 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
             Some("shipping.PrepareShipment")
         );
     }
-    live.client
-        .assert_empty(&dead, Duration::from_secs(1))
-        .await;
+    let (_, left) = live.call(Method::GET, listing, SHIPPING, None).await;
+    assert_eq!(left["total"], 0, "{left}");
+    let dead = live.names.dead_letter_queue(Some("orders-to-shipping"));
+    let kept = broker::kept_dead_letters(
+        &broker::amqp_url(),
+        &dead,
+        0,
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(kept.is_empty(), "every dead letter settled in the stream");
     live.stop().await;
 }

@@ -438,9 +438,7 @@ pub(crate) async fn ids_in(
     settle: Duration,
     idle: Duration,
 ) -> BTreeMap<String, usize> {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|error| panic!("RabbitMQ is not reachable at {url}: {error}"));
+    let connection = connect_retrying(url).await;
     let channel = connection.create_channel().await.unwrap();
     let mut consumer = channel
         .basic_consume(
@@ -471,8 +469,76 @@ pub(crate) async fn ids_in(
     counts
 }
 
+/// The dead letters kept in a dead-letter stream, oldest first: its records without the
+/// gateway's markers and tombstones and without those a tombstone settled. Read from the first
+/// offset until at least `expected` came and nothing more for `settle`, or nothing at all for
+/// `idle`.
+pub(crate) async fn kept_dead_letters(
+    url: &str,
+    stream: &str,
+    expected: usize,
+    settle: Duration,
+    idle: Duration,
+) -> Vec<BasicGetMessage> {
+    let connection = connect_retrying(url).await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_qos(1_000, lapin::options::BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        AMQPValue::LongString("first".into()),
+    );
+    let mut consumer = channel
+        .basic_consume(
+            stream.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("cannot read the stream {stream}: {error}"));
+    let mut kept: Vec<(i64, BasicGetMessage)> = Vec::new();
+    loop {
+        let live = kept.len();
+        let wait = if live >= expected { settle } else { idle };
+        let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await else {
+            break;
+        };
+        let delivery = delivery.unwrap();
+        channel
+            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+            .await
+            .unwrap();
+        let number = |name: &str| match header_value(&delivery.properties, name)? {
+            AMQPValue::LongLongInt(n) => Some(n),
+            _ => None,
+        };
+        let offset = number("x-stream-offset").expect("a stream gives every record its offset");
+        if let Some(settled) = number("x-gateway-settles") {
+            kept.retain(|(kept, _)| *kept != settled);
+        } else if header_value(&delivery.properties, "x-gateway-marker").is_none() {
+            kept.push((
+                offset,
+                BasicGetMessage {
+                    delivery,
+                    message_count: 0,
+                },
+            ));
+        }
+    }
+    let _ = connection.close(200, "read".into()).await;
+    kept.into_iter().map(|(_, message)| message).collect()
+}
+
+fn header_value(properties: &BasicProperties, name: &str) -> Option<AMQPValue> {
+    properties.headers().as_ref()?.inner().get(name).cloned()
+}
+
 /// How many times each `data.id` is among the dead letters of `route` (`None`: those that had
-/// no route), read as [`ids_in`] reads.
+/// no route), read as [`kept_dead_letters`] reads.
 pub(crate) async fn dead_letter_ids(
     url: &str,
     names: &Names,
@@ -480,8 +546,33 @@ pub(crate) async fn dead_letter_ids(
     expected: usize,
     settle: Duration,
 ) -> BTreeMap<String, usize> {
-    let queue = names.dead_letter_queue(route);
-    ids_in(url, &queue, expected, settle, Duration::from_secs(30)).await
+    let stream = names.dead_letter_queue(route);
+    let mut counts = BTreeMap::new();
+    for message in kept_dead_letters(url, &stream, expected, settle, Duration::from_secs(30)).await
+    {
+        let data: serde_json::Value = serde_json::from_slice(&message.delivery.data).unwrap();
+        let id = data["id"].as_str().expect("every message has data.id");
+        *counts.entry(id.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+/// A connection to `url`, retried for up to a minute (the broker may be restarting after a
+/// fault); the test fails with the address if none comes.
+pub(crate) async fn connect_retrying(url: &str) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Connection::connect(url, ConnectionProperties::default()).await {
+            Ok(connection) => return connection,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot reconnect to {url}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// Asserts every id of `accepted` is in `counts` exactly once, and nothing else is.

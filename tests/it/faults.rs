@@ -7,17 +7,13 @@
 //! stopping the broker application) run on a private node the test starts on its own ports.
 //! These tests run one at a time (`.config/nextest.toml`, group `private-broker`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use contextgate::bus::amqp::Names;
 use contextgate::registry::Registry;
-use futures_util::StreamExt;
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
 
 use crate::broker::{self, Cleanup, Client, PrivateNode};
 use crate::helpers::Fixture;
@@ -58,47 +54,37 @@ async fn wait_for_outputs(url: &str, names: &Names, n: u32) {
 /// Reads the inbox (O) and the route's dead letters (D) until every accepted id came out or
 /// the time is up; checks the ledger and returns the duplicates.
 async fn drain_and_check(url: &str, names: &Names, accepted: &BTreeSet<String>) -> usize {
-    let connection = connect_retrying(url).await;
-    let channel = connection.create_channel().await.unwrap();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut missing = accepted.clone();
-    for (queue, dead) in [
-        (format!("{}{INBOX}", names.prefix()), false),
-        (names.dead_letter_queue(Some("up-to-down")), true),
-    ] {
-        let mut consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let idle = if dead {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_secs(20)
-        };
-        while let Ok(Some(delivery)) = tokio::time::timeout(idle, consumer.next()).await {
-            let delivery = delivery.unwrap();
-            if dead {
-                let headers = delivery.properties.headers().clone().unwrap_or_default();
-                for name in ["x-gateway-reason", "x-gateway-stage", "x-gateway-contract"] {
-                    assert!(headers.contains_key(name), "a dead letter without {name}");
-                }
-            }
-            let data: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
-            let id = data["id"].as_str().unwrap();
-            missing.remove(id);
-            *counts.entry(id.to_owned()).or_default() += 1;
-            if !dead && missing.is_empty() {
-                break;
-            }
+    let inbox = format!("{}{INBOX}", names.prefix());
+    let mut counts = broker::ids_in(
+        url,
+        &inbox,
+        accepted.len(),
+        Duration::from_secs(2),
+        Duration::from_secs(20),
+    )
+    .await;
+    let dead = broker::kept_dead_letters(
+        url,
+        &names.dead_letter_queue(Some("up-to-down")),
+        0,
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    )
+    .await;
+    for message in dead {
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        for name in ["x-gateway-reason", "x-gateway-stage", "x-gateway-contract"] {
+            assert!(headers.contains_key(name), "a dead letter without {name}");
         }
+        let data: serde_json::Value = serde_json::from_slice(&message.delivery.data).unwrap();
+        *counts
+            .entry(data["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     let seen: BTreeSet<String> = counts.keys().cloned().collect();
     let lost: Vec<&String> = accepted.difference(&seen).collect();
@@ -119,22 +105,6 @@ async fn drain_and_check(url: &str, names: &Names, accepted: &BTreeSet<String>) 
     );
     assert!(unexpected.is_empty(), "unexpected ids: {unexpected:?}");
     duplicates
-}
-
-async fn connect_retrying(url: &str) -> Connection {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match Connection::connect(url, ConnectionProperties::default()).await {
-            Ok(connection) => return connection,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "cannot reconnect to {url}: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 fn reconnects() -> u64 {

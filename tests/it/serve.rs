@@ -119,8 +119,10 @@ async fn a_route_failure_is_accepted_and_kept_as_a_dead_letter_with_pointers() {
     assert_eq!(body["routes"][0]["outcome"], "dead-letter");
 
     let (_, dead_letters) = get(&base, "/v1/dead-letters").await;
-    let dead_letters: Vec<Value> = serde_json::from_str(&dead_letters).unwrap();
-    let dead_letter = dead_letters
+    let page: Value = serde_json::from_str(&dead_letters).unwrap();
+    let dead_letter = page["dead_letters"]
+        .as_array()
+        .unwrap()
         .iter()
         .find(|d| d["input"]["body"].as_str().unwrap().contains("bad-1"))
         .unwrap();

@@ -1,53 +1,98 @@
-//! Dead letters on RabbitMQ: each route's dead letters wait in its queue `dead.<route>` (those
-//! that failed before any route was picked in `dead._unrouted`). The API reads them one by one
-//! with `basic.get` on a channel of its own, without acknowledging: closing that channel puts
-//! every one it did not take back in the queue, in order. Deleting acknowledges the one chosen;
-//! redriving publishes it (with confirms) straight to the route's queue, as a first attempt
-//! without the gateway's headers, and acknowledges it only once the broker confirmed that copy.
+//! Dead letters on RabbitMQ, kept in a stream per route: `dead-letters.<route>` (and
+//! `dead-letters._unrouted` for what failed before any route was picked). A stream is read
+//! without being taken, so listing neither reorders, holds nor hides what it reads (reading a
+//! quorum queue with `basic.get` and putting the messages back shuffles it, and holds them from
+//! every other reader meanwhile).
 //!
-//! One request reads at most [`MAX_SCAN`] messages. While a request reads, the messages it holds
-//! are invisible to another request (a second gateway instance's, say) until it closes; the
-//! channel is closed on every path, and the API runs these in tasks of their own so that a
-//! cancelled request does not cut one short. A redrive whose copy was confirmed but whose ack
-//! was lost (the connection dropped between the two) leaves the dead letter in place: a later
-//! redrive sends it again — at least once, like every delivery of the gateway.
+//! A stream is append-only, so what is settled is written after it: deleting or redriving a
+//! dead letter appends a *tombstone* naming its offset (`x-gateway-settles`). A dead letter's
+//! id is its offset in the stream: stable, unique, and in order, so it is also the cursor of a
+//! paginated listing.
+//!
+//! Each gateway instance keeps an index of every stream the API reads: the offsets of the live
+//! dead letters (kept minus tombstoned) and their sizes, built by a reader that follows the
+//! stream from its first offset for as long as the session lasts — so other instances' dead
+//! letters and tombstones show up, too. A reader that starts appends a *marker* and serves
+//! requests once it has read up to it: by then it has seen everything the stream held when it
+//! started. Listings count from the index (true counts, no scan) and read only their page's
+//! records from the stream.
+//!
+//! Deleting appends a tombstone once the dead letter is known to be live; redriving publishes
+//! the dead letter's input (with confirms) to the route's queue as a first attempt, then appends
+//! its tombstone. One instance runs one write per stream at a time, so it never redrives a dead
+//! letter twice; two instances redriving the same stream at once may both send one (at least
+//! once, like every delivery of the gateway). A redrive whose copy was confirmed but whose
+//! tombstone was not leaves the dead letter live: a later redrive sends it again.
+//!
+//! Earlier versions kept dead letters in quorum queues `dead.<route>`; at the start of a
+//! session those are unbound and their messages moved into the streams ([`migrate`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::watch;
 
-use super::publisher::Confirmed;
-use super::wire::Taken;
-use super::{AmqpBus, IngestError, Session};
-use crate::bus::dead_letters::{DeadLetterView, MAX_SCAN, Redriven};
-use crate::registry::RouteName;
+use super::publisher::{Confirmed, Publisher};
+use super::wire::{DEAD_LETTER_MARKER, SETTLED_HOW, SETTLES, Taken};
+use super::{AmqpBus, IngestError, Names, Session};
+use crate::bus::dead_letters::{DeadLetterPage, DeadLetterView, MAX_SCAN, Page, Redriven};
+use crate::registry::{Registry, RouteName};
+
+/// How long a request waits for a stream's reader to catch up, or for a record to be read.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deliveries a stream reader may hold unacknowledged (streams need a prefetch).
+const STREAM_PREFETCH: u16 = 500;
 
 impl AmqpBus {
-    /// Up to `max` dead letters of `route` (`None`: those that had no route), oldest first.
+    /// A page of the dead letters of `route` (`None`: those that had no route), oldest first.
     pub async fn dead_letters(
         &self,
         route: Option<&RouteName>,
-        max: usize,
-    ) -> Result<Vec<DeadLetterView>, IngestError> {
+        page: &Page,
+    ) -> Result<DeadLetterPage, IngestError> {
         let session = self.current_session()?;
-        let queue = self.names().dead_letter_queue(route.map(RouteName::as_str));
-        let reader = Reader::open(&session, queue).await?;
-        let mut views = Vec::new();
-        let read = async {
-            while views.len() < max.min(MAX_SCAN) {
-                match reader.next().await? {
-                    Some(taken) => {
-                        views.push(taken.dead_letter_view(route.map(RouteName::as_str)));
-                    }
-                    None => break,
-                }
-            }
-            Ok::<_, IngestError>(())
-        }
-        .await;
-        reader.close().await;
-        read.map(|()| views)
+        let tail = session.dead_letters.tail(&session, route).await?;
+        let (chosen, total, more) = tail.page(page);
+        let records = tail.read(&session, &chosen).await?;
+        let dead_letters: Vec<DeadLetterView> = records
+            .iter()
+            .map(|(offset, taken)| taken.dead_letter_view(offset.to_string(), route_name(route)))
+            .collect();
+        let next = match (more, dead_letters.last()) {
+            (true, Some(last)) => Some(last.id.clone()),
+            _ => None,
+        };
+        Ok(DeadLetterPage {
+            total,
+            next,
+            dead_letters,
+        })
+    }
+
+    /// The dead letter `id` of `route`, while it is kept.
+    pub async fn dead_letter(
+        &self,
+        route: Option<&RouteName>,
+        id: &str,
+    ) -> Result<Option<DeadLetterView>, IngestError> {
+        let session = self.current_session()?;
+        let tail = session.dead_letters.tail(&session, route).await?;
+        let Some(offset) = tail.live(id) else {
+            return Ok(None);
+        };
+        let mut records = tail.read(&session, &[offset]).await?;
+        Ok(records
+            .pop()
+            .map(|(offset, taken)| taken.dead_letter_view(offset.to_string(), route_name(route))))
     }
 
     /// Deletes the dead letter `id` of `route`; `false` when there is none.
@@ -57,172 +102,524 @@ impl AmqpBus {
         id: &str,
     ) -> Result<bool, IngestError> {
         let session = self.current_session()?;
-        let queue = self.names().dead_letter_queue(route.map(RouteName::as_str));
-        let reader = Reader::open(&session, queue).await?;
-        let deleted = async {
-            Ok::<_, IngestError>(match reader.find(id).await? {
-                Some(taken) => {
-                    reader.ack(taken.tag).await?;
-                    true
-                }
-                None => false,
-            })
-        }
-        .await;
-        reader.close().await;
-        deleted
+        let tail = session.dead_letters.tail(&session, route).await?;
+        let _writing = tail.writes.lock().await;
+        let Some(offset) = tail.live(id) else {
+            return Ok(false);
+        };
+        tail.settle(&session.publisher, offset, "deleted").await?;
+        Ok(true)
     }
 
-    /// Puts the dead letters of `route` (the one with `id`, or all it holds now, up to
-    /// [`MAX_SCAN`]) back on the route's queue. `None` when `id` names none.
+    /// Puts the dead letters of `route` (the one with `id`, or the oldest [`MAX_SCAN`] of those
+    /// kept now) back on the route's queue. `None` when `id` names none.
     pub async fn redrive(
         &self,
         route: &RouteName,
         id: Option<&str>,
     ) -> Result<Option<Redriven>, IngestError> {
         let session = self.current_session()?;
-        let queue = self.names().dead_letter_queue(Some(route.as_str()));
-        let target = self.names().route_queue(route.as_str());
-        let reader = Reader::open(&session, queue).await?;
+        let tail = session.dead_letters.tail(&session, Some(route)).await?;
+        let _writing = tail.writes.lock().await;
+        let chosen: Vec<u64> = match id {
+            Some(id) => match tail.live(id) {
+                Some(offset) => vec![offset],
+                None => return Ok(None),
+            },
+            // Only what is kept now: one that fails again comes back at a later offset.
+            None => tail.offsets(MAX_SCAN),
+        };
+        let target = session.names.route_queue(route.as_str());
         let mut redriven = Redriven::default();
         let outcome = async {
-            match id {
-                Some(id) => match reader.find(id).await? {
-                    Some(taken) => reader.redrive(&session, &target, &taken).await?,
-                    None => return Ok(false),
-                },
-                None => {
-                    // Only what is there now: a redriven message that fails again comes back
-                    // at the end of the queue and must not be taken a second time.
-                    let mut budget = MAX_SCAN;
-                    while budget > 0 {
-                        let Some((taken, left)) = reader.next_counted().await? else {
-                            break;
-                        };
-                        budget = budget.min(left + 1) - 1;
-                        reader.redrive(&session, &target, &taken).await?;
-                        redriven.count("queued");
+            for chunk in chosen.chunks(100) {
+                for (offset, taken) in tail.read(&session, chunk).await? {
+                    let confirmed = session
+                        .publisher
+                        .send("", &target, &taken.body, taken.redrive_properties())
+                        .await
+                        .map_err(broker)?
+                        .confirmed_in_time()
+                        .await
+                        .map_err(broker)?;
+                    if let Confirmed::Unroutable(why) | Confirmed::Refused(why) = confirmed {
+                        return Err(IngestError::NotConfirmed(format!(
+                            "the route's queue {target} did not take the redriven message: {why}"
+                        )));
                     }
-                    return Ok(true);
+                    tail.settle(&session.publisher, offset, "redriven").await?;
+                    redriven.count("queued");
                 }
             }
-            redriven.count("queued");
-            Ok::<_, IngestError>(true)
+            Ok::<_, IngestError>(())
         }
         .await;
-        // What stays: the ones read and left (they go back on close) and the ones not read.
-        redriven.remaining = reader.held() + reader.left();
-        reader.close().await;
-        if !outcome? {
-            return Ok(None);
-        }
-        tracing::info!(%route, redriven = redriven.redriven, "Dead letters redriven to the route's queue.");
-        Ok(Some(redriven))
+        redriven.remaining = tail.count();
+        tracing::info!(%route, redriven = redriven.redriven, remaining = redriven.remaining, "Dead letters redriven to the route's queue.");
+        outcome.map(|()| Some(redriven))
     }
 }
 
-/// A channel of its own that reads one dead-letter queue.
-struct Reader {
-    channel: Channel,
-    queue: String,
-    /// Read and not acknowledged (they go back to the queue when the channel closes).
-    held: AtomicUsize,
-    /// What the broker said was left in the queue after the last read.
-    left: AtomicUsize,
+fn route_name(route: Option<&RouteName>) -> Option<&str> {
+    route.map(RouteName::as_str)
 }
 
-impl Reader {
-    async fn open(session: &Session, queue: String) -> Result<Self, IngestError> {
-        let channel = session.admin.create_channel().await.map_err(broker)?;
-        Ok(Self {
-            channel,
-            queue,
-            held: AtomicUsize::new(0),
-            left: AtomicUsize::new(0),
-        })
+/// The dead-letter streams one session has read, each with its index.
+#[derive(Debug, Default)]
+pub struct DeadLetterStreams {
+    tails: Mutex<HashMap<String, Arc<Tail>>>,
+    /// Turns true when the session ends: the readers stop.
+    ended: watch::Sender<bool>,
+}
+
+impl DeadLetterStreams {
+    /// Stops every reader (the session ends).
+    pub fn end(&self) {
+        self.ended.send_replace(true);
     }
 
-    fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    fn left(&self) -> usize {
-        self.left.load(Ordering::Relaxed)
-    }
-
-    async fn next(&self) -> Result<Option<Taken>, IngestError> {
-        Ok(self.next_counted().await?.map(|(taken, _)| taken))
-    }
-
-    /// The next message and how many are left after it.
-    async fn next_counted(&self) -> Result<Option<(Taken, usize)>, IngestError> {
-        let got = self
-            .channel
-            .basic_get(
-                self.queue.as_str().into(),
-                BasicGetOptions { no_ack: false },
-            )
-            .await
-            .map_err(broker)?;
-        Ok(got.map(|message| {
-            let left = message.message_count as usize;
-            self.held.fetch_add(1, Ordering::Relaxed);
-            self.left.store(left, Ordering::Relaxed);
-            (Taken::from_lapin(message.delivery), left)
-        }))
-    }
-
-    /// Reads until the dead letter `id` (held, not yet acknowledged).
-    async fn find(&self, id: &str) -> Result<Option<Taken>, IngestError> {
-        for _ in 0..MAX_SCAN {
-            let Some(taken) = self.next().await? else {
-                return Ok(None);
-            };
-            // Any other stays held, and goes back when the channel closes.
-            if taken.dead_letter_view(None).id == id {
-                return Ok(Some(taken));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn ack(&self, tag: u64) -> Result<(), IngestError> {
-        self.channel
-            .basic_ack(tag, BasicAckOptions::default())
-            .await
-            .map_err(broker)?;
-        self.held.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Publishes `taken` to `queue` and, once the broker confirmed it, acknowledges the dead
-    /// letter. A copy the broker did not take leaves the dead letter where it was.
-    async fn redrive(
+    /// The index of `route`'s stream, caught up with what the stream held when its reader
+    /// started (started now if it is not running). Requests for other streams never wait for
+    /// this one.
+    async fn tail(
         &self,
         session: &Session,
-        queue: &str,
-        taken: &Taken,
-    ) -> Result<(), IngestError> {
+        route: Option<&RouteName>,
+    ) -> Result<Arc<Tail>, IngestError> {
+        let stream = session.names.dead_letter_queue(route_name(route));
+        let (tail, started) = {
+            let mut tails = self
+                .tails
+                .lock()
+                .expect("no code panics while holding the dead-letter streams");
+            match tails.get(&stream) {
+                Some(tail) if tail.failed.borrow().is_none() => (tail.clone(), false),
+                _ => {
+                    let tail = Arc::new(Tail::new(stream.clone()));
+                    tails.insert(stream.clone(), tail.clone());
+                    (tail, true)
+                }
+            }
+        };
+        if started && let Err(error) = self.start(session, &tail).await {
+            tail.failed.send_replace(Some(error.to_string()));
+            return Err(error);
+        }
+        let mut caught_up = tail.caught_up.subscribe();
+        let mut failed = tail.failed.subscribe();
+        tokio::select! {
+            waited = tokio::time::timeout(READ_TIMEOUT, caught_up.wait_for(|up| *up)) => {
+                if !waited.is_ok_and(|done| done.is_ok()) {
+                    return Err(IngestError::NotConfirmed(format!(
+                        "the dead-letter stream {stream} was not read within {}",
+                        humantime::format_duration(READ_TIMEOUT)
+                    )));
+                }
+            }
+            why = failed.wait_for(Option::is_some) => {
+                let why = why.ok().and_then(|why| why.clone()).unwrap_or_default();
+                return Err(IngestError::NotConfirmed(why));
+            }
+        }
+        Ok(tail)
+    }
+
+    /// Starts `tail`'s reader and appends its marker.
+    async fn start(&self, session: &Session, tail: &Arc<Tail>) -> Result<(), IngestError> {
+        let channel = session.admin.create_channel().await.map_err(broker)?;
+        let marker = uuid::Uuid::new_v4().to_string();
+        tokio::spawn(follow(
+            tail.clone(),
+            channel,
+            marker.clone(),
+            self.ended.subscribe(),
+        ));
+        let mut headers = FieldTable::default();
+        headers.insert(DEAD_LETTER_MARKER.into(), long_string(&marker));
         let confirmed = session
             .publisher
-            .send("", queue, &taken.body, taken.redrive_properties())
+            .send(
+                "",
+                &tail.stream,
+                &Bytes::new(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await
+            .map_err(broker)?
+            .confirmed_in_time()
+            .await
+            .map_err(broker)?;
+        if confirmed != Confirmed::Delivered {
+            return Err(IngestError::NotConfirmed(format!(
+                "the dead-letter stream {} did not take a marker: {confirmed:?}",
+                tail.stream
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The index of one dead-letter stream, kept by its reader.
+#[derive(Debug)]
+struct Tail {
+    stream: String,
+    /// The live dead letters: offset → approximate size in bytes.
+    live: Mutex<BTreeMap<u64, usize>>,
+    /// The reader read up to its start marker.
+    caught_up: watch::Sender<bool>,
+    /// Why the reader stopped, when it failed.
+    failed: watch::Sender<Option<String>>,
+    /// One delete or redrive at a time on this stream (in this instance).
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Tail {
+    fn new(stream: String) -> Self {
+        Self {
+            stream,
+            live: Mutex::default(),
+            caught_up: watch::Sender::new(false),
+            failed: watch::Sender::new(None),
+            writes: tokio::sync::Mutex::default(),
+        }
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, usize>> {
+        self.live
+            .lock()
+            .expect("no code panics while holding a dead-letter index")
+    }
+
+    fn count(&self) -> usize {
+        self.index().len()
+    }
+
+    /// The offset `id` names, if it is a live dead letter.
+    fn live(&self, id: &str) -> Option<u64> {
+        let offset: u64 = id.parse().ok()?;
+        self.index().contains_key(&offset).then_some(offset)
+    }
+
+    /// The oldest `max` live offsets.
+    fn offsets(&self, max: usize) -> Vec<u64> {
+        self.index().keys().take(max).copied().collect()
+    }
+
+    /// The offsets of one page, the count of all, and whether more follow the page.
+    fn page(&self, page: &Page) -> (Vec<u64>, usize, bool) {
+        let index = self.index();
+        let after = page
+            .after
+            .as_deref()
+            .and_then(|after| after.parse::<u64>().ok());
+        let rest = match after {
+            Some(after) => index.range(after.saturating_add(1)..),
+            None => index.range(..),
+        };
+        let mut chosen = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        for (offset, size) in rest {
+            if chosen.len() == page.max || (!chosen.is_empty() && bytes + size > page.max_bytes) {
+                more = true;
+                break;
+            }
+            chosen.push(*offset);
+            bytes += size;
+        }
+        (chosen, index.len(), more)
+    }
+
+    /// Appends the tombstone of `offset` and drops it from the index.
+    async fn settle(
+        &self,
+        publisher: &Publisher,
+        offset: u64,
+        how: &str,
+    ) -> Result<(), IngestError> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            SETTLES.into(),
+            AMQPValue::LongLongInt(i64::try_from(offset).unwrap_or(i64::MAX)),
+        );
+        headers.insert(SETTLED_HOW.into(), long_string(how));
+        let confirmed = publisher
+            .send(
+                "",
+                &self.stream,
+                &Bytes::new(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
             .await
             .map_err(broker)?
             .confirmed_in_time()
             .await
             .map_err(broker)?;
         match confirmed {
-            Confirmed::Delivered => self.ack(taken.tag).await,
-            Confirmed::Unroutable(why) | Confirmed::Refused(why) => Err(IngestError::NotConfirmed(
-                format!("the route's queue {queue} did not take the redriven message: {why}"),
-            )),
+            Confirmed::Delivered => {
+                self.index().remove(&offset);
+                Ok(())
+            }
+            Confirmed::Unroutable(why) | Confirmed::Refused(why) => {
+                Err(IngestError::NotConfirmed(format!(
+                    "the dead-letter stream {} did not take a tombstone: {why}",
+                    self.stream
+                )))
+            }
         }
     }
 
-    /// Closes the channel: every message read and not acknowledged goes back to the queue.
-    async fn close(self) {
-        let _ = self.channel.close(200, "dead letters read".into()).await;
+    /// The records at `offsets` (ascending) that are still live, read from the stream.
+    async fn read(
+        &self,
+        session: &Session,
+        offsets: &[u64],
+    ) -> Result<Vec<(u64, Taken)>, IngestError> {
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return Ok(Vec::new());
+        };
+        let channel = session.admin.create_channel().await.map_err(broker)?;
+        let read = async {
+            let mut consumer = consume_from(
+                &channel,
+                &self.stream,
+                AMQPValue::LongLongInt(i64::try_from(first).unwrap_or(i64::MAX)),
+            )
+            .await?;
+            let mut records = Vec::with_capacity(offsets.len());
+            while let Some(delivery) = consumer.next().await {
+                let delivery = delivery?;
+                let tag = delivery.delivery_tag;
+                let Some(offset) = stream_offset(&delivery.properties) else {
+                    continue;
+                };
+                if offsets.binary_search(&offset).is_ok() {
+                    records.push((offset, Taken::from_lapin(delivery)));
+                }
+                channel.basic_ack(tag, BasicAckOptions::default()).await?;
+                if offset >= last {
+                    break;
+                }
+            }
+            Ok::<_, lapin::Error>(records)
+        };
+        let records = tokio::time::timeout(READ_TIMEOUT, read).await;
+        let _ = channel.close(200, "dead letters read".into()).await;
+        let records = records
+            .map_err(|_| {
+                IngestError::NotConfirmed(format!(
+                    "the dead-letter stream {} was not read within {}",
+                    self.stream,
+                    humantime::format_duration(READ_TIMEOUT)
+                ))
+            })?
+            .map_err(broker)?;
+        let index = self.index();
+        Ok(records
+            .into_iter()
+            .filter(|(offset, _)| index.contains_key(offset))
+            .collect())
     }
+}
+
+/// Reads a dead-letter stream from its first offset for as long as the session lasts, keeping
+/// `tail`'s index: a dead letter is added, a tombstone drops the one it names, the marker says
+/// it caught up.
+async fn follow(
+    tail: Arc<Tail>,
+    channel: Channel,
+    marker: String,
+    mut ended: watch::Receiver<bool>,
+) {
+    let stream = tail.stream.clone();
+    let read = async {
+        let mut consumer =
+            consume_from(&channel, &stream, AMQPValue::LongString("first".into())).await?;
+        loop {
+            let delivery = tokio::select! {
+                delivery = consumer.next() => delivery,
+                () = super::stopped(&mut ended) => return Ok(()),
+            };
+            let Some(delivery) = delivery else {
+                return Err(lapin::ErrorKind::InvalidChannelState(
+                    lapin::ChannelState::Closed,
+                    "dead-letter stream reader",
+                )
+                .into());
+            };
+            let delivery = delivery?;
+            let properties = &delivery.properties;
+            let header = |name: &str| properties.headers().as_ref()?.inner().get(name).cloned();
+            match (
+                stream_offset(properties),
+                header(DEAD_LETTER_MARKER),
+                header(SETTLES),
+            ) {
+                (_, Some(seen), _) => {
+                    if text_of(&seen).is_some_and(|seen| seen == marker) {
+                        tail.caught_up.send_replace(true);
+                    }
+                }
+                (_, None, Some(settles)) => {
+                    if let Some(offset) = integer_of(&settles) {
+                        tail.index().remove(&offset);
+                    }
+                }
+                (Some(offset), None, None) => {
+                    let size = delivery.data.len() + 512;
+                    tail.index().insert(offset, size);
+                }
+                (None, None, None) => {}
+            }
+            channel
+                .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+                .await?;
+        }
+    };
+    let outcome: lapin::Result<()> = read.await;
+    if let Err(error) = outcome {
+        tracing::warn!(%stream, %error, "A dead-letter stream reader stopped.");
+        tail.failed
+            .send_replace(Some(format!("reading {stream} failed: {error}")));
+    }
+    let _ = channel.close(200, "dead-letter reader stops".into()).await;
+}
+
+async fn consume_from(
+    channel: &Channel,
+    stream: &str,
+    offset: AMQPValue,
+) -> lapin::Result<lapin::Consumer> {
+    channel
+        .basic_qos(STREAM_PREFETCH, BasicQosOptions::default())
+        .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-stream-offset".into(), offset);
+    channel
+        .basic_consume(
+            stream.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await
+}
+
+/// The offset RabbitMQ gives each delivery from a stream.
+fn stream_offset(properties: &BasicProperties) -> Option<u64> {
+    integer_of(
+        properties
+            .headers()
+            .as_ref()?
+            .inner()
+            .get("x-stream-offset")?,
+    )
+}
+
+fn integer_of(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(u64::from(*n)),
+        AMQPValue::Timestamp(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn text_of(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        _ => None,
+    }
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+/// Moves the dead letters of earlier versions' quorum queues `dead.<route>` (and
+/// `dead._unrouted`) into the streams: each queue is unbound first (so nothing new arrives),
+/// each message published to the stream with confirms and only then acknowledged, and the
+/// emptied queue deleted. `connection` is one of its own: the passive declare that finds a
+/// queue missing closes its channel with an error, which on the session's connections would end
+/// the session.
+pub async fn migrate(
+    connection: &Connection,
+    publisher: &Publisher,
+    names: &Names,
+    registry: &Registry,
+) -> lapin::Result<()> {
+    let routes = registry
+        .routes
+        .iter()
+        .map(|route| Some(route.name.as_str()))
+        .chain([None]);
+    for route in routes {
+        let legacy = names.legacy_dead_letter_queue(route);
+        // A passive declare of a queue that does not exist closes the channel: one each.
+        let probe = connection.create_channel().await?;
+        let exists = probe
+            .queue_declare(
+                legacy.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        if !exists {
+            continue;
+        }
+        let key = route.unwrap_or(super::topology::UNROUTED_KEY);
+        probe
+            .queue_unbind(
+                legacy.as_str().into(),
+                names.dead_letters().as_str().into(),
+                key.into(),
+                FieldTable::default(),
+            )
+            .await?;
+        let stream = names.dead_letter_queue(route);
+        let mut moved = 0_usize;
+        while let Some(message) = probe
+            .basic_get(legacy.as_str().into(), BasicGetOptions { no_ack: false })
+            .await?
+        {
+            let delivery = message.delivery;
+            let tag = delivery.delivery_tag;
+            let body = Bytes::from(delivery.data);
+            let confirmed = publisher
+                .send("", &stream, &body, delivery.properties)
+                .await?
+                .confirmed()
+                .await?;
+            if confirmed != Confirmed::Delivered {
+                tracing::error!(queue = %legacy, ?confirmed, "A dead letter could not be moved to its stream; it stays in its queue.");
+                break;
+            }
+            probe.basic_ack(tag, BasicAckOptions::default()).await?;
+            moved += 1;
+        }
+        let _ = probe
+            .queue_delete(
+                legacy.as_str().into(),
+                QueueDeleteOptions {
+                    if_empty: true,
+                    ..QueueDeleteOptions::default()
+                },
+            )
+            .await;
+        tracing::info!(queue = %legacy, %stream, moved, "Dead letters of an earlier version moved to their stream.");
+        let _ = probe.close(200, "migrated".into()).await;
+    }
+    Ok(())
 }
 
 fn broker(error: lapin::Error) -> IngestError {

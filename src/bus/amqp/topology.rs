@@ -13,8 +13,9 @@
 //!   exchange that routes each retry to its route's queue by its `contextgate-retry-route` header.
 //! - `<p>retries`: the direct exchange the per-route `delay.<route>` queues of earlier versions
 //!   dead-letter into; still declared and bound so that what they hold comes back.
-//! - `<p>dead-letters`: direct exchange; `<p>dead.<route>` per route, `<p>dead._unrouted` for
-//!   what failed before any route was picked.
+//! - `<p>dead-letters`: direct exchange; the stream `<p>dead-letters.<route>` per route,
+//!   `<p>dead-letters._unrouted` for what failed before any route was picked (streams are read
+//!   without being taken; see `dead_letters`).
 //! - `<p>unrouted`: fanout exchange and quorum queue the gateway consumes to dead-letter (or,
 //!   for an event no route takes, count) what no route queue took.
 
@@ -86,8 +87,17 @@ impl Names {
         format!("{}dead-letters", self.prefix)
     }
 
-    /// The dead-letter queue of a route, or of what failed before routing (`None`).
+    /// The dead-letter stream of a route, or of what failed before routing (`None`).
     pub fn dead_letter_queue(&self, route: Option<&str>) -> String {
+        format!(
+            "{}dead-letters.{}",
+            self.prefix,
+            route.unwrap_or(UNROUTED_KEY)
+        )
+    }
+
+    /// The quorum queue earlier versions kept a route's dead letters in.
+    pub fn legacy_dead_letter_queue(&self, route: Option<&str>) -> String {
         format!("{}dead.{}", self.prefix, route.unwrap_or(UNROUTED_KEY))
     }
 
@@ -143,7 +153,7 @@ pub async fn declare(
     declare_queue(channel, &unrouted, quorum(None)).await?;
     bind(channel, &unrouted, &unrouted, "").await?;
     let unrouted_dead = names.dead_letter_queue(None);
-    declare_queue(channel, &unrouted_dead, quorum(None)).await?;
+    declare_queue(channel, &unrouted_dead, stream()).await?;
     bind(channel, &unrouted_dead, &dead_letters, UNROUTED_KEY).await?;
 
     for context in registry.contexts.keys() {
@@ -210,7 +220,7 @@ async fn declare_route(
         .await?;
 
     let dead = names.dead_letter_queue(Some(name));
-    declare_queue(channel, &dead, quorum(None)).await?;
+    declare_queue(channel, &dead, stream()).await?;
     bind(channel, &dead, &names.dead_letters(), name).await
 }
 
@@ -282,6 +292,13 @@ fn quorum(dead_letter: Option<(&str, &str)>) -> FieldTable {
         arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
         arguments.insert("x-overflow".into(), string("reject-publish"));
     }
+    arguments
+}
+
+/// Stream arguments: no retention, so that no dead letter is ever dropped by the broker.
+fn stream() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), string("stream"));
     arguments
 }
 

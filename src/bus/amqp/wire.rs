@@ -24,8 +24,14 @@ pub const GATEWAY_PREFIX: &str = "x-gateway-";
 pub const ATTEMPT: &str = "x-gateway-attempt";
 /// Trace context headers passed on from input to output as they are.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
-/// The id of a dead letter, set when it is kept.
-pub const DEAD_LETTER_ID: &str = "x-gateway-dead-letter-id";
+/// A record of a dead-letter stream that names a dead letter settled (deleted or redriven) by
+/// its offset; the body is empty.
+pub const SETTLES: &str = "x-gateway-settles";
+/// How a tombstone's dead letter was settled: `deleted` or `redriven`.
+pub const SETTLED_HOW: &str = "x-gateway-settled";
+/// A record of a dead-letter stream that a starting reader appends to know when it has read
+/// everything before it; the body is empty.
+pub const DEAD_LETTER_MARKER: &str = "x-gateway-marker";
 /// Headers the broker adds when it dead-letters by itself (a delivery limit reached).
 const BROKER_DEATH_HEADERS: [&str; 7] = [
     "x-death",
@@ -95,9 +101,10 @@ impl Taken {
         self.properties.headers().as_ref()?.inner().get(name)
     }
 
-    /// A dead letter as the API shows it. One the broker dead-lettered by itself (the route's
-    /// delivery limit) has no gateway headers: its reason is the broker's.
-    pub fn dead_letter_view(&self, route: Option<&str>) -> DeadLetterView {
+    /// A dead letter as the API shows it, with the id it is kept under. One the broker
+    /// dead-lettered by itself (the route's delivery limit) has no gateway headers: its reason
+    /// is the broker's.
+    pub fn dead_letter_view(&self, id: String, route: Option<&str>) -> DeadLetterView {
         let text = |name: &str| match self.header(name) {
             Some(AMQPValue::LongString(value)) => {
                 Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
@@ -105,11 +112,6 @@ impl Taken {
             Some(AMQPValue::ShortString(value)) => Some(value.to_string()),
             _ => None,
         };
-        let id = text(DEAD_LETTER_ID).unwrap_or_else(|| {
-            // Kept by the broker: an id from the content, the same every time it is read.
-            let seen = format!("{:?}{:?}", self.properties, self.body);
-            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seen.as_bytes()).to_string()
-        });
         let (stage, reason) = match text("x-gateway-stage") {
             Some(stage) => (stage, text("x-gateway-reason").unwrap_or_default()),
             None => (
@@ -279,7 +281,6 @@ pub fn dead_letter(input: &Taken, info: &DeadLetterInfo<'_>) -> BasicProperties 
         headers.insert(ShortString::from(name), text(value));
     };
     let failure = info.failure;
-    set(DEAD_LETTER_ID, uuid::Uuid::new_v4().to_string());
     set("x-gateway-stage", failure.stage.as_str().to_owned());
     set("x-gateway-reason", failure.reason.as_str().to_owned());
     set(
