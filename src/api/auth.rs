@@ -104,7 +104,7 @@ impl Credentials {
             }
         }
         let Reader {
-            mut credentials,
+            credentials,
             problems,
             ..
         } = reader;
@@ -118,7 +118,6 @@ impl Credentials {
         if !problems.is_empty() {
             return Err(CredentialsError::Invalid(problems));
         }
-        credentials.open = false;
         Ok(credentials)
     }
 
