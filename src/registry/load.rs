@@ -190,13 +190,14 @@ impl Loader {
             }
         }
 
-        let known: BTreeSet<String> = pending
+        // Every version's URI, with the context that owns it and whether others may read it.
+        let known: BTreeMap<String, (ContextName, Visibility)> = pending
             .iter()
             .flat_map(|contract| {
-                contract
-                    .documents
-                    .iter()
-                    .map(|document| contract::schema_uri(&document.id))
+                contract.documents.iter().map(|document| {
+                    let owner = (contract.name.context().clone(), contract.visibility);
+                    (contract::schema_uri(&document.id), owner)
+                })
             })
             .collect();
         let mut usable: BTreeMap<String, Value> = BTreeMap::new();
@@ -210,16 +211,41 @@ impl Loader {
                     .expect("schema URIs are built from parsed names");
                 match contract::external_refs(&document.schema, &base) {
                     Ok(refs) => {
+                        let owner = |target: &url::Url| {
+                            let mut document = target.clone();
+                            document.set_fragment(None);
+                            known.get(document.as_str())
+                        };
                         let outside: Vec<String> = refs
                             .iter()
-                            .filter(|(_, target)| {
-                                let mut document = target.clone();
-                                document.set_fragment(None);
-                                !known.contains(document.as_str())
-                            })
+                            .filter(|(_, target)| owner(target).is_none())
                             .map(|(reference, _)| reference.clone())
                             .collect();
-                        if outside.is_empty() {
+                        // Another context's internal contract is its own business: naming it
+                        // would let this schema (and its problems) disclose its structure.
+                        let private: Vec<(String, ContextName)> = refs
+                            .iter()
+                            .filter_map(|(reference, target)| match owner(target) {
+                                Some((context, Visibility::Internal))
+                                    if context != contract.name.context() =>
+                                {
+                                    Some((reference.clone(), context.clone()))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        for (reference, context) in &private {
+                            self.problem(
+                                &document.file,
+                                format!(
+                                    "$ref {:?} names a contract internal to {context}: a schema \
+                                     refers to its own context's contracts and to other \
+                                     contexts' published ones only",
+                                    truncate(reference, 200)
+                                ),
+                            );
+                        }
+                        if outside.is_empty() && private.is_empty() {
                             let uri = contract::schema_uri(&document.id);
                             let targets = refs
                                 .iter()

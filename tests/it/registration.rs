@@ -150,6 +150,29 @@ async fn a_new_version_is_written_to_the_folder_and_used_at_once() {
 }
 
 #[tokio::test]
+async fn a_schema_cannot_refer_to_another_context_s_internal_contract() {
+    let (dir, base) = registry_api().await;
+    let before = snapshot(dir.path());
+    // customers/CustomerRecordChanged is internal to customers.
+    let probe = r#"{"type": "object", "properties": {"record": {"$ref": "../../customers/CustomerRecordChanged/v1.json"}}}"#;
+    let (status, answer) = put(
+        &base,
+        "/v1/contexts/orders/contracts/Probe/versions/1?kind=event",
+        Some(ORDERS),
+        probe,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["problems"]
+            .to_string()
+            .contains("internal to customers"),
+        "{answer}"
+    );
+    assert_eq!(snapshot(dir.path()), before, "nothing written");
+}
+
+#[tokio::test]
 async fn refusals_leave_the_folder_unchanged() {
     let (dir, base) = registry_api().await;
     let schema = order_placed_v3(dir.path());
