@@ -177,6 +177,45 @@ async fn a_schema_cannot_refer_to_another_context_s_internal_contract() {
 }
 
 #[tokio::test]
+async fn versions_in_paths_are_canonical_decimals_only() {
+    let (dir, base) = registry_api().await;
+    let schema = order_placed_v3(dir.path());
+    let before = snapshot(dir.path());
+    for version in ["01", "+1", "001", "1.0", "0x1", " 1", "0", "-1"] {
+        let encoded = version.replace('+', "%2B").replace(' ', "%20");
+        let path = format!("/v1/contexts/orders/contracts/OrderPlaced/versions/{encoded}");
+        let (status, answer) = get(&base, &path, ORDERS).await;
+        assert_eq!(status, 400, "GET {version:?}: {answer}");
+        let (status, answer) = put(&base, &path, Some(ORDERS), &schema).await;
+        assert_eq!(status, 400, "PUT {version:?}: {answer}");
+    }
+    // Also `+1` as written, unencoded.
+    let (status, answer) = get(
+        &base,
+        "/v1/contexts/orders/contracts/OrderPlaced/versions/+1",
+        ORDERS,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = put(
+        &base,
+        "/v1/contexts/orders/contracts/OrderPlaced/versions/03",
+        Some(ORDERS),
+        &schema,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(snapshot(dir.path()), before, "nothing written");
+    let (status, _) = get(
+        &base,
+        "/v1/contexts/orders/contracts/OrderPlaced/versions/1",
+        ORDERS,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn refusals_leave_the_folder_unchanged() {
     let (dir, base) = registry_api().await;
     let schema = order_placed_v3(dir.path());
