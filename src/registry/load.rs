@@ -23,7 +23,10 @@ use sha2::{Digest, Sha256};
 use super::config::{CaseFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
-use super::route::{Action, Breaker, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate, Wire};
+use super::route::{
+    Action, Breaker, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, Mode, OrderingKey, Policy,
+    Route, UrlTemplate, Wire,
+};
 use super::translator::{self, Case, Expectation, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
 use crate::compat::{self, Level};
@@ -1350,6 +1353,35 @@ impl RouteCheck<'_> {
             .ok()
     }
 
+    /// A look-up's timeouts and answer size within the caps (`route::MAX_LOOKUP_TIMEOUT`,
+    /// `route::MAX_LOOKUP_BYTES`); each one over is a problem.
+    fn within_lookup_caps(
+        &mut self,
+        label: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+        max_bytes: usize,
+    ) -> bool {
+        let mut within = true;
+        for (field, value) in [("timeout", timeout), ("connect_timeout", connect_timeout)] {
+            if value > MAX_LOOKUP_TIMEOUT {
+                self.problem(format!(
+                    "{label}: {field} {} is over the cap of {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(MAX_LOOKUP_TIMEOUT)
+                ));
+                within = false;
+            }
+        }
+        if max_bytes > MAX_LOOKUP_BYTES {
+            self.problem(format!(
+                "{label}: max_bytes {max_bytes} is over the cap of {MAX_LOOKUP_BYTES} (16 MiB)"
+            ));
+            within = false;
+        }
+        within
+    }
+
     fn lookups(
         &mut self,
         route: &RouteName,
@@ -1409,6 +1441,10 @@ impl RouteCheck<'_> {
             else {
                 continue;
             };
+            let max_bytes = file.max_bytes.unwrap_or(256 * 1024);
+            if !self.within_lookup_caps(&label, timeout, connect_timeout, max_bytes) {
+                continue;
+            }
             let client = reqwest::Client::builder()
                 .connect_timeout(connect_timeout)
                 .timeout(timeout)
@@ -1437,7 +1473,7 @@ impl RouteCheck<'_> {
                 timeout,
                 connect_timeout,
                 cache_ttl,
-                max_bytes: file.max_bytes.unwrap_or(256 * 1024),
+                max_bytes,
                 client,
                 cache,
                 breaker: Breaker::new(file.breaker_failures.unwrap_or(5), breaker_cooldown),

@@ -156,6 +156,12 @@ impl OrderingKey {
     }
 }
 
+/// The longest a look-up's `timeout` and `connect_timeout` may be: a message waits for its
+/// look-ups, and an API request (a dry run) is cut at 30 s.
+pub const MAX_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer a look-up's `max_bytes` may allow (read into memory, per request).
+pub const MAX_LOOKUP_BYTES: usize = 16 * 1024 * 1024;
+
 /// One HTTP GET an enrich route makes per message.
 pub struct Lookup {
     pub name: String,

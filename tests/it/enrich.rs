@@ -545,3 +545,47 @@ async fn a_filled_url_that_climbs_out_of_its_base_is_not_requested() {
         vec![json!({"id": "someone", "total": 1})]
     );
 }
+
+#[tokio::test]
+async fn look_up_timeouts_and_answer_sizes_over_their_caps_are_refused_at_load() {
+    let stub = spawn_stub().await;
+    let fixture = enrich_fixture(&stub, "customers", "");
+    let path = fixture.root().join("contextgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace(
+            "timeout = \"300ms\"",
+            "timeout = \"1h\"\nconnect_timeout = \"31s\"\nmax_bytes = 10000000000",
+        ),
+    )
+    .unwrap();
+    let problems = problems(fixture.root());
+    for expected in [
+        "look-up \"customer\": timeout 1h is over the cap of 30s",
+        "look-up \"customer\": connect_timeout 31s is over the cap of 30s",
+        "look-up \"customer\": max_bytes 10000000000 is over the cap of 16777216 (16 MiB)",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(expected)
+                && problem.starts_with("contextgate.toml:")
+                && problem.split(':').nth(1).unwrap().parse::<u32>().is_ok()),
+            "{expected}: {problems:#?}"
+        );
+    }
+
+    // At the caps, it loads.
+    std::fs::write(
+        &path,
+        config.replace(
+            "timeout = \"300ms\"",
+            "timeout = \"30s\"\nconnect_timeout = \"30s\"\nmax_bytes = 16777216",
+        ),
+    )
+    .unwrap();
+    let verdict = fixture.run(&json!({"id": "c-1", "n": 3})).await;
+    assert_eq!(
+        forwarded(&verdict),
+        vec![json!({"id": "name of c-1", "total": 3})]
+    );
+}
