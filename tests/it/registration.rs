@@ -423,6 +423,32 @@ async fn a_new_translator_gets_its_three_files() {
 }
 
 #[tokio::test]
+async fn a_translator_put_back_unchanged_leaves_its_files_byte_identical() {
+    let (dir, base) = registry_api().await;
+    let before = snapshot(dir.path());
+    let (status, translator) = get(&base, PREPARE, SHIPPING).await;
+    assert_eq!(status, 200, "{translator}");
+    let (status, answer) = put_json(&base, PREPARE, SHIPPING, &translator).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(snapshot(dir.path()), before, "every file as it was");
+
+    // A real change is written.
+    let mut changed = translator.clone();
+    changed["cases"][0]["name"] = json!("renamed case");
+    let (status, answer) = put_json(&base, PREPARE, SHIPPING, &changed).await;
+    assert_eq!(status, 200, "{answer}");
+    let after = snapshot(dir.path());
+    let cases = "translators/shipping/prepare_shipments.cases.json";
+    assert_ne!(after[cases], before[cases]);
+    assert!(String::from_utf8_lossy(&after[cases]).contains("renamed case"));
+    for (file, bytes) in &before {
+        if file != cases {
+            assert_eq!(&after[file], bytes, "{file} unchanged");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_dry_run_returns_the_verdict_and_publishes_nothing() {
     let (_dir, base) = registry_api().await;
     let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
