@@ -176,16 +176,13 @@ impl Reader<'_> {
                     .and_then(|(key, _)| key.span())
                     .or_else(|| item.span()),
             );
-            let name = match ContextName::parse(key) {
-                Ok(name) => name,
-                Err(_) => {
-                    // Not a context name: not echoed (it may be a token written as a key).
-                    self.problems.push(format!(
-                        "contexts, the entry at line {line}: its name is not a context name \
-                         (a lowercase slug such as `orders`)"
-                    ));
-                    continue;
-                }
+            let Ok(name) = ContextName::parse(key) else {
+                // Not a context name: not echoed (it may be a token written as a key).
+                self.problems.push(format!(
+                    "contexts, the entry at line {line}: its name is not a context name \
+                     (a lowercase slug such as `orders`)"
+                ));
+                continue;
             };
             if let Some(registry) = self.registry
                 && !registry.contexts.contains_key(&name)
