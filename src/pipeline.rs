@@ -15,7 +15,7 @@ use crate::message::Message;
 use crate::modes::{self, Shared};
 use crate::registry::{ContextName, Registry, Route, RouteName};
 use crate::stages::receive::{self, Input};
-use crate::stages::{Failure, Problem, Reason, Stage};
+use crate::stages::{Failure, Problem, Reason, Stage, validate};
 
 pub mod policy;
 
@@ -133,6 +133,26 @@ impl Pipeline {
             route: Some(route.name.clone()),
             outcome,
         }
+    }
+
+    /// Runs a message on one route up to validate-in and no further (no look-up, no
+    /// translator): `None` when it passes, else the verdict the route's policy gives its failure.
+    /// A dry run by a caller who may not see what the rest of the route would disclose.
+    pub fn validate_on(&self, route: &Route, delivery: &Delivery) -> Option<Verdict> {
+        let outcome = match self.receive_on(route, delivery) {
+            Err(failure) => Outcome::DeadLetter { failure },
+            Ok(input) => {
+                let version = route
+                    .accepted(&input.contract)
+                    .expect("receive_on keeps only inputs the route accepts");
+                let failure = validate::against(version, &input.data, Stage::ValidateIn).err()?;
+                policy::outcome(route, Err(failure), 1)
+            }
+        };
+        Some(Verdict {
+            route: Some(route.name.clone()),
+            outcome,
+        })
     }
 
     /// Decodes and checks a delivery taken from one route's queue: the input, if the route

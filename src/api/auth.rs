@@ -15,18 +15,16 @@
 //! Without credentials the API is open: every request acts as the operator. That is the
 //! quickstart's mode, and `serve` says so loudly at start.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
-use crate::registry::ContextName;
+use crate::registry::{ContextName, Registry};
 
 /// Who may do what.
 #[derive(Debug, Clone, Default)]
@@ -36,22 +34,21 @@ pub struct Credentials {
     open: bool,
 }
 
-/// Why a credentials file was refused.
+/// Why a credentials file was refused. A message names the entry and why it is wrong, never its
+/// text: a credentials file may hold a token in clear by mistake, and start-up errors end up in
+/// logs.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("the credentials are not valid TOML: {0}")]
-    Toml(#[from] toml::de::Error),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CredentialsFile {
-    #[serde(default)]
-    operator: Vec<String>,
-    #[serde(default)]
-    contexts: BTreeMap<String, Vec<String>>,
+    /// Not TOML: where, and the parser's reason (which never quotes the text).
+    #[error("the credentials are not valid TOML at line {line}, column {column}: {reason}")]
+    Toml {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    /// Valid TOML with wrong entries: every one of them, each with its place.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
 }
 
 impl Credentials {
@@ -67,31 +64,59 @@ impl Credentials {
         self.open
     }
 
-    /// Parses the TOML text of a credentials file; every digest must be 64 hex digits and
-    /// every context a valid context name.
+    /// Parses the TOML text of a credentials file: `operator` an array of digests, `[contexts]`
+    /// a table of context name → array of digests; every digest 64 hex digits, held by one owner
+    /// once; nothing else.
     pub fn parse(text: &str) -> Result<Self, CredentialsError> {
-        let file: CredentialsFile = toml::from_str(text)?;
-        let mut credentials = Self::default();
-        for (index, digest) in file.operator.iter().enumerate() {
-            credentials
-                .operator
-                .push(parse_digest("operator", index, digest)?);
-        }
-        for (context, digests) in &file.contexts {
-            let name = ContextName::parse(context).map_err(|error| {
-                CredentialsError::Invalid(format!("contexts.{context}: {error}"))
-            })?;
-            for (index, digest) in digests.iter().enumerate() {
-                credentials
-                    .contexts
-                    .push((name.clone(), parse_digest(context, index, digest)?));
+        Self::parse_checked(text, None)
+    }
+
+    /// [`Credentials::parse`], and every context named must be one of `registry`'s.
+    pub fn parse_for(text: &str, registry: &Registry) -> Result<Self, CredentialsError> {
+        Self::parse_checked(text, Some(registry))
+    }
+
+    fn parse_checked(text: &str, registry: Option<&Registry>) -> Result<Self, CredentialsError> {
+        let document = toml_edit::Document::parse(text).map_err(|error| {
+            let (line, column) = position(text, error.span().map_or(0, |span| span.start));
+            CredentialsError::Toml {
+                line,
+                column,
+                reason: error.message().to_owned(),
+            }
+        })?;
+        let mut reader = Reader {
+            text,
+            registry,
+            credentials: Self::default(),
+            places: Vec::new(),
+            problems: Vec::new(),
+        };
+        let top = document.as_table();
+        for (key, item) in top.iter() {
+            let line = reader.line(top.key(key).and_then(toml_edit::Key::span));
+            match key {
+                "operator" => reader.digests(&Owner::Operator, item, line),
+                "contexts" => reader.contexts(item, line),
+                _ => reader.problems.push(format!(
+                    "line {line}: unknown key (a credentials file has `operator` and `[contexts]` only)"
+                )),
             }
         }
-        if credentials.operator.is_empty() && credentials.contexts.is_empty() {
-            return Err(CredentialsError::Invalid(
+        let Reader {
+            credentials,
+            problems,
+            ..
+        } = reader;
+        if problems.is_empty() && credentials.operator.is_empty() && credentials.contexts.is_empty()
+        {
+            return Err(CredentialsError::Invalid(vec![
                 "the credentials name no token: without any, leave them out (the API is then open)"
                     .into(),
-            ));
+            ]));
+        }
+        if !problems.is_empty() {
+            return Err(CredentialsError::Invalid(problems));
         }
         Ok(credentials)
     }
@@ -114,22 +139,131 @@ impl Credentials {
     }
 }
 
-/// One stored digest; the error names its place, never its text (it may be a token in clear).
-fn parse_digest(owner: &str, index: usize, text: &str) -> Result<[u8; 32], CredentialsError> {
-    let invalid = || {
-        CredentialsError::Invalid(format!(
-            "{owner}, entry {}: not a SHA-256 digest (64 hex digits); store `contextgate hash-token`'s output, never the token",
-            index + 1
-        ))
-    };
-    if text.len() != 64 {
-        return Err(invalid());
+/// Who a digest in the file belongs to.
+enum Owner {
+    Operator,
+    Context(ContextName),
+}
+
+/// Reads a parsed credentials file, collecting every problem with its place.
+struct Reader<'a> {
+    text: &'a str,
+    /// When given, every context named must be one of its.
+    registry: Option<&'a Registry>,
+    credentials: Credentials,
+    /// Every digest read, with where it was: one token has one owner.
+    places: Vec<([u8; 32], String)>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn line(&self, span: Option<std::ops::Range<usize>>) -> usize {
+        position(self.text, span.map_or(0, |span| span.start)).0
+    }
+
+    fn contexts(&mut self, item: &toml_edit::Item, line: usize) {
+        let Some(table) = item.as_table_like() else {
+            self.problems.push(format!(
+                "contexts (line {line}): must be a table `[contexts]` of context = [digests], not {}",
+                item.type_name()
+            ));
+            return;
+        };
+        for (key, item) in table.iter() {
+            let line = self.line(
+                table
+                    .get_key_value(key)
+                    .and_then(|(key, _)| key.span())
+                    .or_else(|| item.span()),
+            );
+            let Ok(name) = ContextName::parse(key) else {
+                // Not a context name: not echoed (it may be a token written as a key).
+                self.problems.push(format!(
+                    "contexts, the entry at line {line}: its name is not a context name \
+                     (a lowercase slug such as `orders`)"
+                ));
+                continue;
+            };
+            if let Some(registry) = self.registry
+                && !registry.contexts.contains_key(&name)
+            {
+                self.problems.push(format!(
+                    "contexts.{name} (line {line}): the registry has no context {name}"
+                ));
+                continue;
+            }
+            self.digests(&Owner::Context(name), item, line);
+        }
+    }
+
+    fn digests(&mut self, owner: &Owner, item: &toml_edit::Item, line: usize) {
+        let label = match owner {
+            Owner::Operator => "operator".to_owned(),
+            Owner::Context(name) => format!("contexts.{name}"),
+        };
+        let Some(array) = item.as_array() else {
+            self.problems.push(format!(
+                "{label} (line {line}): must be an array of digests, such as \
+                 {label} = [\"<64 hex digits>\"], not {}",
+                item.type_name()
+            ));
+            return;
+        };
+        for (index, value) in array.iter().enumerate() {
+            let line = value
+                .span()
+                .map_or(line, |span| position(self.text, span.start).0);
+            let place = format!("{label}, entry {} (line {line})", index + 1);
+            let Some(text) = value.as_str() else {
+                self.problems.push(format!(
+                    "{place}: must be a string of 64 hex digits, not {}",
+                    value.type_name()
+                ));
+                continue;
+            };
+            let Some(digest) = parse_digest(text) else {
+                self.problems.push(format!(
+                    "{place}: not a SHA-256 digest (64 hex digits); store `contextgate hash-token`'s output, never the token"
+                ));
+                continue;
+            };
+            if let Some((_, first)) = self.places.iter().find(|(seen, _)| *seen == digest) {
+                self.problems.push(format!(
+                    "{place}: the same digest as {first}: one token has one owner, once"
+                ));
+                continue;
+            }
+            self.places.push((digest, place));
+            match owner {
+                Owner::Operator => self.credentials.operator.push(digest),
+                Owner::Context(name) => self.credentials.contexts.push((name.clone(), digest)),
+            }
+        }
+    }
+}
+
+/// The 1-based line and column of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    (line, column)
+}
+
+/// One stored digest: 64 hex digits.
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
     }
     let mut digest = [0u8; 32];
     for (index, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).map_err(|_| invalid())?;
+        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
     }
-    Ok(digest)
+    Some(digest)
 }
 
 /// The SHA-256 of a token, in hex, as the credentials file stores it.
@@ -229,7 +363,89 @@ mod tests {
             hash_token("x")
         ))
         .unwrap_err();
-        assert!(bad.to_string().contains("contexts.Or ders"), "{bad}");
+        assert!(bad.to_string().contains("the entry at line 2"), "{bad}");
+        assert!(!bad.to_string().contains("Or ders"), "{bad}");
         assert!(Credentials::parse("").is_err());
+        let signed = format!("+{}", &hash_token("x")[1..]);
+        assert!(Credentials::parse(&format!("operator = [{signed:?}]")).is_err());
+    }
+
+    /// Each case: a credentials text holding `SECRET` where it does not belong, and what the
+    /// error must say instead.
+    #[test]
+    fn errors_name_the_entry_and_never_its_text() {
+        let digest = hash_token("x");
+        let cases = [
+            (
+                "operator = \"SECRET\"",
+                "operator (line 1): must be an array",
+            ),
+            ("operator = [SECRET]", "line 1, column 13"),
+            ("operator = SECRET", "line 1, column 12"),
+            ("operator = [\"SECRET\"", "line 1"),
+            ("\n\noperator = [\"a\", SECRET]", "line 3, column 18"),
+            ("operator = [\"SECRET\"] junk", "line 1, column 23"),
+            (
+                "[contexts]\norders = \"SECRET\"",
+                "contexts.orders (line 2): must be an array",
+            ),
+            (
+                "[contexts]\norders = [1, \"SECRET\"]",
+                "contexts.orders, entry 1 (line 2): must be a string",
+            ),
+            (
+                "[contexts]\norders = [\"SECRET\"]",
+                "contexts.orders, entry 1 (line 2): not a SHA-256",
+            ),
+            ("[contexts]\nSECRET = [\"x\"]", "the entry at line 2"),
+            ("SECRET = 1", "line 1: unknown key"),
+            (
+                "contexts = \"SECRET\"",
+                "contexts (line 1): must be a table",
+            ),
+            (
+                "operator = [\"SECRET\"]\noperator = [\"SECRET\"]",
+                "line 2, column 1: duplicate key",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Credentials::parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(!error.contains("SECRET"), "{text:?} echoed: {error}");
+        }
+        // Every problem is reported, not the first.
+        let error = Credentials::parse(&format!(
+            "operator = [\"SECRET\"]\n[contexts]\norders = [{digest:?}]\nshipping = \"SECRET\""
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("operator, entry 1 (line 1)"), "{error}");
+        assert!(error.contains("contexts.shipping (line 4)"), "{error}");
+    }
+
+    #[test]
+    fn one_digest_has_one_owner() {
+        let digest = hash_token("shared");
+        let error = Credentials::parse(&format!(
+            "operator = [{digest:?}]\n[contexts]\norders = [{digest:?}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains(
+                "contexts.orders, entry 1 (line 3): the same digest as operator, entry 1 (line 1)"
+            ),
+            "{error}"
+        );
+        let error = Credentials::parse(&format!(
+            "[contexts]\norders = [{digest:?}]\nshipping = [{:?}, {digest:?}]\n",
+            hash_token("other")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("contexts.shipping, entry 2 (line 3)"),
+            "{error}"
+        );
     }
 }

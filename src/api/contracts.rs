@@ -115,11 +115,14 @@ fn contract_name(context: ContextName, raw: &str) -> Result<ContractName, ApiErr
     ContractName::new(context, raw).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
 
+/// The version in a path, spelled as the registry spells it (`1`, `2`, ..., never `01` or `+1`).
 fn version_number(raw: &str) -> Result<u32, ApiError> {
-    raw.parse::<u32>()
-        .ok()
-        .filter(|version| *version >= 1)
-        .ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a version number (1, 2, ...)")))
+    crate::registry::names::parse_version(raw).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{:?} is not a version number: decimal digits from 1, without sign or leading zero",
+            crate::message::json::truncate(raw, 20)
+        ))
+    })
 }
 
 /// The contracts `context` owns, with their versions.

@@ -20,6 +20,7 @@ use super::{ApiError, AppState, owned_context};
 use crate::bus::Bus;
 use crate::gateway::Ingested;
 use crate::message::Message;
+use crate::message::cloudevents;
 use crate::pipeline::{Delivery, Outcome};
 
 /// What happened to a posted message on one route.
@@ -40,7 +41,10 @@ pub struct Accepted {
     pub routes: Vec<RouteReport>,
 }
 
-/// A delivery from an HTTP request: its content type, its headers as text, its body.
+/// A delivery from an HTTP request: its content type, the headers that describe the message
+/// (CloudEvents attributes and extensions, trace context) as text, its body. The request's own
+/// headers (credentials, cookies, hop-by-hop) are left behind: a dead letter keeps its input's
+/// headers, and the route's downstream reads them.
 pub(super) fn delivery(headers: &HeaderMap, body: Bytes) -> Delivery {
     Delivery {
         content_type: headers
@@ -49,6 +53,7 @@ pub(super) fn delivery(headers: &HeaderMap, body: Bytes) -> Delivery {
             .map(str::to_owned),
         headers: headers
             .iter()
+            .filter(|(name, _)| cloudevents::describes_message(name.as_str()))
             .filter_map(|(name, value)| {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })

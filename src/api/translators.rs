@@ -54,6 +54,35 @@ struct Declaration<'a> {
     description: Option<&'a str>,
 }
 
+/// The file's bytes as they are when they say what `new` says (a translator put back as it was
+/// read, whose cases come back with their keys sorted), else `new`: a registration that changes
+/// nothing leaves every file byte-identical, its key order, layout and comments as written.
+fn unchanged_or(path: &std::path::Path, new: Vec<u8>, same: fn(&[u8], &[u8]) -> bool) -> Vec<u8> {
+    match std::fs::read(path) {
+        Ok(old) if same(&old, &new) => old,
+        _ => new,
+    }
+}
+
+fn same_json(old: &[u8], new: &[u8]) -> bool {
+    match (
+        serde_json::from_slice::<Value>(old),
+        serde_json::from_slice::<Value>(new),
+    ) {
+        (Ok(old), Ok(new)) => old == new,
+        _ => false,
+    }
+}
+
+fn same_toml(old: &[u8], new: &[u8]) -> bool {
+    let parse = |bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Table>(text).ok())
+    };
+    matches!((parse(old), parse(new)), (Some(old), Some(new)) if old == new)
+}
+
 fn translator_id(context: ContextName, raw: &str) -> Result<TranslatorId, ApiError> {
     TranslatorId::new(context, raw).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
@@ -186,8 +215,14 @@ pub async fn put(
     let cases = serde_json::to_vec_pretty(&translator.cases).expect("JSON values always serialize");
     let files = vec![
         (path(".rhai"), translator.script.clone().into_bytes()),
-        (path(".toml"), declaration.into_bytes()),
-        (path(".cases.json"), cases),
+        (
+            path(".toml"),
+            unchanged_or(&path(".toml"), declaration.into_bytes(), same_toml),
+        ),
+        (
+            path(".cases.json"),
+            unchanged_or(&path(".cases.json"), cases, same_json),
+        ),
     ];
     writes::apply(&state.gateway, one_at_a_time, &registry.root, files, || {
         format!("{id} was not registered")

@@ -20,6 +20,7 @@ use crate::api::{self, AppState, Limits};
 use crate::bus::{AmqpBus, AmqpSettings, Bus, InProcessBus};
 use crate::gateway::Gateway;
 use crate::pipeline::Pipeline;
+use crate::registry::Registry;
 
 pub async fn run(
     root: &Path,
@@ -30,7 +31,7 @@ pub async fn run(
     let Some(registry) = super::load_registry(root, "serve") else {
         return Ok(EXIT_COULD_NOT_RUN);
     };
-    let credentials = match load_credentials(credentials) {
+    let credentials = match load_credentials(credentials, &registry) {
         Ok(credentials) => Arc::new(credentials),
         Err(error) => {
             eprintln!("contextgate serve: {error:#}");
@@ -96,17 +97,22 @@ pub async fn run(
     Ok(EXIT_OK)
 }
 
-/// The credentials from `--credentials FILE`, else from `CONTEXTGATE_CREDENTIALS`, else open.
-fn load_credentials(file: Option<&Path>) -> anyhow::Result<Credentials> {
-    let text = match file {
-        Some(file) => std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the credentials {}", file.display()))?,
+/// The credentials from `--credentials FILE`, else from `CONTEXTGATE_CREDENTIALS`, else open;
+/// every context they name must be one of the registry's.
+fn load_credentials(file: Option<&Path>, registry: &Registry) -> anyhow::Result<Credentials> {
+    let (text, source) = match file {
+        Some(file) => (
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the credentials {}", file.display()))?,
+            file.display().to_string(),
+        ),
         None => match std::env::var(CREDENTIALS_ENV) {
-            Ok(text) if !text.trim().is_empty() => text,
+            Ok(text) if !text.trim().is_empty() => (text, CREDENTIALS_ENV.to_owned()),
             _ => return Ok(Credentials::open()),
         },
     };
-    Credentials::parse(&text).context("the credentials were refused")
+    Credentials::parse_for(&text, registry)
+        .with_context(|| format!("the credentials in {source} were refused"))
 }
 
 /// The variable that may hold the credentials' TOML text.

@@ -23,6 +23,9 @@ pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 /// The header prefixes accepted on input, the preferred one first (the one used on output).
 pub const HEADER_PREFIXES: [&str; 4] = ["cloudEvents_", "cloudEvents:", "ce-", "ce_"];
 
+/// Trace context headers (W3C), which describe the message's place in a trace.
+pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
 const MAX_ATTRIBUTE_BYTES: usize = 4096;
 
 /// Why a message could not be decoded.
@@ -134,10 +137,7 @@ pub fn decode_binary<'a>(
     let mut prefix_used: Option<&str> = None;
     let mut raw = BTreeMap::new();
     for (name, value) in headers {
-        let Some((prefix, attribute)) = HEADER_PREFIXES
-            .iter()
-            .find_map(|prefix| name.strip_prefix(prefix).map(|rest| (*prefix, rest)))
-        else {
+        let Some((prefix, attribute)) = attribute_header(name) else {
             continue;
         };
         match prefix_used {
@@ -170,6 +170,24 @@ pub fn decode_binary<'a>(
         attributes,
         data: body,
     })
+}
+
+/// Whether a transport header describes the message, and so is kept with it: a CloudEvents
+/// attribute or extension in binary mode, or trace context. Everything else a transport carries
+/// (credentials such as `Authorization`, `Cookie` or `X-Api-Key`, hop-by-hop headers, proxies'
+/// headers) is about the request, never kept, never shown in a dead letter.
+pub fn describes_message(name: &str) -> bool {
+    attribute_header(name).is_some()
+        || TRACE_HEADERS
+            .iter()
+            .any(|trace| name.eq_ignore_ascii_case(trace))
+}
+
+/// The prefix and attribute name of a binary-mode attribute header.
+fn attribute_header(name: &str) -> Option<(&'static str, &str)> {
+    HEADER_PREFIXES
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix).map(|rest| (*prefix, rest)))
 }
 
 /// Binary-mode headers for a message, with the preferred `cloudEvents_` prefix.
@@ -470,6 +488,33 @@ mod tests {
         let body = vec![b' '; MAX_MESSAGE_BYTES + 1];
         let error = decode_structured(Bytes::from(body)).unwrap_err();
         assert_eq!(error.kind, DecodeErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn only_attribute_and_trace_headers_describe_a_message() {
+        for kept in [
+            "ce-id",
+            "ce_tenant",
+            "cloudEvents_type",
+            "traceparent",
+            "TraceState",
+        ] {
+            assert!(describes_message(kept), "{kept}");
+        }
+        for left in [
+            "authorization",
+            "cookie",
+            "x-api-key",
+            "proxy-authorization",
+            "connection",
+            "te",
+            "forwarded",
+            "x-forwarded-for",
+            "content-length",
+            "cex-id",
+        ] {
+            assert!(!describes_message(left), "{left}");
+        }
     }
 
     #[test]

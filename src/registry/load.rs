@@ -23,7 +23,10 @@ use sha2::{Digest, Sha256};
 use super::config::{CaseFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
-use super::route::{Action, Breaker, Lookup, Mode, OrderingKey, Policy, Route, UrlTemplate, Wire};
+use super::route::{
+    Action, Breaker, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, Mode, OrderingKey, Policy,
+    Route, UrlTemplate, Wire,
+};
 use super::translator::{self, Case, Expectation, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
 use crate::compat::{self, Level};
@@ -190,13 +193,14 @@ impl Loader {
             }
         }
 
-        let known: BTreeSet<String> = pending
+        // Every version's URI, with the context that owns it and whether others may read it.
+        let known: BTreeMap<String, (ContextName, Visibility)> = pending
             .iter()
             .flat_map(|contract| {
-                contract
-                    .documents
-                    .iter()
-                    .map(|document| contract::schema_uri(&document.id))
+                contract.documents.iter().map(|document| {
+                    let owner = (contract.name.context().clone(), contract.visibility);
+                    (contract::schema_uri(&document.id), owner)
+                })
             })
             .collect();
         let mut usable: BTreeMap<String, Value> = BTreeMap::new();
@@ -210,16 +214,41 @@ impl Loader {
                     .expect("schema URIs are built from parsed names");
                 match contract::external_refs(&document.schema, &base) {
                     Ok(refs) => {
+                        let owner = |target: &url::Url| {
+                            let mut document = target.clone();
+                            document.set_fragment(None);
+                            known.get(document.as_str())
+                        };
                         let outside: Vec<String> = refs
                             .iter()
-                            .filter(|(_, target)| {
-                                let mut document = target.clone();
-                                document.set_fragment(None);
-                                !known.contains(document.as_str())
-                            })
+                            .filter(|(_, target)| owner(target).is_none())
                             .map(|(reference, _)| reference.clone())
                             .collect();
-                        if outside.is_empty() {
+                        // Another context's internal contract is its own business: naming it
+                        // would let this schema (and its problems) disclose its structure.
+                        let private: Vec<(String, ContextName)> = refs
+                            .iter()
+                            .filter_map(|(reference, target)| match owner(target) {
+                                Some((context, Visibility::Internal))
+                                    if context != contract.name.context() =>
+                                {
+                                    Some((reference.clone(), context.clone()))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        for (reference, context) in &private {
+                            self.problem(
+                                &document.file,
+                                format!(
+                                    "$ref {:?} names a contract internal to {context}: a schema \
+                                     refers to its own context's contracts and to other \
+                                     contexts' published ones only",
+                                    truncate(reference, 200)
+                                ),
+                            );
+                        }
+                        if outside.is_empty() && private.is_empty() {
                             let uri = contract::schema_uri(&document.id);
                             let targets = refs
                                 .iter()
@@ -1324,6 +1353,35 @@ impl RouteCheck<'_> {
             .ok()
     }
 
+    /// A look-up's timeouts and answer size within the caps (`route::MAX_LOOKUP_TIMEOUT`,
+    /// `route::MAX_LOOKUP_BYTES`); each one over is a problem.
+    fn within_lookup_caps(
+        &mut self,
+        label: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+        max_bytes: usize,
+    ) -> bool {
+        let mut within = true;
+        for (field, value) in [("timeout", timeout), ("connect_timeout", connect_timeout)] {
+            if value > MAX_LOOKUP_TIMEOUT {
+                self.problem(format!(
+                    "{label}: {field} {} is over the cap of {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(MAX_LOOKUP_TIMEOUT)
+                ));
+                within = false;
+            }
+        }
+        if max_bytes > MAX_LOOKUP_BYTES {
+            self.problem(format!(
+                "{label}: max_bytes {max_bytes} is over the cap of {MAX_LOOKUP_BYTES} (16 MiB)"
+            ));
+            within = false;
+        }
+        within
+    }
+
     fn lookups(
         &mut self,
         route: &RouteName,
@@ -1383,6 +1441,10 @@ impl RouteCheck<'_> {
             else {
                 continue;
             };
+            let max_bytes = file.max_bytes.unwrap_or(256 * 1024);
+            if !self.within_lookup_caps(&label, timeout, connect_timeout, max_bytes) {
+                continue;
+            }
             let client = reqwest::Client::builder()
                 .connect_timeout(connect_timeout)
                 .timeout(timeout)
@@ -1411,7 +1473,7 @@ impl RouteCheck<'_> {
                 timeout,
                 connect_timeout,
                 cache_ttl,
-                max_bytes: file.max_bytes.unwrap_or(256 * 1024),
+                max_bytes,
                 client,
                 cache,
                 breaker: Breaker::new(file.breaker_failures.unwrap_or(5), breaker_cooldown),

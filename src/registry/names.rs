@@ -241,7 +241,9 @@ impl ContractId {
     }
 }
 
-fn parse_version(input: &str) -> Option<u32> {
+/// A version number written canonically: decimal digits without a sign or a leading zero, from
+/// 1 (so `01` and `+1` are not version 1; one version has one spelling).
+pub(crate) fn parse_version(input: &str) -> Option<u32> {
     if input.is_empty() || input.len() > 6 || input.starts_with('0') {
         return None;
     }

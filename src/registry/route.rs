@@ -156,6 +156,12 @@ impl OrderingKey {
     }
 }
 
+/// The longest a look-up's `timeout` and `connect_timeout` may be: a message waits for its
+/// look-ups, and an API request (a dry run) is cut at 30 s.
+pub const MAX_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer a look-up's `max_bytes` may allow (read into memory, per request).
+pub const MAX_LOOKUP_BYTES: usize = 16 * 1024 * 1024;
+
 /// One HTTP GET an enrich route makes per message.
 pub struct Lookup {
     pub name: String,
@@ -235,10 +241,16 @@ impl std::fmt::Debug for Lookup {
 }
 
 /// A URL with `{/json/pointer}` placeholders filled from the message data, percent-encoded.
+///
+/// It stays under one of its context's `lookup_allow` base URLs, compared after normalising the
+/// path as a server might read it (dot segments, percent-encoded dots and slashes, duplicate
+/// slashes): checked on the template at load, and on every filled URL before its request.
 #[derive(Debug, Clone)]
 pub struct UrlTemplate {
     pub source: String,
     parts: Vec<TemplatePart>,
+    /// The base URLs a filled URL must stay under (the downstream context's `lookup_allow`).
+    allowed: Vec<url::Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,15 +303,32 @@ impl UrlTemplate {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("url {source:?} must be http or https"));
         }
-        if !allowed.iter().any(|base| prefix.starts_with(base.as_str())) {
+        let under_a_base = allowed
+            .iter()
+            .any(|base| prefix.starts_with(base.as_str()) && is_under(&sample, &parsed, base));
+        if !under_a_base {
             return Err(format!(
-                "url {source:?} is not under any of the context's lookup_allow base URLs"
+                "url {source:?} is not under any of the context's lookup_allow base URLs \
+                 (compared after resolving dot segments, percent-encoded dots and slashes, \
+                 and duplicate slashes)"
             ));
         }
         Ok(Self {
             source: source.to_owned(),
             parts,
+            allowed: allowed.to_vec(),
         })
+    }
+
+    /// A filled URL, parsed, when it is still under one of the allowed base URLs: what a
+    /// look-up requests, checked again before each request.
+    pub fn check(&self, filled: &str) -> Result<url::Url, String> {
+        let url = url::Url::parse(filled).map_err(|error| format!("not a valid URL: {error}"))?;
+        if self.allowed.iter().any(|base| is_under(filled, &url, base)) {
+            Ok(url)
+        } else {
+            Err("it leaves the context's lookup_allow base URLs".to_owned())
+        }
     }
 
     /// The URL for one message, or the pointer that has no usable value.
@@ -331,6 +360,50 @@ impl UrlTemplate {
         }
         Ok(url)
     }
+}
+
+/// Whether a URL is under `base` (origin and path) however a server reads its path: no user
+/// information, the same scheme, host and port, and a normalised path that starts with the base's
+/// path segments — both the path the `url` crate sends (it resolved `.` and `..`, also as `%2e`,
+/// and backslashes) and the path as written in `text` (for servers that merge `//` before they
+/// resolve dot segments).
+fn is_under(text: &str, url: &url::Url, base: &url::Url) -> bool {
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.scheme() != base.scheme()
+        || url.host() != base.host()
+        || url.port_or_known_default() != base.port_or_known_default()
+    {
+        return false;
+    }
+    let Some(base_path) = normalised_path(base.path()) else {
+        return false;
+    };
+    let written = text
+        .strip_prefix(&base.origin().ascii_serialization())
+        .map(|rest| rest.split(['?', '#']).next().unwrap_or_default());
+    [Some(url.path()), written].into_iter().all(|path| {
+        path.and_then(normalised_path)
+            .is_some_and(|path| path.starts_with(&base_path))
+    })
+}
+
+/// The path's segments as a lenient server reads them, or `None` when `..` climbs above the root:
+/// percent-decoded once (so `..%2f..` is two dot segments, as servers that decode `%2F` read it),
+/// empty segments dropped (`//` read as `/`), then dot segments resolved.
+fn normalised_path(path: &str) -> Option<Vec<String>> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            other => segments.push(other.to_owned()),
+        }
+    }
+    Some(segments)
 }
 
 /// A compiled route.
@@ -402,6 +475,52 @@ mod tests {
         ] {
             assert!(UrlTemplate::parse(bad, &allowed()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn templates_that_leave_their_base_once_normalised_are_refused() {
+        let allowed = vec![url::Url::parse("http://127.0.0.1:9100/api/").unwrap()];
+        for bad in [
+            "http://127.0.0.1:9100/api/../admin/{/x}",
+            "http://127.0.0.1:9100/api/%2e%2e/admin/{/x}",
+            "http://127.0.0.1:9100/api/%2E./admin/{/x}",
+            "http://127.0.0.1:9100/api/..%2fadmin/{/x}",
+            "http://127.0.0.1:9100/api/..%2Fadmin/{/x}",
+            "http://127.0.0.1:9100/api//../admin/{/x}",
+            "http://127.0.0.1:9100/api/..\\admin/{/x}",
+            "http://127.0.0.1:9100/api/./../admin/{/x}",
+            "http://127.0.0.1:9100/api/{/x}/../../admin",
+            "http://127.0.0.1:9100/api/v1/%2e%2e/%2e%2e/admin/{/x}",
+        ] {
+            assert!(UrlTemplate::parse(bad, &allowed).is_err(), "{bad}");
+        }
+        for good in [
+            "http://127.0.0.1:9100/api/customers/{/x}",
+            "http://127.0.0.1:9100/api/v1/../v2/{/x}",
+            "http://127.0.0.1:9100/api/customers/{/x}?expand=..",
+        ] {
+            assert!(UrlTemplate::parse(good, &allowed).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn filled_urls_are_checked_again_before_their_request() {
+        let allowed = vec![url::Url::parse("http://127.0.0.1:9100/api/").unwrap()];
+        let template = UrlTemplate::parse("http://127.0.0.1:9100/api/{/a}/{/b}", &allowed).unwrap();
+        let fill_and_check = |data: Value| {
+            let filled = template.fill(&data)?;
+            template.check(&filled).map(|url| url.to_string())
+        };
+        assert_eq!(
+            fill_and_check(json!({"a": "c-1", "b": "x y"})).unwrap(),
+            "http://127.0.0.1:9100/api/c-1/x%20y"
+        );
+        // `/` in a value is percent-encoded, and servers that decode it would climb out.
+        assert!(fill_and_check(json!({"a": "../..", "b": "admin"})).is_err());
+        assert!(fill_and_check(json!({"a": "..", "b": "admin"})).is_err());
+        assert!(fill_and_check(json!({"a": "a/../../..", "b": "admin"})).is_err());
+        // Climbing within the base is harmless.
+        assert!(fill_and_check(json!({"a": "a/..", "b": "c"})).is_ok());
     }
 
     #[test]

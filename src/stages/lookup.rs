@@ -1,5 +1,6 @@
 //! Lookup: the enrich stage's HTTP GET queries to the contexts that own the data. URLs come
-//! from templates checked against an allow-list at load; requests have connect and total
+//! from templates checked against an allow-list at load, and each filled URL is checked against
+//! it again before its request; requests have connect and total
 //! timeouts, follow no redirects and read at most `max_bytes`. Answers are cached per look-up
 //! (moka): concurrent identical look-ups share one request, and errors are never cached.
 //!
@@ -70,7 +71,15 @@ async fn request(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
 }
 
 async fn call(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
-    let response = lookup.client.get(url).send().await.map_err(|error| {
+    // The template was checked at load; the filled URL is checked again, as it will be sent.
+    let checked = lookup.template.check(url).map_err(|message| {
+        failure(
+            lookup,
+            Reason::EnrichmentFailed,
+            format!("not calling {url}: {message}"),
+        )
+    })?;
+    let response = lookup.client.get(checked).send().await.map_err(|error| {
         let what = if error.is_timeout() {
             format!("timed out after {} ms", lookup.timeout.as_millis())
         } else if error.is_connect() {

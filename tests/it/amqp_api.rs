@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::broker::{self, Cleanup, Client, binary_event};
 use crate::helpers::*;
 use crate::registration::{OPERATOR, ORDERS, PREPARE, SHIPPING, credentials};
+use crate::routes::{kept_header_names, post_us_order_with_request_headers};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -360,5 +361,32 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
     )
     .await;
     assert!(kept.is_empty(), "every dead letter settled in the stream");
+    live.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_posted_over_http_keeps_no_credentials_on_the_broker() {
+    let live = live("api-dead-headers", &[]).await;
+    post_us_order_with_request_headers(&live.base, "us-headers-1").await;
+    let listing = "/v1/routes/orders-to-shipping/dead-letters";
+    let deadline = Instant::now() + WAIT;
+    let kept = loop {
+        let (status, listed) = live.call(Method::GET, listing, SHIPPING, None).await;
+        assert_eq!(status, 200, "{listed}");
+        if !listed.as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break listed.as_array().unwrap().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["failure"]["stage"], "translate");
+    let names = kept_header_names(&kept[0]);
+    for described in ["cloudevents_id", "cloudevents_type", "cloudevents_tenant"] {
+        assert!(
+            names.iter().any(|name| name == described),
+            "{described} is kept: {:#}",
+            kept[0]
+        );
+    }
     live.stop().await;
 }

@@ -228,3 +228,122 @@ fn serve_refuses_credentials_that_hold_a_token_in_clear() {
         "the token is never echoed: {stderr}"
     );
 }
+
+/// Starts the real `serve` with `credentials` as a file (or, with `in_env`, as
+/// `CONTEXTGATE_CREDENTIALS`) and expects it to refuse them at start: its exit code and
+/// standard error. One that starts serving is stopped and fails the test.
+fn serve_refusing(credentials: &str, in_env: bool) -> (Option<i32>, String) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("credentials.toml");
+    std::fs::write(&file, credentials).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_contextgate"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(repo())
+        .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if in_env {
+        command.env("CONTEXTGATE_CREDENTIALS", credentials);
+    } else {
+        command
+            .env_remove("CONTEXTGATE_CREDENTIALS")
+            .arg("--credentials")
+            .arg(&file);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "serve started with these credentials: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_says_which_credential_entry_is_wrong_and_never_echoes_it() {
+    let orders = hash_token(ORDERS);
+    // Each: the credentials, in a file or the variable, and what the refusal must say.
+    let cases = [
+        (
+            "operator = \"operator-secret-1\"\n".to_owned(),
+            false,
+            "operator (line 1): must be an array of digests",
+        ),
+        (
+            "operator = \"operator-secret-1\"\n".to_owned(),
+            true,
+            "CONTEXTGATE_CREDENTIALS were refused: operator (line 1)",
+        ),
+        (
+            format!("[contexts]\norders = [{orders:?}]\nshipping = [operator-secret-1]\n"),
+            false,
+            "not valid TOML at line 3, column 13",
+        ),
+        (
+            format!("[contexts]\norders = [{orders:?}]\nshipping = [\"operator-secret-1\n"),
+            true,
+            "not valid TOML at line 3",
+        ),
+        (
+            format!("operator-secret-1 = [{orders:?}]\n"),
+            false,
+            "line 1: unknown key",
+        ),
+        (
+            "[contexts]\norders = [\"operator-secret-1\"]\n".to_owned(),
+            false,
+            "contexts.orders, entry 1 (line 2): not a SHA-256 digest",
+        ),
+    ];
+    for (credentials, in_env, expected) in cases {
+        let (code, stderr) = serve_refusing(&credentials, in_env);
+        assert_eq!(code, Some(2), "{credentials:?}: {stderr}");
+        assert!(stderr.contains(expected), "{credentials:?}: {stderr}");
+        assert!(
+            !stderr.contains("operator-secret-1"),
+            "{credentials:?}: the token is echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_credentials_for_an_unknown_context_or_a_digest_with_two_owners() {
+    let orders = hash_token(ORDERS);
+    let cases = [
+        (
+            format!(
+                "[contexts]\norders = [{orders:?}]\nbilling = [{:?}]\n",
+                hash_token("b")
+            ),
+            "contexts.billing (line 3): the registry has no context billing",
+        ),
+        (
+            format!("operator = [{orders:?}]\n[contexts]\norders = [{orders:?}]\n"),
+            "contexts.orders, entry 1 (line 3): the same digest as operator, entry 1 (line 1)",
+        ),
+        (
+            format!(
+                "[contexts]\norders = [{orders:?}]\nshipping = [{:?}, {orders:?}]\n",
+                hash_token(SHIPPING)
+            ),
+            "contexts.shipping, entry 2 (line 3): the same digest as contexts.orders, entry 1 (line 2)",
+        ),
+    ];
+    for (credentials, expected) in cases {
+        let (code, stderr) = serve_refusing(&credentials, false);
+        assert_eq!(code, Some(2), "{credentials:?}: {stderr}");
+        assert!(stderr.contains(expected), "{credentials:?}: {stderr}");
+    }
+}

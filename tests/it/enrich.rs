@@ -406,3 +406,186 @@ async fn a_service_that_keeps_failing_is_left_alone_for_a_while() {
     pipeline.process(&context("up"), &delivery).await;
     assert_eq!(stub.hits(), 4, "after the cooldown one request tries again");
 }
+
+/// A service with an API under `/api/` and an admin area under `/admin/`: it answers every GET
+/// with a customer, and counts the requests that reach `/admin/` as a lenient server reads a
+/// path (percent-decoded, `//` merged, dot segments resolved).
+struct AdminStub {
+    base: String,
+    admin_hits: Arc<AtomicUsize>,
+}
+
+async fn spawn_admin_stub() -> AdminStub {
+    let admin_hits = Arc::new(AtomicUsize::new(0));
+    let counted = admin_hits.clone();
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let counted = counted.clone();
+        async move {
+            if lenient_path(uri.path()).starts_with("/admin/") {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            axum::Json(json!({"name": "someone", "tier": "gold"}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    AdminStub { base, admin_hits }
+}
+
+/// A path as a lenient server reads it.
+fn lenient_path(path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    format!("/{}/", segments.join("/"))
+}
+
+/// An enrich fixture whose look-up `customer` has the URL template `url`, allowed to query
+/// `allow`.
+fn fixture_with_template(url: &str, allow: &str) -> Fixture {
+    let fixture = Fixture::new(
+        "enrich",
+        Some(SCRIPT),
+        &format!("[[routes.lookups]]\nname = \"customer\"\nurl = \"{url}\"\n"),
+    );
+    fixture.allow(allow);
+    fixture
+}
+
+#[tokio::test]
+async fn templates_that_climb_out_of_their_allowed_base_are_refused_at_load() {
+    let stub = spawn_admin_stub().await;
+    let api = format!("{}api/", stub.base);
+    let mut loaded = Vec::new();
+    for path in [
+        "api/../admin/{/id}",
+        "api/%2e%2e/admin/{/id}",
+        "api/.%2E/admin/{/id}",
+        "api/..%2fadmin/{/id}",
+        "api/..//admin/{/id}",
+        "api//../admin/{/id}",
+        "api/{/id}/../../admin/x",
+    ] {
+        let template = format!("{}{path}", stub.base);
+        let fixture = fixture_with_template(&template, &api);
+        match contextgate::registry::load(fixture.root()) {
+            // Loaded: what its look-up would reach.
+            Ok(registry) => {
+                let pipeline = contextgate::pipeline::Pipeline::new(Arc::new(registry));
+                let data = json!({"id": "c-1", "n": 1});
+                pipeline
+                    .process(&context("up"), &event("up/Thing@1", "e-1", &data))
+                    .await;
+                loaded.push(template);
+            }
+            Err(contextgate::registry::RegistryError::Problems(problems)) => {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                assert!(
+                    lines.iter().any(|line| line.contains("lookup_allow")),
+                    "{template}: {lines:?}"
+                );
+            }
+            Err(error) => panic!("{template}: {error}"),
+        }
+    }
+    assert_eq!(stub.admin_hits.load(Ordering::SeqCst), 0, "/admin/ reached");
+    assert!(loaded.is_empty(), "loaded: {loaded:#?}");
+
+    // A template that stays under its base once normalised still loads and works.
+    let fixture = fixture_with_template(&format!("{}api/v1/../v2/{{/id}}", stub.base), &api);
+    let verdict = fixture.run(&json!({"id": "c-1", "n": 1})).await;
+    assert_eq!(
+        forwarded(&verdict),
+        vec![json!({"id": "someone", "total": 1})]
+    );
+}
+
+#[tokio::test]
+async fn a_filled_url_that_climbs_out_of_its_base_is_not_requested() {
+    let stub = spawn_admin_stub().await;
+    let api = format!("{}api/", stub.base);
+    let fixture = fixture_with_template(&format!("{}api/{{/id}}/{{/area}}", stub.base), &api);
+    let pipeline = fixture.pipeline();
+
+    // `/` in a value is sent as %2F, which a lenient server decodes: `/api/..%2F../admin/`.
+    let data = json!({"id": "../..", "area": "admin", "n": 1});
+    let verdict = only(
+        pipeline
+            .process(&context("up"), &event("up/Thing@1", "e-1", &data))
+            .await,
+    );
+    assert_eq!(
+        failure_of(&verdict),
+        (Stage::Enrich, Reason::EnrichmentFailed, false)
+    );
+    assert!(
+        format!("{verdict:?}").contains("lookup_allow"),
+        "{verdict:?}"
+    );
+    assert_eq!(stub.admin_hits.load(Ordering::SeqCst), 0, "/admin/ reached");
+
+    // The same template with ordinary values is requested.
+    let data = json!({"id": "c-1", "area": "eu", "n": 1});
+    let verdict = only(
+        pipeline
+            .process(&context("up"), &event("up/Thing@1", "e-2", &data))
+            .await,
+    );
+    assert_eq!(
+        forwarded(&verdict),
+        vec![json!({"id": "someone", "total": 1})]
+    );
+}
+
+#[tokio::test]
+async fn look_up_timeouts_and_answer_sizes_over_their_caps_are_refused_at_load() {
+    let stub = spawn_stub().await;
+    let fixture = enrich_fixture(&stub, "customers", "");
+    let path = fixture.root().join("contextgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace(
+            "timeout = \"300ms\"",
+            "timeout = \"1h\"\nconnect_timeout = \"31s\"\nmax_bytes = 10000000000",
+        ),
+    )
+    .unwrap();
+    let problems = problems(fixture.root());
+    for expected in [
+        "look-up \"customer\": timeout 1h is over the cap of 30s",
+        "look-up \"customer\": connect_timeout 31s is over the cap of 30s",
+        "look-up \"customer\": max_bytes 10000000000 is over the cap of 16777216 (16 MiB)",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(expected)
+                && problem.starts_with("contextgate.toml:")
+                && problem.split(':').nth(1).unwrap().parse::<u32>().is_ok()),
+            "{expected}: {problems:#?}"
+        );
+    }
+
+    // At the caps, it loads.
+    std::fs::write(
+        &path,
+        config.replace(
+            "timeout = \"300ms\"",
+            "timeout = \"30s\"\nconnect_timeout = \"30s\"\nmax_bytes = 16777216",
+        ),
+    )
+    .unwrap();
+    let verdict = fixture.run(&json!({"id": "c-1", "n": 3})).await;
+    assert_eq!(
+        forwarded(&verdict),
+        vec![json!({"id": "name of c-1", "total": 3})]
+    );
+}

@@ -4,6 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::response::IntoResponse;
 
 use contextgate::api::auth::{Credentials, hash_token};
 use contextgate::bus::{Bus, InProcessBus};
@@ -147,6 +151,68 @@ async fn a_new_version_is_written_to_the_folder_and_used_at_once() {
     let (status, _) = put(&base, V3, Some(ORDERS), r#"{"type":"object"}"#).await;
     assert_eq!(status, 409);
     assert_eq!(snapshot(dir.path()), before);
+}
+
+#[tokio::test]
+async fn a_schema_cannot_refer_to_another_context_s_internal_contract() {
+    let (dir, base) = registry_api().await;
+    let before = snapshot(dir.path());
+    // customers/CustomerRecordChanged is internal to customers.
+    let probe = r#"{"type": "object", "properties": {"record": {"$ref": "../../customers/CustomerRecordChanged/v1.json"}}}"#;
+    let (status, answer) = put(
+        &base,
+        "/v1/contexts/orders/contracts/Probe/versions/1?kind=event",
+        Some(ORDERS),
+        probe,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["problems"]
+            .to_string()
+            .contains("internal to customers"),
+        "{answer}"
+    );
+    assert_eq!(snapshot(dir.path()), before, "nothing written");
+}
+
+#[tokio::test]
+async fn versions_in_paths_are_canonical_decimals_only() {
+    let (dir, base) = registry_api().await;
+    let schema = order_placed_v3(dir.path());
+    let before = snapshot(dir.path());
+    for version in ["01", "+1", "001", "1.0", "0x1", " 1", "0", "-1"] {
+        let encoded = version.replace('+', "%2B").replace(' ', "%20");
+        let path = format!("/v1/contexts/orders/contracts/OrderPlaced/versions/{encoded}");
+        let (status, answer) = get(&base, &path, ORDERS).await;
+        assert_eq!(status, 400, "GET {version:?}: {answer}");
+        let (status, answer) = put(&base, &path, Some(ORDERS), &schema).await;
+        assert_eq!(status, 400, "PUT {version:?}: {answer}");
+    }
+    // Also `+1` as written, unencoded.
+    let (status, answer) = get(
+        &base,
+        "/v1/contexts/orders/contracts/OrderPlaced/versions/+1",
+        ORDERS,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = put(
+        &base,
+        "/v1/contexts/orders/contracts/OrderPlaced/versions/03",
+        Some(ORDERS),
+        &schema,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(snapshot(dir.path()), before, "nothing written");
+    let (status, _) = get(
+        &base,
+        "/v1/contexts/orders/contracts/OrderPlaced/versions/1",
+        ORDERS,
+    )
+    .await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
@@ -357,6 +423,32 @@ async fn a_new_translator_gets_its_three_files() {
 }
 
 #[tokio::test]
+async fn a_translator_put_back_unchanged_leaves_its_files_byte_identical() {
+    let (dir, base) = registry_api().await;
+    let before = snapshot(dir.path());
+    let (status, translator) = get(&base, PREPARE, SHIPPING).await;
+    assert_eq!(status, 200, "{translator}");
+    let (status, answer) = put_json(&base, PREPARE, SHIPPING, &translator).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(snapshot(dir.path()), before, "every file as it was");
+
+    // A real change is written.
+    let mut changed = translator.clone();
+    changed["cases"][0]["name"] = json!("renamed case");
+    let (status, answer) = put_json(&base, PREPARE, SHIPPING, &changed).await;
+    assert_eq!(status, 200, "{answer}");
+    let after = snapshot(dir.path());
+    let cases = "translators/shipping/prepare_shipments.cases.json";
+    assert_ne!(after[cases], before[cases]);
+    assert!(String::from_utf8_lossy(&after[cases]).contains("renamed case"));
+    for (file, bytes) in &before {
+        if file != cases {
+            assert_eq!(&after[file], bytes, "{file} unchanged");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_dry_run_returns_the_verdict_and_publishes_nothing() {
     let (_dir, base) = registry_api().await;
     let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
@@ -409,6 +501,124 @@ async fn a_dry_run_returns_the_verdict_and_publishes_nothing() {
     assert_eq!(statuses.map(|status| status.as_u16()), [403, 401, 404]);
     let (_, inbox) = get(&base, "/v1/contexts/shipping/inbox", SHIPPING).await;
     assert_eq!(inbox, json!([]), "a dry run publishes nothing");
+}
+
+/// The customers context's look-up service, started by the test: `c-404` is unknown, every other
+/// customer has a private record. It counts the requests it answers.
+async fn spawn_customers() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().route(
+        "/customers/{id}",
+        axum::routing::get(
+            move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if id == "c-404" {
+                        return axum::http::StatusCode::NOT_FOUND.into_response();
+                    }
+                    axum::Json(json!({
+                        "customer_id": id,
+                        "display_name": "Ada Private",
+                        "email": "ada.private@example.com"
+                    }))
+                    .into_response()
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, hits)
+}
+
+#[tokio::test]
+async fn the_upstream_s_dry_run_of_an_enrich_route_discloses_no_look_up_data() {
+    let (customers, hits) = spawn_customers().await;
+    let dir = shipped_registry_copy();
+    let config = std::fs::read_to_string(dir.path().join("contextgate.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9100/", &customers);
+    std::fs::write(dir.path().join("contextgate.toml"), config).unwrap();
+    let credentials = Credentials::parse(&format!(
+        "operator = [{:?}]\n[contexts]\norders = [{:?}]\npayments = [{:?}]\nnotifications = [{:?}]\n",
+        hash_token("operator-secret-1"),
+        hash_token("orders-secret-2"),
+        hash_token("payments-secret-4"),
+        hash_token("notifications-secret-5"),
+    ))
+    .unwrap();
+    let gateway = Gateway::new(
+        pipeline(dir.path()),
+        Bus::InProcess(InProcessBus::default()),
+    );
+    let base = serve_gateway_with(gateway, credentials).await;
+    let dry_run = |token: &'static str, customer_id: &str, amount: i64| {
+        let mut data = example("payments/PaymentCaptured/examples/v1/eur-order.json");
+        data["customer_id"] = json!(customer_id);
+        data["amount_minor"] = json!(amount);
+        let request = reqwest::Client::new()
+            .post(format!(
+                "{base}/v1/routes/payments-to-notifications/dry-run"
+            ))
+            .header("authorization", token)
+            .header("content-type", "application/cloudevents+json")
+            .body(event_body(
+                "payments/PaymentCaptured@1",
+                "d-1",
+                &data.to_string(),
+            ));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, text)
+        }
+    };
+
+    // The downstream (the route's owner) sees the whole verdict, look-up data included.
+    let (status, owner) = dry_run("Bearer notifications-secret-5", "c-42", 100).await;
+    assert_eq!(status, 200, "{owner}");
+    assert!(owner.contains("ada.private@example.com"), "{owner}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // The upstream learns that the route takes its input, and nothing of the look-ups: no
+    // record, not even whether the customer exists (no look-up is made).
+    let (status, known) = dry_run("Bearer payments-secret-4", "c-43", 100).await;
+    let (_, unknown) = dry_run("Bearer payments-secret-4", "c-404", 100).await;
+    assert_eq!(status, 200, "{known}");
+    let known: Value = serde_json::from_str(&known).unwrap();
+    let unknown: Value = serde_json::from_str(&unknown).unwrap();
+    assert_eq!(known["outcome"], "accepted", "{known}");
+    assert_eq!(known, unknown);
+    for text in [known.to_string(), unknown.to_string()] {
+        assert!(
+            !text.contains("Ada Private") && !text.contains("ada.private"),
+            "{text}"
+        );
+        assert!(!text.contains("404"), "{text}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "no look-up for the upstream"
+    );
+
+    // Its own input's problems it still sees.
+    let (status, invalid) = dry_run("Bearer payments-secret-4", "c-43", 0).await;
+    assert_eq!(status, 200, "{invalid}");
+    let invalid: Value = serde_json::from_str(&invalid).unwrap();
+    assert_eq!(invalid["outcome"], "dead-letter", "{invalid}");
+    assert_eq!(invalid["failure"]["stage"], "validate-in", "{invalid}");
+
+    // The operator sees everything; a third context nothing.
+    let (status, operator) = dry_run("Bearer operator-secret-1", "c-404", 100).await;
+    assert_eq!(status, 200, "{operator}");
+    assert!(operator.contains("404"), "{operator}");
+    let (status, _) = dry_run("Bearer orders-secret-2", "c-42", 100).await;
+    assert_eq!(status, 403);
 }
 
 #[tokio::test]

@@ -373,6 +373,129 @@ async fn dead_letters(base: &str) -> Vec<Value> {
     kept
 }
 
+/// Credentials a client sends with its request, which must never reach a dead letter.
+pub(crate) const REQUEST_SECRETS: [&str; 3] = ["orders-secret-2", "session=cookie-7", "api-key-9"];
+
+/// Posts, as orders and in binary mode, an order to the US (a dead letter on
+/// orders-to-shipping), with credentials, a cookie, an API key, a hop-by-hop header and trace
+/// context among its HTTP headers.
+pub(crate) async fn post_us_order_with_request_headers(base: &str, id: &str) {
+    let mut data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+    data["shipping_address"]["country"] = json!("US");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/orders/messages"))
+        .header("authorization", ORDERS)
+        .header("cookie", REQUEST_SECRETS[1])
+        .header("x-api-key", REQUEST_SECRETS[2])
+        .header(
+            "proxy-authorization",
+            format!("Basic {}", REQUEST_SECRETS[2]),
+        )
+        .header("te", "trailers")
+        .header("forwarded", "for=192.0.2.60")
+        .header("traceparent", TRACEPARENT)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "/orders")
+        .header("ce-type", "orders.OrderPlaced")
+        .header("ce-dataschema", "contextgate:orders/OrderPlaced@2")
+        .header("ce-tenant", "acme")
+        .header("content-type", "application/json")
+        .body(data.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+}
+
+pub(crate) const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// The names of a dead letter's kept input headers, lowercase, after checking that no request
+/// secret appears anywhere in it.
+pub(crate) fn kept_header_names(dead_letter: &Value) -> Vec<String> {
+    let text = dead_letter.to_string();
+    for secret in REQUEST_SECRETS {
+        assert!(!text.contains(secret), "{secret} leaked: {dead_letter:#}");
+    }
+    let names: Vec<String> = dead_letter["input"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    for request_header in [
+        "authorization",
+        "cookie",
+        "x-api-key",
+        "proxy-authorization",
+        "te",
+        "forwarded",
+        "host",
+        "user-agent",
+        "accept",
+        "content-length",
+    ] {
+        assert!(
+            !names.iter().any(|name| name == request_header),
+            "{request_header} kept: {dead_letter:#}"
+        );
+    }
+    names
+}
+
+#[tokio::test]
+async fn a_dead_letter_posted_over_http_keeps_what_describes_the_message_and_no_credentials() {
+    let (_dir, base) = registry_api().await;
+    post_us_order_with_request_headers(&base, "us-1").await;
+
+    let kept = dead_letters(&base).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let names = kept_header_names(&kept[0]);
+    for described in [
+        "ce-id",
+        "ce-type",
+        "ce-dataschema",
+        "ce-tenant",
+        "traceparent",
+    ] {
+        assert!(
+            names.iter().any(|name| name == described),
+            "{described} is kept: {:#}",
+            kept[0]
+        );
+    }
+    assert_eq!(kept[0]["input"]["content_type"], "application/json");
+
+    // What is kept is enough: after the fix, the redriven input goes through.
+    let (_, mut translator) = get(&base, PREPARE, SHIPPING).await;
+    let script = translator["script"]
+        .as_str()
+        .unwrap()
+        .replace("\"IT\"]", "\"IT\", \"US\"]");
+    translator["script"] = json!(script);
+    let cases: Vec<Value> = translator["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|case| case.get("expect_error").is_none())
+        .cloned()
+        .collect();
+    translator["cases"] = json!(cases);
+    let (status, _) = put_json(&base, PREPARE, SHIPPING, &translator).await;
+    assert_eq!(status, 200);
+    let (status, redriven, _) = call(
+        &base,
+        Method::POST,
+        "/v1/routes/orders-to-shipping/dead-letters/redrive",
+        Some(SHIPPING),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{redriven}");
+    assert_eq!(redriven["outcomes"], json!({"forward": 1}));
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_redriven_after_a_fix_and_deleted() {
     let (_dir, base) = registry_api().await;

@@ -139,6 +139,49 @@ fn refs_between_contracts_resolve_inside_the_registry() {
 }
 
 #[test]
+fn refs_name_their_own_context_s_contracts_or_others_published_ones_only() {
+    // down refers to up's internal contract: refused, naming the file and the owner.
+    let fixture = Fixture::new("conformist", None, "");
+    write(
+        fixture.root(),
+        "contracts/down/Act/v1.json",
+        r#"{"type": "object", "properties": {"id": {"$ref": "../../up/Internal/v1.json#/properties/id"}}}"#,
+    );
+    let relative = problems(fixture.root());
+    assert!(
+        relative
+            .iter()
+            .any(|p| p.starts_with("contracts/down/Act/v1.json") && p.contains("internal to up")),
+        "{relative:?}"
+    );
+    // The absolute URI is the same contract.
+    write(
+        fixture.root(),
+        "contracts/down/Act/v1.json",
+        r#"{"$ref": "contextgate://registry/contracts/up/Internal/v1.json"}"#,
+    );
+    let absolute = problems(fixture.root());
+    assert!(
+        absolute.iter().any(|p| p.contains("internal to up")),
+        "{absolute:?}"
+    );
+
+    // up refers to its own internal contract, down to up's published one: both load.
+    let fixture = Fixture::new("conformist", None, "");
+    write(
+        fixture.root(),
+        "contracts/up/Thing/v1.json",
+        r#"{"type": "object", "properties": {"id": {"$ref": "../Internal/v1.json#/properties/id"}, "n": {"type": "number"}}}"#,
+    );
+    write(
+        fixture.root(),
+        "contracts/down/Act/v1.json",
+        r#"{"type": "object", "properties": {"id": {"$ref": "../../up/Published/v1.json#/properties/id"}}}"#,
+    );
+    fixture.pipeline();
+}
+
+#[test]
 fn unknown_formats_and_unsupported_drafts_are_refused() {
     // C5
     let problems = refused(r#"{"type": "string", "format": "emial"}"#);
