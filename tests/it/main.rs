@@ -42,3 +42,6 @@ mod schemas;
 mod serve;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
+/// Translator cases at load and registration: only what a change affects runs, count and time
+/// budgets per translator, a registration's turn (issue 10).
+mod translator_cases;
