@@ -8,6 +8,8 @@
 //! - [`translator`]: translators, their compiled scripts and test cases.
 //! - [`route`]: routes, modes, failure policies and look-ups.
 //! - [`load`]: reads the folder and reports every problem with its file and line.
+//! - [`cases`]: translator test cases, run within a count cap and a time budget, their passing
+//!   verdicts remembered so that a load runs only the cases a change can affect.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +21,7 @@ use serde::Serialize;
 pub mod config;
 pub mod names;
 //
+pub mod cases;
 pub mod contract;
 pub mod load;
 pub mod route;

@@ -7,10 +7,16 @@
 //! expression depth, string, array and map sizes. Conversions are depth-capped and never change
 //! a number: an integer the script cannot hold is an error, as is a float that is NaN or
 //! infinite on the way out.
+//!
+//! A script's values may share one string many times over (the engine counts it once), so the
+//! way out is also bounded by bytes, counted while converting and before copying: one output at
+//! most the message cap, one run's outputs at most [`MAX_RUN_OUTPUT_BYTES`] together, and every
+//! conversion in flight across the process at most [`MAX_CONVERSION_BYTES_IN_FLIGHT`] (a
+//! conversion that finds no room waits up to [`CONVERSION_WAIT`], then fails as transient).
 
 use std::cell::Cell;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
@@ -27,6 +33,16 @@ pub const MAX_VALUE_DEPTH: usize = 64;
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
 pub const MAX_ARRAY_ITEMS: usize = 10_000;
 pub const MAX_MAP_ENTRIES: usize = 10_000;
+/// The most one output of a translator may take as JSON: the message cap.
+pub const MAX_OUTPUT_BYTES: usize = crate::message::MAX_MESSAGE_BYTES;
+/// The most the outputs of one translator run may take as JSON together.
+pub const MAX_RUN_OUTPUT_BYTES: usize = 8 * MAX_OUTPUT_BYTES;
+/// The most converted output the whole gateway holds while converting, across every run.
+pub const MAX_CONVERSION_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+/// How long a conversion waits for room in [`MAX_CONVERSION_BYTES_IN_FLIGHT`] before failing.
+pub const CONVERSION_WAIT: Duration = Duration::from_secs(1);
+/// Room is taken from the process budget in steps of this many bytes.
+const CONVERSION_STEP: usize = 64 * 1024;
 /// Log lines a script may write per second across the gateway; more are counted and dropped.
 const MAX_LOG_LINES_PER_SECOND: u64 = 100;
 const MAX_LOG_LINE_BYTES: usize = 256;
@@ -124,6 +140,18 @@ pub enum ConversionError {
     InexactNumber { pointer: String, number: String },
     #[error("{pointer}: the translator returned {what}, which JSON cannot hold")]
     NotJson { pointer: String, what: String },
+    #[error("{pointer}: the translator returned more than {limit} bytes of JSON {scope}")]
+    TooLarge {
+        pointer: String,
+        /// "in one output" or "in all outputs of one run".
+        scope: &'static str,
+        limit: usize,
+    },
+    #[error(
+        "{pointer}: the gateway's room for translations in flight ({MAX_CONVERSION_BYTES_IN_FLIGHT} \
+         bytes) stayed full for {} ms; try again", CONVERSION_WAIT.as_millis()
+    )]
+    Busy { pointer: String },
 }
 
 /// JSON → Rhai. Objects become maps, arrays arrays, integers `INT`, other numbers `FLOAT`.
@@ -174,78 +202,229 @@ fn to_dynamic_at(value: &Value, depth: usize) -> Result<Dynamic, ConversionError
     })
 }
 
-/// Rhai → JSON, depth-capped. Unit becomes null; anything JSON has no form for is an error.
+/// Rhai → JSON, depth-capped and at most [`MAX_OUTPUT_BYTES`]: one value, in a conversion of
+/// its own.
 pub fn to_json(value: &Dynamic) -> Result<Value, ConversionError> {
-    to_json_at(value, 0)
+    Conversion::new().output(value)
 }
 
-fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, ConversionError> {
-    if depth > MAX_VALUE_DEPTH {
-        return Err(ConversionError::TooDeep {
+/// The outputs of one translator run on their way out: each at most [`MAX_OUTPUT_BYTES`], all
+/// together at most [`MAX_RUN_OUTPUT_BYTES`], with room taken from the process budget as they
+/// grow and given back when the conversion is dropped.
+#[derive(Debug)]
+pub struct Conversion<'a> {
+    budget: &'a Budget,
+    /// Bytes taken from `budget`.
+    taken: usize,
+    /// Bytes counted over every output so far.
+    run_bytes: usize,
+    /// Bytes counted in the output being converted.
+    output_bytes: usize,
+}
+
+impl Conversion<'static> {
+    /// A conversion on the gateway's budget.
+    pub fn new() -> Self {
+        Conversion::on(&IN_FLIGHT)
+    }
+}
+
+impl Default for Conversion<'static> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> Conversion<'a> {
+    fn on(budget: &'a Budget) -> Self {
+        Self {
+            budget,
+            taken: 0,
+            run_bytes: 0,
+            output_bytes: 0,
+        }
+    }
+
+    /// Rhai → JSON: one output. Unit becomes null; anything JSON has no form for is an error.
+    pub fn output(&mut self, value: &Dynamic) -> Result<Value, ConversionError> {
+        self.output_bytes = 0;
+        self.convert(value, 0)
+    }
+
+    /// Counts `bytes` more of output before they are copied.
+    fn count(&mut self, bytes: usize) -> Result<(), ConversionError> {
+        self.output_bytes += bytes;
+        self.run_bytes += bytes;
+        let too_large = |scope, limit| ConversionError::TooLarge {
             pointer: String::new(),
-        });
-    }
-    if value.is_string() {
-        let text = value
-            .as_immutable_string_ref()
-            .expect("is_string said this is a string");
-        return Ok(Value::String(text.as_str().to_owned()));
-    }
-    if value.is_map() {
-        let map = value.as_map_ref().expect("is_map said this is a map");
-        let mut object = serde_json::Map::new();
-        for (key, item) in map.iter() {
-            let converted = to_json_at(item, depth + 1).map_err(|error| error.within(key))?;
-            object.insert(key.as_str().to_owned(), converted);
+            scope,
+            limit,
+        };
+        if self.output_bytes > MAX_OUTPUT_BYTES {
+            return Err(too_large("in one output", MAX_OUTPUT_BYTES));
         }
-        return Ok(Value::Object(object));
-    }
-    if value.is_int() {
-        return Ok(Value::from(
-            value.as_int().expect("is_int said this is an integer"),
-        ));
-    }
-    if value.is_array() {
-        let array = value
-            .as_array_ref()
-            .expect("is_array said this is an array");
-        let mut items = Vec::with_capacity(array.len());
-        for (index, item) in array.iter().enumerate() {
-            items.push(
-                to_json_at(item, depth + 1).map_err(|error| error.within(&index.to_string()))?,
-            );
+        if self.run_bytes > MAX_RUN_OUTPUT_BYTES {
+            return Err(too_large("in all outputs of one run", MAX_RUN_OUTPUT_BYTES));
         }
-        return Ok(Value::Array(items));
+        if self.run_bytes > self.taken {
+            let step = (self.run_bytes - self.taken).next_multiple_of(CONVERSION_STEP);
+            if !self.budget.take(step) {
+                return Err(ConversionError::Busy {
+                    pointer: String::new(),
+                });
+            }
+            self.taken += step;
+        }
+        Ok(())
     }
-    if value.is_unit() {
-        return Ok(Value::Null);
-    }
-    if value.is_bool() {
-        return Ok(Value::Bool(
-            value.as_bool().expect("is_bool said this is a boolean"),
-        ));
-    }
-    if value.is_float() {
-        let float = value.as_float().expect("is_float said this is a float");
-        return serde_json::Number::from_f64(float)
-            .map(Value::Number)
-            .ok_or_else(|| ConversionError::NotJson {
+
+    fn convert(&mut self, value: &Dynamic, depth: usize) -> Result<Value, ConversionError> {
+        if depth > MAX_VALUE_DEPTH {
+            return Err(ConversionError::TooDeep {
                 pointer: String::new(),
-                what: format!("the number {float}"),
             });
+        }
+        if value.is_string() {
+            let text = value
+                .as_immutable_string_ref()
+                .expect("is_string said this is a string");
+            self.count(text.len() + 2)?;
+            return Ok(Value::String(text.as_str().to_owned()));
+        }
+        if value.is_map() {
+            let map = value.as_map_ref().expect("is_map said this is a map");
+            self.count(2)?;
+            let mut object = serde_json::Map::new();
+            for (key, item) in map.iter() {
+                // "key": and a comma.
+                self.count(key.len() + 4)
+                    .map_err(|error| error.within(key))?;
+                let converted = self
+                    .convert(item, depth + 1)
+                    .map_err(|error| error.within(key))?;
+                object.insert(key.as_str().to_owned(), converted);
+            }
+            return Ok(Value::Object(object));
+        }
+        if value.is_int() {
+            let integer = value.as_int().expect("is_int said this is an integer");
+            self.count(decimal_digits(integer))?;
+            return Ok(Value::from(integer));
+        }
+        if value.is_array() {
+            let array = value
+                .as_array_ref()
+                .expect("is_array said this is an array");
+            self.count(2)?;
+            let mut items = Vec::with_capacity(array.len());
+            for (index, item) in array.iter().enumerate() {
+                // A comma, and the item.
+                self.count(1)?;
+                items.push(
+                    self.convert(item, depth + 1)
+                        .map_err(|error| error.within(&index.to_string()))?,
+                );
+            }
+            return Ok(Value::Array(items));
+        }
+        if value.is_unit() {
+            self.count(4)?;
+            return Ok(Value::Null);
+        }
+        if value.is_bool() {
+            self.count(5)?;
+            return Ok(Value::Bool(
+                value.as_bool().expect("is_bool said this is a boolean"),
+            ));
+        }
+        if value.is_float() {
+            let float = value.as_float().expect("is_float said this is a float");
+            // The shortest form that round-trips is at most 24 characters.
+            self.count(24)?;
+            return serde_json::Number::from_f64(float)
+                .map(Value::Number)
+                .ok_or_else(|| ConversionError::NotJson {
+                    pointer: String::new(),
+                    what: format!("the number {float}"),
+                });
+        }
+        if value.is_char() {
+            let character = value.as_char().expect("is_char said this is a char");
+            self.count(character.len_utf8() + 2)?;
+            return Ok(Value::String(character.to_string()));
+        }
+        Err(ConversionError::NotJson {
+            pointer: String::new(),
+            what: format!("a value of type {}", value.type_name()),
+        })
     }
-    if value.is_char() {
-        return Ok(Value::String(
-            value
-                .as_char()
-                .expect("is_char said this is a char")
-                .to_string(),
-        ));
+}
+
+impl Drop for Conversion<'_> {
+    fn drop(&mut self) {
+        self.budget.give(self.taken);
     }
-    Err(ConversionError::NotJson {
-        pointer: String::new(),
-        what: format!("a value of type {}", value.type_name()),
-    })
+}
+
+/// Bytes of converted output the gateway holds in flight, shared by every conversion.
+static IN_FLIGHT: Budget = Budget::new(MAX_CONVERSION_BYTES_IN_FLIGHT);
+
+/// A byte budget shared by threads: room is taken (waiting up to [`CONVERSION_WAIT`] for it)
+/// and given back.
+#[derive(Debug)]
+struct Budget {
+    capacity: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Budget {
+    const fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Takes `bytes`, waiting up to [`CONVERSION_WAIT`] for room: whether it got them.
+    fn take(&self, bytes: usize) -> bool {
+        let used = self
+            .used
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut used, _) = self
+            .freed
+            .wait_timeout_while(used, CONVERSION_WAIT, |used| *used + bytes > self.capacity)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *used + bytes > self.capacity {
+            return false;
+        }
+        *used += bytes;
+        true
+    }
+
+    fn give(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *used = used.saturating_sub(bytes);
+        self.freed.notify_all();
+    }
+}
+
+/// How many characters `integer` takes in decimal.
+fn decimal_digits(integer: INT) -> usize {
+    let sign = usize::from(integer < 0);
+    let digits = integer
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |log| log as usize + 1);
+    sign + digits
 }
 
 impl ConversionError {
@@ -254,7 +433,9 @@ impl ConversionError {
     fn within(mut self, segment: &str) -> Self {
         let (Self::TooDeep { pointer }
         | Self::InexactNumber { pointer, .. }
-        | Self::NotJson { pointer, .. }) = &mut self;
+        | Self::NotJson { pointer, .. }
+        | Self::TooLarge { pointer, .. }
+        | Self::Busy { pointer }) = &mut self;
         let escaped = segment.replace('~', "~0").replace('/', "~1");
         pointer.insert_str(0, &format!("/{escaped}"));
         self
@@ -320,6 +501,80 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// The script of issue 10: one 65 000-byte string shared by 9 999 keys (650 MB as JSON).
+    const AMPLIFIER: &str = "let s = \"a\"; for i in 0..16 { s += s; } s.truncate(65000); \
+                             let m = #{}; for i in 0..9999 { m[\"k\" + i] = s; } m";
+
+    #[test]
+    fn a_shared_string_is_counted_each_time_and_stops_at_the_message_cap() {
+        // Without the wall-time budget: what is under test is the conversion, not the machine.
+        let value = engine().eval::<Dynamic>(AMPLIFIER).unwrap();
+        let budget = Budget::new(MAX_CONVERSION_BYTES_IN_FLIGHT);
+        let mut conversion = Conversion::on(&budget);
+        let started = Instant::now();
+
+        let error = conversion.output(&value).unwrap_err();
+
+        assert!(
+            matches!(&error, ConversionError::TooLarge { limit, .. } if *limit == MAX_OUTPUT_BYTES),
+            "{error}"
+        );
+        assert!(error.to_string().contains("in one output"), "{error}");
+        // It stopped within one string of the cap, and took no more room than that.
+        assert!(
+            conversion.run_bytes <= MAX_OUTPUT_BYTES + 65_010,
+            "{}",
+            conversion.run_bytes
+        );
+        assert!(conversion.taken <= MAX_OUTPUT_BYTES + 2 * CONVERSION_STEP);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(conversion);
+        assert_eq!(*budget.used.lock().unwrap(), 0, "the room is given back");
+    }
+
+    #[test]
+    fn one_run_s_outputs_are_bounded_together() {
+        // Sixteen strings of 64 000 bytes: about 1 MB of JSON, under the cap for one output.
+        let value = run(
+            "let s = \"a\"; for i in 0..16 { s += s; } s.truncate(64000); \
+             let m = #{}; for i in 0..16 { m[\"k\" + i] = s; } m",
+        )
+        .unwrap();
+        let mut conversion = Conversion::on(&IN_FLIGHT);
+        for _ in 0..8 {
+            conversion.output(&value).unwrap();
+        }
+        let error = conversion.output(&value).unwrap_err();
+        assert!(
+            matches!(&error, ConversionError::TooLarge { limit, .. } if *limit == MAX_RUN_OUTPUT_BYTES),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_conversion_waits_for_room_in_the_process_budget_then_fails_as_busy() {
+        let budget = Budget::new(4 * CONVERSION_STEP);
+        let value = run("#{ a: \"x\" }").unwrap();
+        assert!(budget.take(4 * CONVERSION_STEP));
+
+        // No room comes back: it waits, then gives up.
+        let started = Instant::now();
+        let error = Conversion::on(&budget).output(&value).unwrap_err();
+        assert!(matches!(error, ConversionError::Busy { .. }), "{error}");
+        assert!(started.elapsed() >= CONVERSION_WAIT);
+
+        // Room comes back while it waits: it goes on.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                budget.give(4 * CONVERSION_STEP);
+            });
+            let converted = Conversion::on(&budget).output(&value).unwrap();
+            assert_eq!(converted["a"], "x");
+        });
+        assert_eq!(*budget.used.lock().unwrap(), 0);
     }
 
     #[test]

@@ -84,6 +84,11 @@ pub enum Reason {
     InexactNumber,
     /// The translator returned a value nested deeper than the converter allows.
     OutputTooDeep,
+    /// The translator returned more than the message cap (1 MiB) as JSON in one output, or
+    /// more than its run may return together; counted while converting.
+    OutputTooLarge,
+    /// The gateway's room for translations in flight stayed full: transient.
+    TranslationBusy,
     /// The translator emitted more messages than the route allows.
     TooManyOutputs,
     /// The translated or enriched result is invalid against the output contract.
@@ -113,6 +118,8 @@ impl Reason {
             Reason::ScriptLimit => "script_limit",
             Reason::InexactNumber => "inexact_number",
             Reason::OutputTooDeep => "output_too_deep",
+            Reason::OutputTooLarge => "output_too_large",
+            Reason::TranslationBusy => "translation_busy",
             Reason::TooManyOutputs => "too_many_outputs",
             Reason::OutputContractViolation => "output_contract_violation",
             Reason::EnrichmentUnavailable => "enrichment_unavailable",

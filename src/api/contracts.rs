@@ -231,7 +231,7 @@ pub async fn put_version(
     let schema: Value = serde_json::from_slice(&body)
         .map_err(|error| refused(format!("the schema is not JSON: {error}")))?;
 
-    let one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = writes::turn(&state.gateway).await?;
     let pipeline = state.gateway.pipeline();
     let registry = pipeline.registry();
     let contract = registry.contracts.get(&name);

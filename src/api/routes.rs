@@ -163,7 +163,7 @@ pub async fn put(
     caller.may_act_for(&downstream)?;
     let route = route.with_name(name.to_string());
 
-    let one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = writes::turn(&state.gateway).await?;
     let root = state.gateway.pipeline().registry().root.clone();
     let before = stored_route(&root, &name)?;
     if let Some(before) = &before {
@@ -216,7 +216,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let name = route_name(&raw_route)?;
-    let one_at_a_time = state.gateway.registering().await;
+    let one_at_a_time = writes::turn(&state.gateway).await?;
     let root = state.gateway.pipeline().registry().root.clone();
     let before = stored_route(&root, &name)?
         .ok_or_else(|| ApiError::NotFound(format!("no route {name}")))?;

@@ -7,6 +7,8 @@
 //! `<name>.toml` and `<name>.cases.json` through [`super::writes::apply`]: the folder is loaded
 //! again, so a script that does not compile (with its line), a case that fails, or an output that
 //! breaks the output contract is a 422 and nothing changes. 201 when new, 200 when replaced.
+//! Its cases run first, before it waits for its turn (`registry::cases::rehearse`), so that no
+//! registration waits on another's cases.
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -197,7 +199,34 @@ pub async fn put(
                 "the body is not a translator ({{\"input\", \"output\", \"script\", \"cases\", \"description\"}}): {error}"
             ))],
         })?;
-    let one_at_a_time = state.gateway.registering().await;
+    // Its cases run first, outside the one-at-a-time turn: a registration waits on no other
+    // translator's cases, and its own load in its turn finds their verdicts remembered.
+    let rehearsed = state.gateway.pipeline();
+    let rehearsal = {
+        let registry = rehearsed.registry().clone();
+        let id = id.clone();
+        let (script, input, output) = (
+            translator.script.clone(),
+            translator.input.clone(),
+            translator.output.clone(),
+        );
+        let cases = translator.cases.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::registry::cases::rehearse(&registry, &id, &script, &input, &output, cases)
+        })
+    };
+    let problems = rehearsal.await.map_err(|error| {
+        tracing::error!(%error, "The rehearsal of a translator's cases failed.");
+        ApiError::Internal
+    })?;
+    if !problems.is_empty() {
+        return Err(writes::unprocessable(
+            format!("{id} was not registered"),
+            &rehearsed.registry().root,
+            problems,
+        ));
+    }
+    let one_at_a_time = writes::turn(&state.gateway).await?;
     let pipeline = state.gateway.pipeline();
     let registry = pipeline.registry();
     let existed = registry.translators.contains_key(&id);

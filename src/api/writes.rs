@@ -4,18 +4,43 @@
 //! file is put back as it was and the answer is 422 with every problem, placed by file and line.
 //! That work runs on a blocking thread holding the registration guard, so it neither stalls the
 //! runtime's workers nor stops halfway when the request is cancelled.
+//!
+//! Every registration is decided well within the request timeout (30 s), so that its answer
+//! says what happened: it waits at most [`TURN_TIMEOUT`] for its turn (503, nothing written,
+//! when another change holds it longer); a translator's cases run before its turn, within their
+//! time budget (`registry::cases`), and the load in its turn runs only the cases it changed;
+//! once applied, it waits at most [`SETTLE_TIMEOUT`] for RabbitMQ.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use super::ApiError;
 use crate::gateway::{Gateway, Registering};
 use crate::pipeline::Pipeline;
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, RegistryProblem};
 use crate::stages::Problem;
 
+/// How long a registration waits for its turn (another change in progress) before it is
+/// answered 503 with nothing written.
+pub const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a registration waits for RabbitMQ to run on it before answering.
-const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits for this registration's turn: registry changes run one at a time. After
+/// [`TURN_TIMEOUT`], 503 (`Retry-After`): nothing was written.
+pub async fn turn(gateway: &Gateway) -> Result<Registering, ApiError> {
+    tokio::time::timeout(TURN_TIMEOUT, gateway.registering())
+        .await
+        .map_err(|_| {
+            tracing::warn!(
+                waited = ?TURN_TIMEOUT,
+                "A registration was turned away: another change held the registry too long."
+            );
+            ApiError::Overloaded
+        })
+}
 
 /// Writes `files` (paths under `root`) and applies the registry they make. `title` heads a 422.
 /// It answers once the bus runs on the new registry, so that a route just created takes the
@@ -54,33 +79,34 @@ pub async fn apply(
             Ok(())
         }
         Err(None) => Err(ApiError::Internal),
-        Err(Some(error)) => {
-            let problems = match error {
-                RegistryError::Problems(problems) => problems
-                    .into_iter()
-                    .map(|problem| {
-                        let file = problem
-                            .file
-                            .strip_prefix(root)
-                            .unwrap_or(&problem.file)
-                            .display()
-                            .to_string();
-                        let place = match (problem.line, problem.column) {
-                            (Some(line), Some(column)) => format!("{file}:{line}:{column}"),
-                            (Some(line), None) => format!("{file}:{line}"),
-                            _ => file,
-                        };
-                        Problem::new(format!("{place}: {}", problem.message))
-                    })
-                    .collect(),
-                other => vec![Problem::new(other.to_string())],
-            };
-            Err(ApiError::Unprocessable {
-                title: title(),
-                problems,
-            })
-        }
+        Err(Some(RegistryError::Problems(problems))) => Err(unprocessable(title(), root, problems)),
+        Err(Some(other)) => Err(ApiError::Unprocessable {
+            title: title(),
+            problems: vec![Problem::new(other.to_string())],
+        }),
     }
+}
+
+/// A 422 with every problem placed by file (relative to `root`), line and column.
+pub fn unprocessable(title: String, root: &Path, problems: Vec<RegistryProblem>) -> ApiError {
+    let problems = problems
+        .into_iter()
+        .map(|problem| {
+            let file = problem
+                .file
+                .strip_prefix(root)
+                .unwrap_or(&problem.file)
+                .display()
+                .to_string();
+            let place = match (problem.line, problem.column) {
+                (Some(line), Some(column)) => format!("{file}:{line}:{column}"),
+                (Some(line), None) => format!("{file}:{line}"),
+                _ => file,
+            };
+            Problem::new(format!("{place}: {}", problem.message))
+        })
+        .collect();
+    ApiError::Unprocessable { title, problems }
 }
 
 /// Writes `files` and loads the folder; a write that fails or a registry that does not load puts

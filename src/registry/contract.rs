@@ -66,6 +66,9 @@ pub struct ContractVersion {
     pub visibility: Visibility,
     pub schema: Value,
     pub validator: jsonschema::Validator,
+    /// SHA-256 of its schema and of every schema it reaches through `$ref`: what its validator's
+    /// verdicts depend on (translator case verdicts are remembered by it).
+    pub fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for ContractVersion {

@@ -20,18 +20,18 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::config::{CaseFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
+use super::cases;
+use super::config::{ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 use super::route::{
     Action, Breaker, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, Mode, OrderingKey, Policy,
     Route, UrlTemplate, Wire,
 };
-use super::translator::{self, Case, Expectation, Translator};
+use super::translator::{self, Case, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
 use crate::compat::{self, Level};
 use crate::message::json::{parse_strict, truncate};
-use crate::stages::translate;
 
 /// The gateway's file at the registry root.
 pub const CONFIG_FILE: &str = "contextgate.toml";
@@ -103,7 +103,9 @@ impl Loader {
             None => Vec::new(),
         };
         for translator in translators.values() {
-            self.run_cases(translator);
+            for problem in cases::run(translator) {
+                self.problem(cases::file(&translator.id), problem);
+            }
         }
         Registry {
             root: self.root.clone(),
@@ -329,12 +331,14 @@ impl Loader {
                 let documents = documents.as_ref().unwrap_or(&no_documents);
                 match contract::compile(&document.id, &document.schema, documents, &patterns) {
                     Ok(validator) => {
+                        let fingerprint = fingerprint(&uri, &document.schema, &reached, &usable);
                         let version = Arc::new(ContractVersion {
                             id: document.id.clone(),
                             kind: pending.kind,
                             visibility: pending.visibility,
                             schema: document.schema,
                             validator,
+                            fingerprint,
                         });
                         self.check_examples(&version, &pending.dir);
                         versions.insert(document.id.version(), version);
@@ -679,7 +683,7 @@ impl Loader {
             output: output?,
             ast: Arc::new(ast),
             takes_meta,
-            content_hash: hex(&Sha256::digest(source.as_bytes())),
+            content_hash: translator::content_hash(&source),
             cases,
         })
     }
@@ -688,144 +692,11 @@ impl Loader {
         let Some(value) = self.read_json(path, MAX_FILE_BYTES) else {
             return Vec::new();
         };
-        let files: Vec<CaseFile> = match serde_json::from_value(value) {
-            Ok(files) => files,
-            Err(error) => {
-                self.problem(self.relative(path), format!("invalid cases file: {error}"));
-                return Vec::new();
-            }
-        };
-        let mut cases = Vec::new();
-        for file in files {
-            let expect = match (
-                file.expect,
-                file.expect_many,
-                file.expect_drop,
-                file.expect_error,
-            ) {
-                (Some(one), None, None, None) => Expectation::One(one),
-                (None, Some(many), None, None) => Expectation::Many(many),
-                (None, None, Some(true), None) => Expectation::Drop,
-                (None, None, None, Some(error)) => Expectation::Error(error),
-                _ => {
-                    self.problem(
-                        self.relative(path),
-                        format!(
-                            "case {:?}: give exactly one of expect, expect_many, expect_drop: true, expect_error",
-                            file.name
-                        ),
-                    );
-                    continue;
-                }
-            };
-            cases.push(Case {
-                name: file.name,
-                input: file.input,
-                meta: file.meta.unwrap_or_default(),
-                expect,
-            });
+        let (cases, problems) = cases::parse(value);
+        for problem in problems {
+            self.problem(self.relative(path), problem);
         }
         cases
-    }
-
-    fn run_cases(&mut self, translator: &Translator) {
-        let file = PathBuf::from("translators")
-            .join(translator.id.context().as_str())
-            .join(format!("{}.cases.json", translator.id.name()));
-        for case in &translator.cases {
-            let label = format!("case {:?}", case.name);
-            let invalid: Vec<String> = translator
-                .input
-                .validator
-                .iter_errors(&case.input)
-                .take(20)
-                .map(|error| describe(&error))
-                .collect();
-            for error in &invalid {
-                self.problem(
-                    &file,
-                    format!(
-                        "{label}: input is invalid against {}: {error}",
-                        translator.input.id
-                    ),
-                );
-            }
-            if !invalid.is_empty() {
-                continue;
-            }
-            let meta = translate::Meta::from_case(&case.meta);
-            let result = translate::run(translator, &case.input, &meta);
-            let outputs = match (&case.expect, result) {
-                (Expectation::Error(expected), Err(failure)) => {
-                    let text = failure.to_string();
-                    if !text.contains(expected.as_str()) {
-                        self.problem(
-                            &file,
-                            format!(
-                                "{label}: expected an error containing {expected:?}, got: {text}"
-                            ),
-                        );
-                    }
-                    continue;
-                }
-                (_, Err(failure)) => {
-                    self.problem(&file, format!("{label}: the translator failed: {failure}"));
-                    continue;
-                }
-                (Expectation::Error(expected), Ok(outputs)) => {
-                    self.problem(
-                        &file,
-                        format!(
-                            "{label}: expected an error containing {expected:?}, got {} output(s)",
-                            outputs.len()
-                        ),
-                    );
-                    continue;
-                }
-                (Expectation::Drop, Ok(outputs)) => {
-                    if !outputs.is_empty() {
-                        self.problem(
-                            &file,
-                            format!("{label}: expected a drop, got {} output(s)", outputs.len()),
-                        );
-                    }
-                    continue;
-                }
-                (Expectation::One(expected), Ok(outputs)) => {
-                    if outputs.len() != 1 || &outputs[0] != expected {
-                        self.problem(
-                            &file,
-                            format!(
-                                "{label}: {}",
-                                difference(std::slice::from_ref(expected), &outputs)
-                            ),
-                        );
-                    }
-                    outputs
-                }
-                (Expectation::Many(expected), Ok(outputs)) => {
-                    if &outputs != expected {
-                        self.problem(
-                            &file,
-                            format!("{label}: {}", difference(expected, &outputs)),
-                        );
-                    }
-                    outputs
-                }
-            };
-            for (index, output) in outputs.iter().enumerate() {
-                for error in translator.output.validator.iter_errors(output).take(20) {
-                    self.problem(
-                        &file,
-                        format!(
-                            "{label}: output {index} is invalid against {}: {}",
-                            translator.output.id,
-                            describe(&error)
-                        ),
-                    );
-                }
-            }
-        }
     }
 
     // ---- routes ---------------------------------------------------------------------------
@@ -1483,7 +1354,6 @@ impl RouteCheck<'_> {
     }
 }
 
-/// 1-based line and column of a byte offset.
 /// Every document `uri` reaches through `$ref`s, itself excluded.
 fn reached(uri: &str, refers: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
     let mut reached = BTreeSet::new();
@@ -1496,6 +1366,32 @@ fn reached(uri: &str, refers: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<S
     reached
 }
 
+/// SHA-256 of the schema at `uri` and of every schema it reaches, in order: the same schemas
+/// give the same fingerprint.
+fn fingerprint(
+    uri: &str,
+    schema: &Value,
+    reached: &BTreeSet<String>,
+    usable: &BTreeMap<String, Value>,
+) -> [u8; 32] {
+    let mut fingerprint = Sha256::new();
+    let documents = std::iter::once((uri, Some(schema))).chain(
+        reached
+            .iter()
+            .map(|target| (target.as_str(), usable.get(target))),
+    );
+    for (uri, schema) in documents {
+        fingerprint.update(uri.as_bytes());
+        fingerprint.update([0]);
+        if let Some(schema) = schema {
+            fingerprint.update(serde_json::to_vec(schema).expect("a JSON value always serializes"));
+        }
+        fingerprint.update([0]);
+    }
+    fingerprint.finalize().into()
+}
+
+/// 1-based line and column of a byte offset.
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
@@ -1512,10 +1408,6 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// A validation error as `pointer: message (keyword)`.
 pub fn describe(error: &jsonschema::ValidationError<'_>) -> String {
     let pointer = error.instance_path().to_string();
@@ -1529,12 +1421,4 @@ pub fn describe(error: &jsonschema::ValidationError<'_>) -> String {
         truncate(&error.to_string(), 300),
         error.kind().keyword()
     )
-}
-
-fn difference(expected: &[Value], actual: &[Value]) -> String {
-    let show = |values: &[Value]| {
-        let text = serde_json::to_string(values).unwrap_or_default();
-        truncate(&text, 600).to_owned()
-    };
-    format!("expected {}, got {}", show(expected), show(actual))
 }

@@ -34,6 +34,9 @@ pub struct Case {
     /// The `meta` map the script sees (id, source, type, subject, time, lookups).
     pub meta: serde_json::Map<String, Value>,
     pub expect: Expectation,
+    /// SHA-256 of the case as its file holds it: with the script and the contracts, what its
+    /// verdict depends on (see `registry::cases`).
+    pub digest: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,15 @@ pub enum Expectation {
     Drop,
     /// The script fails with a message containing this text.
     Error(String),
+}
+
+/// SHA-256 of a script's source, hex: a translator's `content_hash`.
+pub fn content_hash(source: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(source.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Finds `translate` in a compiled script: whether it exists and takes `meta`.

@@ -113,9 +113,11 @@ fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
             )),
         )
     };
+    // One conversion for the run: its outputs are bounded together, and by the process budget.
+    let mut conversion = scripting::Conversion::new();
     if returned.is_map() {
         return Ok(vec![
-            scripting::to_json(returned).map_err(conversion_failure)?,
+            conversion.output(returned).map_err(conversion_failure)?,
         ]);
     }
     if returned.is_array() {
@@ -130,7 +132,7 @@ fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
                     value.type_name()
                 )));
             }
-            outputs.push(scripting::to_json(value).map_err(conversion_failure)?);
+            outputs.push(conversion.output(value).map_err(conversion_failure)?);
         }
         return Ok(outputs);
     }
@@ -142,8 +144,14 @@ fn conversion_failure(error: ConversionError) -> Failure {
         ConversionError::TooDeep { .. } => Reason::OutputTooDeep,
         ConversionError::InexactNumber { .. } => Reason::InexactNumber,
         ConversionError::NotJson { .. } => Reason::ScriptError,
+        ConversionError::TooLarge { .. } => Reason::OutputTooLarge,
+        ConversionError::Busy { .. } => Reason::TranslationBusy,
     };
-    Failure::one(Stage::Translate, reason, Problem::new(error.to_string()))
+    let failure = Failure::one(Stage::Translate, reason, Problem::new(error.to_string()));
+    match error {
+        ConversionError::Busy { .. } => failure.transient(None),
+        _ => failure,
+    }
 }
 
 fn script_failure(error: &EvalAltResult) -> Failure {

@@ -42,5 +42,8 @@ mod schemas;
 mod serve;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
+/// Translator cases at load and registration: only what a change affects runs, count and time
+/// budgets per translator, a registration's turn (issue 10).
+mod translator_cases;
 /// Unroutable outputs: every input ends exactly once, forwarded or dead-lettered (issue 10).
 mod unroutable;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use contextgate::pipeline::Outcome;
 use contextgate::stages::{Reason, Stage};
 use serde_json::json;
 
@@ -96,6 +97,50 @@ async fn output_nested_too_deep_is_refused_by_the_converter() {
     )
     .await;
     assert!(text.contains("deeper than"), "{text}");
+}
+
+#[tokio::test]
+async fn a_shared_string_copied_into_a_huge_output_is_refused_at_the_message_cap() {
+    // Issue 10: 130 bytes of script, 650 MB of JSON if converted to the end.
+    let script = "fn translate(data) { let s = \"a\"; for i in 0..16 { s += s; } s.truncate(65000); \
+                  let m = #{}; for i in 0..9999 { m[\"k\" + i] = s; } m }";
+    let fixture = Fixture::new("anti-corruption", Some(script), "");
+    // The script needs ~15 ms of its 50 ms budget; on a machine too busy for that it runs out
+    // of time first, which is not what is under test: it is run again (three times at most).
+    let mut failure = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let verdict = fixture.run(&json!({"id": "a", "n": 1})).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let Outcome::DeadLetter { failure: found } = verdict.outcome else {
+            panic!("{verdict:?}");
+        };
+        if found.reason != Reason::ScriptTimeout {
+            failure = Some(found);
+            break;
+        }
+    }
+    let failure = failure.expect("the script ran out of time three times");
+
+    assert_eq!(
+        (failure.stage, failure.reason),
+        (Stage::Translate, Reason::OutputTooLarge)
+    );
+    assert!(
+        failure
+            .to_string()
+            .contains("more than 1048576 bytes of JSON in one output"),
+        "{failure}"
+    );
+    // The process never held the 650 MB (Linux: the peak resident set of this test process).
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let peak_kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("/proc/self/status has VmHWM");
+        assert!(peak_kib < 400 * 1024, "peak resident set {peak_kib} KiB");
+    }
 }
 
 #[tokio::test]
