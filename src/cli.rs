@@ -27,6 +27,10 @@ pub mod translate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written on standard error: text (coloured only on a terminal) or
+    /// json (one object a line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = crate::telemetry::LogFormat::Text, env = "CONTEXTGATE_LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +178,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             listen,
             credentials,
             amqp,
-        } => serve::run(&registry, listen, credentials.as_deref(), amqp.settings()).await,
+        } => {
+            serve::run(
+                &registry,
+                listen,
+                credentials.as_deref(),
+                amqp.settings(),
+                cli.log_format,
+            )
+            .await
+        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

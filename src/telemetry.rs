@@ -1,20 +1,38 @@
 //! Telemetry in one place: tracing set-up, the metric names, and the Prometheus recorder. Logs go
 //! to stderr (stdout is for command output), filtered by `CONTEXTGATE_LOG` (tracing's
-//! `EnvFilter` syntax, e.g. `info` or `contextgate=debug`).
+//! `EnvFilter` syntax, e.g. `info` or `contextgate=debug`), as text (coloured only when stderr
+//! is a terminal) or as JSON, one object a line, for log shippers (`--log-format json`).
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
 /// The variable that sets the log filter.
 pub const LOG_ENV: &str = "CONTEXTGATE_LOG";
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields` with `message`).
+    Json,
+}
+
 /// Installs the global subscriber; `default` is the filter when `CONTEXTGATE_LOG` is unset.
-pub fn init(default: &str) {
+pub fn init(default: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
-    // A second call (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Messages that entered the gateway, by sending context.

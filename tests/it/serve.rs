@@ -187,3 +187,65 @@ async fn the_readme_quickstart_serves_on_the_in_process_bus() {
     let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
     assert_eq!(inbox.len(), 3);
 }
+
+/// Starts `contextgate serve` on the shipped registry with `args`, reads its standard error (a
+/// pipe) until a line holds `until`, stops it, and returns every line read.
+fn serve_log_lines(args: &[&str], until: &str) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(repo())
+        .env_remove("CONTEXTGATE_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains(until);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lines
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let lines = serve_log_lines(&[], "Gateway started.");
+
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "an escape code in {line:?}");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let lines = serve_log_lines(&["--log-format", "json"], "Gateway started.");
+
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line:?}")))
+        .collect();
+    let started = events
+        .iter()
+        .find(|event| event["fields"]["message"] == "Gateway started.")
+        .unwrap();
+    assert_eq!(started["level"], "INFO");
+    assert!(
+        started["fields"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{started}"
+    );
+    assert!(
+        events.iter().any(|event| event["level"] == "WARN"),
+        "{lines:?}"
+    );
+}
