@@ -22,7 +22,10 @@ pub enum LogFormat {
 
 /// Installs the global subscriber; `default` is the filter when `CONTEXTGATE_LOG` is unset.
 pub fn init(default: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = std::env::var(LOG_ENV)
+        .ok()
+        .and_then(|directives| EnvFilter::try_new(quiet_watcher(&directives)).ok())
+        .unwrap_or_else(|| EnvFilter::new(quiet_watcher(default)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -33,6 +36,18 @@ pub fn init(default: &str, format: LogFormat) {
             .try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
+}
+
+/// The filter `directives` with the folder watcher's own log lines (notify's) kept to errors,
+/// unless they name notify themselves: it logs one line per watch it drops, which is hundreds
+/// when a checkout replaces the registry folder, and what matters of it (a watch that could not
+/// be added) reaches `gateway::folder` as an error anyway.
+fn quiet_watcher(directives: &str) -> String {
+    if directives.contains("notify") {
+        directives.to_owned()
+    } else {
+        format!("{directives},notify=error")
+    }
 }
 
 /// Messages that entered the gateway, by sending context.
