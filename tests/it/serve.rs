@@ -249,3 +249,41 @@ fn json_logs_are_one_object_a_line() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn a_conformist_route_delivers_the_input_bytes_exactly() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve_gateway(Gateway::new(
+        fixture.pipeline(),
+        Bus::InProcess(InProcessBus::default()),
+    ))
+    .await;
+    let data = r#"{"n": 7.90, "id":"x-1",  "b":1, "a":2, "e": 1e2}"#;
+
+    let (status, body) = post(&base, "up", event_body("up/Thing@1", "c-1", data)).await;
+    assert_eq!(status, 202, "{body}");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/up/messages"))
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "c-2")
+        .header("ce-source", "/up")
+        .header("ce-type", "up.Thing")
+        .header("ce-dataschema", "contextgate:up/Thing@1")
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let (status, inbox) = get(&base, "/v1/contexts/down/inbox").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        inbox.matches(&format!(r#""data":{data}"#)).count(),
+        2,
+        "the data as it was posted, byte for byte, in both messages: {inbox}"
+    );
+    let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
+    assert_eq!(inbox[0]["specversion"], "1.0");
+    assert_eq!(inbox[0]["datacontenttype"], "application/json");
+}
