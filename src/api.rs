@@ -321,6 +321,9 @@ pub enum ApiError {
     /// The broker did not answer an operation on dead letters: try again later.
     #[error("{0}")]
     Broker(String),
+    /// In process: the message's dead letter could not be kept (the dead letters are full).
+    #[error("{0}")]
+    DeadLettersFull(String),
     /// No valid credential: missing, malformed or unknown (the answer never says which).
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -467,6 +470,12 @@ impl IntoResponse for ApiError {
                 ApiError::Broker(detail) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the broker is not available; retry shortly",
+                    Some(detail.clone()),
+                    &[],
+                ),
+                ApiError::DeadLettersFull(detail) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the message failed on a route and its dead letter could not be kept; retry later with the same id",
                     Some(detail.clone()),
                     &[],
                 ),

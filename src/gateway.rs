@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::bus::amqp::IngestError;
 use crate::bus::dead_letters::{MAX_SCAN, Redriven};
-use crate::bus::{Bus, InProcessBus};
+use crate::bus::{Bus, DeadLettersFull, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::Failure;
@@ -48,6 +48,9 @@ pub enum Ingested {
     /// On RabbitMQ: the broker did not confirm it (not connected, blocked, refused, timed out).
     /// It may still have been stored: the sender retries with the same id.
     Unavailable(IngestError),
+    /// In process: a route dead-lettered it, but the dead letters are full, so it was not kept
+    /// (what other routes forwarded was delivered): the sender retries later with the same id.
+    NotKept(DeadLettersFull),
 }
 
 impl Gateway {
@@ -151,18 +154,24 @@ impl Gateway {
             return Ingested::Refused(failure);
         }
         let delivery = Arc::new(delivery);
+        let mut not_kept = None;
         for verdict in &verdicts {
             if let Some(route) = verdict
                 .route
                 .as_ref()
                 .and_then(|name| pipeline.registry().route(name).cloned())
+                && let Err(full) = self
+                    .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
+                    .await
             {
-                self.act(bus, &route, verdict.outcome.clone(), &delivery, 1)
-                    .await;
+                not_kept = Some(full);
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
-        Ingested::Routed(verdicts)
+        match not_kept {
+            Some(full) => Ingested::NotKept(full),
+            None => Ingested::Routed(verdicts),
+        }
     }
 
     /// In process: takes the dead letters of `route` (the one with `id`, or as many as one
@@ -177,13 +186,17 @@ impl Gateway {
         for kept in bus.take_dead_letters(&route.name, id, MAX_SCAN) {
             let verdict = self.pipeline().process_on(route, &kept.input, 1).await;
             redriven.count(verdict.outcome.name());
-            self.act(bus, route, verdict.outcome, &kept.input, 1).await;
+            if let Err(full) = self.act(bus, route, verdict.outcome, &kept.input, 1).await {
+                // Only when others filled the room it left in the meantime.
+                tracing::error!(route = %route.name, id = %kept.id, error = %full, "A redriven dead letter failed again and could not be kept.");
+            }
         }
         redriven.remaining = bus.dead_letters(Some(&route.name), usize::MAX).len();
         tracing::info!(route = %route.name, redriven = redriven.redriven, outcomes = ?redriven.outcomes, "Dead letters redriven.");
         redriven
     }
 
+    /// Acts on one route's outcome; `Err` when it is a dead letter the bus could not keep.
     async fn act(
         self: &Arc<Self>,
         bus: &InProcessBus,
@@ -191,7 +204,7 @@ impl Gateway {
         outcome: Outcome,
         delivery: &Arc<Delivery>,
         attempt: u32,
-    ) {
+    ) -> Result<(), DeadLettersFull> {
         let name = route.name.to_string();
         match outcome {
             Outcome::Forward { messages } => {
@@ -205,7 +218,7 @@ impl Gateway {
             Outcome::DeadLetter { failure } => {
                 metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => name, "stage" => failure.stage.as_str())
                     .increment(1);
-                bus.dead_letter(Some(&route.name), delivery, failure, attempt);
+                return bus.dead_letter(Some(&route.name), delivery, failure, attempt);
             }
             Outcome::Retry {
                 attempt,
@@ -217,6 +230,7 @@ impl Gateway {
                 self.schedule_retry(route.clone(), delivery.clone(), attempt, delay);
             }
         }
+        Ok(())
     }
 
     /// On the in-process bus a retry waits in a task (lost on restart, like everything in this
@@ -235,8 +249,12 @@ impl Gateway {
                 .pipeline()
                 .process_on(&route, &delivery, attempt)
                 .await;
-            if let Bus::InProcess(bus) = &gateway.bus {
-                Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await;
+            if let Bus::InProcess(bus) = &gateway.bus
+                && let Err(full) =
+                    Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await
+            {
+                // The sender was answered long ago: this input is lost, loudly.
+                tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
         });
     }

@@ -64,6 +64,8 @@ pub const MESSAGES_DEAD_LETTERED: &str = "contextgate_messages_dead_lettered_tot
 pub const PROCESSING_SECONDS: &str = "contextgate_processing_seconds";
 /// Messages pushed out of a full in-process inbox, by context.
 pub const INBOX_OVERFLOW: &str = "contextgate_inbox_overflow_total";
+/// In-process dead letters refused because the dead letters were at their bound, by route.
+pub const DEAD_LETTERS_REFUSED: &str = "contextgate_dead_letters_refused_total";
 
 /// Broker sessions lost and rebuilt.
 pub const AMQP_RECONNECTS: &str = "contextgate_amqp_reconnects_total";

@@ -315,3 +315,132 @@ async fn the_admin_side_sheds_requests_past_its_rate() {
         assert_eq!(response.status(), 202);
     }
 }
+
+/// The API over `fixture`'s pipeline on an in-process bus with `bounds`: the gateway and its URL.
+async fn serve_bounded(
+    fixture: &Fixture,
+    bounds: contextgate::bus::in_process::Bounds,
+) -> (Arc<Gateway>, String) {
+    let gateway = Gateway::new(
+        fixture.pipeline(),
+        Bus::InProcess(InProcessBus::new(bounds)),
+    );
+    (gateway.clone(), serve_gateway(gateway).await)
+}
+
+/// An `up/Thing@1` whose data weighs about a megabyte; valid unless `valid` is false (no `n`).
+fn megabyte_event(id: &str, valid: bool) -> String {
+    let n = if valid { r#""n":1,"# } else { "" };
+    let data = format!(r#"{{"id":"{id}",{n}"pad":"{}"}}"#, "x".repeat(1_000_000));
+    event_body("up/Thing@1", id, &data)
+}
+
+#[tokio::test]
+async fn inboxes_are_bounded_by_bytes_and_read_in_bounded_answers() {
+    let fixture = Fixture::new("conformist", None, "");
+    let (_gateway, base) = serve_bounded(
+        &fixture,
+        contextgate::bus::in_process::Bounds {
+            inbox_bytes: 12 * 1024 * 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    for i in 0..15 {
+        let response = post(&base, megabyte_event(&format!("m-{i}"), true)).await;
+        assert_eq!(response.status(), 202);
+    }
+
+    let read = || async {
+        let answer = reqwest::get(format!("{base}/v1/contexts/down/inbox?max=1000"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let messages: Vec<serde_json::Value> = serde_json::from_slice(&answer).unwrap();
+        messages
+            .iter()
+            .map(|message| message["data"]["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first = read().await;
+    let second = read().await;
+    let expected =
+        |range: std::ops::Range<usize>| range.map(|i| format!("m-{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        first,
+        expected(3..11),
+        "the 12 newest kept; 8 MiB per answer"
+    );
+    assert_eq!(second, expected(11..15));
+    assert!(read().await.is_empty());
+}
+
+#[tokio::test]
+async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
+    let fixture = Fixture::new("conformist", None, "");
+    let (gateway, base) = serve_bounded(
+        &fixture,
+        contextgate::bus::in_process::Bounds {
+            dead_letter_bytes: 3 * 1024 * 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    let Bus::InProcess(bus) = gateway.bus() else {
+        unreachable!("served on the in-process bus")
+    };
+    let route = contextgate::registry::RouteName::parse("up-to-down").unwrap();
+    let kept = || {
+        bus.dead_letters(Some(&route), usize::MAX)
+            .iter()
+            .map(|dead_letter| String::from_utf8_lossy(&dead_letter.input.body)[..120].to_owned())
+            .filter_map(|start| {
+                Some(
+                    start
+                        .split(r#""id":""#)
+                        .nth(1)?
+                        .split('"')
+                        .next()?
+                        .to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    for i in 0..3 {
+        let response = post(&base, megabyte_event(&format!("d-{i}"), false)).await;
+        assert_eq!(response.status(), 202);
+    }
+    let refused = post(&base, megabyte_event("d-3", false)).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: serde_json::Value =
+        serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dead letters are full"),
+        "{problem}"
+    );
+    assert_eq!(kept(), ["d-0", "d-1", "d-2"], "none pushed out");
+
+    // Room made (a dead letter deleted): the sender's retry is kept.
+    assert_eq!(bus.take_dead_letters(&route, None, 1).len(), 1);
+    let retried = post(&base, megabyte_event("d-3", false)).await;
+    assert_eq!(retried.status(), 202);
+    assert_eq!(kept(), ["d-1", "d-2", "d-3"]);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"contextgate_dead_letters_refused_total{route="up-to-down"}"#),
+        "{metrics}"
+    );
+}
