@@ -55,6 +55,7 @@ pub enum Ingested {
 
 impl Gateway {
     pub fn new(pipeline: Pipeline, bus: Bus) -> Arc<Self> {
+        telemetry::declare(pipeline.registry(), transport(&bus));
         Arc::new(Self {
             pipeline: watch::Sender::new(pipeline),
             bus,
@@ -75,6 +76,7 @@ impl Gateway {
     /// Puts a new pipeline (a new registry) in place: new inputs use it at once; on RabbitMQ the
     /// consumers finish what they hold and start again on it.
     pub fn replace(&self, pipeline: Pipeline) {
+        telemetry::declare(pipeline.registry(), transport(&self.bus));
         self.pipeline.send_replace(pipeline);
     }
 
@@ -257,5 +259,12 @@ impl Gateway {
                 tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
         });
+    }
+}
+
+fn transport(bus: &Bus) -> telemetry::Transport {
+    match bus {
+        Bus::InProcess(_) => telemetry::Transport::InProcess,
+        Bus::Amqp(_) => telemetry::Transport::Amqp,
     }
 }

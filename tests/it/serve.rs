@@ -287,3 +287,83 @@ async fn a_conformist_route_delivers_the_input_bytes_exactly() {
     assert_eq!(inbox[0]["specversion"], "1.0");
     assert_eq!(inbox[0]["datacontenttype"], "application/json");
 }
+
+#[tokio::test]
+async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
+    let dir = shipped_registry_copy();
+    let (mut child, base) = serve_binary(
+        Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+            .arg(dir.path())
+            .env_remove("CONTEXTGATE_CREDENTIALS")
+            .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
+            .env_remove("CONTEXTGATE_AMQP_URL"),
+    );
+
+    let (status, metrics) = get(&base, "/metrics").await;
+
+    assert_eq!(status, 200);
+    let routes = [
+        "orders-to-payments",
+        "payments-to-orders",
+        "orders-to-shipping",
+        "customers-to-orders",
+        "customers-to-notifications",
+        "shipping-to-notifications",
+        "payments-to-notifications",
+    ];
+    for route in routes {
+        for series in [
+            format!(r#"contextgate_messages_forwarded_total{{route="{route}"}} 0"#),
+            format!(r#"contextgate_messages_dropped_total{{route="{route}"}} 0"#),
+            format!(
+                r#"contextgate_messages_dead_lettered_total{{route="{route}",stage="validate-in"}} 0"#
+            ),
+            format!(r#"contextgate_messages_retried_total{{route="{route}",stage="enrich"}} 0"#),
+        ] {
+            assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+        }
+    }
+    for context in [
+        "orders",
+        "payments",
+        "shipping",
+        "customers",
+        "notifications",
+    ] {
+        let series = format!(r#"contextgate_messages_in_total{{context="{context}"}} 0"#);
+        assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+    }
+    for line in [
+        "# HELP contextgate_messages_forwarded_total ",
+        "# HELP contextgate_messages_in_total ",
+        "# HELP contextgate_processing_seconds ",
+        "# TYPE contextgate_processing_seconds histogram",
+        r#"contextgate_processing_seconds_bucket{le="0.005"} 0"#,
+        r#"contextgate_processing_seconds_bucket{le="+Inf"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+
+    // A route added by a registry change is declared too.
+    let config = dir.path().join("contextgate.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[routes]]\nname = \"payments-to-shipping\"\nupstream = \"payments\"\ndownstream = \"shipping\"\nmode = \"conformist\"\naccepts = [\"payments/PaymentCaptured@1\"]\n"
+        ),
+    )
+    .unwrap();
+    let added = r#"contextgate_messages_forwarded_total{route="payments-to-shipping"} 0"#;
+    let started = std::time::Instant::now();
+    while !get(&base, "/metrics").await.1.contains(added) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the added route was not declared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
