@@ -172,7 +172,7 @@ pub enum Transport {
 pub fn declare(registry: &Registry, transport: Transport) {
     // The recorder must be in place, or these would go nowhere.
     let _ = metrics();
-    metrics::histogram!(PROCESSING_SECONDS);
+    let _registered = metrics::histogram!(PROCESSING_SECONDS);
     for context in registry.contexts.keys() {
         metrics::counter!(MESSAGES_IN, "context" => context.to_string()).increment(0);
         if transport == Transport::InProcess {

@@ -444,3 +444,95 @@ async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
         "{metrics}"
     );
 }
+
+/// Opens a connection that posts to `context` and sends only the start of its body; the stream.
+async fn slow_body(address: &str, context: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/contexts/{context}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{{\"specversion\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+/// The status line's code of what the server answered on `stream`, if it answered in `wait`.
+async fn answered(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<u16> {
+    let mut buffer = [0u8; 512];
+    let n = tokio::time::timeout(wait, stream.read(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&buffer[..n])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_context_s_slow_bodies_do_not_turn_another_context_away() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            ingest_concurrency: 8,
+            ingest_per_context: 4,
+            body_read_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+
+    // `down` opens twice the global limit of requests and never finishes their bodies.
+    let mut hogs = Vec::new();
+    for _ in 0..16 {
+        hogs.push(slow_body(&address, "down").await);
+    }
+    let mut shed = 0;
+    for hog in &mut hogs {
+        if answered(hog, Duration::from_millis(300)).await == Some(503) {
+            shed += 1;
+        }
+    }
+    assert_eq!(
+        shed, 12,
+        "down holds its share of 4, the rest is shed at once"
+    );
+
+    // Another context is still served, at once.
+    let started = Instant::now();
+    for i in 0..8 {
+        let response = post(
+            &base,
+            event_body("up/Thing@1", &format!("f-{i}"), r#"{"id":"a","n":1}"#),
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // The slow bodies are cut at the body-read timeout, well before the request timeout, and
+    // `down` has its share back.
+    let mut timed_out = 0;
+    for hog in &mut hogs {
+        if answered(hog, Duration::from_secs(3)).await == Some(408) {
+            timed_out += 1;
+        }
+    }
+    assert_eq!(timed_out, 4);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/down/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "refused for its content, not shed");
+}
