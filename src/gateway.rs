@@ -18,7 +18,7 @@ use crate::bus::amqp::IngestError;
 use crate::bus::dead_letters::{MAX_SCAN, Redriven};
 use crate::bus::{Bus, DeadLettersFull, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
-use crate::registry::{ContextName, Route, RouteName};
+use crate::registry::{ContextName, Mode, Route, RouteName};
 use crate::stages::Failure;
 use crate::telemetry;
 
@@ -29,6 +29,12 @@ pub struct Gateway {
     bus: Bus,
     /// Registry changes (from the API or from the folder) run one at a time.
     registration: Arc<tokio::sync::Mutex<()>>,
+    /// In process, CPU-bound pipeline work (decoding, validating, translating) runs only with
+    /// one of (worker threads − 1) permits, as the AMQP bus's translating routes do: one runtime
+    /// worker always stays free for I/O and the HTTP API — health probes answer at once however
+    /// busy the translators are. Inputs with an enrich route give theirs back after decoding:
+    /// they wait on look-ups, and a permit held across a look-up would serialize them.
+    scripts: tokio::sync::Semaphore,
 }
 
 /// Held while the registry changes; owned, so that work it guards can outlive a cancelled request.
@@ -60,6 +66,7 @@ impl Gateway {
             pipeline: watch::Sender::new(pipeline),
             bus,
             registration: Arc::default(),
+            scripts: tokio::sync::Semaphore::new(script_permits()),
         })
     }
 
@@ -142,19 +149,19 @@ impl Gateway {
         let started = Instant::now();
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
         let pipeline = self.pipeline();
-        let mut verdicts = pipeline.process(from, &delivery).await;
-        if let [
-            Verdict {
-                route: None,
-                outcome: Outcome::DeadLetter { failure },
-            },
-        ] = verdicts.as_mut_slice()
-        {
-            let failure = failure.clone();
-            metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => "none", "stage" => failure.stage.as_str())
-                .increment(1);
-            return Ingested::Refused(failure);
-        }
+        let permit = self.script_permit().await;
+        let (input, routes) = match pipeline.accept(from, &delivery) {
+            Ok(accepted) => accepted,
+            Err(failure) => {
+                tracing::warn!(stage = %failure.stage, reason = %failure.reason, "Message failed before routing.");
+                metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => "none", "stage" => failure.stage.as_str())
+                    .increment(1);
+                return Ingested::Refused(failure);
+            }
+        };
+        let permit = permit.filter(|_| routes.iter().all(|route| route.mode != Mode::Enrich));
+        let verdicts = pipeline.run_routes(&input, routes).await;
+        drop(permit);
         let delivery = Arc::new(delivery);
         let mut not_kept = None;
         for verdict in &verdicts {
@@ -176,6 +183,25 @@ impl Gateway {
         }
     }
 
+    /// A permit to run CPU-bound pipeline work (see `scripts`); `Some` always, as an `Option`
+    /// so that enrich work can give it back with `filter`.
+    async fn script_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        Some(
+            self.scripts
+                .acquire()
+                .await
+                .expect("the script permits are never closed"),
+        )
+    }
+
+    /// Runs a message on one route on the current pipeline (a retry or a redrive), with a script
+    /// permit unless the route is an enrich route.
+    async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
+        let permit = self.script_permit().await;
+        let _permit = permit.filter(|_| route.mode != Mode::Enrich);
+        self.pipeline().process_on(route, delivery, attempt).await
+    }
+
     /// In process: takes the dead letters of `route` (the one with `id`, or as many as one
     /// request may) and runs each through the route as it is now, as a first attempt.
     pub async fn redrive_in_process(
@@ -186,7 +212,7 @@ impl Gateway {
     ) -> Redriven {
         let mut redriven = Redriven::default();
         for kept in bus.take_dead_letters(&route.name, id, MAX_SCAN) {
-            let verdict = self.pipeline().process_on(route, &kept.input, 1).await;
+            let verdict = self.process_on(route, &kept.input, 1).await;
             redriven.count(verdict.outcome.name());
             if let Err(full) = self.act(bus, route, verdict.outcome, &kept.input, 1).await {
                 // Only when others filled the room it left in the meantime.
@@ -247,10 +273,7 @@ impl Gateway {
         let gateway = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let verdict = gateway
-                .pipeline()
-                .process_on(&route, &delivery, attempt)
-                .await;
+            let verdict = gateway.process_on(&route, &delivery, attempt).await;
             if let Bus::InProcess(bus) = &gateway.bus
                 && let Err(full) =
                     Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await
@@ -260,6 +283,14 @@ impl Gateway {
             }
         });
     }
+}
+
+/// One fewer than the runtime's workers (at least one), so that one stays free for I/O.
+fn script_permits() -> usize {
+    let workers = tokio::runtime::Handle::try_current()
+        .map(|handle| handle.metrics().num_workers())
+        .unwrap_or(1);
+    workers.saturating_sub(1).max(1)
 }
 
 fn transport(bus: &Bus) -> telemetry::Transport {

@@ -97,14 +97,18 @@ impl Pipeline {
     /// Processes a first delivery from context `from`: a verdict per route it goes to (none for
     /// an event no route takes), or one route-less dead letter when it fails before routing.
     pub async fn process(&self, from: &ContextName, delivery: &Delivery) -> Vec<Verdict> {
-        let (input, routes) = match self.accept(from, delivery) {
-            Ok(accepted) => accepted,
-            Err(failure) => return vec![unrouted(failure)],
-        };
+        match self.accept(from, delivery) {
+            Ok((input, routes)) => self.run_routes(&input, routes).await,
+            Err(failure) => vec![unrouted(failure)],
+        }
+    }
+
+    /// Runs an accepted input on each of its routes: a verdict per route.
+    pub async fn run_routes(&self, input: &Input, routes: Vec<Arc<Route>>) -> Vec<Verdict> {
         let mut shared = Shared::default();
         let mut verdicts = Vec::with_capacity(routes.len());
         for route in routes {
-            let result = modes::run(&route, &input, &mut shared).await;
+            let result = modes::run(&route, input, &mut shared).await;
             verdicts.push(Verdict {
                 route: Some(route.name.clone()),
                 outcome: policy::outcome(&route, result, 1),

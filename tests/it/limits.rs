@@ -536,3 +536,115 @@ async fn one_context_s_slow_bodies_do_not_turn_another_context_away() {
         .unwrap();
     assert_eq!(response.status(), 400, "refused for its content, not shed");
 }
+
+#[test]
+fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
+    // A translator that works for about 80 ms on every message (its 50 ms budget is checked
+    // every 1 024 operations, and these are heavy ones).
+    let fixture = Fixture::new(
+        "anti-corruption",
+        Some(
+            r#"fn translate(data) { for i in 0..1500 { let t = ""; t.pad(60000, "x"); } #{ id: data.id, total: data.n } }"#,
+        ),
+        "",
+    );
+    // The gateway on a runtime of its own with two workers, as a small container has; the
+    // clients on another, so that what is measured is the server.
+    let (address, server) = {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let pipeline = fixture.pipeline();
+        let server = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let gateway = Gateway::new(pipeline, Bus::InProcess(InProcessBus::default()));
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                sender.send(listener.local_addr().unwrap()).unwrap();
+                let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                contextgate::cli::serve::serve_with(
+                    listener,
+                    gateway,
+                    Arc::new(Credentials::open()),
+                    Limits {
+                        ingest_per_context: 1_000,
+                        ingest_concurrency: 1_000,
+                        ..Limits::default()
+                    },
+                    async move {
+                        let _ = stopped.await;
+                    },
+                )
+                .await
+                .unwrap();
+            });
+        });
+        (receiver.recv().unwrap(), server)
+    };
+    let base = format!("http://{address}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let one = Instant::now();
+        assert_eq!(
+            post(
+                &base,
+                event_body("up/Thing@1", "c-0", r#"{"id":"a","n":1}"#)
+            )
+            .await
+            .status(),
+            202
+        );
+        eprintln!("one message: {:?}", one.elapsed());
+
+        let burst_started = Instant::now();
+        let burst: Vec<_> = (0..60)
+            .map(|i| {
+                let base = base.clone();
+                tokio::spawn(async move {
+                    post(
+                        &base,
+                        event_body("up/Thing@1", &format!("b-{i}"), r#"{"id":"a","n":1}"#),
+                    )
+                    .await
+                    .status()
+                    .as_u16()
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let http = reqwest::Client::new();
+        let mut probes = Vec::new();
+        while !burst.iter().all(|post| post.is_finished()) {
+            let started = Instant::now();
+            let response = http
+                .get(format!("{base}/health/live"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            probes.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let burst_took = burst_started.elapsed();
+        for post in burst {
+            assert_eq!(post.await.unwrap(), 202);
+        }
+        let slowest = probes.iter().max().copied().unwrap_or_default();
+        eprintln!(
+            "burst of 60: {burst_took:?}; {} probes, slowest {slowest:?}",
+            probes.len()
+        );
+        assert!(
+            burst_took > Duration::from_millis(1_500),
+            "the burst lasted {burst_took:?}: too short to show anything"
+        );
+        assert!(
+            slowest < Duration::from_secs(1),
+            "a liveness probe took {slowest:?} during the burst"
+        );
+    });
+    drop(runtime);
+    drop(server);
+}
