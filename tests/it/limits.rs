@@ -550,6 +550,7 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
     );
     // The gateway on a runtime of its own with two workers, as a small container has; the
     // clients on another, so that what is measured is the server.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address, server) = {
         let (sender, receiver) = std::sync::mpsc::channel();
         let pipeline = fixture.pipeline();
@@ -563,7 +564,6 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
                 let gateway = Gateway::new(pipeline, Bus::InProcess(InProcessBus::default()));
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 sender.send(listener.local_addr().unwrap()).unwrap();
-                let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 contextgate::cli::serve::serve_with(
                     listener,
                     gateway,
@@ -637,14 +637,16 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
             probes.len()
         );
         assert!(
-            burst_took > Duration::from_millis(1_500),
-            "the burst lasted {burst_took:?}: too short to show anything"
-        );
-        assert!(
             slowest < Duration::from_secs(1),
             "a liveness probe took {slowest:?} during the burst"
         );
+        assert!(
+            burst_took > Duration::from_secs(1) && probes.len() >= 5,
+            "the burst lasted {burst_took:?} ({} probes): too short to show anything",
+            probes.len()
+        );
     });
     drop(runtime);
-    drop(server);
+    stop.send(()).unwrap();
+    server.join().unwrap();
 }
