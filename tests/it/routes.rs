@@ -724,6 +724,7 @@ fn replacing_the_folder_logs_one_line_per_reload_at_most() {
             }
         })
     };
+    let child = KillOnDrop(child);
     let count = |needle: &str| {
         lines
             .lock()
@@ -765,8 +766,7 @@ fn replacing_the_folder_logs_one_line_per_reload_at_most() {
         wait_for("Registry reloaded.", switch);
     }
     std::thread::sleep(Duration::from_millis(800));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     reader.join().unwrap();
 
     let lines = lines.lock().unwrap();

@@ -200,8 +200,10 @@ fn serve_log_lines(args: &[&str], until: &str) -> Vec<String> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = KillOnDrop(child);
     let mut lines = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+    for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
         let done = line.contains(until);
         lines.push(line);
@@ -209,8 +211,6 @@ fn serve_log_lines(args: &[&str], until: &str) -> Vec<String> {
             break;
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
     lines
 }
 
@@ -291,7 +291,7 @@ async fn a_conformist_route_delivers_the_input_bytes_exactly() {
 #[tokio::test]
 async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
     let dir = shipped_registry_copy();
-    let (mut child, base) = serve_binary(
+    let (child, base) = serve_binary(
         Command::new(env!("CARGO_BIN_EXE_contextgate"))
             .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
             .arg(dir.path())
@@ -299,6 +299,7 @@ async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
             .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
             .env_remove("CONTEXTGATE_AMQP_URL"),
     );
+    let _child = KillOnDrop(child);
 
     let (status, metrics) = get(&base, "/metrics").await;
 
@@ -364,6 +365,4 @@ async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
