@@ -13,17 +13,19 @@
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 use tower::load_shed::LoadShedLayer;
@@ -61,8 +63,16 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
-    /// Ingest requests in flight at most; more are answered 503 at once (load shedding).
+    /// Ingest requests in flight at most, once their bodies arrived; more are answered 503 at
+    /// once (load shedding).
     pub ingest_concurrency: usize,
+    /// Ingest requests in flight at most per sending context, from the headers to the answer
+    /// (body included); more are answered 503 at once. Taken before the body is read, so that
+    /// one context's slow or heavy requests use its share only, never the others'.
+    pub ingest_per_context: usize,
+    /// An ingest request's whole body must arrive within this after its headers: 408 otherwise,
+    /// and the context's share is given back (slow bodies, well before `request_timeout`).
+    pub body_read_timeout: Duration,
     /// Requests in flight at most on everything else under `/v1` (registration, dry runs, dead
     /// letters), counted apart from ingest so that one cannot starve the other.
     pub admin_concurrency: usize,
@@ -79,6 +89,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(5),
             max_connections: 1_024,
             ingest_concurrency: 256,
+            ingest_per_context: 64,
+            body_read_timeout: Duration::from_secs(10),
             admin_concurrency: 32,
             admin_rate: 500,
         }
@@ -94,11 +106,28 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             }))
             .layer(LoadShedLayer::new())
     };
+    let shares = Arc::new(IngestShares::new(limits));
     let ingest = Router::new().route(
         "/v1/contexts/{context}/messages",
-        post(ingest::post_message).route_layer(
-            shed().layer(ConcurrencyLimitLayer::new(limits.ingest_concurrency.max(1))),
-        ),
+        post(ingest::post_message)
+            .route_layer(shed().layer(ConcurrencyLimitLayer::new(limits.ingest_concurrency.max(1))))
+            // Outermost: the caller and the context first, then the context's share, then the
+            // body within its deadline; only then a slot of the global limit.
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                move |State(state): State<AppState>,
+                      caller: auth::Caller,
+                      Path(raw_context): Path<String>,
+                      request: axum::extract::Request,
+                      next: axum::middleware::Next| {
+                    let shares = shares.clone();
+                    async move {
+                        shares
+                            .admit(&state, &caller, &raw_context, request, next)
+                            .await
+                    }
+                },
+            )),
     );
     Router::new()
         .merge(ingest)
@@ -116,14 +145,118 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
-        // A message may be up to the gateway's cap; a little more for a structured envelope.
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES + 64 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
         .layer(axum::middleware::from_fn(problems_everywhere))
         .with_state(state)
+}
+
+/// The largest request body: a message may be up to the gateway's cap, and a structured
+/// envelope takes a little more.
+pub const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES + 64 * 1024;
+
+/// Each sending context's share of ingest, and the deadline of a request's body.
+#[derive(Debug)]
+struct IngestShares {
+    per_context: usize,
+    body_read_timeout: Duration,
+    /// One semaphore per context that posted (only contexts of the registry: the name is
+    /// checked first).
+    shares: std::sync::Mutex<HashMap<crate::registry::ContextName, Arc<Semaphore>>>,
+}
+
+impl IngestShares {
+    fn new(limits: Limits) -> Self {
+        Self {
+            per_context: limits.ingest_per_context.max(1),
+            body_read_timeout: limits.body_read_timeout,
+            shares: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Checks who posts for which context (401, 400, 404, 403), takes one of the context's
+    /// share (503 at once when it has none left), reads the body within its deadline (408, or
+    /// 413 past the cap), and holds the share until the answer.
+    async fn admit(
+        &self,
+        state: &AppState,
+        caller: &auth::Caller,
+        raw_context: &str,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> Response {
+        let context = match owned_context(state, raw_context, caller) {
+            Ok(context) => context,
+            Err(error) => return error.into_response(),
+        };
+        let share = self
+            .shares
+            .lock()
+            .expect("no code panics while holding the shares")
+            .entry(context)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_context)))
+            .clone();
+        let Ok(_share) = share.try_acquire_owned() else {
+            return ApiError::Overloaded.into_response();
+        };
+        let (parts, body) = request.into_parts();
+        let body =
+            match tokio::time::timeout(self.body_read_timeout, read_body(&parts.headers, body))
+                .await
+            {
+                Ok(Ok(body)) => body,
+                Ok(Err(refusal)) => return refusal,
+                Err(_) => {
+                    return (
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {}",
+                            humantime::format_duration(self.body_read_timeout)
+                        ),
+                    )
+                        .into_response();
+                }
+            };
+        let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(body));
+        next.run(request).await
+    }
+}
+
+/// A request body, whole: 413 past [`MAX_BODY_BYTES`] (at once when its length says so), 400
+/// when the client broke it off.
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<bytes::Bytes, Response> {
+    use futures_util::StreamExt as _;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the cap of {MAX_BODY_BYTES} bytes"),
+        )
+            .into_response()
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|_| (StatusCode::BAD_REQUEST, "the request body broke off").into_response())?;
+        if buffer.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(bytes::Bytes::from(buffer))
 }
 
 /// A token bucket shared by every request it guards: `rate` tokens a second, as many at most.
@@ -321,6 +454,9 @@ pub enum ApiError {
     /// The broker did not answer an operation on dead letters: try again later.
     #[error("{0}")]
     Broker(String),
+    /// In process: the message's dead letter could not be kept (the dead letters are full).
+    #[error("{0}")]
+    DeadLettersFull(String),
     /// No valid credential: missing, malformed or unknown (the answer never says which).
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -467,6 +603,12 @@ impl IntoResponse for ApiError {
                 ApiError::Broker(detail) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the broker is not available; retry shortly",
+                    Some(detail.clone()),
+                    &[],
+                ),
+                ApiError::DeadLettersFull(detail) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the message failed on a route and its dead letter could not be kept; retry later with the same id",
                     Some(detail.clone()),
                     &[],
                 ),

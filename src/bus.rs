@@ -12,7 +12,7 @@ pub mod dead_letters;
 pub mod in_process;
 
 pub use amqp::{AmqpBus, AmqpSettings};
-pub use in_process::{DeadLetter, InProcessBus};
+pub use in_process::{DeadLetter, DeadLettersFull, InProcessBus};
 
 /// Where outputs and dead letters go.
 #[derive(Debug)]

@@ -27,6 +27,10 @@ pub mod translate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written on standard error: text (coloured only on a terminal) or
+    /// json (one object a line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = crate::telemetry::LogFormat::Text, env = "CONTEXTGATE_LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +179,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             listen,
             credentials,
             amqp,
-        } => serve::run(&registry, listen, credentials.as_deref(), amqp.settings()).await,
+        } => {
+            serve::run(
+                &registry,
+                listen,
+                credentials.as_deref(),
+                amqp.settings(),
+                cli.log_format,
+            )
+            .await
+        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;
@@ -183,7 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 eprintln!("contextgate hash-token: no token on standard input");
                 return Ok(EXIT_COULD_NOT_RUN);
             }
-            println!("{}", crate::api::auth::hash_token(&token));
+            print(&format!("{}\n", crate::api::auth::hash_token(&token)));
             Ok(EXIT_OK)
         }
         Command::Check {
@@ -204,6 +217,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             file,
         } => translate::run(&registry, &route, file.as_deref()).await,
     }
+}
+
+/// Writes a command's output to standard output. A reader that has gone (`| head -1`) is not an
+/// error: the output is simply not wanted any more, and the command ends quietly with its own
+/// exit code, as Unix tools do (`println!` would panic there).
+fn print(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// Loads the registry for a command that needs a clean one; prints why not and gives `None`.

@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use crate::bus::amqp::IngestError;
 use crate::bus::dead_letters::{MAX_SCAN, Redriven};
-use crate::bus::{Bus, InProcessBus};
+use crate::bus::{Bus, DeadLettersFull, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
-use crate::registry::{ContextName, Route, RouteName};
+use crate::registry::{ContextName, Mode, Route, RouteName};
 use crate::stages::Failure;
 use crate::telemetry;
 
@@ -29,6 +29,12 @@ pub struct Gateway {
     bus: Bus,
     /// Registry changes (from the API or from the folder) run one at a time.
     registration: Arc<tokio::sync::Mutex<()>>,
+    /// In process, CPU-bound pipeline work (decoding, validating, translating) runs only with
+    /// one of (worker threads − 1) permits, as the AMQP bus's translating routes do: one runtime
+    /// worker always stays free for I/O and the HTTP API — health probes answer at once however
+    /// busy the translators are. Inputs with an enrich route give theirs back after decoding:
+    /// they wait on look-ups, and a permit held across a look-up would serialize them.
+    scripts: tokio::sync::Semaphore,
 }
 
 /// Held while the registry changes; owned, so that work it guards can outlive a cancelled request.
@@ -48,14 +54,19 @@ pub enum Ingested {
     /// On RabbitMQ: the broker did not confirm it (not connected, blocked, refused, timed out).
     /// It may still have been stored: the sender retries with the same id.
     Unavailable(IngestError),
+    /// In process: a route dead-lettered it, but the dead letters are full, so it was not kept
+    /// (what other routes forwarded was delivered): the sender retries later with the same id.
+    NotKept(DeadLettersFull),
 }
 
 impl Gateway {
     pub fn new(pipeline: Pipeline, bus: Bus) -> Arc<Self> {
+        telemetry::declare(pipeline.registry(), transport(&bus));
         Arc::new(Self {
             pipeline: watch::Sender::new(pipeline),
             bus,
             registration: Arc::default(),
+            scripts: tokio::sync::Semaphore::new(crate::pipeline::script_permits()),
         })
     }
 
@@ -72,6 +83,7 @@ impl Gateway {
     /// Puts a new pipeline (a new registry) in place: new inputs use it at once; on RabbitMQ the
     /// consumers finish what they hold and start again on it.
     pub fn replace(&self, pipeline: Pipeline) {
+        telemetry::declare(pipeline.registry(), transport(&self.bus));
         self.pipeline.send_replace(pipeline);
     }
 
@@ -137,32 +149,57 @@ impl Gateway {
         let started = Instant::now();
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
         let pipeline = self.pipeline();
-        let mut verdicts = pipeline.process(from, &delivery).await;
-        if let [
-            Verdict {
-                route: None,
-                outcome: Outcome::DeadLetter { failure },
-            },
-        ] = verdicts.as_mut_slice()
-        {
-            let failure = failure.clone();
-            metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => "none", "stage" => failure.stage.as_str())
-                .increment(1);
-            return Ingested::Refused(failure);
-        }
+        let permit = self.script_permit().await;
+        let (input, routes) = match pipeline.accept(from, &delivery) {
+            Ok(accepted) => accepted,
+            Err(failure) => {
+                tracing::warn!(stage = %failure.stage, reason = %failure.reason, "Message failed before routing.");
+                metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => "none", "stage" => failure.stage.as_str())
+                    .increment(1);
+                return Ingested::Refused(failure);
+            }
+        };
+        let permit = permit.filter(|_| routes.iter().all(|route| route.mode != Mode::Enrich));
+        let verdicts = pipeline.run_routes(&input, routes).await;
+        drop(permit);
         let delivery = Arc::new(delivery);
+        let mut not_kept = None;
         for verdict in &verdicts {
             if let Some(route) = verdict
                 .route
                 .as_ref()
                 .and_then(|name| pipeline.registry().route(name).cloned())
+                && let Err(full) = self
+                    .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
+                    .await
             {
-                self.act(bus, &route, verdict.outcome.clone(), &delivery, 1)
-                    .await;
+                not_kept = Some(full);
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
-        Ingested::Routed(verdicts)
+        match not_kept {
+            Some(full) => Ingested::NotKept(full),
+            None => Ingested::Routed(verdicts),
+        }
+    }
+
+    /// A permit to run CPU-bound pipeline work (see `scripts`); `Some` always, as an `Option`
+    /// so that enrich work can give it back with `filter`.
+    async fn script_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        Some(
+            self.scripts
+                .acquire()
+                .await
+                .expect("the script permits are never closed"),
+        )
+    }
+
+    /// Runs a message on one route on the current pipeline (a retry or a redrive), with a script
+    /// permit unless the route is an enrich route.
+    async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
+        let permit = self.script_permit().await;
+        let _permit = permit.filter(|_| route.mode != Mode::Enrich);
+        self.pipeline().process_on(route, delivery, attempt).await
     }
 
     /// In process: takes the dead letters of `route` (the one with `id`, or as many as one
@@ -175,15 +212,19 @@ impl Gateway {
     ) -> Redriven {
         let mut redriven = Redriven::default();
         for kept in bus.take_dead_letters(&route.name, id, MAX_SCAN) {
-            let verdict = self.pipeline().process_on(route, &kept.input, 1).await;
+            let verdict = self.process_on(route, &kept.input, 1).await;
             redriven.count(verdict.outcome.name());
-            self.act(bus, route, verdict.outcome, &kept.input, 1).await;
+            if let Err(full) = self.act(bus, route, verdict.outcome, &kept.input, 1).await {
+                // Only when others filled the room it left in the meantime.
+                tracing::error!(route = %route.name, id = %kept.id, error = %full, "A redriven dead letter failed again and could not be kept.");
+            }
         }
         redriven.remaining = bus.dead_letters(Some(&route.name), usize::MAX).len();
         tracing::info!(route = %route.name, redriven = redriven.redriven, outcomes = ?redriven.outcomes, "Dead letters redriven.");
         redriven
     }
 
+    /// Acts on one route's outcome; `Err` when it is a dead letter the bus could not keep.
     async fn act(
         self: &Arc<Self>,
         bus: &InProcessBus,
@@ -191,7 +232,7 @@ impl Gateway {
         outcome: Outcome,
         delivery: &Arc<Delivery>,
         attempt: u32,
-    ) {
+    ) -> Result<(), DeadLettersFull> {
         let name = route.name.to_string();
         match outcome {
             Outcome::Forward { messages } => {
@@ -205,7 +246,7 @@ impl Gateway {
             Outcome::DeadLetter { failure } => {
                 metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => name, "stage" => failure.stage.as_str())
                     .increment(1);
-                bus.dead_letter(Some(&route.name), delivery, failure, attempt);
+                return bus.dead_letter(Some(&route.name), delivery, failure, attempt);
             }
             Outcome::Retry {
                 attempt,
@@ -217,6 +258,7 @@ impl Gateway {
                 self.schedule_retry(route.clone(), delivery.clone(), attempt, delay);
             }
         }
+        Ok(())
     }
 
     /// On the in-process bus a retry waits in a task (lost on restart, like everything in this
@@ -231,13 +273,21 @@ impl Gateway {
         let gateway = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let verdict = gateway
-                .pipeline()
-                .process_on(&route, &delivery, attempt)
-                .await;
-            if let Bus::InProcess(bus) = &gateway.bus {
-                Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await;
+            let verdict = gateway.process_on(&route, &delivery, attempt).await;
+            if let Bus::InProcess(bus) = &gateway.bus
+                && let Err(full) =
+                    Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await
+            {
+                // The sender was answered long ago: this input is lost, loudly.
+                tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
         });
+    }
+}
+
+fn transport(bus: &Bus) -> telemetry::Transport {
+    match bus {
+        Bus::InProcess(_) => telemetry::Transport::InProcess,
+        Bus::Amqp(_) => telemetry::Transport::Amqp,
     }
 }

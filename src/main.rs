@@ -23,10 +23,13 @@ fn main() -> ExitCode {
             });
         }
     };
-    contextgate::telemetry::init(match &cli.command {
-        cli::Command::Serve { .. } => "info,lapin=off",
-        _ => "warn",
-    });
+    contextgate::telemetry::init(
+        match &cli.command {
+            cli::Command::Serve { .. } => "info,lapin=off",
+            _ => "warn",
+        },
+        cli.log_format,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -51,21 +51,39 @@ impl Message {
     pub fn contract(&self) -> Option<ContractId> {
         ContractId::from_dataschema(&self.attributes.dataschema).ok()
     }
+}
 
-    /// The message as a structured-mode CloudEvent (`application/cloudevents+json`).
-    pub fn to_structured(&self) -> serde_json::Value {
-        let mut event = serde_json::to_value(&self.attributes)
-            .expect("attributes are strings, always representable as JSON");
-        let object = event
-            .as_object_mut()
-            .expect("attributes serialize as a JSON object");
-        object.insert("specversion".into(), "1.0".into());
-        object.insert("datacontenttype".into(), "application/json".into());
-        let data = serde_json::from_slice(&self.data).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&self.data).into())
-        });
-        object.insert("data".into(), data);
-        event
+/// A message serializes as a structured-mode CloudEvent (`application/cloudevents+json`) whose
+/// `data` is the message's bytes exactly as they are: a conformist route's output keeps the
+/// input's numbers (`7.90`), key order and spacing.
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Structured<'a> {
+            specversion: &'static str,
+            #[serde(flatten)]
+            attributes: &'a Attributes,
+            datacontenttype: &'static str,
+            data: Data<'a>,
+        }
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Data<'a> {
+            Json(&'a serde_json::value::RawValue),
+            /// Not JSON (never, for what the gateway emits): shown as text rather than lost.
+            Text(std::borrow::Cow<'a, str>),
+        }
+        let data = match serde_json::from_slice(&self.data) {
+            Ok(raw) => Data::Json(raw),
+            Err(_) => Data::Text(String::from_utf8_lossy(&self.data)),
+        };
+        Structured {
+            specversion: "1.0",
+            attributes: &self.attributes,
+            datacontenttype: "application/json",
+            data,
+        }
+        .serialize(serializer)
     }
 }
 

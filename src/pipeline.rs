@@ -19,6 +19,17 @@ use crate::stages::{Failure, Problem, Reason, Stage, validate};
 
 pub mod policy;
 
+/// How many inputs may run their CPU-bound pipeline work (decode, validate, translate) at once:
+/// one fewer than the runtime's worker threads, at least one, so that one worker always stays
+/// free for I/O, acks, health checks and the HTTP API however busy the scripts are. Both buses
+/// hold a semaphore of this many permits.
+pub fn script_permits() -> usize {
+    let workers = tokio::runtime::Handle::try_current()
+        .map(|handle| handle.metrics().num_workers())
+        .unwrap_or(1);
+    workers.saturating_sub(1).max(1)
+}
+
 /// What happens to one input on one route.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
@@ -97,14 +108,18 @@ impl Pipeline {
     /// Processes a first delivery from context `from`: a verdict per route it goes to (none for
     /// an event no route takes), or one route-less dead letter when it fails before routing.
     pub async fn process(&self, from: &ContextName, delivery: &Delivery) -> Vec<Verdict> {
-        let (input, routes) = match self.accept(from, delivery) {
-            Ok(accepted) => accepted,
-            Err(failure) => return vec![unrouted(failure)],
-        };
+        match self.accept(from, delivery) {
+            Ok((input, routes)) => self.run_routes(&input, routes).await,
+            Err(failure) => vec![unrouted(failure)],
+        }
+    }
+
+    /// Runs an accepted input on each of its routes: a verdict per route.
+    pub async fn run_routes(&self, input: &Input, routes: Vec<Arc<Route>>) -> Vec<Verdict> {
         let mut shared = Shared::default();
         let mut verdicts = Vec::with_capacity(routes.len());
         for route in routes {
-            let result = modes::run(&route, &input, &mut shared).await;
+            let result = modes::run(&route, input, &mut shared).await;
             verdicts.push(Verdict {
                 route: Some(route.name.clone()),
                 outcome: policy::outcome(&route, result, 1),
@@ -205,10 +220,4 @@ fn serialize_duration<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*duration).to_string())
-}
-
-impl Serialize for Message {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_structured().serialize(serializer)
-    }
 }

@@ -34,6 +34,16 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in flow order.
+    pub const ALL: [Stage; 6] = [
+        Stage::Decode,
+        Stage::ValidateIn,
+        Stage::Translate,
+        Stage::Enrich,
+        Stage::ValidateOut,
+        Stage::Publish,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Decode => "decode",

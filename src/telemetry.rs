@@ -1,20 +1,59 @@
 //! Telemetry in one place: tracing set-up, the metric names, and the Prometheus recorder. Logs go
 //! to stderr (stdout is for command output), filtered by `CONTEXTGATE_LOG` (tracing's
-//! `EnvFilter` syntax, e.g. `info` or `contextgate=debug`).
+//! `EnvFilter` syntax, e.g. `info` or `contextgate=debug`), as text (coloured only when stderr
+//! is a terminal) or as JSON, one object a line, for log shippers (`--log-format json`). Every
+//! metric has HELP text, and every series of the registry's contexts and routes is declared at
+//! zero when a registry is put in place ([`declare`]), so that `/metrics` is complete from the
+//! start.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
+
+use crate::registry::Registry;
+use crate::stages::Stage;
 
 /// The variable that sets the log filter.
 pub const LOG_ENV: &str = "CONTEXTGATE_LOG";
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields` with `message`).
+    Json,
+}
+
 /// Installs the global subscriber; `default` is the filter when `CONTEXTGATE_LOG` is unset.
-pub fn init(default: &str) {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
-    // A second call (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+pub fn init(default: &str, format: LogFormat) {
+    let filter = std::env::var(LOG_ENV)
+        .ok()
+        .and_then(|directives| EnvFilter::try_new(quiet_watcher(&directives)).ok())
+        .unwrap_or_else(|| EnvFilter::new(quiet_watcher(default)));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+/// The filter `directives` with the folder watcher's own log lines (notify's) kept to errors,
+/// unless they name notify themselves: it logs one line per watch it drops, which is hundreds
+/// when a checkout replaces the registry folder, and what matters of it (a watch that could not
+/// be added) reaches `gateway::folder` as an error anyway.
+fn quiet_watcher(directives: &str) -> String {
+    if directives.contains("notify") {
+        directives.to_owned()
+    } else {
+        format!("{directives},notify=error")
+    }
 }
 
 /// Messages that entered the gateway, by sending context.
@@ -31,11 +70,20 @@ pub const MESSAGES_DEAD_LETTERED: &str = "contextgate_messages_dead_lettered_tot
 pub const PROCESSING_SECONDS: &str = "contextgate_processing_seconds";
 /// Messages pushed out of a full in-process inbox, by context.
 pub const INBOX_OVERFLOW: &str = "contextgate_inbox_overflow_total";
+/// In-process dead letters refused because the dead letters were at their bound, by route.
+pub const DEAD_LETTERS_REFUSED: &str = "contextgate_dead_letters_refused_total";
 
 /// Broker sessions lost and rebuilt.
 pub const AMQP_RECONNECTS: &str = "contextgate_amqp_reconnects_total";
 /// 1 while the broker blocks the publishing connection (a resource alarm), else 0.
 pub const AMQP_BLOCKED: &str = "contextgate_amqp_blocked";
+
+/// The bucket bounds of every histogram (`contextgate_processing_seconds`), in seconds: from a
+/// millisecond to the 30 s request timeout. Histograms rather than summaries, so that the
+/// buckets of a fleet's instances can be added up.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.
 pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
@@ -43,11 +91,114 @@ pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(SECONDS_BUCKETS)
+                .expect("the bucket list is not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding application): keep it.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
+}
+
+/// The HELP text of every series.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        MESSAGES_IN,
+        Unit::Count,
+        "Inputs taken, by sending context (on RabbitMQ once per route that takes them)."
+    );
+    describe_counter!(
+        MESSAGES_FORWARDED,
+        Unit::Count,
+        "Messages forwarded to the downstream context, by route."
+    );
+    describe_counter!(
+        MESSAGES_DROPPED,
+        Unit::Count,
+        "Inputs dropped by the translator or by policy, by route (none: an event no route takes)."
+    );
+    describe_counter!(
+        MESSAGES_RETRIED,
+        Unit::Count,
+        "Inputs scheduled for another attempt, by route and failing stage."
+    );
+    describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        Unit::Count,
+        "Inputs dead-lettered, by route (none: before routing) and failing stage."
+    );
+    describe_histogram!(
+        PROCESSING_SECONDS,
+        Unit::Seconds,
+        "Seconds from taking an input to acting on all its verdicts."
+    );
+    describe_counter!(
+        INBOX_OVERFLOW,
+        Unit::Count,
+        "In process: messages pushed out of a full inbox, by context."
+    );
+    describe_counter!(
+        DEAD_LETTERS_REFUSED,
+        Unit::Count,
+        "In process: dead letters refused because the dead letters were full, by route."
+    );
+    describe_counter!(
+        AMQP_RECONNECTS,
+        Unit::Count,
+        "RabbitMQ: broker sessions lost and rebuilt."
+    );
+    describe_gauge!(
+        AMQP_BLOCKED,
+        "RabbitMQ: 1 while the broker blocks the publishing connection (a resource alarm), else 0."
+    );
+}
+
+/// Which transport's own series to declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    InProcess,
+    Amqp,
+}
+
+/// Declares every series of `registry` at zero — each context's and each route's (every stage
+/// for the per-stage counters), the processing histogram, and the transport's own — so that
+/// `/metrics` lists them before the first message, and the series of routes a registry change
+/// adds as soon as it is applied. Series already counting keep their values.
+pub fn declare(registry: &Registry, transport: Transport) {
+    // The recorder must be in place, or these would go nowhere.
+    let _ = metrics();
+    let _registered = metrics::histogram!(PROCESSING_SECONDS);
+    for context in registry.contexts.keys() {
+        metrics::counter!(MESSAGES_IN, "context" => context.to_string()).increment(0);
+        if transport == Transport::InProcess {
+            metrics::counter!(INBOX_OVERFLOW, "context" => context.to_string()).increment(0);
+        }
+    }
+    let routes = registry.routes.iter().map(|route| route.name.to_string());
+    for route in routes.chain(["none".to_owned()]) {
+        if route != "none" {
+            metrics::counter!(MESSAGES_FORWARDED, "route" => route.clone()).increment(0);
+            if transport == Transport::InProcess {
+                metrics::counter!(DEAD_LETTERS_REFUSED, "route" => route.clone()).increment(0);
+            }
+        }
+        metrics::counter!(MESSAGES_DROPPED, "route" => route.clone()).increment(0);
+        for stage in Stage::ALL {
+            metrics::counter!(MESSAGES_DEAD_LETTERED, "route" => route.clone(), "stage" => stage.as_str())
+                .increment(0);
+            if route != "none" {
+                metrics::counter!(MESSAGES_RETRIED, "route" => route.clone(), "stage" => stage.as_str())
+                    .increment(0);
+            }
+        }
+    }
+    if transport == Transport::Amqp {
+        metrics::counter!(AMQP_RECONNECTS).increment(0);
+        metrics::gauge!(AMQP_BLOCKED).increment(0.0);
+    }
 }

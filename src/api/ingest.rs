@@ -110,6 +110,7 @@ pub async fn post_message(
             }),
         )),
         Ingested::Unavailable(error) => Err(ApiError::Unavailable(error.to_string())),
+        Ingested::NotKept(full) => Err(ApiError::DeadLettersFull(full.to_string())),
         Ingested::Routed(verdicts) => {
             let routes = verdicts
                 .into_iter()
@@ -151,10 +152,14 @@ pub async fn post_message(
     }
 }
 
+/// The most bytes of messages one inbox read answers with (the oldest message is always taken,
+/// whatever it weighs); the rest waits for the next read.
+pub const MAX_INBOX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InboxQuery {
-    /// How many messages to take at most (default 100, at most 1 000).
+    /// How many messages to take at most (default 100, at most 1 000; and no more than 8 MiB).
     #[serde(default)]
     pub max: Option<usize>,
 }
@@ -180,7 +185,7 @@ pub async fn take_inbox(
     let context = owned_context(&state, &raw_context, &caller)?;
     let max = query.max.unwrap_or(100).min(1_000);
     match state.gateway.bus() {
-        Bus::InProcess(bus) => Ok(Json(bus.take(&context, max))),
+        Bus::InProcess(bus) => Ok(Json(bus.take(&context, max, MAX_INBOX_ANSWER_BYTES))),
         Bus::Amqp(bus) => Err(ApiError::NotFound(format!(
             "on RabbitMQ a context's messages are on exchange {}: bind a queue to it",
             bus.names().inbound(&context)

@@ -459,7 +459,7 @@ impl AmqpBus {
             publisher,
             admin: publish.clone(),
             status: self.status.clone(),
-            scripts: tokio::sync::Semaphore::new(script_permits()),
+            scripts: tokio::sync::Semaphore::new(crate::pipeline::script_permits()),
             delays: tokio::sync::Mutex::default(),
             dead_letters: dead_letters::DeadLetterStreams::default(),
             broken,
@@ -569,14 +569,6 @@ impl AmqpBus {
         );
         Ok(())
     }
-}
-
-/// One fewer than the runtime's worker threads, at least one.
-fn script_permits() -> usize {
-    let workers = tokio::runtime::Handle::try_current()
-        .map(|handle| handle.metrics().num_workers())
-        .unwrap_or(1);
-    workers.saturating_sub(1).max(1)
 }
 
 /// Returns when the pipeline changes; never when nobody can change it any more.

@@ -1,7 +1,10 @@
 //! The in-process bus: the embedded default that runs the whole product with one command and no
-//! broker. Each context has a bounded inbox in memory; reading it over HTTP takes the messages
-//! out. Dead letters are kept in memory with their failure. Nothing survives a restart: this bus
-//! is for trying contextgate out and for tests, RabbitMQ is for production.
+//! broker. Each context has an inbox in memory, bounded by count and by bytes (the oldest pushed
+//! out and counted when full); reading it over HTTP takes the messages out. Dead letters are
+//! kept in memory with their failure, bounded the same way, but never pushed out: past the bound
+//! a new one is refused ([`DeadLettersFull`]), and whoever holds the input is told. Nothing
+//! survives a restart: this bus is for trying contextgate out and for tests, RabbitMQ is for
+//! production.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,17 +17,70 @@ use crate::pipeline::Delivery;
 use crate::registry::{ContextName, RouteName};
 use crate::stages::Failure;
 
-/// How many messages one inbox (and the dead-letter list) holds; the oldest go first when full,
-/// and are counted.
+/// How many messages one inbox holds, and how many dead letters are kept in all.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// How many bytes one inbox holds (data and attributes); the oldest go first past it.
+pub const DEFAULT_INBOX_BYTES: usize = 64 * 1024 * 1024;
+/// How many bytes the dead letters hold in all (inputs as they arrived, with their failures).
+pub const DEFAULT_DEAD_LETTER_BYTES: usize = 128 * 1024 * 1024;
+
+/// What the in-process bus holds at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Messages per inbox, and dead letters in all.
+    pub messages: usize,
+    /// Bytes per inbox.
+    pub inbox_bytes: usize,
+    /// Bytes of all dead letters together.
+    pub dead_letter_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            messages: DEFAULT_CAPACITY,
+            inbox_bytes: DEFAULT_INBOX_BYTES,
+            dead_letter_bytes: DEFAULT_DEAD_LETTER_BYTES,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct InProcessBus {
-    capacity: usize,
-    inboxes: Mutex<HashMap<ContextName, VecDeque<Message>>>,
-    dead_letters: Mutex<VecDeque<DeadLetter>>,
+    bounds: Bounds,
+    inboxes: Mutex<HashMap<ContextName, Held<Message>>>,
+    dead_letters: Mutex<Held<DeadLetter>>,
     /// The id of the next dead letter: ids grow, so that one names where a listing goes on.
     next_id: AtomicU64,
+}
+
+/// Messages or dead letters in arrival order, with the bytes they weigh together.
+#[derive(Debug)]
+struct Held<T> {
+    items: VecDeque<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Held<T> {
+    fn default() -> Self {
+        Self {
+            items: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// A dead letter the bus could not keep: the dead letters are at their bound. Nothing was pushed
+/// out to make room; the input stays with whoever holds it (over HTTP: 503, send it again).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the in-process dead letters are full ({held} kept, {held_bytes} bytes; at most {max} and {max_bytes} bytes): redrive or delete some"
+)]
+pub struct DeadLettersFull {
+    pub held: usize,
+    pub held_bytes: usize,
+    pub max: usize,
+    pub max_bytes: usize,
 }
 
 /// A message that could not be delivered, kept unchanged with why.
@@ -58,15 +114,21 @@ impl DeadLetter {
 }
 
 impl InProcessBus {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(bounds: Bounds) -> Self {
         Self {
-            capacity: capacity.max(1),
+            bounds: Bounds {
+                messages: bounds.messages.max(1),
+                ..bounds
+            },
             inboxes: Mutex::default(),
             dead_letters: Mutex::default(),
             next_id: AtomicU64::new(1),
         }
     }
 
+    /// Delivers `messages` to a context's inbox; past its bounds (count or bytes) the oldest are
+    /// pushed out and counted (`contextgate_inbox_overflow_total`). A message heavier than the
+    /// whole byte bound is still delivered, alone.
     pub fn publish(&self, context: &ContextName, messages: Vec<Message>) {
         let mut inboxes = self
             .inboxes
@@ -74,52 +136,88 @@ impl InProcessBus {
             .expect("no code panics while holding the inbox lock");
         let inbox = inboxes.entry(context.clone()).or_default();
         for message in messages {
-            if inbox.len() == self.capacity {
-                inbox.pop_front();
+            let weight = message_weight(&message);
+            while !inbox.items.is_empty()
+                && (inbox.items.len() >= self.bounds.messages
+                    || inbox.bytes + weight > self.bounds.inbox_bytes)
+            {
+                let oldest = inbox.items.pop_front().expect("the inbox is not empty");
+                inbox.bytes -= message_weight(&oldest);
                 metrics::counter!(crate::telemetry::INBOX_OVERFLOW, "context" => context.to_string())
                     .increment(1);
             }
-            inbox.push_back(message);
+            inbox.bytes += weight;
+            inbox.items.push_back(message);
         }
     }
 
+    /// Keeps a dead letter; past the bounds (count or bytes) it is refused, counted
+    /// (`contextgate_dead_letters_refused_total`), and the caller decides what becomes of the
+    /// input. The dead letters already kept are never pushed out.
     pub fn dead_letter(
         &self,
         route: Option<&RouteName>,
         input: &Arc<Delivery>,
         failure: Failure,
         attempt: u32,
-    ) {
-        let mut dead_letters = self
-            .dead_letters
-            .lock()
-            .expect("no code panics while holding the dead-letter lock");
-        if dead_letters.len() == self.capacity {
-            dead_letters.pop_front();
-        }
-        dead_letters.push_back(DeadLetter {
+    ) -> Result<(), DeadLettersFull> {
+        let dead_letter = DeadLetter {
             id: self.next_id.fetch_add(1, Ordering::Relaxed).to_string(),
             route: route.cloned(),
             failure,
             failed_at: SystemTime::now(),
             attempt,
             input: input.clone(),
-        });
+        };
+        let weight = dead_letter_weight(&dead_letter);
+        let mut dead_letters = self
+            .dead_letters
+            .lock()
+            .expect("no code panics while holding the dead-letter lock");
+        let over_count = dead_letters.items.len() >= self.bounds.messages;
+        let over_bytes = !dead_letters.items.is_empty()
+            && dead_letters.bytes + weight > self.bounds.dead_letter_bytes;
+        if over_count || over_bytes {
+            let route = route.map_or_else(|| "none".to_owned(), ToString::to_string);
+            metrics::counter!(crate::telemetry::DEAD_LETTERS_REFUSED, "route" => route)
+                .increment(1);
+            return Err(DeadLettersFull {
+                held: dead_letters.items.len(),
+                held_bytes: dead_letters.bytes,
+                max: self.bounds.messages,
+                max_bytes: self.bounds.dead_letter_bytes,
+            });
+        }
+        dead_letters.bytes += weight;
+        dead_letters.items.push_back(dead_letter);
+        Ok(())
     }
 
-    /// Takes up to `max` messages out of a context's inbox, oldest first.
-    pub fn take(&self, context: &ContextName, max: usize) -> Vec<Message> {
+    /// Takes messages out of a context's inbox, oldest first: up to `max`, and no more than
+    /// `max_bytes` together (but always the oldest one, whatever it weighs).
+    pub fn take(&self, context: &ContextName, max: usize, max_bytes: usize) -> Vec<Message> {
         let mut inboxes = self
             .inboxes
             .lock()
             .expect("no code panics while holding the inbox lock");
-        match inboxes.get_mut(context) {
-            Some(inbox) => {
-                let n = max.min(inbox.len());
-                inbox.drain(..n).collect()
+        let Some(inbox) = inboxes.get_mut(context) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        let mut taken_bytes = 0;
+        while taken.len() < max {
+            let Some(next) = inbox.items.front() else {
+                break;
+            };
+            let weight = message_weight(next);
+            if !taken.is_empty() && taken_bytes + weight > max_bytes {
+                break;
             }
-            None => Vec::new(),
+            taken_bytes += weight;
+            inbox.bytes -= weight;
+            taken.push(inbox.items.pop_front().expect("the inbox has a front"));
         }
+        taken
     }
 
     /// The dead letters kept, oldest first (they stay until redriven, deleted, or the bus is
@@ -128,6 +226,7 @@ impl InProcessBus {
         self.dead_letters
             .lock()
             .expect("no code panics while holding the dead-letter lock")
+            .items
             .iter()
             .filter(|kept| route.is_none() || kept.route.as_ref() == route)
             .take(max)
@@ -147,6 +246,7 @@ impl InProcessBus {
             .lock()
             .expect("no code panics while holding the dead-letter lock");
         let of_route: Vec<&DeadLetter> = dead_letters
+            .items
             .iter()
             .filter(|kept| route.is_none() || kept.route.as_ref() == route)
             .collect();
@@ -186,21 +286,59 @@ impl InProcessBus {
             .lock()
             .expect("no code panics while holding the dead-letter lock");
         let mut taken = Vec::new();
-        dead_letters.retain(|kept| {
+        let mut freed = 0;
+        dead_letters.items.retain(|kept| {
             let chosen = taken.len() < max
                 && kept.route.as_ref() == Some(route)
                 && id.is_none_or(|id| kept.id == id);
             if chosen {
+                freed += dead_letter_weight(kept);
                 taken.push(kept.clone());
             }
             !chosen
         });
+        dead_letters.bytes -= freed;
         taken
     }
 }
 
 impl Default for InProcessBus {
     fn default() -> Self {
-        Self::new(DEFAULT_CAPACITY)
+        Self::new(Bounds::default())
     }
+}
+
+/// What a message weighs in an inbox: its data and its attributes.
+fn message_weight(message: &Message) -> usize {
+    let attributes = &message.attributes;
+    let extensions: usize = attributes
+        .extensions
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    message.data.len()
+        + attributes.id.len()
+        + attributes.source.len()
+        + attributes.event_type.len()
+        + attributes.dataschema.len()
+        + attributes.subject.as_ref().map_or(0, String::len)
+        + attributes.time.as_ref().map_or(0, String::len)
+        + extensions
+}
+
+/// What a dead letter weighs: the input as it arrived, and its failure.
+fn dead_letter_weight(dead_letter: &DeadLetter) -> usize {
+    let input = &dead_letter.input;
+    let headers: usize = input
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    let problems: usize = dead_letter
+        .failure
+        .problems
+        .iter()
+        .map(|problem| problem.message.len() + problem.pointer.as_ref().map_or(0, String::len))
+        .sum();
+    input.body.len() + headers + input.content_type.as_ref().map_or(0, String::len) + problems
 }

@@ -27,6 +27,7 @@ pub async fn run(
     listen: SocketAddr,
     credentials: Option<&Path>,
     amqp: Option<AmqpSettings>,
+    log_format: crate::telemetry::LogFormat,
 ) -> anyhow::Result<u8> {
     let Some(registry) = super::load_registry(root, "serve") else {
         return Ok(EXIT_COULD_NOT_RUN);
@@ -80,8 +81,11 @@ pub async fn run(
         .local_addr()
         .context("the listener has no address")?;
     tracing::info!(%address, registry = %summary, bus = %kind, "Gateway started.");
-    // Tests and scripts read this line to find a port chosen by the system (`--listen 127.0.0.1:0`).
-    eprintln!("contextgate listening on http://{address} ({kind}; {summary})");
+    // Tests and scripts read this line to find a port chosen by the system (`--listen 127.0.0.1:0`);
+    // with JSON logs they read `address` in the line above, and stderr stays JSON only.
+    if log_format == crate::telemetry::LogFormat::Text {
+        eprintln!("contextgate listening on http://{address} ({kind}; {summary})");
+    }
     let shutdown = async move {
         shutdown_signal().await;
         stop.send_replace(true);

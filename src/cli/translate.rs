@@ -38,10 +38,9 @@ pub async fn run(root: &Path, route: &str, file: Option<&Path>) -> anyhow::Resul
     let verdict = pipeline
         .process_on(&route, &Delivery::structured(body), 1)
         .await;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&verdict).expect("verdicts serialize")
-    );
+    let mut text = serde_json::to_string_pretty(&verdict).expect("verdicts serialize");
+    text.push('\n');
+    super::print(&text);
     Ok(match verdict.outcome {
         Outcome::Forward { .. } | Outcome::Drop { .. } => EXIT_OK,
         Outcome::Retry { .. } | Outcome::DeadLetter { .. } => EXIT_PROBLEMS,

@@ -25,7 +25,11 @@ pub fn watch(root: &Path, gateway: Arc<Gateway>) -> notify::Result<RecommendedWa
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             Ok(event) => !event.kind.is_access(),
-            Err(_) => true,
+            Err(error) => {
+                // Rare: the inotify watch limit reached, or the events could not be read.
+                tracing::warn!(%error, "Watching the registry folder failed; it is loaded again.");
+                true
+            }
         };
         if relevant {
             // Full means a reload is already due: this change will be in it.

@@ -274,3 +274,35 @@ fn the_readme_commands_work_as_written() {
     let verdict: Value = serde_json::from_slice(&translate.stdout).unwrap();
     assert_eq!(verdict["outcome"], "forward");
 }
+
+#[test]
+fn translate_into_a_closed_pipe_exits_quietly() {
+    // `contextgate translate … | head -1` where head has gone: the read end is closed before
+    // the binary writes its verdict.
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
+    let path = dir.path().join("event.json");
+    std::fs::write(
+        &path,
+        event_body("orders/OrderPlaced@2", "e-1", &data.to_string()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["translate", "--registry", repo().to_str().unwrap()])
+        .args(["--route", "orders-to-shipping", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+
+    let output = child.wait_with_output().unwrap();
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}

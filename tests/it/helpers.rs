@@ -364,3 +364,13 @@ pub(crate) fn compatible_order_placed_v3(dir: &Path) -> Value {
     ]);
     schema
 }
+
+/// A child process that is killed and reaped when the test ends, failed assertions included.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -315,3 +315,338 @@ async fn the_admin_side_sheds_requests_past_its_rate() {
         assert_eq!(response.status(), 202);
     }
 }
+
+/// The API over `fixture`'s pipeline on an in-process bus with `bounds`: the gateway and its URL.
+async fn serve_bounded(
+    fixture: &Fixture,
+    bounds: contextgate::bus::in_process::Bounds,
+) -> (Arc<Gateway>, String) {
+    let gateway = Gateway::new(
+        fixture.pipeline(),
+        Bus::InProcess(InProcessBus::new(bounds)),
+    );
+    (gateway.clone(), serve_gateway(gateway).await)
+}
+
+/// An `up/Thing@1` whose data weighs about a megabyte; valid unless `valid` is false (no `n`).
+fn megabyte_event(id: &str, valid: bool) -> String {
+    let n = if valid { r#""n":1,"# } else { "" };
+    let data = format!(r#"{{"id":"{id}",{n}"pad":"{}"}}"#, "x".repeat(1_000_000));
+    event_body("up/Thing@1", id, &data)
+}
+
+#[tokio::test]
+async fn inboxes_are_bounded_by_bytes_and_read_in_bounded_answers() {
+    let fixture = Fixture::new("conformist", None, "");
+    let (_gateway, base) = serve_bounded(
+        &fixture,
+        contextgate::bus::in_process::Bounds {
+            inbox_bytes: 12 * 1024 * 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    for i in 0..15 {
+        let response = post(&base, megabyte_event(&format!("m-{i}"), true)).await;
+        assert_eq!(response.status(), 202);
+    }
+
+    let read = || async {
+        let answer = reqwest::get(format!("{base}/v1/contexts/down/inbox?max=1000"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let messages: Vec<serde_json::Value> = serde_json::from_slice(&answer).unwrap();
+        messages
+            .iter()
+            .map(|message| message["data"]["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first = read().await;
+    let second = read().await;
+    let expected =
+        |range: std::ops::Range<usize>| range.map(|i| format!("m-{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        first,
+        expected(3..11),
+        "the 12 newest kept; 8 MiB per answer"
+    );
+    assert_eq!(second, expected(11..15));
+    assert!(read().await.is_empty());
+}
+
+#[tokio::test]
+async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
+    let fixture = Fixture::new("conformist", None, "");
+    let (gateway, base) = serve_bounded(
+        &fixture,
+        contextgate::bus::in_process::Bounds {
+            dead_letter_bytes: 3 * 1024 * 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    let Bus::InProcess(bus) = gateway.bus() else {
+        unreachable!("served on the in-process bus")
+    };
+    let route = contextgate::registry::RouteName::parse("up-to-down").unwrap();
+    let kept = || {
+        bus.dead_letters(Some(&route), usize::MAX)
+            .iter()
+            .map(|dead_letter| String::from_utf8_lossy(&dead_letter.input.body)[..120].to_owned())
+            .filter_map(|start| {
+                Some(
+                    start
+                        .split(r#""id":""#)
+                        .nth(1)?
+                        .split('"')
+                        .next()?
+                        .to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    for i in 0..3 {
+        let response = post(&base, megabyte_event(&format!("d-{i}"), false)).await;
+        assert_eq!(response.status(), 202);
+    }
+    let refused = post(&base, megabyte_event("d-3", false)).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: serde_json::Value =
+        serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dead letters are full"),
+        "{problem}"
+    );
+    assert_eq!(kept(), ["d-0", "d-1", "d-2"], "none pushed out");
+
+    // Room made (a dead letter deleted): the sender's retry is kept.
+    assert_eq!(bus.take_dead_letters(&route, None, 1).len(), 1);
+    let retried = post(&base, megabyte_event("d-3", false)).await;
+    assert_eq!(retried.status(), 202);
+    assert_eq!(kept(), ["d-1", "d-2", "d-3"]);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"contextgate_dead_letters_refused_total{route="up-to-down"}"#),
+        "{metrics}"
+    );
+}
+
+/// Opens a connection that posts to `context` and sends only the start of its body; the stream.
+async fn slow_body(address: &str, context: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/contexts/{context}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{{\"specversion\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+/// The status line's code of what the server answered on `stream`, if it answered in `wait`.
+async fn answered(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<u16> {
+    let mut buffer = [0u8; 512];
+    let n = tokio::time::timeout(wait, stream.read(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&buffer[..n])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_context_s_slow_bodies_do_not_turn_another_context_away() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            ingest_concurrency: 8,
+            ingest_per_context: 4,
+            body_read_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+
+    // `down` opens twice the global limit of requests and never finishes their bodies.
+    let mut hogs = Vec::new();
+    for _ in 0..16 {
+        hogs.push(slow_body(&address, "down").await);
+    }
+    let mut shed = 0;
+    for hog in &mut hogs {
+        if answered(hog, Duration::from_millis(300)).await == Some(503) {
+            shed += 1;
+        }
+    }
+    assert_eq!(
+        shed, 12,
+        "down holds its share of 4, the rest is shed at once"
+    );
+
+    // Another context is still served, at once.
+    let started = Instant::now();
+    for i in 0..8 {
+        let response = post(
+            &base,
+            event_body("up/Thing@1", &format!("f-{i}"), r#"{"id":"a","n":1}"#),
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // The slow bodies are cut at the body-read timeout, well before the request timeout, and
+    // `down` has its share back.
+    let mut timed_out = 0;
+    for hog in &mut hogs {
+        if answered(hog, Duration::from_secs(3)).await == Some(408) {
+            timed_out += 1;
+        }
+    }
+    assert_eq!(timed_out, 4);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/down/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "refused for its content, not shed");
+}
+
+#[test]
+fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
+    // A translator that works for about 80 ms on every message (its 50 ms budget is checked
+    // every 1 024 operations, and these are heavy ones).
+    let fixture = Fixture::new(
+        "anti-corruption",
+        Some(
+            r#"fn translate(data) { for i in 0..1500 { let t = ""; t.pad(60000, "x"); } #{ id: data.id, total: data.n } }"#,
+        ),
+        "",
+    );
+    // The gateway on a runtime of its own with two workers, as a small container has; the
+    // clients on another, so that what is measured is the server.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (address, server) = {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let pipeline = fixture.pipeline();
+        let server = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let gateway = Gateway::new(pipeline, Bus::InProcess(InProcessBus::default()));
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                sender.send(listener.local_addr().unwrap()).unwrap();
+                contextgate::cli::serve::serve_with(
+                    listener,
+                    gateway,
+                    Arc::new(Credentials::open()),
+                    Limits {
+                        ingest_per_context: 1_000,
+                        ingest_concurrency: 1_000,
+                        ..Limits::default()
+                    },
+                    async move {
+                        let _ = stopped.await;
+                    },
+                )
+                .await
+                .unwrap();
+            });
+        });
+        (receiver.recv().unwrap(), server)
+    };
+    let base = format!("http://{address}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let one = Instant::now();
+        assert_eq!(
+            post(
+                &base,
+                event_body("up/Thing@1", "c-0", r#"{"id":"a","n":1}"#)
+            )
+            .await
+            .status(),
+            202
+        );
+        eprintln!("one message: {:?}", one.elapsed());
+
+        let burst_started = Instant::now();
+        let burst: Vec<_> = (0..60)
+            .map(|i| {
+                let base = base.clone();
+                tokio::spawn(async move {
+                    post(
+                        &base,
+                        event_body("up/Thing@1", &format!("b-{i}"), r#"{"id":"a","n":1}"#),
+                    )
+                    .await
+                    .status()
+                    .as_u16()
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let http = reqwest::Client::new();
+        let mut probes = Vec::new();
+        while !burst.iter().all(|post| post.is_finished()) {
+            let started = Instant::now();
+            let response = http
+                .get(format!("{base}/health/live"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            probes.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let burst_took = burst_started.elapsed();
+        for post in burst {
+            assert_eq!(post.await.unwrap(), 202);
+        }
+        let slowest = probes.iter().max().copied().unwrap_or_default();
+        eprintln!(
+            "burst of 60: {burst_took:?}; {} probes, slowest {slowest:?}",
+            probes.len()
+        );
+        assert!(
+            slowest < Duration::from_secs(1),
+            "a liveness probe took {slowest:?} during the burst"
+        );
+        assert!(
+            burst_took > Duration::from_secs(1) && probes.len() >= 5,
+            "the burst lasted {burst_took:?} ({} probes): too short to show anything",
+            probes.len()
+        );
+    });
+    drop(runtime);
+    stop.send(()).unwrap();
+    server.join().unwrap();
+}

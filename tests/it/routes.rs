@@ -809,3 +809,101 @@ fn the_registry_folder_is_watched_for_the_operator_s_edits() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn replacing_the_folder_logs_one_line_per_reload_at_most() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &to.join(entry.file_name()));
+            } else {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+
+    let dir = shipped_registry_copy();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+        .arg(dir.path())
+        .env_remove("CONTEXTGATE_LOG")
+        .env_remove("CONTEXTGATE_CREDENTIALS")
+        .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
+        .env_remove("CONTEXTGATE_AMQP_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                lines.lock().unwrap().push(line.unwrap());
+            }
+        })
+    };
+    let child = KillOnDrop(child);
+    let count = |needle: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    };
+    let wait_for = |needle: &str, n: usize| {
+        let started = Instant::now();
+        while count(needle) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no {n} × {needle:?}: {:#?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("listening on", 1);
+    let n_at_start = lines.lock().unwrap().len();
+
+    // A checkout switching branches, eight times: every contract and translator folder deleted
+    // and written again, and contextgate.toml changed so that each switch is a new registry.
+    let config = dir.path().join("contextgate.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let n_switches = 8;
+    for switch in 1..=n_switches {
+        for folder in ["contracts", "translators"] {
+            std::fs::remove_dir_all(dir.path().join(folder)).unwrap();
+            copy_tree(&repo().join(folder), &dir.path().join(folder));
+        }
+        let description = format!("Takes and tracks customer orders (branch {switch}).");
+        std::fs::write(
+            &config,
+            original.replace("Takes and tracks customer orders.", &description),
+        )
+        .unwrap();
+        wait_for("Registry reloaded.", switch);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    drop(child);
+    reader.join().unwrap();
+
+    let lines = lines.lock().unwrap();
+    let logged = &lines[n_at_start..];
+    assert!(
+        logged.len() <= n_switches,
+        "{} lines for {n_switches} reloads: {logged:#?}",
+        logged.len()
+    );
+    assert!(
+        logged
+            .iter()
+            .all(|line| line.contains("Registry reloaded."))
+    );
+}

@@ -189,3 +189,182 @@ async fn the_readme_quickstart_serves_on_the_in_process_bus() {
     let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
     assert_eq!(inbox.len(), 3);
 }
+
+/// Starts `contextgate serve` on the shipped registry with `args`, reads its standard error (a
+/// pipe) until a line holds `until`, stops it, and returns every line read.
+fn serve_log_lines(args: &[&str], until: &str) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(repo())
+        .env_remove("CONTEXTGATE_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = KillOnDrop(child);
+    let mut lines = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let done = line.contains(until);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    lines
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let lines = serve_log_lines(&[], "Gateway started.");
+
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "an escape code in {line:?}");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let lines = serve_log_lines(&["--log-format", "json"], "Gateway started.");
+
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line:?}")))
+        .collect();
+    let started = events
+        .iter()
+        .find(|event| event["fields"]["message"] == "Gateway started.")
+        .unwrap();
+    assert_eq!(started["level"], "INFO");
+    assert!(
+        started["fields"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{started}"
+    );
+    assert!(
+        events.iter().any(|event| event["level"] == "WARN"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_conformist_route_delivers_the_input_bytes_exactly() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve_gateway(Gateway::new(
+        fixture.pipeline(),
+        Bus::InProcess(InProcessBus::default()),
+    ))
+    .await;
+    let data = r#"{"n": 7.90, "id":"x-1",  "b":1, "a":2, "e": 1e2}"#;
+
+    let (status, body) = post(&base, "up", event_body("up/Thing@1", "c-1", data)).await;
+    assert_eq!(status, 202, "{body}");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/up/messages"))
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "c-2")
+        .header("ce-source", "/up")
+        .header("ce-type", "up.Thing")
+        .header("ce-dataschema", "contextgate:up/Thing@1")
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let (status, inbox) = get(&base, "/v1/contexts/down/inbox").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        inbox.matches(&format!(r#""data":{data}"#)).count(),
+        2,
+        "the data as it was posted, byte for byte, in both messages: {inbox}"
+    );
+    let inbox: Vec<Value> = serde_json::from_str(&inbox).unwrap();
+    assert_eq!(inbox[0]["specversion"], "1.0");
+    assert_eq!(inbox[0]["datacontenttype"], "application/json");
+}
+
+#[tokio::test]
+async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
+    let dir = shipped_registry_copy();
+    let (child, base) = serve_binary(
+        Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+            .arg(dir.path())
+            .env_remove("CONTEXTGATE_CREDENTIALS")
+            .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
+            .env_remove("CONTEXTGATE_AMQP_URL"),
+    );
+    let _child = KillOnDrop(child);
+
+    let (status, metrics) = get(&base, "/metrics").await;
+
+    assert_eq!(status, 200);
+    let routes = [
+        "orders-to-payments",
+        "payments-to-orders",
+        "orders-to-shipping",
+        "customers-to-orders",
+        "customers-to-notifications",
+        "shipping-to-notifications",
+        "payments-to-notifications",
+    ];
+    for route in routes {
+        for series in [
+            format!(r#"contextgate_messages_forwarded_total{{route="{route}"}} 0"#),
+            format!(r#"contextgate_messages_dropped_total{{route="{route}"}} 0"#),
+            format!(
+                r#"contextgate_messages_dead_lettered_total{{route="{route}",stage="validate-in"}} 0"#
+            ),
+            format!(r#"contextgate_messages_retried_total{{route="{route}",stage="enrich"}} 0"#),
+        ] {
+            assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+        }
+    }
+    for context in [
+        "orders",
+        "payments",
+        "shipping",
+        "customers",
+        "notifications",
+    ] {
+        let series = format!(r#"contextgate_messages_in_total{{context="{context}"}} 0"#);
+        assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+    }
+    for line in [
+        "# HELP contextgate_messages_forwarded_total ",
+        "# HELP contextgate_messages_in_total ",
+        "# HELP contextgate_processing_seconds ",
+        "# TYPE contextgate_processing_seconds histogram",
+        r#"contextgate_processing_seconds_bucket{le="0.005"} 0"#,
+        r#"contextgate_processing_seconds_bucket{le="+Inf"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+
+    // A route added by a registry change is declared too.
+    let config = dir.path().join("contextgate.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[routes]]\nname = \"payments-to-shipping\"\nupstream = \"payments\"\ndownstream = \"shipping\"\nmode = \"conformist\"\naccepts = [\"payments/PaymentCaptured@1\"]\n"
+        ),
+    )
+    .unwrap();
+    let added = r#"contextgate_messages_forwarded_total{route="payments-to-shipping"} 0"#;
+    let started = std::time::Instant::now();
+    while !get(&base, "/metrics").await.1.contains(added) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the added route was not declared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
