@@ -137,7 +137,10 @@ impl Gateway {
             Bus::Amqp(bus) => {
                 return match self.pipeline().accept(from, &delivery) {
                     Err(failure) => Ingested::Refused(failure),
-                    Ok((input, routes)) => match bus.publish_input(from, &input.message).await {
+                    Ok((input, routes)) => match bus
+                        .publish_input(from, &input.message, &delivery.headers)
+                        .await
+                    {
                         Ok(()) => Ingested::Published(
                             routes.iter().map(|route| route.name.clone()).collect(),
                         ),

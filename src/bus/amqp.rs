@@ -344,11 +344,13 @@ impl AmqpBus {
     }
 
     /// Publishes an input of context `from` to its outbound exchange, as a producer would, and
-    /// waits for the broker's confirm.
+    /// waits for the broker's confirm. Trace context among `headers` (the transport's, already
+    /// filtered to what describes the message) goes along as headers.
     pub async fn publish_input(
         &self,
         from: &ContextName,
         message: &Message,
+        headers: &[(String, String)],
     ) -> Result<(), IngestError> {
         let session = self.current_session()?;
         if self.status.is_blocked() {
@@ -356,7 +358,8 @@ impl AmqpBus {
                 "the broker blocks publishing (a memory or disk alarm)".into(),
             ));
         }
-        let (body, properties) = wire::output(message, Wire::Binary, None);
+        let trace = wire::trace_headers(headers);
+        let (body, properties) = wire::output(message, Wire::Binary, Some(&trace));
         let not_confirmed = |error: lapin::Error| IngestError::NotConfirmed(error.to_string());
         let confirmed = session
             .publisher

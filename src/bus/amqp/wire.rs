@@ -213,6 +213,20 @@ fn text(value: impl Into<Vec<u8>>) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
+/// The trace context among text headers (any case), as AMQP headers named in lower case.
+pub fn trace_headers(headers: &[(String, String)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        if let Some(trace) = TRACE_HEADERS
+            .iter()
+            .find(|trace| name.eq_ignore_ascii_case(trace))
+        {
+            table.insert((*trace).into(), text(value.as_str()));
+        }
+    }
+    table
+}
+
 /// An output message as an AMQP body and properties, in the route's wire mode: persistent, its
 /// deterministic id as `message_id`, the trace headers among `input_headers` passed on.
 pub fn output(
