@@ -1184,3 +1184,123 @@ async fn listing_dead_letters_neither_reorders_holds_nor_hides_them() {
     assert!(all_pages(&base, "up-to-down", 40).await.0.is_empty());
     setup.gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_a_full_downstream_queue_refuses_are_retried_until_it_has_room() {
+    // RELIABILITY B6: the subscriber's queue holds 5 and refuses more (`reject-publish`): the
+    // broker nacks those outputs, their inputs are retried, and they arrive once it has room.
+    contextgate::telemetry::metrics();
+    let fixture = Fixture::new(
+        "conformist",
+        None,
+        "[routes.retry]\nmax_attempts = 30\ninitial_backoff = \"200ms\"\nmax_backoff = \"500ms\"\n",
+    );
+    let setup = setup("full", fixture.pipeline(), "").await;
+    let mut arguments = lapin::types::FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(5));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    setup
+        .client
+        .channel
+        .queue_declare(
+            setup.inbox.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .unwrap();
+    setup
+        .client
+        .channel
+        .queue_bind(
+            setup.inbox.as_str().into(),
+            setup
+                .names()
+                .inbound(&broker::context("down"))
+                .as_str()
+                .into(),
+            "#".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    for n in 0..10 {
+        setup
+            .publish_binary(
+                "up",
+                "up/Thing@1",
+                &format!("f-{n}"),
+                &format!(r#"{{"id":"f","n":{n}}}"#),
+            )
+            .await;
+    }
+    // Five fit; the other five are refused and wait for their retries.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(setup.client.count(&setup.inbox).await, 5);
+    let retried = contextgate::telemetry::metrics().render();
+    assert!(
+        retried.lines().any(
+            |line| line.starts_with("contextgate_messages_retried_total")
+                && line.contains("publish")
+                && !line.ends_with(" 0")
+        ),
+        "refused outputs are retried: {retried}"
+    );
+
+    // Room again: every input comes out, once each, none dead-lettered.
+    let mut ns = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ns.len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "only {ns:?} came out");
+        for output in setup.client.take(&setup.inbox, 1, WAIT).await {
+            assert!(
+                ns.insert(body_json(&output)["n"].as_u64().unwrap()),
+                "once each"
+            );
+        }
+    }
+    setup
+        .client
+        .assert_empty(&setup.inbox, Duration::from_secs(1))
+        .await;
+    assert_eq!(setup.unread_dead_letters(Some("up-to-down")).await, 0);
+    setup.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_queue_deleted_under_its_consumer_is_declared_again_and_consumed() {
+    // RELIABILITY B7: the broker cancels the consumer; the gateway reconnects with backoff
+    // (no busy loop), declares the queue again, and the route carries the next input.
+    contextgate::telemetry::metrics();
+    let fixture = Fixture::new("conformist", None, "");
+    let setup = setup("deleted", fixture.pipeline(), "down").await;
+    let queue = setup.names().route_queue("up-to-down");
+    setup
+        .client
+        .channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while broker::reconnects() < 1 || !setup.gateway.bus.status().is_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway came back within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    setup
+        .publish_binary("up", "up/Thing@1", "d-1", r#"{"id":"d","n":1}"#)
+        .await;
+    assert_eq!(body_json(&setup.output().await), json!({"id": "d", "n": 1}));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(broker::reconnects(), 1, "one reconnect, no loop");
+    setup.gateway.stop().await;
+}

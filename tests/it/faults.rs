@@ -107,15 +107,6 @@ async fn drain_and_check(url: &str, names: &Names, accepted: &BTreeSet<String>) 
     duplicates
 }
 
-fn reconnects() -> u64 {
-    let rendered = contextgate::telemetry::metrics().render();
-    rendered
-        .lines()
-        .find(|line| line.starts_with("contextgate_amqp_reconnects_total"))
-        .and_then(|line| line.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Runs the ledger with `fault` injected on a private node once the gateway is mid-stream.
 async fn ledger_under(
     tag: &str,
@@ -138,7 +129,7 @@ async fn ledger_under(
     fault(&node, &gateway.bus);
     let duplicates = drain_and_check(&url, &names, &accepted).await;
     if reconnect {
-        assert!(reconnects() >= 1, "the gateway reconnected");
+        assert!(broker::reconnects() >= 1, "the gateway reconnected");
     }
     assert!(
         duplicates <= 2 * 500,
