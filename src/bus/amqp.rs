@@ -450,11 +450,7 @@ impl AmqpBus {
             self.status.clone(),
         )
         .await?;
-        let migrating = connect(uri, "contextgate dead-letter migration").await?;
-        let migrated =
-            dead_letters::migrate(&migrating, &publisher, &self.names, pipeline.registry()).await;
-        let _ = migrating.close(200, "dead letters migrated".into()).await;
-        migrated?;
+        dead_letters::migrate(uri, &publisher, &self.names, pipeline.registry()).await?;
         let session = Arc::new(Session {
             pipelines: watch::Sender::new(pipeline.clone()),
             names: self.names.clone(),

@@ -1304,3 +1304,86 @@ async fn a_route_queue_deleted_under_its_consumer_is_declared_again_and_consumed
     assert_eq!(broker::reconnects(), 1, "one reconnect, no loop");
     setup.gateway.stop().await;
 }
+
+#[tokio::test]
+async fn dead_letters_of_an_earlier_version_s_queue_move_into_the_stream() {
+    // Earlier versions kept a route's dead letters in a quorum queue `dead.<route>` bound to
+    // `dead-letters`. A session moves them into the stream, in order, and deletes the queue.
+    let fixture = Fixture::new("conformist", None, "");
+    let pipeline = fixture.pipeline();
+    let url = broker::amqp_url();
+    let prefix = broker::unique_prefix("legacy");
+    let names = contextgate::bus::amqp::Names::new(prefix.clone());
+    let cleanup = Cleanup::new(&url, &names, pipeline.registry());
+    let legacy = names.legacy_dead_letter_queue(Some("up-to-down"));
+    cleanup.queue(&legacy);
+    let client = Client::connect(&url).await;
+    broker::declare(&client, &names, pipeline.registry()).await;
+    let mut quorum = lapin::types::FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    client
+        .channel
+        .queue_declare(
+            legacy.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            quorum,
+        )
+        .await
+        .unwrap();
+    client
+        .channel
+        .queue_bind(
+            legacy.as_str().into(),
+            names.dead_letters().as_str().into(),
+            "up-to-down".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    for n in 0..2 {
+        client
+            .publish_stored(
+                "",
+                &legacy,
+                format!(r#"{{"id":"old","n":{n}}}"#).as_bytes(),
+                binary_event("up/Thing@1", &format!("old-{n}")),
+            )
+            .await;
+    }
+
+    let gateway = broker::start(pipeline, broker::settings(&url, &prefix)).await;
+    let kept = broker::kept_dead_letters(
+        &url,
+        &names.dead_letter_queue(Some("up-to-down")),
+        2,
+        SETTLE,
+        WAIT,
+    )
+    .await;
+    let ns: Vec<Value> = kept
+        .iter()
+        .map(|message| body_json(message)["n"].clone())
+        .collect();
+    assert_eq!(ns, [json!(0), json!(1)], "both moved, in order");
+    let probe = Client::connect(&url).await;
+    let gone = probe
+        .channel
+        .queue_declare(
+            legacy.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await;
+    assert!(gone.is_err(), "the emptied queue {legacy} is deleted");
+    gateway.stop().await;
+}

@@ -38,6 +38,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::watch;
 
@@ -545,11 +546,11 @@ fn long_string(value: &str) -> AMQPValue {
 /// Moves the dead letters of earlier versions' quorum queues `dead.<route>` (and
 /// `dead._unrouted`) into the streams: each queue is unbound first (so nothing new arrives),
 /// each message published to the stream with confirms and only then acknowledged, and the
-/// emptied queue deleted. `connection` is one of its own: the passive declare that finds a
-/// queue missing closes its channel with an error, which on the session's connections would end
-/// the session.
+/// drained queue deleted. It runs on a connection of its own (from `uri`): the passive declare
+/// that finds a queue missing closes its channel with an error, which on the session's
+/// connections would end the session; the connection is opened again if an error closed it.
 pub async fn migrate(
-    connection: &Connection,
+    uri: &AMQPUri,
     publisher: &Publisher,
     names: &Names,
     registry: &Registry,
@@ -559,10 +560,15 @@ pub async fn migrate(
         .iter()
         .map(|route| Some(route.name.as_str()))
         .chain([None]);
+    let mut connection: Option<Connection> = None;
     for route in routes {
+        let open = match connection.take() {
+            Some(open) if open.status().connected() => open,
+            _ => super::connect(uri, "contextgate dead-letter migration").await?,
+        };
+        let probe = open.create_channel().await?;
+        connection = Some(open);
         let legacy = names.legacy_dead_letter_queue(route);
-        // A passive declare of a queue that does not exist closes the channel: one each.
-        let probe = connection.create_channel().await?;
         let exists = probe
             .queue_declare(
                 legacy.as_str().into(),
@@ -574,51 +580,60 @@ pub async fn migrate(
             )
             .await
             .is_ok();
-        if !exists {
-            continue;
+        if exists {
+            move_legacy(&probe, publisher, names, route, &legacy).await?;
+            let _ = probe.close(200, "migrated".into()).await;
         }
-        let key = route.unwrap_or(super::topology::UNROUTED_KEY);
-        probe
-            .queue_unbind(
-                legacy.as_str().into(),
-                names.dead_letters().as_str().into(),
-                key.into(),
-                FieldTable::default(),
-            )
-            .await?;
-        let stream = names.dead_letter_queue(route);
-        let mut moved = 0_usize;
-        while let Some(message) = probe
-            .basic_get(legacy.as_str().into(), BasicGetOptions { no_ack: false })
-            .await?
-        {
-            let delivery = message.delivery;
-            let tag = delivery.delivery_tag;
-            let body = Bytes::from(delivery.data);
-            let confirmed = publisher
-                .send("", &stream, &body, delivery.properties)
-                .await?
-                .confirmed()
-                .await?;
-            if confirmed != Confirmed::Delivered {
-                tracing::error!(queue = %legacy, ?confirmed, "A dead letter could not be moved to its stream; it stays in its queue.");
-                break;
-            }
-            probe.basic_ack(tag, BasicAckOptions::default()).await?;
-            moved += 1;
-        }
-        let _ = probe
-            .queue_delete(
-                legacy.as_str().into(),
-                QueueDeleteOptions {
-                    if_empty: true,
-                    ..QueueDeleteOptions::default()
-                },
-            )
-            .await;
-        tracing::info!(queue = %legacy, %stream, moved, "Dead letters of an earlier version moved to their stream.");
-        let _ = probe.close(200, "migrated".into()).await;
     }
+    if let Some(connection) = connection {
+        let _ = connection.close(200, "dead letters migrated".into()).await;
+    }
+    Ok(())
+}
+
+async fn move_legacy(
+    probe: &Channel,
+    publisher: &Publisher,
+    names: &Names,
+    route: Option<&str>,
+    legacy: &str,
+) -> lapin::Result<()> {
+    let key = route.unwrap_or(super::topology::UNROUTED_KEY);
+    probe
+        .queue_unbind(
+            legacy.into(),
+            names.dead_letters().as_str().into(),
+            key.into(),
+            FieldTable::default(),
+        )
+        .await?;
+    let stream = names.dead_letter_queue(route);
+    let mut moved = 0_usize;
+    while let Some(message) = probe
+        .basic_get(legacy.into(), BasicGetOptions { no_ack: false })
+        .await?
+    {
+        let delivery = message.delivery;
+        let tag = delivery.delivery_tag;
+        let body = Bytes::from(delivery.data);
+        let confirmed = publisher
+            .send("", &stream, &body, delivery.properties)
+            .await?
+            .confirmed()
+            .await?;
+        if confirmed != Confirmed::Delivered {
+            tracing::error!(queue = %legacy, ?confirmed, "A dead letter could not be moved to its stream; the rest stay in their queue.");
+            return Ok(());
+        }
+        probe.basic_ack(tag, BasicAckOptions::default()).await?;
+        moved += 1;
+    }
+    // Unbound and drained: everything it held is in the stream (a quorum queue settles acks
+    // asynchronously, so `if_empty` could still see the last ones).
+    probe
+        .queue_delete(legacy.into(), QueueDeleteOptions::default())
+        .await?;
+    tracing::info!(queue = %legacy, %stream, moved, "Dead letters of an earlier version moved to their stream.");
     Ok(())
 }
 
