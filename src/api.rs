@@ -132,10 +132,16 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .merge(ingest)
         .merge(
+            // Outermost first: the rate, then the body within its deadline (a slow body holds
+            // no slot), then a slot of the admin side's concurrency.
             admin()
                 .route_layer(shed().layer(GlobalConcurrencyLimitLayer::new(
                     limits.admin_concurrency.max(1),
                 )))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    limits.body_read_timeout,
+                    body_within,
+                ))
                 .route_layer(axum::middleware::from_fn_with_state(
                     Arc::new(TokenBucket::new(limits.admin_rate)),
                     within_rate,
@@ -202,26 +208,47 @@ impl IngestShares {
         let Ok(_share) = share.try_acquire_owned() else {
             return ApiError::Overloaded.into_response();
         };
-        let (parts, body) = request.into_parts();
-        let body =
-            match tokio::time::timeout(self.body_read_timeout, read_body(&parts.headers, body))
-                .await
-            {
-                Ok(Ok(body)) => body,
-                Ok(Err(refusal)) => return refusal,
-                Err(_) => {
-                    return (
-                        StatusCode::REQUEST_TIMEOUT,
-                        format!(
-                            "the request body did not arrive within {}",
-                            humantime::format_duration(self.body_read_timeout)
-                        ),
-                    )
-                        .into_response();
-                }
-            };
-        let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(body));
-        next.run(request).await
+        match read_within(self.body_read_timeout, request).await {
+            Ok(request) => next.run(request).await,
+            Err(refusal) => refusal,
+        }
+    }
+}
+
+/// The request with its body read whole within `deadline`: 408 when it did not arrive in time,
+/// 413 past the cap.
+async fn read_within(
+    deadline: Duration,
+    request: axum::extract::Request,
+) -> Result<axum::extract::Request, Response> {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(deadline, read_body(&parts.headers, body)).await {
+        Ok(Ok(body)) => Ok(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        )),
+        Ok(Err(refusal)) => Err(refusal),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {}",
+                humantime::format_duration(deadline)
+            ),
+        )
+            .into_response()),
+    }
+}
+
+/// The admin side's body deadline: a registration body must arrive whole within it before the
+/// request takes an admin slot.
+async fn body_within(
+    axum::extract::State(deadline): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match read_within(deadline, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
     }
 }
 

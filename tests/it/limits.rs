@@ -537,6 +537,51 @@ async fn one_context_s_slow_bodies_do_not_turn_another_context_away() {
     assert_eq!(response.status(), 400, "refused for its content, not shed");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_registration_bodies_hold_no_admin_slot_and_are_cut_at_the_body_deadline() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            admin_concurrency: 2,
+            body_read_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+    // Four registrations whose bodies never finish: twice the admin side's slots.
+    let mut hogs = Vec::new();
+    for i in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "PUT /v1/contexts/up/contracts/Slow{i}/versions/1?kind=event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\""
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        hogs.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The admin side still answers, at once.
+    let started = Instant::now();
+    for _ in 0..4 {
+        let response = reqwest::get(format!("{base}/v1/routes")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // The slow bodies are cut at the body deadline, well before the request timeout.
+    for hog in &mut hogs {
+        assert_eq!(answered(hog, Duration::from_secs(4)).await, Some(408));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 #[test]
 fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
     // A translator that works for about 80 ms on every message (its 50 ms budget is checked
