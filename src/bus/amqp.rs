@@ -208,6 +208,8 @@ pub struct AmqpBus {
     names: Names,
     status: Arc<Status>,
     current: RwLock<Option<Arc<Session>>>,
+    /// Earlier versions' dead-letter queues were looked for (once per process).
+    migrated: AtomicBool,
 }
 
 /// Why HTTP ingest could not hand a message to the broker.
@@ -323,6 +325,7 @@ impl AmqpBus {
             names,
             status: Arc::default(),
             current: RwLock::default(),
+            migrated: AtomicBool::new(false),
         }
     }
 
@@ -450,7 +453,10 @@ impl AmqpBus {
             self.status.clone(),
         )
         .await?;
-        dead_letters::migrate(uri, &publisher, &self.names, pipeline.registry()).await?;
+        if !self.migrated.load(Ordering::Relaxed) {
+            dead_letters::migrate(uri, &publisher, &self.names, pipeline.registry()).await?;
+            self.migrated.store(true, Ordering::Relaxed);
+        }
         let session = Arc::new(Session {
             pipelines: watch::Sender::new(pipeline.clone()),
             names: self.names.clone(),

@@ -546,9 +546,9 @@ fn long_string(value: &str) -> AMQPValue {
 /// Moves the dead letters of earlier versions' quorum queues `dead.<route>` (and
 /// `dead._unrouted`) into the streams: each queue is unbound first (so nothing new arrives),
 /// each message published to the stream with confirms and only then acknowledged, and the
-/// drained queue deleted. It runs on a connection of its own (from `uri`): the passive declare
-/// that finds a queue missing closes its channel with an error, which on the session's
-/// connections would end the session; the connection is opened again if an error closed it.
+/// drained queue deleted. It runs on a connection of its own (from `uri`): finding an earlier
+/// version's queue closes a channel with an error, which on the session's connections would end
+/// the session; the connection is opened again if an error closed it.
 pub async fn migrate(
     uri: &AMQPUri,
     publisher: &Publisher,
@@ -567,23 +567,34 @@ pub async fn migrate(
             _ => super::connect(uri, "contextgate dead-letter migration").await?,
         };
         let probe = open.create_channel().await?;
-        connection = Some(open);
         let legacy = names.legacy_dead_letter_queue(route);
-        let exists = probe
+        // A passive declare of a queue that is not there fails loudly (lapin logs every channel
+        // error). A classic queue of that name is declared instead: when there was none, it is
+        // new, empty, and deleted at once (cheap: no Raft group); the quorum queue of an earlier
+        // version refuses the classic declaration — then its dead letters are moved.
+        let mut classic = FieldTable::default();
+        classic.insert("x-queue-type".into(), long_string("classic"));
+        let declared = probe
             .queue_declare(
                 legacy.as_str().into(),
                 QueueDeclareOptions {
-                    passive: true,
+                    durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                FieldTable::default(),
+                classic,
             )
-            .await
-            .is_ok();
-        if exists {
-            move_legacy(&probe, publisher, names, route, &legacy).await?;
-            let _ = probe.close(200, "migrated".into()).await;
+            .await;
+        if declared.is_ok() {
+            probe
+                .queue_delete(legacy.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+            let _ = probe.close(200, "no legacy dead letters".into()).await;
+        } else {
+            let mover = open.create_channel().await?;
+            move_legacy(&mover, publisher, names, route, &legacy).await?;
+            let _ = mover.close(200, "migrated".into()).await;
         }
+        connection = Some(open);
     }
     if let Some(connection) = connection {
         let _ = connection.close(200, "dead letters migrated".into()).await;
