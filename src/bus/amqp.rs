@@ -93,6 +93,8 @@ impl AmqpSettings {
 #[derive(Debug)]
 pub struct Status {
     ready: AtomicBool,
+    /// Sessions lost and built again since the bus started.
+    reconnects: std::sync::atomic::AtomicU64,
     blocked: watch::Sender<bool>,
     /// The digest of the registry the consumers run on (its topology declared).
     running: watch::Sender<[u8; 32]>,
@@ -102,6 +104,7 @@ impl Default for Status {
     fn default() -> Self {
         Self {
             ready: AtomicBool::new(false),
+            reconnects: std::sync::atomic::AtomicU64::new(0),
             blocked: watch::Sender::new(false),
             running: watch::Sender::new([0; 32]),
         }
@@ -112,6 +115,11 @@ impl Status {
     /// Connected, topology declared, consumers running.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// How many times this bus lost its session and built a new one.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// The broker blocks our publishing connection (a resource alarm).
@@ -416,6 +424,7 @@ impl AmqpBus {
                 Err(error) => error.to_string(),
             };
             metrics::counter!(telemetry::AMQP_RECONNECTS).increment(1);
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = FIRST_BACKOFF;
             }

@@ -601,16 +601,6 @@ pub(crate) fn assert_exactly_once(
     );
 }
 
-/// The gateway's broker reconnects so far in this test process, from its metrics.
-pub(crate) fn reconnects() -> u64 {
-    contextgate::telemetry::metrics()
-        .render()
-        .lines()
-        .find(|line| line.starts_with("contextgate_amqp_reconnects_total"))
-        .and_then(|line| line.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Declares the gateway's topology without starting it (to pre-load a backlog).
 pub(crate) async fn declare(client: &Client, names: &Names, registry: &Registry) {
     topology::declare(

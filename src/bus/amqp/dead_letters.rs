@@ -24,8 +24,8 @@
 //! once, like every delivery of the gateway). A redrive whose copy was confirmed but whose
 //! tombstone was not leaves the dead letter live: a later redrive sends it again.
 //!
-//! Earlier versions kept dead letters in quorum queues `dead.<route>`; at the start of a
-//! session those are unbound and their messages moved into the streams ([`migrate`]).
+//! Earlier versions kept dead letters in quorum queues `dead.<route>`; at the start of the
+//! first session those are unbound and their messages moved into the streams ([`migrate`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -34,15 +34,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::watch;
 
-use super::publisher::{Confirmed, Publisher};
+use super::publisher::{Confirmed, PUBLISH_TOKEN, Publisher};
 use super::wire::{DEAD_LETTER_MARKER, SETTLED_HOW, SETTLES, Taken};
 use super::{AmqpBus, IngestError, Names, Session};
 use crate::bus::dead_letters::{DeadLetterPage, DeadLetterView, MAX_SCAN, Page, Redriven};
@@ -52,6 +52,9 @@ use crate::registry::{Registry, RouteName};
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries a stream reader may hold unacknowledged (streams need a prefetch).
 const STREAM_PREFETCH: u16 = 500;
+/// A page's records are read in runs; past this many records between two of them, the next
+/// run starts a consumer at its first offset instead of reading through.
+const RUN_GAP: u64 = 64;
 
 impl AmqpBus {
     /// A page of the dead letters of `route` (`None`: those that had no route), oldest first.
@@ -68,8 +71,10 @@ impl AmqpBus {
             .iter()
             .map(|(offset, taken)| taken.dead_letter_view(offset.to_string(), route_name(route)))
             .collect();
-        let next = match (more, dead_letters.last()) {
-            (true, Some(last)) => Some(last.id.clone()),
+        // From what was chosen, not what is shown: a page whose records were all settled while
+        // it was read is empty, and the listing goes on after it.
+        let next = match (more, chosen.last()) {
+            (true, Some(last)) => Some(last.to_string()),
             _ => None,
         };
         Ok(DeadLetterPage {
@@ -374,37 +379,47 @@ impl Tail {
         }
     }
 
-    /// The records at `offsets` (ascending) that are still live, read from the stream.
+    /// The records at `offsets` (ascending) that are still live, read from the stream. Offsets
+    /// close together are read in one run; a run starts anew past a gap of more than
+    /// [`RUN_GAP`] records (settled dead letters, tombstones, markers), so a page reads its own
+    /// records and few others however much was settled between them.
     async fn read(
         &self,
         session: &Session,
         offsets: &[u64],
     ) -> Result<Vec<(u64, Taken)>, IngestError> {
-        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+        if offsets.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let channel = session.admin.create_channel().await.map_err(broker)?;
         let read = async {
-            let mut consumer = consume_from(
-                &channel,
-                &self.stream,
-                AMQPValue::LongLongInt(i64::try_from(first).unwrap_or(i64::MAX)),
-            )
-            .await?;
             let mut records = Vec::with_capacity(offsets.len());
-            while let Some(delivery) = consumer.next().await {
-                let delivery = delivery?;
-                let tag = delivery.delivery_tag;
-                let Some(offset) = stream_offset(&delivery.properties) else {
-                    continue;
-                };
-                if offsets.binary_search(&offset).is_ok() {
-                    records.push((offset, Taken::from_lapin(delivery)));
+            for run in offsets.chunk_by(|before, after| after - before <= RUN_GAP) {
+                let (first, last) = (run[0], run[run.len() - 1]);
+                let mut consumer = consume_from(
+                    &channel,
+                    &self.stream,
+                    AMQPValue::LongLongInt(i64::try_from(first).unwrap_or(i64::MAX)),
+                )
+                .await?;
+                while let Some(delivery) = consumer.next().await {
+                    let delivery = delivery?;
+                    let tag = delivery.delivery_tag;
+                    let Some(offset) = stream_offset(&delivery.properties) else {
+                        continue;
+                    };
+                    let done = offset >= last;
+                    if run.binary_search(&offset).is_ok() {
+                        records.push((offset, Taken::from_lapin(delivery)));
+                    }
+                    channel.basic_ack(tag, BasicAckOptions::default()).await?;
+                    if done {
+                        break;
+                    }
                 }
-                channel.basic_ack(tag, BasicAckOptions::default()).await?;
-                if offset >= last {
-                    break;
-                }
+                channel
+                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                    .await?;
             }
             Ok::<_, lapin::Error>(records)
         };
@@ -454,7 +469,13 @@ async fn follow(
             };
             let delivery = delivery?;
             let properties = &delivery.properties;
-            let header = |name: &str| properties.headers().as_ref()?.inner().get(name).cloned();
+            // Markers and tombstones are the gateway's own: empty, with its publish token, and
+            // never dead-lettered by the broker (which keeps a producer's headers as they were,
+            // and adds `x-first-death-reason`; a stream drops its `x-death` array).
+            let gateways = delivery.data.is_empty()
+                && header_of(properties, PUBLISH_TOKEN).is_some()
+                && header_of(properties, "x-first-death-reason").is_none();
+            let header = |name: &str| gateways.then(|| header_of(properties, name)).flatten();
             match (
                 stream_offset(properties),
                 header(DEAD_LETTER_MARKER),
@@ -471,8 +492,7 @@ async fn follow(
                     }
                 }
                 (Some(offset), None, None) => {
-                    let size = delivery.data.len() + 512;
-                    tail.index().insert(offset, size);
+                    tail.index().insert(offset, weight(&delivery));
                 }
                 (None, None, None) => {}
             }
@@ -508,6 +528,43 @@ async fn consume_from(
             arguments,
         )
         .await
+}
+
+/// About how many bytes a dead letter weighs in a listing: its body, its headers, and what the
+/// API adds around them.
+fn weight(delivery: &lapin::message::Delivery) -> usize {
+    let headers: usize = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(|headers| {
+            headers
+                .inner()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value_weight(value))
+                .sum()
+        })
+        .unwrap_or(0);
+    delivery.data.len() + headers + 512
+}
+
+fn value_weight(value: &AMQPValue) -> usize {
+    match value {
+        AMQPValue::LongString(text) => text.as_bytes().len(),
+        AMQPValue::ShortString(text) => text.as_str().len(),
+        AMQPValue::ByteArray(bytes) => bytes.as_slice().len(),
+        AMQPValue::FieldArray(values) => values.as_slice().iter().map(value_weight).sum(),
+        AMQPValue::FieldTable(table) => table
+            .inner()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value_weight(value))
+            .sum(),
+        _ => 8,
+    }
+}
+
+fn header_of(properties: &BasicProperties, name: &str) -> Option<AMQPValue> {
+    properties.headers().as_ref()?.inner().get(name).cloned()
 }
 
 /// The offset RabbitMQ gives each delivery from a stream.
@@ -546,7 +603,8 @@ fn long_string(value: &str) -> AMQPValue {
 /// Moves the dead letters of earlier versions' quorum queues `dead.<route>` (and
 /// `dead._unrouted`) into the streams: each queue is unbound first (so nothing new arrives),
 /// each message published to the stream with confirms and only then acknowledged, and the
-/// drained queue deleted. It runs on a connection of its own (from `uri`): finding an earlier
+/// drained queue left in place (unbound; an earlier version's reader may still hold some of its
+/// messages, which come back to it). It runs on a connection of its own (from `uri`): finding an earlier
 /// version's queue closes a channel with an error, which on the session's connections would end
 /// the session; the connection is opened again if an error closed it.
 pub async fn migrate(
@@ -628,7 +686,12 @@ async fn move_legacy(
         let tag = delivery.delivery_tag;
         let body = Bytes::from(delivery.data);
         let confirmed = publisher
-            .send("", &stream, &body, delivery.properties)
+            .send(
+                "",
+                &stream,
+                &body,
+                super::wire::for_stream(delivery.properties),
+            )
             .await?
             .confirmed()
             .await?;
@@ -639,12 +702,10 @@ async fn move_legacy(
         probe.basic_ack(tag, BasicAckOptions::default()).await?;
         moved += 1;
     }
-    // Unbound and drained: everything it held is in the stream (a quorum queue settles acks
-    // asynchronously, so `if_empty` could still see the last ones).
-    probe
-        .queue_delete(legacy.into(), QueueDeleteOptions::default())
-        .await?;
-    tracing::info!(queue = %legacy, %stream, moved, "Dead letters of an earlier version moved to their stream.");
+    // The queue is left: what another reader holds unacknowledged (an earlier version's
+    // listing) is in no count and would go with it. Emptied and unbound, it costs nothing; a
+    // later start moves whatever comes back to it.
+    tracing::info!(queue = %legacy, %stream, moved, "Dead letters of an earlier version moved to their stream; delete the emptied queue once no earlier gateway runs.");
     Ok(())
 }
 

@@ -13,10 +13,14 @@
 //! - every confirm is awaited (never dropped), and any return it carries is filed by the key of
 //!   the returned message — the `x-gateway-publish` token the gateway puts on what it keeps
 //!   (dead letters, retries, redrives), or the message id of an output;
-//! - a publish is answered only once every publish that existed when its own confirm arrived has
-//!   had its confirm, too. Returns come in publish order and each is taken by a confirm resolved
-//!   no later than the last confirm of the publishes up to its own; by then all of those have
-//!   been filed, so its return, if any, is among the filed ones.
+//! - a publish is answered once every publish that existed when its own confirm arrived has had
+//!   its confirm, too — or [`GRACE`] after its own confirm, whichever comes first. Returns come in
+//!   publish order and each is taken by a confirm resolved no later than the last confirm of the
+//!   publishes up to its own. The broker confirms an unroutable message as soon as it returns it,
+//!   so in practice the confirm that takes a return is resolved in the same step as the returned
+//!   publish's own, or before it; its task files it within scheduling delay. A publish whose
+//!   confirm does not come (a queue that lost its quorum) so holds the others back by the grace
+//!   at most, not until it comes.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -24,7 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lapin::message::BasicReturnMessage;
@@ -71,11 +75,28 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        let ledger: Arc<Mutex<Ledger>> = Arc::default();
+        // Answers publishes whose grace ran out while no other confirm came; ends with the
+        // publisher.
+        let ticking = Arc::downgrade(&ledger);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(GRACE / 4);
+            loop {
+                ticks.tick().await;
+                let Some(ledger) = ticking.upgrade() else {
+                    return;
+                };
+                ledger
+                    .lock()
+                    .expect("the ledger never panics")
+                    .tick(Instant::now());
+            }
+        });
         Ok(Self {
             channel,
             confirm_timeout,
             status,
-            ledger: Arc::default(),
+            ledger,
             tokens: AtomicU64::new(0),
         })
     }
@@ -161,7 +182,7 @@ impl Publisher {
                 .as_mut()
                 .poll(&mut Context::from_waker(Waker::noop()));
             if let Poll::Ready(Err(error)) = &first {
-                ledger.record(seq, Err(error.clone()));
+                ledger.record(seq, Err(error.clone()), Instant::now());
             }
             (seq, first)
         };
@@ -183,7 +204,7 @@ impl Publisher {
             ledger
                 .lock()
                 .expect("the ledger never panics")
-                .record(seq, answer);
+                .record(seq, answer, Instant::now());
         });
         Ok(Pending {
             answered,
@@ -292,6 +313,11 @@ enum Answer {
     Failed(lapin::Error),
 }
 
+/// How long after its own confirm a publish waits at most for the confirms of the publishes
+/// that existed then: any of them that could carry its return was resolved by lapin no later
+/// than its own, and is filed within scheduling delay.
+pub const GRACE: Duration = Duration::from_secs(1);
+
 /// One publish on its way.
 #[derive(Debug)]
 struct Entry {
@@ -300,44 +326,46 @@ struct Entry {
     reply: Option<oneshot::Sender<lapin::Result<Confirmed>>>,
 }
 
-/// The publishes in flight on one channel, in delivery-tag order, and the returns not yet
-/// given to their publish.
+/// The publishes in flight on one channel, by sequence number (the delivery tags' order), and
+/// the returns not yet given to their publish.
 #[derive(Debug, Default)]
 struct Ledger {
-    /// The sequence number of `entries[0]`.
-    first: u64,
-    entries: VecDeque<Entry>,
+    /// The next sequence number.
+    next: u64,
+    /// Publishes not answered yet.
+    entries: std::collections::BTreeMap<u64, Entry>,
     /// Every publish below this one has its confirm.
     confirmed_below: u64,
-    /// Publishes whose confirms all came (`..end`), answered once every publish below `need`
-    /// has its confirm: those that existed when the last of them came.
-    batches: VecDeque<Batch>,
-    /// Returns filed by key, with how many of each.
+    /// Publishes with their confirm, waiting for every publish below the key to have its own.
+    waiting: std::collections::BTreeMap<u64, Vec<u64>>,
+    /// Publishes with their confirm, in the order their confirms came: each is answered at the
+    /// latest [`GRACE`] after.
+    expiring: VecDeque<(Instant, u64)>,
+    /// Returns filed by key, with how many of each and the broker's reply text.
     returned: HashMap<ReturnKey, (usize, String)>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Batch {
-    end: u64,
-    need: u64,
+    /// How many publishes not answered yet have each key (a return whose publish was answered
+    /// already has nobody to go to).
+    open_keys: HashMap<ReturnKey, usize>,
 }
 
 impl Ledger {
-    fn next(&self) -> u64 {
-        self.first + self.entries.len() as u64
-    }
-
     fn open(&mut self, key: ReturnKey, reply: oneshot::Sender<lapin::Result<Confirmed>>) -> u64 {
-        let seq = self.next();
-        self.entries.push_back(Entry {
-            key,
-            answer: None,
-            reply: Some(reply),
-        });
+        let seq = self.next;
+        self.next += 1;
+        *self.open_keys.entry(key.clone()).or_default() += 1;
+        self.entries.insert(
+            seq,
+            Entry {
+                key,
+                answer: None,
+                reply: Some(reply),
+            },
+        );
         seq
     }
 
-    fn record(&mut self, seq: u64, confirmation: lapin::Result<Confirmation>) {
+    /// Records the confirm of publish `seq`, and answers every publish that may be answered now.
+    fn record(&mut self, seq: u64, confirmation: lapin::Result<Confirmation>, now: Instant) {
         let answer = match confirmation {
             Ok(Confirmation::Ack(returned)) => {
                 self.file(returned);
@@ -350,57 +378,72 @@ impl Ledger {
             }
             Err(error) => Answer::Failed(error),
         };
-        let Some(entry) = seq
-            .checked_sub(self.first)
-            .and_then(|index| self.entries.get_mut(index as usize))
-        else {
+        let Some(entry) = self.entries.get_mut(&seq) else {
             return;
         };
         entry.answer = Some(answer);
-        let before = self.confirmed_below;
-        while self.confirmed_below < self.next()
-            && self.entries[(self.confirmed_below - self.first) as usize]
-                .answer
-                .is_some()
+        while self.confirmed_below < self.next
+            && self
+                .entries
+                .get(&self.confirmed_below)
+                .is_none_or(|entry| entry.answer.is_some())
         {
             self.confirmed_below += 1;
         }
-        if self.confirmed_below > before {
-            self.batches.push_back(Batch {
-                end: self.confirmed_below,
-                need: self.next(),
-            });
+        let need = self.next;
+        if self.confirmed_below >= need {
+            self.answer(seq);
+        } else {
+            self.waiting.entry(need).or_default().push(seq);
+            self.expiring.push_back((now, seq));
         }
-        while let Some(batch) = self.batches.front().copied() {
-            if self.confirmed_below < batch.need {
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() > self.confirmed_below {
                 break;
             }
-            self.batches.pop_front();
-            while self.first < batch.end {
-                let entry = self
-                    .entries
-                    .pop_front()
-                    .expect("a batch ends at most at the last entry");
-                self.first += 1;
-                self.answer(entry);
+            for seq in entry.remove() {
+                self.answer(seq);
             }
+        }
+        self.tick(now);
+    }
+
+    /// Answers the publishes whose confirm came [`GRACE`] or longer ago.
+    fn tick(&mut self, now: Instant) {
+        while let Some(&(recorded, seq)) = self.expiring.front() {
+            if now.duration_since(recorded) < GRACE {
+                break;
+            }
+            self.expiring.pop_front();
+            self.answer(seq);
         }
     }
 
     /// Files a return under its message's key, whichever confirm carried it.
     fn file(&mut self, returned: Option<BasicReturnMessage>) {
-        if let Some(returned) = returned {
-            let filed = self
-                .returned
-                .entry(ReturnKey::of(&returned))
-                .or_insert((0, String::new()));
-            filed.0 += 1;
-            filed.1 = returned.reply_text.to_string();
+        let Some(returned) = returned else { return };
+        let key = ReturnKey::of(&returned);
+        if self.open_keys.get(&key).copied().unwrap_or(0) == 0 {
+            tracing::warn!(exchange = %key.exchange, routing_key = %key.routing_key, "A returned message came after its publish was answered; it is counted as delivered.");
+            return;
         }
+        let filed = self.returned.entry(key).or_insert((0, String::new()));
+        filed.0 += 1;
+        filed.1 = returned.reply_text.to_string();
     }
 
-    /// Gives one publish its answer, with its return if one was filed for it.
-    fn answer(&mut self, entry: Entry) {
+    /// Gives publish `seq` its answer, with its return if one was filed for it (nothing when it
+    /// was answered already).
+    fn answer(&mut self, seq: u64) {
+        let Some(entry) = self.entries.remove(&seq) else {
+            return;
+        };
+        if let Some(open) = self.open_keys.get_mut(&entry.key) {
+            *open -= 1;
+            if *open == 0 {
+                self.open_keys.remove(&entry.key);
+            }
+        }
         let mut unroutable = || {
             let filed = self.returned.get_mut(&entry.key)?;
             filed.0 -= 1;
@@ -422,7 +465,7 @@ impl Ledger {
                 ))
             }
             Some(Answer::Failed(error)) => Err(error),
-            None => unreachable!("a batch holds only entries with their confirm"),
+            None => unreachable!("only publishes with their confirm are answered"),
         };
         if let Some(reply) = entry.reply {
             // The waiter may have given up (a confirm timeout): nobody to tell.
@@ -465,32 +508,75 @@ mod tests {
     }
 
     #[test]
+    fn a_confirm_that_never_comes_holds_the_others_back_by_the_grace_at_most() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::default();
+        let mut stuck = open(&mut ledger, "stuck");
+        let mut replies: Vec<_> = (0..1_000)
+            .map(|i| open(&mut ledger, &i.to_string()))
+            .collect();
+        for seq in 1..=1_000 {
+            ledger.record(seq, Ok(Confirmation::Ack(None)), t0);
+        }
+        ledger.tick(t0 + GRACE / 2);
+        assert!(replies.iter_mut().all(|reply| now(reply).is_none()));
+        ledger.tick(t0 + GRACE);
+        assert!(
+            replies
+                .iter_mut()
+                .all(|reply| now(reply) == Some(Confirmed::Delivered))
+        );
+        assert_eq!(now(&mut stuck), None);
+        assert_eq!(
+            ledger.entries.len(),
+            1,
+            "only the one without its confirm is held"
+        );
+    }
+
+    #[test]
+    fn a_return_that_comes_after_its_publish_was_answered_goes_to_nobody_else() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::default();
+        let mut a = open(&mut ledger, "a");
+        let mut b = open(&mut ledger, "b");
+        ledger.record(0, Ok(Confirmation::Ack(None)), t0);
+        ledger.tick(t0 + GRACE);
+        assert_eq!(now(&mut a), Some(Confirmed::Delivered));
+        ledger.record(1, Ok(Confirmation::Ack(Some(returned("a")))), t0 + GRACE);
+        assert_eq!(now(&mut b), Some(Confirmed::Delivered));
+        assert!(ledger.returned.is_empty() && ledger.open_keys.is_empty());
+    }
+
+    #[test]
     fn a_return_carried_by_another_publishes_confirm_goes_to_its_own_publish() {
+        let t0 = Instant::now();
         let mut ledger = Ledger::default();
         let mut a = open(&mut ledger, "a");
         let mut b = open(&mut ledger, "b");
         // b was returned, but lapin handed the return to a's confirm.
-        ledger.record(0, Ok(Confirmation::Ack(Some(returned("b")))));
+        ledger.record(0, Ok(Confirmation::Ack(Some(returned("b")))), t0);
         assert_eq!(now(&mut a), None, "b may still carry a's return");
-        ledger.record(1, Ok(Confirmation::Ack(None)));
+        ledger.record(1, Ok(Confirmation::Ack(None)), t0);
         assert_eq!(now(&mut a), Some(Confirmed::Delivered));
         assert_eq!(now(&mut b), Some(Confirmed::Unroutable("NO_ROUTE".into())));
     }
 
     #[test]
     fn a_publish_waits_for_those_that_existed_when_its_confirm_came() {
+        let t0 = Instant::now();
         let mut ledger = Ledger::default();
         let mut a = open(&mut ledger, "a");
         let mut b = open(&mut ledger, "b");
-        ledger.record(0, Ok(Confirmation::Ack(None)));
+        ledger.record(0, Ok(Confirmation::Ack(None)), t0);
         // b's confirm may carry a's return: a waits for it.
         assert_eq!(now(&mut a), None);
         let mut c = open(&mut ledger, "c");
-        ledger.record(1, Ok(Confirmation::Ack(Some(returned("a")))));
+        ledger.record(1, Ok(Confirmation::Ack(Some(returned("a")))), t0);
         assert_eq!(now(&mut a), Some(Confirmed::Unroutable("NO_ROUTE".into())));
         // b's confirm came while c existed: b waits for c.
         assert_eq!(now(&mut b), None);
-        ledger.record(2, Ok(Confirmation::Nack(None)));
+        ledger.record(2, Ok(Confirmation::Nack(None)), t0);
         assert_eq!(now(&mut b), Some(Confirmed::Delivered));
         assert!(matches!(now(&mut c), Some(Confirmed::Refused(_))));
         assert!(ledger.entries.is_empty() && ledger.returned.is_empty());
@@ -498,13 +584,14 @@ mod tests {
 
     #[test]
     fn confirms_out_of_order_are_answered_in_order_once_all_came() {
+        let t0 = Instant::now();
         let mut ledger = Ledger::default();
         let mut replies: Vec<_> = (0..4).map(|i| open(&mut ledger, &i.to_string())).collect();
         for seq in [3, 1, 2] {
-            ledger.record(seq, Ok(Confirmation::Ack(None)));
+            ledger.record(seq, Ok(Confirmation::Ack(None)), t0);
         }
         assert!(replies.iter_mut().all(|reply| now(reply).is_none()));
-        ledger.record(0, Ok(Confirmation::Ack(Some(returned("2")))));
+        ledger.record(0, Ok(Confirmation::Ack(Some(returned("2")))), t0);
         let answers: Vec<_> = replies
             .iter_mut()
             .map(|reply| now(reply).unwrap())

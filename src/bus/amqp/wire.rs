@@ -24,6 +24,11 @@ pub const GATEWAY_PREFIX: &str = "x-gateway-";
 pub const ATTEMPT: &str = "x-gateway-attempt";
 /// Trace context headers passed on from input to output as they are.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+/// The input's own headers, as JSON (`serde` of the AMQP field table), on a dead letter whose
+/// input has headers a stream would not keep as they are.
+pub const INPUT_HEADERS: &str = "x-gateway-input-headers";
+/// The most bytes of [`INPUT_HEADERS`]; past it, the values a stream cannot keep are dropped.
+const MAX_INPUT_HEADERS: usize = 64 * 1024;
 /// A record of a dead-letter stream that names a dead letter settled (deleted or redriven) by
 /// its offset; the body is empty.
 pub const SETTLES: &str = "x-gateway-settles";
@@ -157,8 +162,14 @@ impl Taken {
             .with_delivery_mode(PERSISTENT)
     }
 
-    /// The input's headers without any of the gateway's (`x-gateway-*`, the retry's route).
+    /// The input's headers without any of the gateway's (`x-gateway-*`, the retry's route):
+    /// exactly as they came when a dead letter kept them in [`INPUT_HEADERS`].
     fn own_headers(&self) -> FieldTable {
+        if let Some(AMQPValue::LongString(json)) = self.header(INPUT_HEADERS)
+            && let Ok(table) = serde_json::from_slice::<FieldTable>(json.as_bytes())
+        {
+            return table;
+        }
         let mut table = FieldTable::default();
         if let Some(headers) = self.properties.headers() {
             for (name, value) in headers.inner() {
@@ -336,18 +347,201 @@ pub fn dead_letter(input: &Taken, info: &DeadLetterInfo<'_>) -> BasicProperties 
         ATTEMPT.into(),
         AMQPValue::LongLongInt(i64::from(info.attempt)),
     );
-    input.properties.clone().with_headers(headers)
+    for_stream(input.properties.clone().with_headers(headers))
 }
 
-/// The input's properties, unchanged, with the attempt number it will be and the route it
-/// goes back to when its delay queue lets it go.
+/// `properties` as a dead-letter stream keeps them. RabbitMQ 3.10 stores a stream's messages
+/// as AMQP 1.0, whose application properties hold only simple values: it drops array and
+/// table headers, and a decimal header makes it close the publishing connection
+/// (`INTERNAL_ERROR`) — which a producer could use to stop the gateway over and over. So only
+/// strings, integers, booleans, timestamps and voids stay headers; when the input has any other
+/// value, its own headers are kept whole as JSON in [`INPUT_HEADERS`], from which a listing
+/// and a redrive restore them exactly.
+pub fn for_stream(properties: BasicProperties) -> BasicProperties {
+    let Some(headers) = properties.headers().clone() else {
+        return properties;
+    };
+    if headers.inner().values().all(stream_keeps) {
+        return properties;
+    }
+    let own: FieldTable = headers
+        .inner()
+        .iter()
+        .filter(|(name, _)| !name.as_str().starts_with(GATEWAY_PREFIX))
+        .fold(FieldTable::default(), |mut own, (name, value)| {
+            own.insert(name.clone(), value.clone());
+            own
+        });
+    let mut kept = FieldTable::default();
+    for (name, value) in headers.inner() {
+        if stream_keeps(value) {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    match serde_json::to_string(&own) {
+        Ok(json) if json.len() <= MAX_INPUT_HEADERS => {
+            kept.insert(INPUT_HEADERS.into(), text(json));
+        }
+        _ => tracing::warn!(
+            "A dead letter's input headers are too large (or not representable) to keep whole; the values a stream cannot hold are dropped."
+        ),
+    }
+    properties.with_headers(kept)
+}
+
+/// Whether a stream keeps a header value as it is.
+fn stream_keeps(value: &AMQPValue) -> bool {
+    matches!(
+        value,
+        AMQPValue::LongString(_)
+            | AMQPValue::ShortString(_)
+            | AMQPValue::Boolean(_)
+            | AMQPValue::ShortShortInt(_)
+            | AMQPValue::ShortShortUInt(_)
+            | AMQPValue::ShortInt(_)
+            | AMQPValue::ShortUInt(_)
+            | AMQPValue::LongInt(_)
+            | AMQPValue::LongUInt(_)
+            | AMQPValue::LongLongInt(_)
+            | AMQPValue::Timestamp(_)
+            | AMQPValue::Void
+    )
+}
+
+/// The input's properties, unchanged but for its `expiration` (the delay queue's TTL decides
+/// when a retry leaves, never the producer's), with the attempt number it will be and the route
+/// it goes back to when its delay queue lets it go.
 pub fn retry(input: &Taken, attempt: u32, route: &Route) -> BasicProperties {
     let mut headers = input.own_headers();
     headers.insert(ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(attempt)));
     headers.insert(RETRY_ROUTE.into(), text(route.name.as_str()));
-    input
-        .properties
-        .clone()
+    without_expiration(&input.properties)
         .with_headers(headers)
         .with_delivery_mode(PERSISTENT)
+}
+
+/// `properties` without `expiration` (AMQP properties can be set but not unset).
+fn without_expiration(properties: &BasicProperties) -> BasicProperties {
+    let mut copy = BasicProperties::default();
+    if let Some(value) = properties.content_type() {
+        copy = copy.with_content_type(value.clone());
+    }
+    if let Some(value) = properties.content_encoding() {
+        copy = copy.with_content_encoding(value.clone());
+    }
+    if let Some(value) = properties.headers() {
+        copy = copy.with_headers(value.clone());
+    }
+    if let Some(value) = properties.delivery_mode() {
+        copy = copy.with_delivery_mode(*value);
+    }
+    if let Some(value) = properties.priority() {
+        copy = copy.with_priority(*value);
+    }
+    if let Some(value) = properties.correlation_id() {
+        copy = copy.with_correlation_id(value.clone());
+    }
+    if let Some(value) = properties.reply_to() {
+        copy = copy.with_reply_to(value.clone());
+    }
+    if let Some(value) = properties.message_id() {
+        copy = copy.with_message_id(value.clone());
+    }
+    if let Some(value) = properties.timestamp() {
+        copy = copy.with_timestamp(*value);
+    }
+    if let Some(value) = properties.kind() {
+        copy = copy.with_type(value.clone());
+    }
+    if let Some(value) = properties.user_id() {
+        copy = copy.with_user_id(value.clone());
+    }
+    if let Some(value) = properties.app_id() {
+        copy = copy.with_app_id(value.clone());
+    }
+    if let Some(value) = properties.cluster_id() {
+        copy = copy.with_cluster_id(value.clone());
+    }
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_keeps_headers_a_stream_cannot_hold_and_gives_them_back_exactly() {
+        let mut headers = FieldTable::default();
+        headers.insert("plain".into(), text("kept"));
+        headers.insert(
+            "price".into(),
+            AMQPValue::DecimalValue(lapin::types::DecimalValue {
+                scale: 2,
+                value: 150,
+            }),
+        );
+        let mut array = lapin::types::FieldArray::default();
+        array.push(AMQPValue::LongInt(1));
+        headers.insert("list".into(), AMQPValue::FieldArray(array));
+        headers.insert("x-gateway-stage".into(), text("forged"));
+        let input = Taken {
+            tag: 1,
+            exchange: "up.out".into(),
+            routing_key: "up.Thing".into(),
+            properties: BasicProperties::default().with_headers(headers.clone()),
+            body: Bytes::from_static(b"{}"),
+        };
+        let failure = Failure::one(
+            crate::stages::Stage::Publish,
+            crate::stages::Reason::Unroutable,
+            crate::stages::Problem::new("no queue"),
+        );
+        let kept = dead_letter(
+            &input,
+            &DeadLetterInfo {
+                route: None,
+                failure: &failure,
+                contract: None,
+                attempt: 1,
+            },
+        );
+        // What the stream holds: no value it would drop or choke on.
+        let stored = kept.headers().clone().unwrap();
+        assert!(stored.inner().values().all(stream_keeps), "{stored:?}");
+        assert_eq!(
+            stored.inner().get("x-gateway-stage"),
+            Some(&text("publish"))
+        );
+        let read = Taken {
+            properties: kept,
+            ..input
+        };
+        let own = headers
+            .inner()
+            .iter()
+            .filter(|(name, _)| name.as_str() != "x-gateway-stage")
+            .fold(FieldTable::default(), |mut own, (name, value)| {
+                own.insert(name.clone(), value.clone());
+                own
+            });
+        assert_eq!(read.redrive_properties().headers().clone().unwrap(), own);
+    }
+
+    #[test]
+    fn a_retry_keeps_the_input_s_properties_but_its_expiration() {
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id("m-1".into())
+            .with_correlation_id("c-1".into())
+            .with_priority(3)
+            .with_timestamp(7)
+            .with_expiration("10".into());
+        let kept = without_expiration(&properties);
+        assert_eq!(kept.expiration(), &None);
+        assert_eq!(kept.content_type(), properties.content_type());
+        assert_eq!(kept.message_id(), properties.message_id());
+        assert_eq!(kept.correlation_id(), properties.correlation_id());
+        assert_eq!(kept.priority(), properties.priority());
+        assert_eq!(kept.timestamp(), properties.timestamp());
+    }
 }
