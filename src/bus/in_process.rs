@@ -257,7 +257,13 @@ impl InProcessBus {
             .iter()
             .filter(|kept| kept.id.parse::<u64>().is_ok_and(|id| id > after))
         {
-            let size = kept.input.body.len() + 512;
+            let headers: usize = kept
+                .input
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum();
+            let size = kept.input.body.len() + headers + 512;
             if views.len() == page.max || (!views.is_empty() && bytes + size > page.max_bytes) {
                 more = true;
                 break;

@@ -497,6 +497,46 @@ async fn a_dead_letter_posted_over_http_keeps_what_describes_the_message_and_no_
 }
 
 #[tokio::test]
+async fn dead_letters_are_listed_a_page_at_a_time_after_a_cursor() {
+    let (_dir, base) = registry_api().await;
+    for _ in 0..5 {
+        assert_eq!(shipping_outcome(&base, "US").await, "dead-letter");
+    }
+    let mut ids = Vec::new();
+    let mut sizes = Vec::new();
+    let mut path = "/v1/routes/orders-to-shipping/dead-letters?max=2".to_owned();
+    loop {
+        let (status, page) = get(&base, &path, SHIPPING).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 5, "every page counts all: {page}");
+        let kept = page["dead_letters"].as_array().unwrap();
+        sizes.push(kept.len());
+        ids.extend(
+            kept.iter()
+                .map(|d| d["id"].as_str().unwrap().parse::<u64>().unwrap()),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                path = format!("/v1/routes/orders-to-shipping/dead-letters?max=2&after={next}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "oldest first, none twice: {ids:?}"
+    );
+    let (status, _) = get(
+        &base,
+        "/v1/routes/orders-to-shipping/dead-letters?after=not..an-id",
+        SHIPPING,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
 async fn dead_letters_are_listed_redriven_after_a_fix_and_deleted() {
     let (_dir, base) = registry_api().await;
     // No warehouse serves the US: two orders fail in the translator.
