@@ -18,7 +18,7 @@ use crate::bus::amqp::IngestError;
 use crate::bus::dead_letters::{MAX_SCAN, Redriven};
 use crate::bus::{Bus, DeadLettersFull, InProcessBus};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
-use crate::registry::{ContextName, Mode, Route, RouteName};
+use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::Failure;
 use crate::telemetry;
 
@@ -29,12 +29,6 @@ pub struct Gateway {
     bus: Bus,
     /// Registry changes (from the API or from the folder) run one at a time.
     registration: Arc<tokio::sync::Mutex<()>>,
-    /// In process, CPU-bound pipeline work (decoding, validating, translating) runs only with
-    /// one of (worker threads − 1) permits, as the AMQP bus's translating routes do: one runtime
-    /// worker always stays free for I/O and the HTTP API — health probes answer at once however
-    /// busy the translators are. Inputs with an enrich route give theirs back after decoding:
-    /// they wait on look-ups, and a permit held across a look-up would serialize them.
-    scripts: tokio::sync::Semaphore,
 }
 
 /// Held while the registry changes; owned, so that work it guards can outlive a cancelled request.
@@ -66,7 +60,6 @@ impl Gateway {
             pipeline: watch::Sender::new(pipeline),
             bus,
             registration: Arc::default(),
-            scripts: tokio::sync::Semaphore::new(crate::pipeline::script_permits()),
         })
     }
 
@@ -152,8 +145,12 @@ impl Gateway {
         let started = Instant::now();
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
         let pipeline = self.pipeline();
-        let permit = self.script_permit().await;
-        let (input, routes) = match pipeline.accept(from, &delivery) {
+        // Decoding with a script permit, as the routes' runs take theirs (`modes::run`): one
+        // runtime worker always stays free for I/O and the health probes.
+        let permit = crate::scripting::script_permit().await;
+        let accepted = pipeline.accept(from, &delivery);
+        drop(permit);
+        let (input, routes) = match accepted {
             Ok(accepted) => accepted,
             Err(failure) => {
                 tracing::warn!(stage = %failure.stage, reason = %failure.reason, "Message failed before routing.");
@@ -162,9 +159,7 @@ impl Gateway {
                 return Ingested::Refused(failure);
             }
         };
-        let permit = permit.filter(|_| routes.iter().all(|route| route.mode != Mode::Enrich));
         let verdicts = pipeline.run_routes(&input, routes).await;
-        drop(permit);
         let delivery = Arc::new(delivery);
         let mut not_kept = None;
         for verdict in &verdicts {
@@ -186,22 +181,9 @@ impl Gateway {
         }
     }
 
-    /// A permit to run CPU-bound pipeline work (see `scripts`); `Some` always, as an `Option`
-    /// so that enrich work can give it back with `filter`.
-    async fn script_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        Some(
-            self.scripts
-                .acquire()
-                .await
-                .expect("the script permits are never closed"),
-        )
-    }
-
-    /// Runs a message on one route on the current pipeline (a retry or a redrive), with a script
-    /// permit unless the route is an enrich route.
+    /// Runs a message on one route on the current pipeline (a retry or a redrive); the pipeline
+    /// takes the script permits.
     async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
-        let permit = self.script_permit().await;
-        let _permit = permit.filter(|_| route.mode != Mode::Enrich);
         self.pipeline().process_on(route, delivery, attempt).await
     }
 

@@ -8,14 +8,20 @@
 //! - [`anti_corruption`]: validate upstream's contract → downstream's translator → validate
 //!   downstream's contract.
 //! - [`enrich`]: validate → look-ups → translator (or merge) → validate the enriched result.
+//!
+//! A mode's CPU-bound work (validating, translating) runs with one of the process's script
+//! permits (`scripting::script_permit`), taken here: every mode holds one for its whole run
+//! except enrich, which holds one for validate-in and another for what follows its look-ups,
+//! none while they wait. Whoever calls [`run`] holds none.
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use crate::message::{self, MAX_MESSAGE_BYTES, Message};
 use crate::registry::{ContractId, ContractVersion, Route, Translator, TranslatorId};
+use crate::scripting;
 use crate::stages::receive::Input;
-use crate::stages::translate::{self, Meta};
+use crate::stages::translate::{self, Meta, Outputs};
 use crate::stages::{Failure, Problem, Reason, Stage, validate};
 
 pub mod conformist;
@@ -46,9 +52,18 @@ pub async fn run(
     shared: &mut Shared,
 ) -> Result<Vec<Message>, Failure> {
     match route.mode {
-        Mode::Conformist => conformist::run(route, input),
-        Mode::OpenHost => open_host::run(route, input, shared),
-        Mode::AntiCorruption => anti_corruption::run(route, input),
+        Mode::Conformist => {
+            let _permit = scripting::script_permit().await;
+            conformist::run(route, input)
+        }
+        Mode::OpenHost => {
+            let _permit = scripting::script_permit().await;
+            open_host::run(route, input, shared)
+        }
+        Mode::AntiCorruption => {
+            let _permit = scripting::script_permit().await;
+            anti_corruption::run(route, input)
+        }
         Mode::Enrich => enrich::run(route, input).await,
     }
 }
@@ -65,7 +80,7 @@ fn translate_input(
     translator: &Translator,
     input: &Input,
     meta: impl FnOnce() -> Meta,
-) -> Result<Vec<Value>, Failure> {
+) -> Result<Outputs, Failure> {
     translate::check_numbers(&input.message.data, input.has_wide_numbers)?;
     let meta = if translator.takes_meta {
         meta()
@@ -75,10 +90,12 @@ fn translate_input(
     translate::run(translator, &input.data, &meta)
 }
 
-/// Validate-out each output and serialize it.
+/// Validate-out each output and serialize it. Translated outputs give their room in the
+/// process's budget back once this returns: what is left of them is the serialized messages,
+/// each within the message cap.
 fn validate_outputs(
     contract: &ContractVersion,
-    outputs: Vec<Value>,
+    outputs: impl IntoIterator<Item = Value>,
 ) -> Result<Vec<Bytes>, Failure> {
     outputs
         .into_iter()

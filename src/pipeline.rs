@@ -2,6 +2,10 @@
 //! failure policy. Nothing here publishes; the transport acts on the verdicts (forward, drop,
 //! retry later, dead-letter) and acknowledges the input only once all of them are done.
 //!
+//! CPU-bound work runs with one of the process's script permits (`scripting::script_permit`):
+//! decoding where a method here decodes (`process`, `process_on`, `validate_on`), each route's
+//! run in `modes::run`. Callers hold none.
+//!
 //! # Layout
 //! - [`policy`]: a route's failure policy turns a [`Failure`] into an [`Outcome`].
 
@@ -14,21 +18,11 @@ use serde::Serialize;
 use crate::message::Message;
 use crate::modes::{self, Shared};
 use crate::registry::{ContextName, Registry, Route, RouteName};
+use crate::scripting;
 use crate::stages::receive::{self, Input};
 use crate::stages::{Failure, Problem, Reason, Stage, validate};
 
 pub mod policy;
-
-/// How many inputs may run their CPU-bound pipeline work (decode, validate, translate) at once:
-/// one fewer than the runtime's worker threads, at least one, so that one worker always stays
-/// free for I/O, acks, health checks and the HTTP API however busy the scripts are. Both buses
-/// hold a semaphore of this many permits.
-pub fn script_permits() -> usize {
-    let workers = tokio::runtime::Handle::try_current()
-        .map(|handle| handle.metrics().num_workers())
-        .unwrap_or(1);
-    workers.saturating_sub(1).max(1)
-}
 
 /// What happens to one input on one route.
 #[derive(Debug, Clone, Serialize)]
@@ -108,13 +102,18 @@ impl Pipeline {
     /// Processes a first delivery from context `from`: a verdict per route it goes to (none for
     /// an event no route takes), or one route-less dead letter when it fails before routing.
     pub async fn process(&self, from: &ContextName, delivery: &Delivery) -> Vec<Verdict> {
-        match self.accept(from, delivery) {
+        let accepted = {
+            let _permit = scripting::script_permit().await;
+            self.accept(from, delivery)
+        };
+        match accepted {
             Ok((input, routes)) => self.run_routes(&input, routes).await,
             Err(failure) => vec![unrouted(failure)],
         }
     }
 
-    /// Runs an accepted input on each of its routes: a verdict per route.
+    /// Runs an accepted input on each of its routes: a verdict per route. Each route's run takes
+    /// a script permit of its own: the caller holds none.
     pub async fn run_routes(&self, input: &Input, routes: Vec<Arc<Route>>) -> Vec<Verdict> {
         let mut shared = Shared::default();
         let mut verdicts = Vec::with_capacity(routes.len());
@@ -140,7 +139,11 @@ impl Pipeline {
 
     /// Processes a message on one route only: a retry (`attempt` ≥ 2), a redrive or a dry run.
     pub async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
-        let outcome = match self.receive_on(route, delivery) {
+        let received = {
+            let _permit = scripting::script_permit().await;
+            self.receive_on(route, delivery)
+        };
+        let outcome = match received {
             Ok(input) => self.run_on(route, &input, attempt).await,
             Err(failure) => Outcome::DeadLetter { failure },
         };
@@ -153,7 +156,8 @@ impl Pipeline {
     /// Runs a message on one route up to validate-in and no further (no look-up, no
     /// translator): `None` when it passes, else the verdict the route's policy gives its failure.
     /// A dry run by a caller who may not see what the rest of the route would disclose.
-    pub fn validate_on(&self, route: &Route, delivery: &Delivery) -> Option<Verdict> {
+    pub async fn validate_on(&self, route: &Route, delivery: &Delivery) -> Option<Verdict> {
+        let _permit = scripting::script_permit().await;
         let outcome = match self.receive_on(route, delivery) {
             Err(failure) => Outcome::DeadLetter { failure },
             Ok(input) => {
@@ -189,7 +193,8 @@ impl Pipeline {
         }
     }
 
-    /// Runs a received input on one route as attempt number `attempt`, through its policy.
+    /// Runs a received input on one route as attempt number `attempt`, through its policy. The
+    /// route's run takes a script permit: the caller holds none.
     pub async fn run_on(&self, route: &Route, input: &Input, attempt: u32) -> Outcome {
         let result = modes::run(route, input, &mut Shared::default()).await;
         policy::outcome(route, result, attempt)

@@ -79,7 +79,7 @@ pub async fn dry_run(
             pipeline.process_on(&route, &delivery, 1).await,
         )));
     }
-    Ok(Json(match pipeline.validate_on(&route, &delivery) {
+    Ok(Json(match pipeline.validate_on(&route, &delivery).await {
         Some(verdict) => DryRun::Verdict(verdict),
         None => DryRun::Accepted(Withheld {
             route: route.name.clone(),

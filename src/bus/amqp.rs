@@ -162,10 +162,6 @@ pub struct Session {
     /// The publish connection, where the API opens channels of its own (dead letters).
     pub admin: Arc<Connection>,
     pub status: Arc<Status>,
-    /// Translating routes without look-ups (open-host, anti-corruption) run their CPU-bound
-    /// pipeline only with a permit: one fewer than the runtime's workers, so that one worker
-    /// always stays free for I/O, acks and the HTTP API however busy the scripts are.
-    pub scripts: tokio::sync::Semaphore,
     /// The dead-letter streams the API has read in this session, with their indexes.
     pub dead_letters: dead_letters::DeadLetterStreams,
     /// The delay steps whose queues this session declared (each when a retry first needs it).
@@ -473,7 +469,6 @@ impl AmqpBus {
             publisher,
             admin: publish.clone(),
             status: self.status.clone(),
-            scripts: tokio::sync::Semaphore::new(crate::pipeline::script_permits()),
             delays: tokio::sync::Mutex::default(),
             dead_letters: dead_letters::DeadLetterStreams::default(),
             broken,

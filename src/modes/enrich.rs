@@ -1,31 +1,40 @@
 //! Enrich: downstream wants more than upstream provides. Validate, run the route's look-ups,
 //! then hand message and results to the route's translator — or, without one, merge the results
-//! into the data under the look-ups' names — and validate the enriched result.
+//! into the data under the look-ups' names — and validate the enriched result. A script permit
+//! is held for validate-in and again for what follows the look-ups, never while they wait: look-ups
+//! of many inputs run side by side while the translators take turns.
 
 use serde_json::Value;
 
 use super::{accepted, check_output_count, emit, translate_input, validate_outputs};
 use crate::message::Message;
 use crate::registry::Route;
+use crate::scripting;
 use crate::stages::receive::Input;
 use crate::stages::translate::{self, Meta};
 use crate::stages::{Failure, Problem, Reason, Stage, lookup, validate};
 
 pub async fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> {
-    validate::against(accepted(route, input), &input.data, Stage::ValidateIn)?;
+    {
+        let _permit = scripting::script_permit().await;
+        validate::against(accepted(route, input), &input.data, Stage::ValidateIn)?;
+    }
     let results = lookup::fetch_all(route, &input.data).await?;
     let output = route
         .output
         .as_ref()
         .expect("the loader gives every enrich route an output contract");
+    let _permit = scripting::script_permit().await;
     let outputs = match &route.translator {
-        Some(translator) => translate_input(translator, input, || {
-            Meta::from_message(&input.message.attributes, results)
-        })?,
-        None => vec![merge(input, results)?],
+        Some(translator) => {
+            let outputs = translate_input(translator, input, || {
+                Meta::from_message(&input.message.attributes, results)
+            })?;
+            check_output_count(route, outputs.len())?;
+            validate_outputs(output, outputs)?
+        }
+        None => validate_outputs(output, [merge(input, results)?])?,
     };
-    check_output_count(route, outputs.len())?;
-    let outputs = validate_outputs(output, outputs)?;
     Ok(emit(route, input, &output.id, outputs))
 }
 

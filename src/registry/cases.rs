@@ -305,7 +305,7 @@ fn run_one(translator: &Translator, case: &Case) -> Vec<String> {
             outputs
         }
         (Expectation::Many(expected), Ok(outputs)) => {
-            if &outputs != expected {
+            if outputs[..] != expected[..] {
                 problems.push(format!("{label}: {}", difference(expected, &outputs)));
             }
             outputs

@@ -1,5 +1,6 @@
 //! Translate: run a translator in the sandbox. Zero outputs is a drop, one is the usual case,
-//! several where the route allows.
+//! several where the route allows. The outputs hold their memory in the process's budget for
+//! translations in flight until they are dropped.
 
 use rhai::{CallFnOptions, Dynamic, EvalAltResult, Scope};
 use serde_json::{Map, Value};
@@ -59,8 +60,65 @@ pub fn check_numbers(raw: &[u8], has_wide_numbers: bool) -> Result<(), Failure> 
     }
 }
 
+/// What a translator run returned: the outputs' data (none for a drop), read as a slice. They
+/// hold their memory in the process's budget for translations in flight (see `scripting`) until
+/// they are dropped; consumed with `into_iter`, until the iterator is dropped, so that whoever
+/// validates and serializes them gives the room back when that is done.
+#[derive(Debug)]
+pub struct Outputs {
+    values: Vec<Value>,
+    room: scripting::Conversion<'static>,
+}
+
+impl Outputs {
+    /// The memory the outputs hold in the process's budget.
+    pub fn held(&self) -> usize {
+        self.room.held()
+    }
+}
+
+impl std::ops::Deref for Outputs {
+    type Target = [Value];
+
+    fn deref(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+impl IntoIterator for Outputs {
+    type Item = Value;
+    type IntoIter = IntoOutputs;
+
+    fn into_iter(self) -> IntoOutputs {
+        IntoOutputs {
+            values: self.values.into_iter(),
+            _room: self.room,
+        }
+    }
+}
+
+/// The outputs by value, with their room until dropped.
+#[derive(Debug)]
+pub struct IntoOutputs {
+    // Dropped first: the memory goes, then its room.
+    values: std::vec::IntoIter<Value>,
+    _room: scripting::Conversion<'static>,
+}
+
+impl Iterator for IntoOutputs {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        self.values.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.values.size_hint()
+    }
+}
+
 /// Runs `translator` on `data`: the outputs' data, none for a drop.
-pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Vec<Value>, Failure> {
+pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Outputs, Failure> {
     let input = scripting::to_dynamic(data).map_err(conversion_failure)?;
     let mut scope = Scope::new();
     let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
@@ -99,9 +157,14 @@ pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Vec<Val
     outputs(&returned)
 }
 
-fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
+fn outputs(returned: &Dynamic) -> Result<Outputs, Failure> {
+    // One conversion for the run: its outputs are bounded together, and by the process budget.
+    let mut room = scripting::Conversion::new();
     if returned.is_unit() {
-        return Ok(Vec::new());
+        return Ok(Outputs {
+            values: Vec::new(),
+            room,
+        });
     }
     let not_a_message = |what: &str| {
         Failure::one(
@@ -113,12 +176,12 @@ fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
             )),
         )
     };
-    // One conversion for the run: its outputs are bounded together, and by the process budget.
-    let mut conversion = scripting::Conversion::new();
     if returned.is_map() {
-        return Ok(vec![
-            conversion.output(returned).map_err(conversion_failure)?,
-        ]);
+        let output = room.output(returned).map_err(conversion_failure)?;
+        return Ok(Outputs {
+            values: vec![output],
+            room,
+        });
     }
     if returned.is_array() {
         let values = returned
@@ -132,9 +195,12 @@ fn outputs(returned: &Dynamic) -> Result<Vec<Value>, Failure> {
                     value.type_name()
                 )));
             }
-            outputs.push(conversion.output(value).map_err(conversion_failure)?);
+            outputs.push(room.output(value).map_err(conversion_failure)?);
         }
-        return Ok(outputs);
+        return Ok(Outputs {
+            values: outputs,
+            room,
+        });
     }
     Err(not_a_message(&format!("a {}", returned.type_name())))
 }
@@ -144,7 +210,9 @@ fn conversion_failure(error: ConversionError) -> Failure {
         ConversionError::TooDeep { .. } => Reason::OutputTooDeep,
         ConversionError::InexactNumber { .. } => Reason::InexactNumber,
         ConversionError::NotJson { .. } => Reason::ScriptError,
-        ConversionError::TooLarge { .. } => Reason::OutputTooLarge,
+        ConversionError::TooLarge { .. } | ConversionError::TooLargeInMemory { .. } => {
+            Reason::OutputTooLarge
+        }
         ConversionError::Busy { .. } => Reason::TranslationBusy,
     };
     let failure = Failure::one(Stage::Translate, reason, Problem::new(error.to_string()));
@@ -185,4 +253,32 @@ fn script_failure(error: &EvalAltResult) -> Failure {
         message = format!("{message} (at {position})");
     }
     Failure::one(Stage::Translate, reason, Problem::new(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_hold_their_memory_in_the_process_budget_until_they_are_dropped() {
+        // A 10 000-item array shared by 50 keys: 16 MB of values once converted.
+        let returned = scripting::engine()
+            .eval::<Dynamic>(
+                "let a = []; for i in 0..10000 { a.push(1); } \
+                 let m = #{}; for i in 0..50 { m[\"k\" + i] = a; } m",
+            )
+            .unwrap();
+
+        let outputs = outputs(&returned).unwrap();
+
+        // Still held once the run returned, and while the outputs are validated one by one.
+        assert!(outputs.held() >= 50 * 10_000 * size_of::<Value>());
+        let held = outputs.held();
+        assert!(scripting::translation_memory_in_flight() >= held);
+        let mut values = outputs.into_iter();
+        let first = values.next().expect("one output");
+        assert_eq!(first.as_object().map(Map::len), Some(50));
+        assert!(scripting::translation_memory_in_flight() >= held);
+        drop(values);
+    }
 }

@@ -582,19 +582,24 @@ async fn slow_registration_bodies_hold_no_admin_slot_and_are_cut_at_the_body_dea
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[test]
-fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
-    // A translator that works for about 80 ms on every message (its 50 ms budget is checked
-    // every 1 024 operations, and these are heavy ones).
-    let fixture = Fixture::new(
-        "anti-corruption",
-        Some(
-            r#"fn translate(data) { for i in 0..1500 { let t = ""; t.pad(60000, "x"); } #{ id: data.id, total: data.n } }"#,
-        ),
-        "",
-    );
-    // The gateway on a runtime of its own with two workers, as a small container has; the
-    // clients on another, so that what is measured is the server.
+/// A translator that works for about 80 ms on every message (its 50 ms budget is checked every
+/// 1 024 operations, and these are heavy ones); `data, meta` for an enrich route.
+fn slow_script(parameters: &str, id: &str) -> String {
+    format!(
+        r#"fn translate({parameters}) {{ for i in 0..1500 {{ let t = ""; t.pad(60000, "x"); }} #{{ id: {id}, total: data.n }} }}"#
+    )
+}
+
+/// The slowest of the `/health/live` probes sent every 100 ms while a burst of 60 requests made
+/// by `request` (a base URL and a message id) goes through `fixture`'s gateway. The gateway runs
+/// in process on a runtime of its own with two workers, as a small container has; the clients on
+/// another, so that what is measured is the server. The slowest probe must answer within
+/// [`PROBE_BOUND`]: the issue's target is 100 ms, measured in tens of milliseconds on a quiet
+/// machine; the bound leaves room for a loaded two-core CI machine (figures in BENCHMARKS.md).
+fn slowest_probe_during_a_burst(
+    fixture: &Fixture,
+    request: impl Fn(&str, &str) -> reqwest::RequestBuilder + Send + Sync + 'static,
+) -> Duration {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address, server) = {
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -616,6 +621,8 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
                     Limits {
                         ingest_per_context: 1_000,
                         ingest_concurrency: 1_000,
+                        admin_concurrency: 1_000,
+                        admin_rate: 10_000,
                         ..Limits::default()
                     },
                     async move {
@@ -629,32 +636,24 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
         (receiver.recv().unwrap(), server)
     };
     let base = format!("http://{address}");
+    let request = Arc::new(request);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    let slowest = runtime.block_on(async {
         let one = Instant::now();
-        assert_eq!(
-            post(
-                &base,
-                event_body("up/Thing@1", "c-0", r#"{"id":"a","n":1}"#)
-            )
-            .await
-            .status(),
-            202
-        );
+        let status = request(&base, "c-0").send().await.unwrap().status();
+        assert!(status.is_success(), "{status}");
         eprintln!("one message: {:?}", one.elapsed());
 
         let burst_started = Instant::now();
         let burst: Vec<_> = (0..60)
             .map(|i| {
-                let base = base.clone();
+                let (base, request) = (base.clone(), request.clone());
                 tokio::spawn(async move {
-                    post(
-                        &base,
-                        event_body("up/Thing@1", &format!("b-{i}"), r#"{"id":"a","n":1}"#),
-                    )
-                    .await
-                    .status()
-                    .as_u16()
+                    request(&base, &format!("b-{i}"))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
                 })
             })
             .collect();
@@ -674,7 +673,8 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
         }
         let burst_took = burst_started.elapsed();
         for post in burst {
-            assert_eq!(post.await.unwrap(), 202);
+            let status = post.await.unwrap();
+            assert!(status.is_success(), "{status}");
         }
         let slowest = probes.iter().max().copied().unwrap_or_default();
         eprintln!(
@@ -682,7 +682,7 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
             probes.len()
         );
         assert!(
-            slowest < Duration::from_secs(1),
+            slowest < PROBE_BOUND,
             "a liveness probe took {slowest:?} during the burst"
         );
         assert!(
@@ -690,8 +690,68 @@ fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
             "the burst lasted {burst_took:?} ({} probes): too short to show anything",
             probes.len()
         );
+        slowest
     });
     drop(runtime);
     stop.send(()).unwrap();
     server.join().unwrap();
+    slowest
+}
+
+/// How long a liveness probe may take in [`slowest_probe_during_a_burst`].
+const PROBE_BOUND: Duration = Duration::from_millis(500);
+
+fn ingest(base: &str, id: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/contexts/up/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(event_body("up/Thing@1", id, r#"{"id":"a","n":1}"#))
+}
+
+#[test]
+fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
+    let fixture = Fixture::new("anti-corruption", Some(&slow_script("data", "data.id")), "");
+    slowest_probe_during_a_burst(&fixture, ingest);
+}
+
+#[test]
+fn health_answers_at_once_during_a_burst_through_a_slow_enrich_translator() {
+    // The look-up answers at once, from a runtime of its own: what is slow is the translator.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = Router::new().route(
+                "/customers/{id}",
+                get(|| async { axum::Json(json!({"name": "ada"})) }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sender.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let stub = format!("http://{}/", receiver.recv().unwrap());
+    let fixture = Fixture::new(
+        "enrich",
+        Some(&slow_script("data, meta", "meta.lookups.customer.name")),
+        &format!(
+            "[[routes.lookups]]\nname = \"customer\"\nurl = \"{stub}customers/{{/id}}\"\ncache_ttl = \"0s\"\n"
+        ),
+    );
+    fixture.allow(&stub);
+    slowest_probe_during_a_burst(&fixture, ingest);
+}
+
+#[test]
+fn health_answers_at_once_during_a_burst_of_dry_runs_through_a_slow_translator() {
+    let fixture = Fixture::new("anti-corruption", Some(&slow_script("data", "data.id")), "");
+    slowest_probe_during_a_burst(&fixture, |base, id| {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/routes/up-to-down/dry-run"))
+            .header("content-type", "application/cloudevents+json")
+            .body(event_body("up/Thing@1", id, r#"{"id":"a","n":1}"#))
+    });
 }

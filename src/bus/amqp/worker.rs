@@ -27,7 +27,7 @@ use super::publisher::{Confirmed, Pending};
 use super::settle::{self, Settle, Settler};
 use super::wire::{self, DeadLetterInfo, Taken};
 use crate::pipeline::{Outcome, Pipeline};
-use crate::registry::{ContextName, Mode, Route, RouteName};
+use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::receive::Input;
 use crate::stages::{Failure, Problem, Reason, Stage};
 use crate::telemetry;
@@ -204,12 +204,8 @@ fn lane_of(key: &str, n_lanes: usize) -> usize {
 async fn run_lane(session: Arc<Session>, mut jobs: mpsc::Receiver<Queued>, settler: Settler) {
     while let Some(Queued { work, job }) = jobs.recv().await {
         let (pipeline, route) = (&work.pipeline, &work.route);
-        let gated = matches!(route.mode, Mode::OpenHost | Mode::AntiCorruption);
+        // The route's run takes a script permit of its own (`modes::run`).
         let outcome = match &job.received {
-            Ok(input) if gated => {
-                let _permit = session.scripts.acquire().await;
-                pipeline.run_on(route, input, job.attempt).await
-            }
             Ok(input) => pipeline.run_on(route, input, job.attempt).await,
             Err(failure) => Outcome::DeadLetter {
                 failure: failure.clone(),
