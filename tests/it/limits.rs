@@ -445,6 +445,132 @@ async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
     );
 }
 
+/// The sum of a counter's series for one route, as `/metrics` shows them.
+async fn counted(base: &str, counter: &str, route: &str) -> f64 {
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with(&format!("{counter}{{"))
+                && line.contains(&format!("route=\"{route}\""))
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_never_loses_a_dead_letter_when_others_fill_the_room_meanwhile() {
+    // A look-up that answers 404 after 300 ms: every valid input fails for good, slowly.
+    let app = Router::new().route(
+        "/gone/{id}",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            axum::http::StatusCode::NOT_FOUND
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stub = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fixture = Fixture::new(
+        "enrich",
+        Some(r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#),
+        &format!(
+            "[[routes.lookups]]\nname = \"customer\"\nurl = \"{stub}gone/{{/id}}\"\ntimeout = \"5s\"\ncache_ttl = \"0s\"\n"
+        ),
+    );
+    fixture.allow(&stub);
+    // A route name of its own, so that its metrics are this test's alone.
+    let path = fixture.root().join("contextgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, config.replace("\"up-to-down\"", "\"redrive-room\"")).unwrap();
+    let (gateway, base) = serve_bounded(
+        &fixture,
+        contextgate::bus::in_process::Bounds {
+            messages: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let Bus::InProcess(bus) = gateway.bus() else {
+        unreachable!("served on the in-process bus")
+    };
+    let route = contextgate::registry::RouteName::parse("redrive-room").unwrap();
+    let kept = || {
+        bus.dead_letters(Some(&route), usize::MAX)
+            .iter()
+            .map(|dead_letter| {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&dead_letter.input.body).unwrap();
+                body["id"].as_str().unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    let send = |id: &'static str, valid: bool| {
+        let base = base.clone();
+        async move {
+            let data = if valid {
+                json!({"id": id, "n": 1})
+            } else {
+                json!({"id": id})
+            };
+            post(&base, event_body("up/Thing@1", id, &data.to_string()))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Two dead letters fill the room.
+    for id in ["a", "b"] {
+        assert_eq!(send(id, true).await, 202);
+    }
+    assert_eq!(kept(), ["a", "b"]);
+
+    // Both redriven (each fails again, slowly) while two other inputs fail fast.
+    let redrive = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!(
+                "{base}/v1/routes/redrive-room/dead-letters/redrive"
+            ))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = Vec::new();
+    for id in ["c", "d"] {
+        match send(id, false).await {
+            202 => {}
+            503 => refused.push(id),
+            other => panic!("{id}: answered {other}"),
+        }
+    }
+    let answer: serde_json::Value =
+        serde_json::from_slice(&redrive.await.unwrap().unwrap().bytes().await.unwrap()).unwrap();
+
+    // Every input is kept, or its sender was told to send it again; the bound holds.
+    let kept = kept();
+    for id in ["a", "b", "c", "d"] {
+        assert!(
+            kept.contains(&id.to_owned()) || refused.contains(&id),
+            "{id} lost: kept {kept:?}, refused {refused:?}, redrive {answer}"
+        );
+    }
+    assert!(kept.len() <= 2, "{kept:?}");
+    assert_eq!(answer["outcomes"], json!({"dead-letter": 2}), "{answer}");
+    // Counted once kept: a and b, then each again; a refused one is counted as refused.
+    let dead_lettered = counted(
+        &base,
+        "contextgate_messages_dead_lettered_total",
+        "redrive-room",
+    )
+    .await;
+    assert_eq!(dead_lettered, 4.0, "kept {kept:?}, refused {refused:?}");
+}
+
 /// Opens a connection that posts to `context` and sends only the start of its body; the stream.
 async fn slow_body(address: &str, context: &str) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
