@@ -708,6 +708,89 @@ async fn slow_registration_bodies_hold_no_admin_slot_and_are_cut_at_the_body_dea
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// What the server answered on `stream` within `wait` (its status line and headers, at least),
+/// lower-cased; empty when it did not answer.
+async fn answer_head(stream: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    let mut buffer = [0u8; 2048];
+    match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buffer[..n]).to_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// Opens a connection that sends `head` (a request line and headers) and nothing of its body.
+async fn request_without_body(address: &str, head: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_being_read_share_one_byte_budget_past_which_requests_are_shed_at_once() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            body_bytes: 1_572_864,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+
+    // Two slow bodies of 500 000 bytes, one on ingest and one on the admin side, hold 1 000 000
+    // of the 1 572 864.
+    let mut slow = Vec::new();
+    for head in [
+        "POST /v1/contexts/up/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 500000\r\n\r\n{\"specversion\"",
+        "PUT /v1/contexts/up/contracts/Slow/versions/1?kind=event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n{\"type\"",
+    ] {
+        slow.push(request_without_body(&address, head).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A body that declares more than is left is answered 503 at once, before it is sent.
+    for head in [
+        "POST /v1/contexts/up/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 600000\r\n\r\n",
+        "PUT /v1/contexts/up/contracts/Other/versions/1?kind=event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 600000\r\n\r\n",
+        // A chunked body declares no length: it reserves the body cap.
+        "POST /v1/contexts/up/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let started = Instant::now();
+        let mut stream = request_without_body(&address, head).await;
+        let answer = answer_head(&mut stream, Duration::from_secs(2)).await;
+        assert!(answer.starts_with("http/1.1 503"), "{head}: {answer:?}");
+        assert!(answer.contains("retry-after: 1"), "{answer}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{head}");
+    }
+
+    // Smaller bodies, and requests without one, still fit.
+    let response = post(
+        &base,
+        event_body("up/Thing@1", "small", r#"{"id":"a","n":1}"#),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let response = reqwest::get(format!("{base}/v1/routes")).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Once the slow bodies are gone, their room is given back.
+    drop(slow);
+    let data = format!(r#"{{"id":"big","n":1,"pad":"{}"}}"#, "x".repeat(600_000));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let status = post(&base, event_body("up/Thing@1", "big", &data))
+            .await
+            .status();
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the room was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn health_answers_at_once_during_a_burst_through_a_slow_translator() {
     // A translator that works for about 80 ms on every message (its 50 ms budget is checked
