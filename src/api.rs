@@ -80,6 +80,13 @@ pub struct Limits {
     /// 503 at once. Cheap requests never fill the concurrency limit, so this is what keeps a
     /// flood of them from taking the CPU the data plane needs (RELIABILITY A9).
     pub admin_rate: u32,
+    /// Bytes of request bodies held at once, on ingest and the admin side together, from their
+    /// headers to their answer: each reserves its declared length (the body cap when it declares
+    /// none, as a chunked body does) before it is read, and a request that finds no room is
+    /// answered 503 at once. Bodies are read before the concurrency limits, so without this
+    /// their memory would be bounded only by `max_connections` times the body cap. At least one
+    /// body at the cap.
+    pub body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +100,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(10),
             admin_concurrency: 32,
             admin_rate: 500,
+            body_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -106,7 +114,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             }))
             .layer(LoadShedLayer::new())
     };
-    let shares = Arc::new(IngestShares::new(limits));
+    let budget = BodyBudget::new(limits.body_bytes);
+    let shares = Arc::new(IngestShares::new(limits, budget.clone()));
     let ingest = Router::new().route(
         "/v1/contexts/{context}/messages",
         post(ingest::post_message)
@@ -139,7 +148,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                     limits.admin_concurrency.max(1),
                 )))
                 .route_layer(axum::middleware::from_fn_with_state(
-                    limits.body_read_timeout,
+                    (limits.body_read_timeout, budget),
                     body_within,
                 ))
                 .route_layer(axum::middleware::from_fn_with_state(
@@ -169,23 +178,27 @@ pub const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES + 64 * 1024;
 struct IngestShares {
     per_context: usize,
     body_read_timeout: Duration,
+    /// Shared with the admin side.
+    budget: BodyBudget,
     /// One semaphore per context that posted (only contexts of the registry: the name is
     /// checked first).
     shares: std::sync::Mutex<HashMap<crate::registry::ContextName, Arc<Semaphore>>>,
 }
 
 impl IngestShares {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, budget: BodyBudget) -> Self {
         Self {
             per_context: limits.ingest_per_context.max(1),
             body_read_timeout: limits.body_read_timeout,
+            budget,
             shares: std::sync::Mutex::default(),
         }
     }
 
     /// Checks who posts for which context (401, 400, 404, 403), takes one of the context's
-    /// share (503 at once when it has none left), reads the body within its deadline (408, or
-    /// 413 past the cap), and holds the share until the answer.
+    /// share (503 at once when it has none left), reads the body within its budget and deadline
+    /// (503, 408, or 413 past the cap), and holds the share and the body's bytes until the
+    /// answer.
     async fn admit(
         &self,
         state: &AppState,
@@ -208,25 +221,65 @@ impl IngestShares {
         let Ok(_share) = share.try_acquire_owned() else {
             return ApiError::Overloaded.into_response();
         };
-        match read_within(self.body_read_timeout, request).await {
-            Ok(request) => next.run(request).await,
+        match read_within(self.body_read_timeout, &self.budget, request).await {
+            Ok((request, _bytes)) => next.run(request).await,
             Err(refusal) => refusal,
         }
     }
 }
 
-/// The request with its body read whole within `deadline`: 408 when it did not arrive in time,
-/// 413 past the cap.
+/// The bytes of request bodies held at once, on ingest and the admin side together
+/// ([`Limits::body_bytes`]): one permit a byte.
+#[derive(Debug, Clone)]
+struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    fn new(bytes: usize) -> Self {
+        // At least one body at the cap, so that every body within the cap can be read.
+        let bytes = bytes.clamp(MAX_BODY_BYTES, Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(bytes)),
+        }
+    }
+
+    /// Reserves what `body` may weigh: its declared length (nothing for a request without a
+    /// body), or the cap when it declares none (chunked); `None` when that much is not left.
+    fn reserve(&self, body: &axum::body::Body) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        use axum::body::HttpBody as _;
+        let cap = MAX_BODY_BYTES as u64;
+        let bytes = body.size_hint().exact().unwrap_or(cap).min(cap);
+        let bytes = u32::try_from(bytes).expect("the body cap fits in u32");
+        self.bytes.clone().try_acquire_many_owned(bytes).ok()
+    }
+}
+
+/// The request with its body read whole within `deadline`, and the body's bytes reserved in
+/// `budget` (held until the answer, by the caller): 503 when the budget has no room for it, 408
+/// when it did not arrive in time, 413 past the cap.
 async fn read_within(
     deadline: Duration,
+    budget: &BodyBudget,
     request: axum::extract::Request,
-) -> Result<axum::extract::Request, Response> {
+) -> Result<(axum::extract::Request, tokio::sync::OwnedSemaphorePermit), Response> {
     let (parts, body) = request.into_parts();
+    if declared_length(&parts.headers).is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let Some(mut reserved) = budget.reserve(&body) else {
+        return Err(ApiError::Overloaded.into_response());
+    };
     match tokio::time::timeout(deadline, read_body(&parts.headers, body)).await {
-        Ok(Ok(body)) => Ok(axum::extract::Request::from_parts(
-            parts,
-            axum::body::Body::from(body),
-        )),
+        Ok(Ok(body)) => {
+            // A chunked body gives back what it reserved and did not use.
+            let unused = reserved.num_permits().saturating_sub(body.len());
+            drop(reserved.split(unused));
+            Ok((
+                axum::extract::Request::from_parts(parts, axum::body::Body::from(body)),
+                reserved,
+            ))
+        }
         Ok(Err(refusal)) => Err(refusal),
         Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
@@ -239,17 +292,34 @@ async fn read_within(
     }
 }
 
-/// The admin side's body deadline: a registration body must arrive whole within it before the
-/// request takes an admin slot.
+/// The admin side's body deadline and budget: a registration body must arrive whole within it,
+/// its bytes reserved, before the request takes an admin slot.
 async fn body_within(
-    axum::extract::State(deadline): axum::extract::State<Duration>,
+    axum::extract::State((deadline, budget)): axum::extract::State<(Duration, BodyBudget)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match read_within(deadline, request).await {
-        Ok(request) => next.run(request).await,
+    match read_within(deadline, &budget, request).await {
+        Ok((request, _bytes)) => next.run(request).await,
         Err(refusal) => refusal,
     }
+}
+
+/// The length a request's headers declare for its body.
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok())
+}
+
+/// 413: the body is over [`MAX_BODY_BYTES`].
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is over the cap of {MAX_BODY_BYTES} bytes"),
+    )
+        .into_response()
 }
 
 /// A request body, whole: 413 past [`MAX_BODY_BYTES`] (at once when its length says so), 400
@@ -259,17 +329,7 @@ async fn read_body(
     body: axum::body::Body,
 ) -> Result<bytes::Bytes, Response> {
     use futures_util::StreamExt as _;
-    let too_large = || {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over the cap of {MAX_BODY_BYTES} bytes"),
-        )
-            .into_response()
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(too_large());
     }

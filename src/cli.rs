@@ -47,7 +47,8 @@ pub enum Command {
         /// The credentials file (SHA-256 digests of each context's and the operator's bearer
         /// tokens); its TOML text may instead be in CONTEXTGATE_CREDENTIALS. Without either,
         /// the API is open.
-        #[arg(long, env = "CONTEXTGATE_CREDENTIALS_FILE")]
+        // Help never shows the variable's value (it could be mistaken for the text).
+        #[arg(long, env = "CONTEXTGATE_CREDENTIALS_FILE", hide_env_values = true)]
         credentials: Option<PathBuf>,
         #[command(flatten)]
         amqp: AmqpArgs,
@@ -104,7 +105,8 @@ pub enum Command {
 pub struct AmqpArgs {
     /// RabbitMQ, e.g. amqp://guest:guest@127.0.0.1:5672/%2f; without it the gateway runs on
     /// the in-process bus.
-    #[arg(long, env = "CONTEXTGATE_AMQP_URL")]
+    // Help never shows the variable's value: it holds a password.
+    #[arg(long, env = "CONTEXTGATE_AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// Put before every exchange and queue name the gateway declares, joined with a `.` unless
     /// it ends with `.`, `-`, `_`, `:` or `/` (`staging` gives `staging.orders.out`).

@@ -187,8 +187,10 @@ impl Gateway {
         self.pipeline().process_on(route, delivery, attempt).await
     }
 
-    /// In process: takes the dead letters of `route` (the one with `id`, or as many as one
-    /// request may) and runs each through the route as it is now, as a first attempt.
+    /// In process: runs the dead letters of `route` (the one with `id`, or those kept when it
+    /// starts, as many as one request may) through the route as it is now, as a first attempt,
+    /// one at a time. Each holds its room while it runs, so one that fails again is kept anew in
+    /// it; should its new failure not fit, it is put back as it was (`unchanged`): never lost.
     pub async fn redrive_in_process(
         self: &Arc<Self>,
         bus: &InProcessBus,
@@ -196,12 +198,40 @@ impl Gateway {
         id: Option<&str>,
     ) -> Redriven {
         let mut redriven = Redriven::default();
-        for kept in bus.take_dead_letters(&route.name, id, MAX_SCAN) {
-            let verdict = self.process_on(route, &kept.input, 1).await;
-            redriven.count(verdict.outcome.name());
-            if let Err(full) = self.act(bus, route, verdict.outcome, &kept.input, 1).await {
-                // Only when others filled the room it left in the meantime.
-                tracing::error!(route = %route.name, id = %kept.id, error = %full, "A redriven dead letter failed again and could not be kept.");
+        let ids = match id {
+            Some(id) => vec![id.to_owned()],
+            None => bus.dead_letter_ids(&route.name, MAX_SCAN),
+        };
+        for id in ids {
+            // Gone since (deleted, or taken by another redrive).
+            let Some(redriving) = bus.redrive(&route.name, &id) else {
+                continue;
+            };
+            let input = redriving.input().clone();
+            let verdict = self.process_on(route, &input, 1).await;
+            match verdict.outcome {
+                Outcome::DeadLetter { failure } => {
+                    let stage = failure.stage.as_str();
+                    match redriving.keep_again(failure, 1) {
+                        Ok(()) => {
+                            metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => route.name.to_string(), "stage" => stage)
+                                .increment(1);
+                            redriven.count("dead-letter");
+                        }
+                        Err(full) => {
+                            tracing::warn!(route = %route.name, %id, error = %full, "A redriven dead letter failed again and was kept as it was.");
+                            redriven.count("unchanged");
+                        }
+                    }
+                }
+                outcome => {
+                    redriven.count(outcome.name());
+                    match self.act(bus, route, outcome, &input, 1).await {
+                        Ok(()) => redriving.settle(),
+                        // Only a dead letter can be refused, and those are kept above.
+                        Err(_) => drop(redriving),
+                    }
+                }
             }
         }
         redriven.remaining = bus.dead_letters(Some(&route.name), usize::MAX).len();
@@ -229,9 +259,11 @@ impl Gateway {
                 metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
             }
             Outcome::DeadLetter { failure } => {
-                metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => name, "stage" => failure.stage.as_str())
+                let stage = failure.stage.as_str();
+                bus.dead_letter(Some(&route.name), delivery, failure, attempt)?;
+                // Counted once kept: a refused one is counted as refused by the bus.
+                metrics::counter!(telemetry::MESSAGES_DEAD_LETTERED, "route" => name, "stage" => stage)
                     .increment(1);
-                return bus.dead_letter(Some(&route.name), delivery, failure, attempt);
             }
             Outcome::Retry {
                 attempt,

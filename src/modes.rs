@@ -9,10 +9,12 @@
 //!   downstream's contract.
 //! - [`enrich`]: validate → look-ups → translator (or merge) → validate the enriched result.
 //!
-//! A mode's CPU-bound work (validating, translating) runs with one of the process's script
-//! permits (`scripting::script_permit`), taken here: every mode holds one for its whole run
-//! except enrich, which holds one for validate-in and another for what follows its look-ups,
-//! none while they wait. Whoever calls [`run`] holds none.
+//! A translating mode's CPU-bound work (validating, translating) runs with one of the process's
+//! script permits (`scripting::script_permit`), taken here: open-host and anti-corruption hold
+//! one for their whole run; enrich holds one for validate-in and another for what follows its
+//! look-ups, none while they wait. Conformist runs no script and only validates, as receive
+//! already did: it takes none, so that routes that only move bytes never queue behind
+//! translators. Whoever calls [`run`] holds none.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -52,10 +54,7 @@ pub async fn run(
     shared: &mut Shared,
 ) -> Result<Vec<Message>, Failure> {
     match route.mode {
-        Mode::Conformist => {
-            let _permit = scripting::script_permit().await;
-            conformist::run(route, input)
-        }
+        Mode::Conformist => conformist::run(route, input),
         Mode::OpenHost => {
             let _permit = scripting::script_permit().await;
             open_host::run(route, input, shared)

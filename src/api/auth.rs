@@ -96,7 +96,7 @@ impl Credentials {
         for (key, item) in top.iter() {
             let line = reader.line(top.key(key).and_then(toml_edit::Key::span));
             match key {
-                "operator" => reader.digests(&Owner::Operator, item, line),
+                "operator" => reader.digests(&Owner::Operator, "operator", item, line),
                 "contexts" => reader.contexts(item, line),
                 _ => reader.problems.push(format!(
                     "line {line}: unknown key (a credentials file has `operator` and `[contexts]` only)"
@@ -176,35 +176,36 @@ impl Reader<'_> {
                     .and_then(|(key, _)| key.span())
                     .or_else(|| item.span()),
             );
+            // A key is never echoed unless it is a context of the registry: it may be a token
+            // written as a key (a token in lowercase hex that starts with a letter is a slug).
+            let place = format!("contexts, the entry at line {line}");
             let Ok(name) = ContextName::parse(key) else {
-                // Not a context name: not echoed (it may be a token written as a key).
                 self.problems.push(format!(
-                    "contexts, the entry at line {line}: its name is not a context name \
-                     (a lowercase slug such as `orders`)"
+                    "{place}: its name is not a context name (a lowercase slug such as `orders`)"
                 ));
                 continue;
             };
-            if let Some(registry) = self.registry
-                && !registry.contexts.contains_key(&name)
-            {
-                self.problems.push(format!(
-                    "contexts.{name} (line {line}): the registry has no context {name}"
-                ));
-                continue;
-            }
-            self.digests(&Owner::Context(name), item, line);
+            let label = match self.registry {
+                Some(registry) if !registry.contexts.contains_key(&name) => {
+                    self.problems.push(format!(
+                        "{place}: its name is not a context of the registry"
+                    ));
+                    continue;
+                }
+                Some(_) => format!("contexts.{name}"),
+                // Not checked against a registry: named by its place only.
+                None => "an entry of contexts".to_owned(),
+            };
+            self.digests(&Owner::Context(name), &label, item, line);
         }
     }
 
-    fn digests(&mut self, owner: &Owner, item: &toml_edit::Item, line: usize) {
-        let label = match owner {
-            Owner::Operator => "operator".to_owned(),
-            Owner::Context(name) => format!("contexts.{name}"),
-        };
+    /// Reads `owner`'s digests; `label` names the entry in problems.
+    fn digests(&mut self, owner: &Owner, label: &str, item: &toml_edit::Item, line: usize) {
         let Some(array) = item.as_array() else {
             self.problems.push(format!(
-                "{label} (line {line}): must be an array of digests, such as \
-                 {label} = [\"<64 hex digits>\"], not {}",
+                "{label} (line {line}): must be an array of digests \
+                 ([\"<64 hex digits>\", ...]), not {}",
                 item.type_name()
             ));
             return;
@@ -387,17 +388,21 @@ mod tests {
             ("operator = [\"SECRET\"] junk", "line 1, column 23"),
             (
                 "[contexts]\norders = \"SECRET\"",
-                "contexts.orders (line 2): must be an array",
+                "an entry of contexts (line 2): must be an array",
             ),
             (
                 "[contexts]\norders = [1, \"SECRET\"]",
-                "contexts.orders, entry 1 (line 2): must be a string",
+                "an entry of contexts, entry 1 (line 2): must be a string",
             ),
             (
                 "[contexts]\norders = [\"SECRET\"]",
-                "contexts.orders, entry 1 (line 2): not a SHA-256",
+                "an entry of contexts, entry 1 (line 2): not a SHA-256",
             ),
             ("[contexts]\nSECRET = [\"x\"]", "the entry at line 2"),
+            (
+                "[contexts]\nsecret-token-a3f9 = [\"x\"]",
+                "an entry of contexts, entry 1 (line 2): not a SHA-256",
+            ),
             ("SECRET = 1", "line 1: unknown key"),
             (
                 "contexts = \"SECRET\"",
@@ -412,6 +417,7 @@ mod tests {
             let error = Credentials::parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
             assert!(!error.contains("SECRET"), "{text:?} echoed: {error}");
+            assert!(!error.contains("secret"), "{text:?} echoed: {error}");
         }
         // Every problem is reported, not the first.
         let error = Credentials::parse(&format!(
@@ -420,7 +426,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("operator, entry 1 (line 1)"), "{error}");
-        assert!(error.contains("contexts.shipping (line 4)"), "{error}");
+        assert!(error.contains("an entry of contexts (line 4)"), "{error}");
     }
 
     #[test]
@@ -433,7 +439,7 @@ mod tests {
         .to_string();
         assert!(
             error.contains(
-                "contexts.orders, entry 1 (line 3): the same digest as operator, entry 1 (line 1)"
+                "an entry of contexts, entry 1 (line 3): the same digest as operator, entry 1 (line 1)"
             ),
             "{error}"
         );
@@ -444,7 +450,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            error.contains("contexts.shipping, entry 2 (line 3)"),
+            error.contains("an entry of contexts, entry 2 (line 3): the same digest as an entry of contexts, entry 1 (line 2)"),
             "{error}"
         );
     }

@@ -89,7 +89,8 @@ impl KeptDelivery {
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Redriven {
     pub redriven: usize,
-    /// In process: `forward`, `drop`, `retry`, `dead-letter` (failed again, kept anew). On
+    /// In process: `forward`, `drop`, `retry`, `dead-letter` (failed again, kept anew),
+    /// `unchanged` (failed again, its new failure did not fit: put back as it was). On
     /// RabbitMQ: `queued`, back on the route's queue, where the route's consumers take them.
     pub outcomes: BTreeMap<String, usize>,
     /// Dead letters of the route still kept after this request.

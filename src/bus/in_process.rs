@@ -2,7 +2,9 @@
 //! broker. Each context has an inbox in memory, bounded by count and by bytes (the oldest pushed
 //! out and counted when full); reading it over HTTP takes the messages out. Dead letters are
 //! kept in memory with their failure, bounded the same way, but never pushed out: past the bound
-//! a new one is refused ([`DeadLettersFull`]), and whoever holds the input is told. Nothing
+//! a new one is refused ([`DeadLettersFull`]), and whoever holds the input is told. A redrive
+//! takes them out one at a time ([`Redriving`]) and keeps the room of the one it runs until it is
+//! decided, so one that fails again is kept anew in that room, or else put back: never lost. Nothing
 //! survives a restart: this bus is for trying contextgate out and for tests, RabbitMQ is for
 //! production.
 
@@ -49,7 +51,7 @@ impl Default for Bounds {
 pub struct InProcessBus {
     bounds: Bounds,
     inboxes: Mutex<HashMap<ContextName, Held<Message>>>,
-    dead_letters: Mutex<Held<DeadLetter>>,
+    dead_letters: Mutex<DeadLetters>,
     /// The id of the next dead letter: ids grow, so that one names where a listing goes on.
     next_id: AtomicU64,
 }
@@ -59,6 +61,95 @@ pub struct InProcessBus {
 struct Held<T> {
     items: VecDeque<T>,
     bytes: usize,
+}
+
+/// The dead letters kept, and the room of those a redrive took out and has not decided yet.
+#[derive(Debug, Default)]
+struct DeadLetters {
+    /// Their bytes include those of the dead letters being redriven.
+    held: Held<DeadLetter>,
+    /// How many dead letters are being redriven: out of `held.items`, their room still held.
+    in_redrive: usize,
+}
+
+impl DeadLetters {
+    fn count(&self) -> usize {
+        self.held.items.len() + self.in_redrive
+    }
+
+    /// Puts a dead letter among the others in order of id, where it was before it was taken.
+    fn put_back(&mut self, dead_letter: DeadLetter) {
+        let id = numeric_id(&dead_letter);
+        let at = self
+            .held
+            .items
+            .partition_point(|kept| numeric_id(kept) < id);
+        self.held.items.insert(at, dead_letter);
+    }
+}
+
+/// A dead letter a redrive took out and runs through its route. Its room (count and bytes)
+/// stays held until it is decided: [`Redriving::settle`] when it left (forwarded, dropped,
+/// scheduled for a retry), [`Redriving::keep_again`] when it failed again. Dropped undecided, it
+/// goes back where it was.
+#[derive(Debug)]
+#[must_use = "an undecided redrive puts the dead letter back"]
+pub struct Redriving<'a> {
+    bus: &'a InProcessBus,
+    /// `None` once decided.
+    dead_letter: Option<DeadLetter>,
+    weight: usize,
+}
+
+impl Redriving<'_> {
+    /// The input as it arrived, to run again.
+    pub fn input(&self) -> &Arc<Delivery> {
+        &self
+            .dead_letter
+            .as_ref()
+            .expect("a redrive is undecided until it is consumed")
+            .input
+    }
+
+    /// It left the dead letters: its room is free.
+    pub fn settle(mut self) {
+        self.dead_letter = None;
+        let mut dead_letters = self.bus.lock_dead_letters();
+        dead_letters.in_redrive -= 1;
+        dead_letters.held.bytes -= self.weight;
+    }
+
+    /// It failed again: kept anew (a new id, last) in the room it held. When the new failure
+    /// does not fit (it weighs more and the bytes are at their bound), the dead letter is put back
+    /// as it was, where it was, and the refusal returned.
+    pub fn keep_again(mut self, failure: Failure, attempt: u32) -> Result<(), DeadLettersFull> {
+        let original = self
+            .dead_letter
+            .take()
+            .expect("a redrive is undecided until it is consumed");
+        let again =
+            self.bus
+                .new_dead_letter(original.route.as_ref(), &original.input, failure, attempt);
+        let mut dead_letters = self.bus.lock_dead_letters();
+        dead_letters.in_redrive -= 1;
+        dead_letters.held.bytes -= self.weight;
+        let kept = self.bus.keep(&mut dead_letters, again);
+        if kept.is_err() {
+            dead_letters.held.bytes += self.weight;
+            dead_letters.put_back(original);
+        }
+        kept
+    }
+}
+
+impl Drop for Redriving<'_> {
+    fn drop(&mut self) {
+        if let Some(original) = self.dead_letter.take() {
+            let mut dead_letters = self.bus.lock_dead_letters();
+            dead_letters.in_redrive -= 1;
+            dead_letters.put_back(original);
+        }
+    }
 }
 
 impl<T> Default for Held<T> {
@@ -161,36 +252,61 @@ impl InProcessBus {
         failure: Failure,
         attempt: u32,
     ) -> Result<(), DeadLettersFull> {
-        let dead_letter = DeadLetter {
+        let dead_letter = self.new_dead_letter(route, input, failure, attempt);
+        let mut dead_letters = self.lock_dead_letters();
+        self.keep(&mut dead_letters, dead_letter)
+    }
+
+    fn new_dead_letter(
+        &self,
+        route: Option<&RouteName>,
+        input: &Arc<Delivery>,
+        failure: Failure,
+        attempt: u32,
+    ) -> DeadLetter {
+        DeadLetter {
             id: self.next_id.fetch_add(1, Ordering::Relaxed).to_string(),
             route: route.cloned(),
             failure,
             failed_at: SystemTime::now(),
             attempt,
             input: input.clone(),
-        };
+        }
+    }
+
+    /// Keeps `dead_letter` last when it fits within the bounds; counts a refusal.
+    fn keep(
+        &self,
+        dead_letters: &mut DeadLetters,
+        dead_letter: DeadLetter,
+    ) -> Result<(), DeadLettersFull> {
         let weight = dead_letter_weight(&dead_letter);
-        let mut dead_letters = self
-            .dead_letters
-            .lock()
-            .expect("no code panics while holding the dead-letter lock");
-        let over_count = dead_letters.items.len() >= self.bounds.messages;
-        let over_bytes = !dead_letters.items.is_empty()
-            && dead_letters.bytes + weight > self.bounds.dead_letter_bytes;
+        let over_count = dead_letters.count() >= self.bounds.messages;
+        let over_bytes = dead_letters.count() > 0
+            && dead_letters.held.bytes + weight > self.bounds.dead_letter_bytes;
         if over_count || over_bytes {
-            let route = route.map_or_else(|| "none".to_owned(), ToString::to_string);
+            let route = dead_letter
+                .route
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string);
             metrics::counter!(crate::telemetry::DEAD_LETTERS_REFUSED, "route" => route)
                 .increment(1);
             return Err(DeadLettersFull {
-                held: dead_letters.items.len(),
-                held_bytes: dead_letters.bytes,
+                held: dead_letters.count(),
+                held_bytes: dead_letters.held.bytes,
                 max: self.bounds.messages,
                 max_bytes: self.bounds.dead_letter_bytes,
             });
         }
-        dead_letters.bytes += weight;
-        dead_letters.items.push_back(dead_letter);
+        dead_letters.held.bytes += weight;
+        dead_letters.held.items.push_back(dead_letter);
         Ok(())
+    }
+
+    fn lock_dead_letters(&self) -> std::sync::MutexGuard<'_, DeadLetters> {
+        self.dead_letters
+            .lock()
+            .expect("no code panics while holding the dead-letter lock")
     }
 
     /// Takes messages out of a context's inbox, oldest first: up to `max`, and no more than
@@ -223,9 +339,8 @@ impl InProcessBus {
     /// The dead letters kept, oldest first (they stay until redriven, deleted, or the bus is
     /// dropped), of one route or of all (`None`).
     pub fn dead_letters(&self, route: Option<&RouteName>, max: usize) -> Vec<DeadLetter> {
-        self.dead_letters
-            .lock()
-            .expect("no code panics while holding the dead-letter lock")
+        self.lock_dead_letters()
+            .held
             .items
             .iter()
             .filter(|kept| route.is_none() || kept.route.as_ref() == route)
@@ -241,11 +356,9 @@ impl InProcessBus {
             .as_deref()
             .and_then(|after| after.parse::<u64>().ok())
             .unwrap_or(0);
-        let dead_letters = self
-            .dead_letters
-            .lock()
-            .expect("no code panics while holding the dead-letter lock");
+        let dead_letters = self.lock_dead_letters();
         let of_route: Vec<&DeadLetter> = dead_letters
+            .held
             .items
             .iter()
             .filter(|kept| route.is_none() || kept.route.as_ref() == route)
@@ -287,13 +400,10 @@ impl InProcessBus {
         id: Option<&str>,
         max: usize,
     ) -> Vec<DeadLetter> {
-        let mut dead_letters = self
-            .dead_letters
-            .lock()
-            .expect("no code panics while holding the dead-letter lock");
+        let mut dead_letters = self.lock_dead_letters();
         let mut taken = Vec::new();
         let mut freed = 0;
-        dead_letters.items.retain(|kept| {
+        dead_letters.held.items.retain(|kept| {
             let chosen = taken.len() < max
                 && kept.route.as_ref() == Some(route)
                 && id.is_none_or(|id| kept.id == id);
@@ -303,8 +413,43 @@ impl InProcessBus {
             }
             !chosen
         });
-        dead_letters.bytes -= freed;
+        dead_letters.held.bytes -= freed;
         taken
+    }
+
+    /// The ids of the dead letters of `route`, oldest first, up to `max`: what a redrive of all
+    /// of them runs (not those kept while it runs).
+    pub fn dead_letter_ids(&self, route: &RouteName, max: usize) -> Vec<String> {
+        self.lock_dead_letters()
+            .held
+            .items
+            .iter()
+            .filter(|kept| kept.route.as_ref() == Some(route))
+            .take(max)
+            .map(|kept| kept.id.clone())
+            .collect()
+    }
+
+    /// Takes the dead letter of `route` with `id` out for a redrive, its room still held; `None`
+    /// when there is none (deleted, or taken by another redrive).
+    pub fn redrive(&self, route: &RouteName, id: &str) -> Option<Redriving<'_>> {
+        let mut dead_letters = self.lock_dead_letters();
+        let at = dead_letters
+            .held
+            .items
+            .iter()
+            .position(|kept| kept.route.as_ref() == Some(route) && kept.id == id)?;
+        let dead_letter = dead_letters
+            .held
+            .items
+            .remove(at)
+            .expect("the position was just found");
+        dead_letters.in_redrive += 1;
+        Some(Redriving {
+            bus: self,
+            weight: dead_letter_weight(&dead_letter),
+            dead_letter: Some(dead_letter),
+        })
     }
 }
 
@@ -332,6 +477,11 @@ fn message_weight(message: &Message) -> usize {
         + extensions
 }
 
+/// A dead letter's id as a number, for its place among the others (ids are a counter here).
+fn numeric_id(dead_letter: &DeadLetter) -> u64 {
+    dead_letter.id.parse().unwrap_or(u64::MAX)
+}
+
 /// What a dead letter weighs: the input as it arrived, and its failure.
 fn dead_letter_weight(dead_letter: &DeadLetter) -> usize {
     let input = &dead_letter.input;
@@ -347,4 +497,76 @@ fn dead_letter_weight(dead_letter: &DeadLetter) -> usize {
         .map(|problem| problem.message.len() + problem.pointer.as_ref().map_or(0, String::len))
         .sum();
     input.body.len() + headers + input.content_type.as_ref().map_or(0, String::len) + problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::{Problem, Reason, Stage};
+
+    fn failure(message: &str) -> Failure {
+        Failure::one(
+            Stage::Enrich,
+            Reason::EnrichmentFailed,
+            Problem::new(message),
+        )
+    }
+
+    fn ids(bus: &InProcessBus) -> Vec<String> {
+        bus.dead_letters(None, usize::MAX)
+            .into_iter()
+            .map(|kept| kept.id)
+            .collect()
+    }
+
+    #[test]
+    fn a_redriven_dead_letter_holds_its_room_and_is_never_lost() {
+        let bus = InProcessBus::new(Bounds {
+            messages: 3,
+            inbox_bytes: DEFAULT_INBOX_BYTES,
+            dead_letter_bytes: 1_000,
+        });
+        let route = RouteName::parse("up-to-down").unwrap();
+        let input = Arc::new(Delivery::structured("{}"));
+        for _ in 0..3 {
+            bus.dead_letter(Some(&route), &input, failure("first"), 1)
+                .unwrap();
+        }
+        assert_eq!(ids(&bus), ["1", "2", "3"]);
+
+        // A new failure that does not fit: the dead letter is put back as it was, where it was.
+        let redriving = bus.redrive(&route, "2").unwrap();
+        assert!(
+            redriving
+                .keep_again(failure(&"x".repeat(2_000)), 1)
+                .is_err()
+        );
+        assert_eq!(ids(&bus), ["1", "2", "3"]);
+        assert_eq!(
+            bus.dead_letters(None, 3)[1].failure.problems[0].message,
+            "first"
+        );
+
+        // Undecided (dropped): back where it was.
+        drop(bus.redrive(&route, "2").unwrap());
+        assert_eq!(ids(&bus), ["1", "2", "3"]);
+
+        // While one runs, its room stays held: others are refused, and it is kept anew.
+        let redriving = bus.redrive(&route, "1").unwrap();
+        assert!(bus.redrive(&route, "1").is_none(), "taken once");
+        assert!(
+            bus.dead_letter(Some(&route), &input, failure("other"), 1)
+                .is_err()
+        );
+        redriving.keep_again(failure("again"), 1).unwrap();
+        // Ids are never reused: the refused ones took 4 and 5.
+        assert_eq!(ids(&bus), ["2", "3", "6"]);
+
+        // Settled (it left): its room is free.
+        bus.redrive(&route, "3").unwrap().settle();
+        assert_eq!(ids(&bus), ["2", "6"]);
+        bus.dead_letter(Some(&route), &input, failure("other"), 1)
+            .unwrap();
+        assert_eq!(ids(&bus), ["2", "6", "7"]);
+    }
 }

@@ -244,7 +244,9 @@ impl std::fmt::Debug for Lookup {
 ///
 /// It stays under one of its context's `lookup_allow` base URLs, compared after normalising the
 /// path as a server might read it (dot segments, percent-encoded dots and slashes, duplicate
-/// slashes): checked on the template at load, and on every filled URL before its request.
+/// slashes, `;` path parameters; double percent-encoding refused): checked on the template at
+/// load, and on every filled URL before its request. A value filling the path never reads as
+/// `..` to any of those servers.
 #[derive(Debug, Clone)]
 pub struct UrlTemplate {
     pub source: String,
@@ -310,7 +312,8 @@ impl UrlTemplate {
             return Err(format!(
                 "url {source:?} is not under any of the context's lookup_allow base URLs \
                  (compared after resolving dot segments, percent-encoded dots and slashes, \
-                 and duplicate slashes)"
+                 duplicate slashes and `;` path parameters; double percent-encoding such as \
+                 %252e is refused)"
             ));
         }
         Ok(Self {
@@ -324,7 +327,13 @@ impl UrlTemplate {
     /// look-up requests, checked again before each request.
     pub fn check(&self, filled: &str) -> Result<url::Url, String> {
         let url = url::Url::parse(filled).map_err(|error| format!("not a valid URL: {error}"))?;
-        if self.allowed.iter().any(|base| is_under(filled, &url, base)) {
+        if is_double_encoded(url.path()) {
+            Err(
+                "its path is double percent-encoded (`%25` and two hex digits), which some \
+                 servers decode twice; lookup_allow is compared without guessing"
+                    .to_owned(),
+            )
+        } else if self.allowed.iter().any(|base| is_under(filled, &url, base)) {
             Ok(url)
         } else {
             Err("it leaves the context's lookup_allow base URLs".to_owned())
@@ -334,9 +343,14 @@ impl UrlTemplate {
     /// The URL for one message, or the pointer that has no usable value.
     pub fn fill(&self, data: &Value) -> Result<String, String> {
         let mut url = String::with_capacity(self.source.len() + 32);
+        // Placeholders after a `?` or `#` fill the query or fragment, not the path.
+        let mut in_path = true;
         for part in &self.parts {
             match part {
-                TemplatePart::Literal(text) => url.push_str(text),
+                TemplatePart::Literal(text) => {
+                    in_path &= !text.contains(['?', '#']);
+                    url.push_str(text);
+                }
                 TemplatePart::Pointer(pointer) => {
                     let value = match data.pointer(pointer) {
                         Some(Value::String(text)) => text.clone(),
@@ -351,6 +365,12 @@ impl UrlTemplate {
                     if value.is_empty() || value == "." || value == ".." {
                         return Err(format!("{pointer} is {value:?}, not a usable URL segment"));
                     }
+                    if in_path && reads_as_a_dot_segment(&value) {
+                        return Err(format!(
+                            "{pointer} is {value:?}, which a server may read as `..` \
+                             (a path segment starting with `..` once decoded)"
+                        ));
+                    }
                     url.extend(url::form_urlencoded::byte_serialize(value.as_bytes()).map(
                         // form encoding writes spaces as '+'; a path needs %20.
                         |piece| if piece == "+" { "%20" } else { piece },
@@ -362,11 +382,44 @@ impl UrlTemplate {
     }
 }
 
+/// Whether a placeholder value, percent-decoded until nothing is left to decode, has a path
+/// segment starting with `..`: `..;x` is `..` to servers that strip path parameters (Tomcat,
+/// Spring), and `%2e%2e` is `..` to servers that decode twice.
+fn reads_as_a_dot_segment(value: &str) -> bool {
+    let mut decoded = value.to_owned();
+    loop {
+        let again = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8_lossy()
+            .into_owned();
+        // Each decoding that changes something makes the text shorter, so this ends.
+        if again == decoded {
+            break;
+        }
+        decoded = again;
+    }
+    decoded
+        .split(['/', '\\'])
+        .any(|segment| segment.starts_with(".."))
+}
+
+/// Whether a path holds `%25` followed by two hex digits: percent-encoded percent-encoding, such
+/// as `%252e%252e`, which servers that decode twice read as `..`.
+fn is_double_encoded(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.windows(5).any(|window| {
+        window[0] == b'%'
+            && window[1] == b'2'
+            && window[2] == b'5'
+            && window[3].is_ascii_hexdigit()
+            && window[4].is_ascii_hexdigit()
+    })
+}
+
 /// Whether a URL is under `base` (origin and path) however a server reads its path: no user
-/// information, the same scheme, host and port, and a normalised path that starts with the base's
-/// path segments — both the path the `url` crate sends (it resolved `.` and `..`, also as `%2e`,
-/// and backslashes) and the path as written in `text` (for servers that merge `//` before they
-/// resolve dot segments).
+/// information, the same scheme, host and port, no double percent-encoding, and a normalised
+/// path that starts with the base's path segments — both the path the `url` crate sends (it
+/// resolved `.` and `..`, also as `%2e`, and backslashes) and the path as written in `text` (for
+/// servers that merge `//` before they resolve dot segments).
 fn is_under(text: &str, url: &url::Url, base: &url::Url) -> bool {
     if !url.username().is_empty()
         || url.password().is_some()
@@ -383,18 +436,21 @@ fn is_under(text: &str, url: &url::Url, base: &url::Url) -> bool {
         .strip_prefix(&base.origin().ascii_serialization())
         .map(|rest| rest.split(['?', '#']).next().unwrap_or_default());
     [Some(url.path()), written].into_iter().all(|path| {
-        path.and_then(normalised_path)
+        path.filter(|path| !is_double_encoded(path))
+            .and_then(normalised_path)
             .is_some_and(|path| path.starts_with(&base_path))
     })
 }
 
 /// The path's segments as a lenient server reads them, or `None` when `..` climbs above the root:
 /// percent-decoded once (so `..%2f..` is two dot segments, as servers that decode `%2F` read it),
+/// `;parameters` stripped from each segment (so `..;x` is `..`, as Tomcat and Spring read it),
 /// empty segments dropped (`//` read as `/`), then dot segments resolved.
 fn normalised_path(path: &str) -> Option<Vec<String>> {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     let mut segments: Vec<String> = Vec::new();
     for segment in decoded.split(['/', '\\']) {
+        let segment = segment.split(';').next().unwrap_or_default();
         match segment {
             "" | "." => {}
             ".." => {
@@ -453,11 +509,11 @@ mod tests {
         )
         .unwrap();
         let url = template
-            .fill(&json!({"customer_id": "c 1/../admin?x#", "v": 2}))
+            .fill(&json!({"customer_id": "c 1/admin?x#", "v": 2}))
             .unwrap();
         assert_eq!(
             url,
-            "http://127.0.0.1:9100/customers/c%201%2F..%2Fadmin%3Fx%23?v=2"
+            "http://127.0.0.1:9100/customers/c%201%2Fadmin%3Fx%23?v=2"
         );
         assert!(template.fill(&json!({"v": 2})).is_err());
         assert!(template.fill(&json!({"customer_id": {}, "v": 2})).is_err());
@@ -491,6 +547,10 @@ mod tests {
             "http://127.0.0.1:9100/api/./../admin/{/x}",
             "http://127.0.0.1:9100/api/{/x}/../../admin",
             "http://127.0.0.1:9100/api/v1/%2e%2e/%2e%2e/admin/{/x}",
+            "http://127.0.0.1:9100/api/..;/admin/{/x}",
+            "http://127.0.0.1:9100/api/..;jsessionid=1/admin/{/x}",
+            "http://127.0.0.1:9100/api/%252e%252e/admin/{/x}",
+            "http://127.0.0.1:9100/api/%252E%252E/admin/{/x}",
         ] {
             assert!(UrlTemplate::parse(bad, &allowed).is_err(), "{bad}");
         }
@@ -519,8 +579,30 @@ mod tests {
         assert!(fill_and_check(json!({"a": "../..", "b": "admin"})).is_err());
         assert!(fill_and_check(json!({"a": "..", "b": "admin"})).is_err());
         assert!(fill_and_check(json!({"a": "a/../../..", "b": "admin"})).is_err());
-        // Climbing within the base is harmless.
-        assert!(fill_and_check(json!({"a": "a/..", "b": "c"})).is_ok());
+        // Path parameters and double encoding are dot segments to some servers.
+        for value in [
+            "..;",
+            "..;x",
+            "a/..;",
+            "%2e%2e",
+            "%252e%252e",
+            ".%2E",
+            "..%3b",
+        ] {
+            assert!(
+                fill_and_check(json!({"a": value, "b": "admin"})).is_err(),
+                "{value}"
+            );
+        }
+        // Values with `;`, `%` or dots inside are sent, percent-encoded.
+        assert_eq!(
+            fill_and_check(json!({"a": "a;b", "b": "100%"})).unwrap(),
+            "http://127.0.0.1:9100/api/a%3Bb/100%25"
+        );
+        assert!(fill_and_check(json!({"a": "x..y", "b": "v1.2"})).is_ok());
+        // A value after `?` is not a path segment.
+        let template = UrlTemplate::parse("http://127.0.0.1:9100/api/x?q={/a}", &allowed).unwrap();
+        assert!(template.fill(&json!({"a": "..;"})).is_ok());
     }
 
     #[test]

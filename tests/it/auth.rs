@@ -306,6 +306,24 @@ fn serve_says_which_credential_entry_is_wrong_and_never_echoes_it() {
             false,
             "contexts.orders, entry 1 (line 2): not a SHA-256 digest",
         ),
+        // A token written as a key, where a context's name goes: a valid name, but none of the
+        // registry's.
+        (
+            format!(
+                "[contexts]\norders = [{orders:?}]\noperator-secret-1 = [{:?}]\n",
+                hash_token("x")
+            ),
+            false,
+            "contexts, the entry at line 3: its name is not a context of the registry",
+        ),
+        (
+            format!(
+                "[contexts]\norders = [{orders:?}]\n\"operator-secret-1\" = [{:?}]\n",
+                hash_token("x")
+            ),
+            true,
+            "CONTEXTGATE_CREDENTIALS were refused: contexts, the entry at line 3",
+        ),
     ];
     for (credentials, in_env, expected) in cases {
         let (code, stderr) = serve_refusing(&credentials, in_env);
@@ -327,7 +345,7 @@ fn serve_refuses_credentials_for_an_unknown_context_or_a_digest_with_two_owners(
                 "[contexts]\norders = [{orders:?}]\nbilling = [{:?}]\n",
                 hash_token("b")
             ),
-            "contexts.billing (line 3): the registry has no context billing",
+            "contexts, the entry at line 3: its name is not a context of the registry",
         ),
         (
             format!("operator = [{orders:?}]\n[contexts]\norders = [{orders:?}]\n"),

@@ -325,3 +325,41 @@ fn translate_into_a_closed_pipe_exits_quietly() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn serve_help_names_the_environment_but_never_shows_a_secret_from_it() {
+    for args in [
+        &["serve", "--help"][..],
+        &["serve", "-h"][..],
+        &["help", "serve"][..],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(args)
+            .env(
+                "CONTEXTGATE_AMQP_URL",
+                "amqp://gateway:amqp-password-1@broker.internal:5672/%2f",
+            )
+            .env(
+                "CONTEXTGATE_CREDENTIALS_FILE",
+                "/run/secrets/credentials-file-1.toml",
+            )
+            .env(
+                "CONTEXTGATE_CREDENTIALS",
+                "operator = [\"credentials-text-1\"]",
+            )
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let help = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {help}");
+        assert!(help.contains("CONTEXTGATE_AMQP_URL"), "{args:?}: {help}");
+        for secret in [
+            "amqp-password-1",
+            "broker.internal",
+            "credentials-file-1",
+            "credentials-text-1",
+        ] {
+            assert!(!help.contains(secret), "{args:?} shows {secret}: {help}");
+        }
+    }
+}

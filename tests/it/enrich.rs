@@ -409,7 +409,8 @@ async fn a_service_that_keeps_failing_is_left_alone_for_a_while() {
 
 /// A service with an API under `/api/` and an admin area under `/admin/`: it answers every GET
 /// with a customer, and counts the requests that reach `/admin/` as a lenient server reads a
-/// path (percent-decoded, `//` merged, dot segments resolved).
+/// path (percent-decoded until nothing is left to decode, `;parameters` stripped from segments as
+/// Tomcat and Spring do, `//` and `\` merged, dot segments resolved).
 struct AdminStub {
     base: String,
     admin_hits: Arc<AtomicUsize>,
@@ -435,9 +436,19 @@ async fn spawn_admin_stub() -> AdminStub {
 
 /// A path as a lenient server reads it.
 fn lenient_path(path: &str) -> String {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut decoded = path.to_owned();
+    loop {
+        let again = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8_lossy()
+            .into_owned();
+        if again == decoded {
+            break;
+        }
+        decoded = again;
+    }
     let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
+    for segment in decoded.split(['/', '\\']) {
+        let segment = segment.split(';').next().unwrap_or_default();
         match segment {
             "" | "." => {}
             ".." => {
@@ -527,8 +538,9 @@ async fn a_filled_url_that_climbs_out_of_its_base_is_not_requested() {
         failure_of(&verdict),
         (Stage::Enrich, Reason::EnrichmentFailed, false)
     );
+    let text = format!("{verdict:?}");
     assert!(
-        format!("{verdict:?}").contains("lookup_allow"),
+        text.contains("lookup_allow") || text.contains("may read as `..`"),
         "{verdict:?}"
     );
     assert_eq!(stub.admin_hits.load(Ordering::SeqCst), 0, "/admin/ reached");
@@ -544,6 +556,101 @@ async fn a_filled_url_that_climbs_out_of_its_base_is_not_requested() {
         forwarded(&verdict),
         vec![json!({"id": "someone", "total": 1})]
     );
+}
+
+#[tokio::test]
+async fn path_parameters_and_double_encoding_never_move_a_look_up_out_of_its_base() {
+    let stub = spawn_admin_stub().await;
+    let api = format!("{}api/", stub.base);
+
+    // Templates: refused at load, so never requested.
+    for path in [
+        "api/..;/admin/{/id}",
+        "api/..;jsessionid=x/admin/{/id}",
+        "api/%252e%252e/admin/{/id}",
+        "api/%252E%252E/admin/{/id}",
+        "api/..%252fadmin/{/id}",
+    ] {
+        let template = format!("{}{path}", stub.base);
+        let fixture = fixture_with_template(&template, &api);
+        match contextgate::registry::load(fixture.root()) {
+            Ok(registry) => {
+                let pipeline = contextgate::pipeline::Pipeline::new(Arc::new(registry));
+                let data = json!({"id": "c-1", "n": 1});
+                pipeline
+                    .process(&context("up"), &event("up/Thing@1", "e-1", &data))
+                    .await;
+                panic!("{template} loaded");
+            }
+            Err(contextgate::registry::RegistryError::Problems(problems)) => {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                assert!(
+                    lines.iter().any(|line| line.contains("lookup_allow")),
+                    "{template}: {lines:?}"
+                );
+            }
+            Err(error) => panic!("{template}: {error}"),
+        }
+    }
+    assert_eq!(stub.admin_hits.load(Ordering::SeqCst), 0, "/admin/ reached");
+
+    // Values: a placeholder that would read as a dot segment is refused, never sent.
+    let fixture = fixture_with_template(&format!("{}api/{{/id}}/{{/area}}", stub.base), &api);
+    let pipeline = fixture.pipeline();
+    for (n, id) in [
+        "..;",
+        "..;jsessionid=x",
+        "%2e%2e",
+        "%2E%2e;",
+        "%252e%252e",
+        ".%2e",
+        "c-1/..;",
+        "..%3b",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = json!({"id": id, "area": "admin", "n": 1});
+        let verdict = only(
+            pipeline
+                .process(
+                    &context("up"),
+                    &event("up/Thing@1", &format!("e-{n}"), &data),
+                )
+                .await,
+        );
+        assert_eq!(
+            failure_of(&verdict),
+            (Stage::Enrich, Reason::EnrichmentFailed, false),
+            "{id}: {verdict:?}"
+        );
+        assert_eq!(
+            stub.admin_hits.load(Ordering::SeqCst),
+            0,
+            "/admin/ reached with {id:?}"
+        );
+    }
+
+    // Ordinary values, with a `;`, a `%` or dots inside, are still requested.
+    for (n, id) in ["c-1", "a;b", "100%", "v1.2", "x..y"]
+        .into_iter()
+        .enumerate()
+    {
+        let data = json!({"id": id, "area": "eu", "n": 1});
+        let verdict = only(
+            pipeline
+                .process(
+                    &context("up"),
+                    &event("up/Thing@1", &format!("ok-{n}"), &data),
+                )
+                .await,
+        );
+        assert_eq!(
+            forwarded(&verdict),
+            vec![json!({"id": "someone", "total": 1})],
+            "{id}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -445,6 +445,132 @@ async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
     );
 }
 
+/// The sum of a counter's series for one route, as `/metrics` shows them.
+async fn counted(base: &str, counter: &str, route: &str) -> f64 {
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with(&format!("{counter}{{"))
+                && line.contains(&format!("route=\"{route}\""))
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_never_loses_a_dead_letter_when_others_fill_the_room_meanwhile() {
+    // A look-up that answers 404 after 300 ms: every valid input fails for good, slowly.
+    let app = Router::new().route(
+        "/gone/{id}",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            axum::http::StatusCode::NOT_FOUND
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stub = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fixture = Fixture::new(
+        "enrich",
+        Some(r#"fn translate(data, meta) { #{ id: meta.lookups.customer.name, total: data.n } }"#),
+        &format!(
+            "[[routes.lookups]]\nname = \"customer\"\nurl = \"{stub}gone/{{/id}}\"\ntimeout = \"5s\"\ncache_ttl = \"0s\"\n"
+        ),
+    );
+    fixture.allow(&stub);
+    // A route name of its own, so that its metrics are this test's alone.
+    let path = fixture.root().join("contextgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, config.replace("\"up-to-down\"", "\"redrive-room\"")).unwrap();
+    let (gateway, base) = serve_bounded(
+        &fixture,
+        contextgate::bus::in_process::Bounds {
+            messages: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let Bus::InProcess(bus) = gateway.bus() else {
+        unreachable!("served on the in-process bus")
+    };
+    let route = contextgate::registry::RouteName::parse("redrive-room").unwrap();
+    let kept = || {
+        bus.dead_letters(Some(&route), usize::MAX)
+            .iter()
+            .map(|dead_letter| {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&dead_letter.input.body).unwrap();
+                body["id"].as_str().unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    let send = |id: &'static str, valid: bool| {
+        let base = base.clone();
+        async move {
+            let data = if valid {
+                json!({"id": id, "n": 1})
+            } else {
+                json!({"id": id})
+            };
+            post(&base, event_body("up/Thing@1", id, &data.to_string()))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Two dead letters fill the room.
+    for id in ["a", "b"] {
+        assert_eq!(send(id, true).await, 202);
+    }
+    assert_eq!(kept(), ["a", "b"]);
+
+    // Both redriven (each fails again, slowly) while two other inputs fail fast.
+    let redrive = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!(
+                "{base}/v1/routes/redrive-room/dead-letters/redrive"
+            ))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = Vec::new();
+    for id in ["c", "d"] {
+        match send(id, false).await {
+            202 => {}
+            503 => refused.push(id),
+            other => panic!("{id}: answered {other}"),
+        }
+    }
+    let answer: serde_json::Value =
+        serde_json::from_slice(&redrive.await.unwrap().unwrap().bytes().await.unwrap()).unwrap();
+
+    // Every input is kept, or its sender was told to send it again; the bound holds.
+    let kept = kept();
+    for id in ["a", "b", "c", "d"] {
+        assert!(
+            kept.contains(&id.to_owned()) || refused.contains(&id),
+            "{id} lost: kept {kept:?}, refused {refused:?}, redrive {answer}"
+        );
+    }
+    assert!(kept.len() <= 2, "{kept:?}");
+    assert_eq!(answer["outcomes"], json!({"dead-letter": 2}), "{answer}");
+    // Counted once kept: a and b, then each again; a refused one is counted as refused.
+    let dead_lettered = counted(
+        &base,
+        "contextgate_messages_dead_lettered_total",
+        "redrive-room",
+    )
+    .await;
+    assert_eq!(dead_lettered, 4.0, "kept {kept:?}, refused {refused:?}");
+}
+
 /// Opens a connection that posts to `context` and sends only the start of its body; the stream.
 async fn slow_body(address: &str, context: &str) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -580,6 +706,89 @@ async fn slow_registration_bodies_hold_no_admin_slot_and_are_cut_at_the_body_dea
         assert_eq!(answered(hog, Duration::from_secs(4)).await, Some(408));
     }
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// What the server answered on `stream` within `wait` (its status line and headers, at least),
+/// lower-cased; empty when it did not answer.
+async fn answer_head(stream: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    let mut buffer = [0u8; 2048];
+    match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buffer[..n]).to_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// Opens a connection that sends `head` (a request line and headers) and nothing of its body.
+async fn request_without_body(address: &str, head: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_being_read_share_one_byte_budget_past_which_requests_are_shed_at_once() {
+    let fixture = Fixture::new("conformist", None, "");
+    let base = serve(
+        &fixture,
+        Limits {
+            body_bytes: 1_572_864,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+
+    // Two slow bodies of 500 000 bytes, one on ingest and one on the admin side, hold 1 000 000
+    // of the 1 572 864.
+    let mut slow = Vec::new();
+    for head in [
+        "POST /v1/contexts/up/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 500000\r\n\r\n{\"specversion\"",
+        "PUT /v1/contexts/up/contracts/Slow/versions/1?kind=event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n{\"type\"",
+    ] {
+        slow.push(request_without_body(&address, head).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A body that declares more than is left is answered 503 at once, before it is sent.
+    for head in [
+        "POST /v1/contexts/up/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 600000\r\n\r\n",
+        "PUT /v1/contexts/up/contracts/Other/versions/1?kind=event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 600000\r\n\r\n",
+        // A chunked body declares no length: it reserves the body cap.
+        "POST /v1/contexts/up/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let started = Instant::now();
+        let mut stream = request_without_body(&address, head).await;
+        let answer = answer_head(&mut stream, Duration::from_secs(2)).await;
+        assert!(answer.starts_with("http/1.1 503"), "{head}: {answer:?}");
+        assert!(answer.contains("retry-after: 1"), "{answer}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{head}");
+    }
+
+    // Smaller bodies, and requests without one, still fit.
+    let response = post(
+        &base,
+        event_body("up/Thing@1", "small", r#"{"id":"a","n":1}"#),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let response = reqwest::get(format!("{base}/v1/routes")).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Once the slow bodies are gone, their room is given back.
+    drop(slow);
+    let data = format!(r#"{{"id":"big","n":1,"pad":"{}"}}"#, "x".repeat(600_000));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let status = post(&base, event_body("up/Thing@1", "big", &data))
+            .await
+            .status();
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the room was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A translator that works for about 80 ms on every message (its 50 ms budget is checked every
