@@ -100,6 +100,16 @@ impl Live {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// How many dead letters orders-to-shipping's stream keeps, read straight from the broker
+    /// once it is quiet.
+    async fn kept_dead_letters(&self) -> usize {
+        let quiet = Duration::from_millis(500);
+        let stream = self.names.dead_letter_queue(Some("orders-to-shipping"));
+        broker::kept_dead_letters(&broker::amqp_url(), &stream, 0, quiet, quiet)
+            .await
+            .len()
+    }
+
     async fn publish_order(&self, id: &str, country: &str) {
         let mut data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
         data["shipping_address"]["country"] = json!(country);
@@ -237,16 +247,7 @@ async fn a_translator_replaced_while_messages_flow_loses_none_and_doubles_none()
     live.client
         .assert_empty(&inbox, Duration::from_millis(500))
         .await;
-    let dead = live.names.dead_letter_queue(Some("orders-to-shipping"));
-    let kept = broker::kept_dead_letters(
-        &broker::amqp_url(),
-        &dead,
-        0,
-        Duration::from_millis(500),
-        Duration::from_millis(500),
-    )
-    .await;
-    assert!(kept.is_empty(), "nothing dead-lettered");
+    assert_eq!(live.kept_dead_letters().await, 0, "nothing dead-lettered");
     live.stop().await;
 }
 
@@ -351,16 +352,11 @@ async fn dead_letters_are_read_deleted_and_redriven_from_the_broker_over_http() 
     }
     let (_, left) = live.call(Method::GET, listing, SHIPPING, None).await;
     assert_eq!(left["total"], 0, "{left}");
-    let dead = live.names.dead_letter_queue(Some("orders-to-shipping"));
-    let kept = broker::kept_dead_letters(
-        &broker::amqp_url(),
-        &dead,
+    assert_eq!(
+        live.kept_dead_letters().await,
         0,
-        Duration::from_millis(500),
-        Duration::from_millis(500),
-    )
-    .await;
-    assert!(kept.is_empty(), "every dead letter settled in the stream");
+        "every dead letter settled in the stream"
+    );
     live.stop().await;
 }
 

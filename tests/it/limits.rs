@@ -573,17 +573,13 @@ async fn a_redrive_never_loses_a_dead_letter_when_others_fill_the_room_meanwhile
 
 /// Opens a connection that posts to `context` and sends only the start of its body; the stream.
 async fn slow_body(address: &str, context: &str) -> tokio::net::TcpStream {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /v1/contexts/{context}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{{\"specversion\""
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    stream
+    request_without_body(
+        address,
+        &format!(
+            "POST /v1/contexts/{context}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{{\"specversion\""
+        ),
+    )
+    .await
 }
 
 /// The status line's code of what the server answered on `stream`, if it answered in `wait`.
@@ -679,17 +675,15 @@ async fn slow_registration_bodies_hold_no_admin_slot_and_are_cut_at_the_body_dea
     // Four registrations whose bodies never finish: twice the admin side's slots.
     let mut hogs = Vec::new();
     for i in 0..4 {
-        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-        stream
-            .write_all(
-                format!(
+        hogs.push(
+            request_without_body(
+                &address,
+                &format!(
                     "PUT /v1/contexts/up/contracts/Slow{i}/versions/1?kind=event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\""
-                )
-                .as_bytes(),
+                ),
             )
-            .await
-            .unwrap();
-        hogs.push(stream);
+            .await,
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -718,7 +712,8 @@ async fn answer_head(stream: &mut tokio::net::TcpStream, wait: Duration) -> Stri
     }
 }
 
-/// Opens a connection that sends `head` (a request line and headers) and nothing of its body.
+/// Opens a connection that sends `head` (a request line and headers, and maybe the start of a
+/// body) and nothing more.
 async fn request_without_body(address: &str, head: &str) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();

@@ -242,28 +242,7 @@ impl DeadLetterStreams {
         ));
         let mut headers = FieldTable::default();
         headers.insert(DEAD_LETTER_MARKER.into(), long_string(&marker));
-        let confirmed = session
-            .publisher
-            .send(
-                "",
-                &tail.stream,
-                &Bytes::new(),
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_headers(headers),
-            )
-            .await
-            .map_err(broker)?
-            .confirmed_in_time()
-            .await
-            .map_err(broker)?;
-        if confirmed != Confirmed::Delivered {
-            return Err(IngestError::NotConfirmed(format!(
-                "the dead-letter stream {} did not take a marker: {confirmed:?}",
-                tail.stream
-            )));
-        }
-        Ok(())
+        append(&session.publisher, &tail.stream, headers, "a marker").await
     }
 }
 
@@ -351,32 +330,9 @@ impl Tail {
             AMQPValue::LongLongInt(i64::try_from(offset).unwrap_or(i64::MAX)),
         );
         headers.insert(SETTLED_HOW.into(), long_string(how));
-        let confirmed = publisher
-            .send(
-                "",
-                &self.stream,
-                &Bytes::new(),
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_headers(headers),
-            )
-            .await
-            .map_err(broker)?
-            .confirmed_in_time()
-            .await
-            .map_err(broker)?;
-        match confirmed {
-            Confirmed::Delivered => {
-                self.index().remove(&offset);
-                Ok(())
-            }
-            Confirmed::Unroutable(why) | Confirmed::Refused(why) => {
-                Err(IngestError::NotConfirmed(format!(
-                    "the dead-letter stream {} did not take a tombstone: {why}",
-                    self.stream
-                )))
-            }
-        }
+        append(publisher, &self.stream, headers, "a tombstone").await?;
+        self.index().remove(&offset);
+        Ok(())
     }
 
     /// The records at `offsets` (ascending) that are still live, read from the stream. Offsets
@@ -439,6 +395,36 @@ impl Tail {
             .into_iter()
             .filter(|(offset, _)| index.contains_key(offset))
             .collect())
+    }
+}
+
+/// Appends one of the gateway's own records (an empty body with `headers`: a marker, a
+/// tombstone) to `stream`, once the broker confirmed it.
+async fn append(
+    publisher: &Publisher,
+    stream: &str,
+    headers: FieldTable,
+    what: &str,
+) -> Result<(), IngestError> {
+    let confirmed = publisher
+        .send(
+            "",
+            stream,
+            &Bytes::new(),
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers),
+        )
+        .await
+        .map_err(broker)?
+        .confirmed_in_time()
+        .await
+        .map_err(broker)?;
+    match confirmed {
+        Confirmed::Delivered => Ok(()),
+        Confirmed::Unroutable(why) | Confirmed::Refused(why) => Err(IngestError::NotConfirmed(
+            format!("the dead-letter stream {stream} did not take {what}: {why}"),
+        )),
     }
 }
 
