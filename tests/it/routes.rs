@@ -364,6 +364,24 @@ async fn two_concurrent_updates_of_one_route_never_mix() {
     contextgate::registry::load(dir.path()).unwrap();
 }
 
+/// The fix of shipping's translator (as `GET` gives it) that the dead-letter tests make: it
+/// serves the US, and its case expecting the US to fail goes.
+pub(crate) fn serve_the_us(translator: &mut Value) {
+    let script = translator["script"]
+        .as_str()
+        .unwrap()
+        .replace("\"IT\"]", "\"IT\", \"US\"]");
+    translator["script"] = json!(script);
+    let cases: Vec<Value> = translator["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|case| case.get("expect_error").is_none())
+        .cloned()
+        .collect();
+    translator["cases"] = json!(cases);
+}
+
 /// orders-to-shipping's dead letters as shipping reads them.
 async fn dead_letters(base: &str) -> Vec<Value> {
     let (status, listed) = get(base, "/v1/routes/orders-to-shipping/dead-letters", SHIPPING).await;
@@ -468,19 +486,7 @@ async fn a_dead_letter_posted_over_http_keeps_what_describes_the_message_and_no_
 
     // What is kept is enough: after the fix, the redriven input goes through.
     let (_, mut translator) = get(&base, PREPARE, SHIPPING).await;
-    let script = translator["script"]
-        .as_str()
-        .unwrap()
-        .replace("\"IT\"]", "\"IT\", \"US\"]");
-    translator["script"] = json!(script);
-    let cases: Vec<Value> = translator["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|case| case.get("expect_error").is_none())
-        .cloned()
-        .collect();
-    translator["cases"] = json!(cases);
+    serve_the_us(&mut translator);
     let (status, _) = put_json(&base, PREPARE, SHIPPING, &translator).await;
     assert_eq!(status, 200);
     let (status, redriven, _) = call(
@@ -589,19 +595,7 @@ async fn dead_letters_are_listed_redriven_after_a_fix_and_deleted() {
 
     // The fix: shipping's translator now serves the US. Then everything is redriven.
     let (_, mut translator) = get(&base, PREPARE, SHIPPING).await;
-    let script = translator["script"]
-        .as_str()
-        .unwrap()
-        .replace("\"IT\"]", "\"IT\", \"US\"]");
-    translator["script"] = json!(script);
-    let cases: Vec<Value> = translator["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|case| case.get("expect_error").is_none())
-        .cloned()
-        .collect();
-    translator["cases"] = json!(cases);
+    serve_the_us(&mut translator);
     let (status, _) = put_json(&base, PREPARE, SHIPPING, &translator).await;
     assert_eq!(status, 200);
     let (status, redriven, _) = call(
