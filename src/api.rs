@@ -576,6 +576,9 @@ pub enum ApiError {
     /// The body is not JSON.
     #[error("the body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// In a fleet: the registry store did not answer; nothing was registered.
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// Our fault (the registry folder could not be written); details are in the log.
     #[error("internal error")]
     Internal,
@@ -699,6 +702,12 @@ impl IntoResponse for ApiError {
                     Some(detail.clone()),
                     &[],
                 ),
+                ApiError::StoreUnavailable(detail) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the registry store is not reachable; nothing was registered, retry later",
+                    Some(detail.clone()),
+                    &[],
+                ),
                 ApiError::Unavailable(detail) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the broker did not confirm the message; retry with the same id",
@@ -718,9 +727,15 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A store that is away takes longer to come back than a busy moment.
+            let after = if matches!(self, ApiError::StoreUnavailable(_)) {
+                "5"
+            } else {
+                "1"
+            };
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static(after));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -1,4 +1,4 @@
-//! The command line: `contextgate serve`, `check`, `compat` and `translate`. Each command returns an
+//! The command line: `contextgate serve`, `check`, `compat`, `translate` and `registry`. Each command returns an
 //! [`ExitCode`]-like number; `main` only parses arguments and maps errors.
 //!
 //! Exit codes: 0 clean, 1 problems found (check) or a message that would not be delivered
@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`check`]: load the registry and report every problem; `--against` a baseline.
 //! - [`compat`]: the compatibility checker on two schema files.
+//! - [`registry`]: `registry push`, `pull` and `log` on a fleet's registry store.
 //! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
 //!
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
 pub mod compat;
+pub mod registry;
 pub mod serve;
 pub mod translate;
 
@@ -50,8 +52,20 @@ pub enum Command {
         // Help never shows the variable's value (it could be mistaken for the text).
         #[arg(long, env = "CONTEXTGATE_CREDENTIALS_FILE", hide_env_values = true)]
         credentials: Option<PathBuf>,
+        /// A registry store shared by a fleet of instances: postgres://user@host/db (libpq's
+        /// sslmode, sslrootcert, sslcert and sslkey parameters are honoured). The store keeps
+        /// every revision; an empty store is seeded from --registry, which is otherwise unused.
+        // Help never shows the variable's value: it may hold a password.
+        #[arg(long, env = "CONTEXTGATE_REGISTRY_STORE", hide_env_values = true)]
+        registry_store: Option<String>,
         #[command(flatten)]
         amqp: AmqpArgs,
+    },
+    /// The registry store of a fleet: publish a checked folder as its next revision, fetch a
+    /// revision into a folder, read the log of revisions.
+    Registry {
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
     },
     /// Print the SHA-256 digest of a bearer token read from standard input, as the credentials
     /// file stores it.
@@ -180,10 +194,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             registry,
             listen,
             credentials,
+            registry_store,
             amqp,
         } => {
             serve::run(
                 &registry,
+                registry_store.as_deref().filter(|url| !url.is_empty()),
                 listen,
                 credentials.as_deref(),
                 amqp.settings(),
@@ -191,6 +207,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .await
         }
+        Command::Registry { command } => registry::run(command).await,
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

@@ -51,6 +51,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A notice: something worth knowing that refuses nothing.
+    pub fn notice(rule: &'static str, file: String, message: String) -> Self {
+        Self::new(Severity::Notice, rule, file, message)
+    }
+
     fn new(severity: Severity, rule: &'static str, file: String, message: String) -> Self {
         Self {
             severity,

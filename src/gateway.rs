@@ -8,6 +8,7 @@
 //! metrics of `telemetry`.
 
 pub mod folder;
+pub mod following;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,8 +28,10 @@ pub struct Gateway {
     /// The current pipeline; a registration replaces it, and the AMQP bus follows.
     pipeline: watch::Sender<Pipeline>,
     bus: Bus,
-    /// Registry changes (from the API or from the folder) run one at a time.
+    /// Registry changes (from the API, the folder or the store) run one at a time.
     registration: Arc<tokio::sync::Mutex<()>>,
+    /// In a fleet: the registry store this instance follows and commits registrations to.
+    following: Option<Arc<following::Following>>,
 }
 
 /// Held while the registry changes; owned, so that work it guards can outlive a cancelled request.
@@ -55,12 +58,27 @@ pub enum Ingested {
 
 impl Gateway {
     pub fn new(pipeline: Pipeline, bus: Bus) -> Arc<Self> {
+        Self::with_store(pipeline, bus, None)
+    }
+
+    /// A gateway whose registry is the registry store's head (`following`), or its folder's.
+    pub fn with_store(
+        pipeline: Pipeline,
+        bus: Bus,
+        following: Option<Arc<following::Following>>,
+    ) -> Arc<Self> {
         telemetry::declare(pipeline.registry(), transport(&bus));
         Arc::new(Self {
             pipeline: watch::Sender::new(pipeline),
             bus,
             registration: Arc::default(),
+            following,
         })
+    }
+
+    /// The registry store this instance follows, in a fleet.
+    pub fn following(&self) -> Option<&Arc<following::Following>> {
+        self.following.as_ref()
     }
 
     /// The pipeline now (a cheap clone: the registry is shared).

@@ -17,7 +17,9 @@
 //! - [`modes`]: the four relationships, each a short composition of stages.
 //! - [`pipeline`]: one input message → a verdict per route, with each route's failure policy.
 //! - [`bus`]: the transports: the in-process bus and RabbitMQ.
-//! - [`gateway`]: the pipeline joined to a bus: acts on every verdict.
+//! - [`store`]: the registry store of a fleet (PostgreSQL): every revision, committed only on
+//!   the head.
+//! - [`gateway`]: the pipeline joined to a bus: acts on every verdict; follows the store's head.
 //! - [`api`]: the HTTP API: registration, ingest, inboxes, dead letters, health, metrics, OpenAPI.
 //! - [`cli`]: `contextgate serve`, `check`, `compat`, `translate` and `hash-token`.
 //! - [`telemetry`]: tracing set-up, metric names, the Prometheus recorder.
@@ -39,6 +41,8 @@ pub mod modes;
 pub mod pipeline;
 //
 pub mod bus;
+//
+pub mod store;
 //
 pub mod gateway;
 //

@@ -28,7 +28,7 @@ pub mod route;
 pub mod translator;
 
 pub use contract::{Contract, ContractVersion, MessageKind, Visibility};
-pub use load::load;
+pub use load::{load, load_committed};
 pub use names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 pub use route::{Action, Lookup, Mode, OrderingKey, Policy, Route, Wire};
 pub use translator::Translator;

@@ -73,6 +73,13 @@ pub const INBOX_OVERFLOW: &str = "contextgate_inbox_overflow_total";
 /// In-process dead letters refused because the dead letters were at their bound, by route.
 pub const DEAD_LETTERS_REFUSED: &str = "contextgate_dead_letters_refused_total";
 
+/// The registry revision this instance runs (with a registry store).
+pub const REGISTRY_REVISION: &str = "contextgate_registry_revision";
+/// 1 while the registry store answers, else 0 (with a registry store).
+pub const REGISTRY_STORE_UP: &str = "contextgate_registry_store_up";
+/// Seconds from a revision's commit (on any instance) to this instance running it.
+pub const REGISTRY_FOLLOW_SECONDS: &str = "contextgate_registry_follow_seconds";
+
 /// Broker sessions lost and rebuilt.
 pub const AMQP_RECONNECTS: &str = "contextgate_amqp_reconnects_total";
 /// 1 while the broker blocks the publishing connection (a resource alarm), else 0.
@@ -155,6 +162,19 @@ fn describe() {
     describe_gauge!(
         AMQP_BLOCKED,
         "RabbitMQ: 1 while the broker blocks the publishing connection (a resource alarm), else 0."
+    );
+    describe_gauge!(
+        REGISTRY_REVISION,
+        "Registry store: the revision this instance runs."
+    );
+    describe_gauge!(
+        REGISTRY_STORE_UP,
+        "Registry store: 1 while it answers, else 0 (registrations are refused with 503)."
+    );
+    describe_histogram!(
+        REGISTRY_FOLLOW_SECONDS,
+        Unit::Seconds,
+        "Registry store: seconds from a revision's commit to this instance running it."
     );
 }
 

@@ -285,6 +285,14 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Who made a change, as the registry store's log names it.
+    pub fn author(&self) -> String {
+        match self {
+            Caller::Operator => "operator".to_owned(),
+            Caller::Context(context) => format!("context {context}"),
+        }
+    }
+
     /// May act for `context` (publish as it, read its inbox); 403 otherwise.
     pub fn may_act_for(&self, context: &ContextName) -> Result<(), ApiError> {
         match self {

@@ -309,9 +309,15 @@ pub async fn put_version(
         ));
     }
     files.push((folder.join(format!("v{version}.json")), body.to_vec()));
-    writes::apply(&state.gateway, one_at_a_time, &registry.root, files, || {
-        format!("{id} was not registered")
-    })
+    let authorship = writes::Authorship::new(&caller, format!("register contract {id}"));
+    writes::apply(
+        &state.gateway,
+        one_at_a_time,
+        &registry.root,
+        files,
+        authorship,
+        || format!("{id} was not registered"),
+    )
     .await?;
     tracing::info!(?caller, contract = %id, "Contract version registered.");
     Ok((

@@ -1,6 +1,7 @@
 //! Liveness, readiness and Prometheus metrics. Live: the process answers. Ready: the registry is
 //! loaded (it is, once the server is up) and, on RabbitMQ, the gateway is connected with its
-//! topology declared and its consumers running; 503 otherwise.
+//! topology declared and its consumers running; 503 otherwise. In a fleet it also says which
+//! registry revision the instance runs and whether the registry store answers.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -22,7 +23,10 @@ pub async fn live() -> &'static str {
         (status = 503, description = "Not connected to the broker.", body = String, content_type = "text/plain"),
     ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
-    let summary = state.gateway.pipeline().registry().summary();
+    let mut summary = state.gateway.pipeline().registry().summary();
+    if let Some(following) = state.gateway.following() {
+        summary.push_str(&store_line(&following.status()));
+    }
     if state.gateway.bus().is_ready() {
         (StatusCode::OK, format!("ready: {summary}\n"))
     } else {
@@ -31,6 +35,26 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
             format!("not ready: not connected to the broker ({summary})\n"),
         )
     }
+}
+
+/// What readiness says of the registry store. A store that is away does not make the instance
+/// unready: it keeps moving messages on the revision it runs; only registrations wait for it.
+fn store_line(status: &crate::gateway::following::FollowStatus) -> String {
+    let mut line = format!("; registry revision {}", status.revision);
+    match &status.unreachable {
+        None => line.push_str(" (registry store reachable)"),
+        Some((away, why)) => line.push_str(&format!(
+            " (registry store unreachable for {} s: registrations answer 503 until it is back; {why})",
+            away.as_secs()
+        )),
+    }
+    if let Some((revision, why)) = &status.refused {
+        line.push_str(&format!(
+            "; revision {revision} does not load on this instance: {}",
+            why.lines().next().unwrap_or_default()
+        ));
+    }
+    line
 }
 
 /// Prometheus metrics.

@@ -178,6 +178,7 @@ pub async fn put(
         one_at_a_time,
         &root,
         vec![(path, edited.into_bytes())],
+        writes::Authorship::new(&caller, format!("put route {name}")),
         refused,
     )
     .await?;
@@ -230,6 +231,7 @@ pub async fn delete(
         one_at_a_time,
         &root,
         vec![(path, edited.into_bytes())],
+        writes::Authorship::new(&caller, format!("delete route {name}")),
         || format!("route {name} was not deleted"),
     )
     .await?;

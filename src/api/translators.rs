@@ -253,9 +253,15 @@ pub async fn put(
             unchanged_or(&path(".cases.json"), cases, same_json),
         ),
     ];
-    writes::apply(&state.gateway, one_at_a_time, &registry.root, files, || {
-        format!("{id} was not registered")
-    })
+    let authorship = writes::Authorship::new(&caller, format!("register translator {id}"));
+    writes::apply(
+        &state.gateway,
+        one_at_a_time,
+        &registry.root,
+        files,
+        authorship,
+        || format!("{id} was not registered"),
+    )
     .await?;
     let pipeline = state.gateway.pipeline();
     let applied = pipeline

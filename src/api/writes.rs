@@ -10,6 +10,10 @@
 //! when another change holds it longer); a translator's cases run before its turn, within their
 //! time budget (`registry::cases`), and the load in its turn runs only the cases it changed;
 //! once applied, it waits at most [`SETTLE_TIMEOUT`] for RabbitMQ.
+//!
+//! In a fleet (`serve --registry-store`) the folder is the instance's working copy of the store's
+//! head: the turn first catches up with the head, and a clean load is committed to the store as
+//! the head's child before it is put in place (`gateway::following`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,10 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ApiError;
+use super::auth::Caller;
+use crate::gateway::following::NotCommitted;
 use crate::gateway::{Gateway, Registering};
 use crate::pipeline::Pipeline;
 use crate::registry::{RegistryError, RegistryProblem};
 use crate::stages::Problem;
+use crate::store::files::write_atomically;
 
 /// How long a registration waits for its turn (another change in progress) before it is
 /// answered 503 with nothing written.
@@ -29,9 +36,11 @@ pub const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits for this registration's turn: registry changes run one at a time. After
-/// [`TURN_TIMEOUT`], 503 (`Retry-After`): nothing was written.
+/// [`TURN_TIMEOUT`], 503 (`Retry-After`): nothing was written. In a fleet, the instance then
+/// catches up with the registry store's head, so that the change is validated on the head and
+/// committed as its child; a store that does not answer is a 503 too.
 pub async fn turn(gateway: &Gateway) -> Result<Registering, ApiError> {
-    tokio::time::timeout(TURN_TIMEOUT, gateway.registering())
+    let one_at_a_time = tokio::time::timeout(TURN_TIMEOUT, gateway.registering())
         .await
         .map_err(|_| {
             tracing::warn!(
@@ -39,10 +48,44 @@ pub async fn turn(gateway: &Gateway) -> Result<Registering, ApiError> {
                 "A registration was turned away: another change held the registry too long."
             );
             ApiError::Overloaded
-        })
+        })?;
+    if let Some(following) = gateway.following() {
+        following
+            .catch_up(gateway)
+            .await
+            .map_err(|error| ApiError::StoreUnavailable(error.to_string()))?;
+    }
+    Ok(one_at_a_time)
+}
+
+/// Who made a change and what it was, as the registry store's log keeps it.
+#[derive(Debug, Clone)]
+pub struct Authorship {
+    pub author: String,
+    pub summary: String,
+}
+
+impl Authorship {
+    pub fn new(caller: &Caller, summary: impl Into<String>) -> Self {
+        Self {
+            author: caller.author(),
+            summary: summary.into(),
+        }
+    }
+}
+
+/// Why a registration did not go through.
+enum Refusal {
+    /// A file could not be written (logged).
+    Write,
+    Registry(RegistryError),
+    Store(NotCommitted),
 }
 
 /// Writes `files` (paths under `root`) and applies the registry they make. `title` heads a 422.
+/// In a fleet the registry is committed to the store (as the child of the head this instance
+/// caught up with in [`turn`]) before it is put in place; a commit refused because the head moved
+/// is a 409, a store that does not answer a 503, and either puts every file back.
 /// It answers once the bus runs on the new registry, so that a route just created takes the
 /// next message (on RabbitMQ: its queue declared and bound), or after [`SETTLE_TIMEOUT`] when
 /// the broker is away (the consumers start on it when the broker is back).
@@ -51,25 +94,24 @@ pub async fn apply(
     one_at_a_time: Registering,
     root: &Path,
     files: Vec<(PathBuf, Vec<u8>)>,
+    authorship: Authorship,
     title: impl FnOnce() -> String,
 ) -> Result<(), ApiError> {
-    // Files, a whole registry load and the switch: off the runtime's workers, which the
-    // consumers need, and done to the end even if the request is cancelled meanwhile (the
-    // guard goes with the work, so no other change starts before it is over).
-    let folder = root.to_path_buf();
-    let switched = gateway.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let _one_at_a_time = one_at_a_time;
-        let registry = write_and_load(&folder, &files)?;
-        switched.replace(Pipeline::new(Arc::new(registry)));
-        Ok(())
-    })
-    .await
-    .map_err(|error| {
+    // Files, a whole registry load, the commit and the switch: done to the end even if the
+    // request is cancelled meanwhile (a task of its own, holding the guard, so that no other
+    // change starts before it is over); files and loading off the runtime's workers.
+    let task = tokio::spawn(apply_to_the_end(
+        gateway.clone(),
+        one_at_a_time,
+        root.to_path_buf(),
+        files,
+        authorship,
+    ));
+    let applied = task.await.map_err(|error| {
         tracing::error!(%error, "The registration task failed.");
         ApiError::Internal
     })?;
-    match loaded {
+    match applied {
         Ok(()) => {
             if !gateway.settled(SETTLE_TIMEOUT).await {
                 tracing::warn!(
@@ -78,13 +120,52 @@ pub async fn apply(
             }
             Ok(())
         }
-        Err(None) => Err(ApiError::Internal),
-        Err(Some(RegistryError::Problems(problems))) => Err(unprocessable(title(), root, problems)),
-        Err(Some(other)) => Err(ApiError::Unprocessable {
+        Err(Refusal::Write) => Err(ApiError::Internal),
+        Err(Refusal::Registry(RegistryError::Problems(problems))) => {
+            Err(unprocessable(title(), root, problems))
+        }
+        Err(Refusal::Registry(other)) => Err(ApiError::Unprocessable {
             title: title(),
             problems: vec![Problem::new(other.to_string())],
         }),
+        Err(Refusal::Store(NotCommitted::Store(error))) => {
+            Err(ApiError::StoreUnavailable(error.to_string()))
+        }
+        Err(Refusal::Store(conflict @ NotCommitted::HeadMoved { .. })) => {
+            Err(ApiError::Conflict(conflict.to_string()))
+        }
+        Err(Refusal::Store(NotCommitted::Folder(error))) => {
+            tracing::error!(%error, "The registration could not be read back for the store.");
+            Err(ApiError::Internal)
+        }
     }
+}
+
+async fn apply_to_the_end(
+    gateway: Arc<Gateway>,
+    one_at_a_time: Registering,
+    root: PathBuf,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    authorship: Authorship,
+) -> Result<(), Refusal> {
+    let _one_at_a_time = one_at_a_time;
+    let folder = root.clone();
+    let (registry, written) = tokio::task::spawn_blocking(move || write_and_load(&folder, &files))
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "Writing and loading the registry failed.");
+            Refusal::Write
+        })??;
+    if let Some(following) = gateway.following()
+        && let Err(refused) = following
+            .commit(&registry, authorship.author, authorship.summary)
+            .await
+    {
+        let _ = tokio::task::spawn_blocking(move || written.put_back()).await;
+        return Err(Refusal::Store(refused));
+    }
+    gateway.replace(Pipeline::new(Arc::new(registry)));
+    Ok(())
 }
 
 /// A 422 with every problem placed by file (relative to `root`), line and column.
@@ -109,20 +190,47 @@ pub fn unprocessable(title: String, root: &Path, problems: Vec<RegistryProblem>)
     ApiError::Unprocessable { title, problems }
 }
 
+/// The files a registration wrote, as they were before: enough to put them back.
+struct Written {
+    before: Vec<(PathBuf, Option<Vec<u8>>)>,
+    created_folders: Vec<PathBuf>,
+}
+
+impl Written {
+    /// Puts every file back as it was (removing the new ones), newest first, and the new
+    /// folders.
+    fn put_back(&self) {
+        for (path, old) in self.before.iter().rev() {
+            let restored = match old {
+                Some(bytes) => write_atomically(path, bytes),
+                None => std::fs::remove_file(path),
+            };
+            if let Err(error) = restored {
+                tracing::error!(%error, file = %path.display(), "Could not put back a refused registration.");
+            }
+        }
+        for folder in self.created_folders.iter().rev() {
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
+}
+
 /// Writes `files` and loads the folder; a write that fails or a registry that does not load puts
-/// every file back. `Err(None)`: a write failed (logged); `Err(Some(_))`: the registry refused.
+/// every file back.
 fn write_and_load(
     root: &Path,
     files: &[(PathBuf, Vec<u8>)],
-) -> Result<crate::registry::Registry, Option<RegistryError>> {
-    let mut before: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::with_capacity(files.len());
-    let mut created_folders = Vec::new();
-    let written = files.iter().try_for_each(|(path, bytes)| {
+) -> Result<(crate::registry::Registry, Written), Refusal> {
+    let mut written = Written {
+        before: Vec::with_capacity(files.len()),
+        created_folders: Vec::new(),
+    };
+    let wrote = files.iter().try_for_each(|(path, bytes)| {
         if let Some(folder) = path.parent()
             && !folder.exists()
         {
             std::fs::create_dir_all(folder)?;
-            created_folders.push(folder.to_path_buf());
+            written.created_folders.push(folder.to_path_buf());
         }
         let old = match std::fs::read(path) {
             Ok(old) => Some(old),
@@ -130,43 +238,19 @@ fn write_and_load(
             // A file that exists but cannot be read could not be put back: write nothing.
             Err(error) => return Err(error),
         };
-        before.push((path.clone(), old));
+        written.before.push((path.clone(), old));
         write_atomically(path, bytes)
     });
-    if let Err(error) = written {
-        put_back(&before, &created_folders);
+    if let Err(error) = wrote {
+        written.put_back();
         tracing::error!(%error, "Writing the registry failed.");
-        return Err(None);
+        return Err(Refusal::Write);
     }
-    crate::registry::load(root).map_err(|error| {
-        put_back(&before, &created_folders);
-        Some(error)
-    })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp-contextgate");
-    let written =
-        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
-}
-
-/// Puts every file back as it was (removing the new ones), newest first, and the new folders.
-fn put_back(before: &[(PathBuf, Option<Vec<u8>>)], created_folders: &[PathBuf]) {
-    for (path, old) in before.iter().rev() {
-        let restored = match old {
-            Some(bytes) => write_atomically(path, bytes),
-            None => std::fs::remove_file(path),
-        };
-        if let Err(error) = restored {
-            tracing::error!(%error, file = %path.display(), "Could not put back a refused registration.");
+    match crate::registry::load(root) {
+        Ok(registry) => Ok((registry, written)),
+        Err(error) => {
+            written.put_back();
+            Err(Refusal::Registry(error))
         }
-    }
-    for folder in created_folders.iter().rev() {
-        let _ = std::fs::remove_dir(folder);
     }
 }

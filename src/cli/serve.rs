@@ -19,18 +19,30 @@ use crate::api::auth::Credentials;
 use crate::api::{self, AppState, Limits};
 use crate::bus::{AmqpBus, AmqpSettings, Bus, InProcessBus};
 use crate::gateway::Gateway;
+use crate::gateway::following::Following;
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 
 pub async fn run(
     root: &Path,
+    store: Option<&str>,
     listen: SocketAddr,
     credentials: Option<&Path>,
     amqp: Option<AmqpSettings>,
     log_format: crate::telemetry::LogFormat,
 ) -> anyhow::Result<u8> {
-    let Some(registry) = super::load_registry(root, "serve") else {
-        return Ok(EXIT_COULD_NOT_RUN);
+    let (registry, following) = match store {
+        None => match super::load_registry(root, "serve") {
+            Some(registry) => (registry, None),
+            None => return Ok(EXIT_COULD_NOT_RUN),
+        },
+        Some(url) => match Following::start(url, root, &instance_name()).await {
+            Ok((following, registry)) => (registry, Some(following)),
+            Err(error) => {
+                eprintln!("contextgate serve: {error:#}");
+                return Ok(EXIT_COULD_NOT_RUN);
+            }
+        },
     };
     let credentials = match load_credentials(credentials, &registry) {
         Ok(credentials) => Arc::new(credentials),
@@ -62,13 +74,30 @@ pub async fn run(
         None => Bus::InProcess(InProcessBus::default()),
         Some(bus) => Bus::Amqp(bus.clone()),
     };
-    let gateway = Gateway::new(pipeline, bus);
-    let _watching = match crate::gateway::folder::watch(root, gateway.clone()) {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(%error, "Cannot watch the registry folder: edits on disk need a restart (the API still applies registrations).");
+    let gateway = Gateway::with_store(pipeline, bus, following.clone());
+    // In a fleet the store is the registry (the folder only seeded it): followed, not watched.
+    let _watching = match &following {
+        Some(following) => {
+            tokio::spawn(crate::gateway::following::follow(
+                gateway.clone(),
+                following.clone(),
+            ));
             None
         }
+        None => match crate::gateway::folder::watch(root, gateway.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot watch the registry folder: edits on disk need a restart (the API still applies registrations).");
+                None
+            }
+        },
+    };
+    let summary = match &following {
+        Some(following) => format!(
+            "{summary}; registry store revision {}",
+            following.revision()
+        ),
+        None => summary,
     };
     let consuming = amqp.map(|bus| {
         let pipelines = gateway.pipelines();
@@ -99,6 +128,15 @@ pub async fn run(
     }
     tracing::info!("Stopped.");
     Ok(EXIT_OK)
+}
+
+/// This instance's name in the registry store's log: the host name.
+fn instance_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "contextgate".to_owned())
 }
 
 /// The credentials from `--credentials FILE`, else from `CONTEXTGATE_CREDENTIALS`, else open;

@@ -38,8 +38,19 @@ pub const CONFIG_FILE: &str = "contextgate.toml";
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 const MAX_MAX_OUTPUTS: usize = 100;
 
-/// Loads and checks the registry at `root`.
+/// Loads and checks the registry at `root`, translator cases included.
 pub fn load(root: &Path) -> Result<Registry, RegistryError> {
+    load_with(root, true)
+}
+
+/// Loads a registry that was checked, cases included, by the instance that committed it to the
+/// registry store: everything is compiled and checked again except the translator cases, so
+/// that a follower never refuses a committed revision because its cases ran slower here.
+pub fn load_committed(root: &Path) -> Result<Registry, RegistryError> {
+    load_with(root, false)
+}
+
+fn load_with(root: &Path, run_cases: bool) -> Result<Registry, RegistryError> {
     let config_path = root.join(CONFIG_FILE);
     let config_source =
         fs::read_to_string(&config_path).map_err(|error| RegistryError::Unreadable {
@@ -50,6 +61,7 @@ pub fn load(root: &Path) -> Result<Registry, RegistryError> {
         root: root.to_path_buf(),
         problems: Vec::new(),
         digest: Sha256::new(),
+        run_cases,
     };
     loader.digest.update(config_source.as_bytes());
     let registry = loader.load(&config_source);
@@ -68,6 +80,8 @@ struct Loader {
     problems: Vec<RegistryProblem>,
     /// Every file read, by name and content, in the (sorted) order read.
     digest: Sha256,
+    /// Whether translator cases run (not for a revision committed to the store).
+    run_cases: bool,
 }
 
 impl Loader {
@@ -102,7 +116,8 @@ impl Loader {
             ),
             None => Vec::new(),
         };
-        for translator in translators.values() {
+        let run_cases = self.run_cases;
+        for translator in translators.values().filter(|_| run_cases) {
             for problem in cases::run(translator) {
                 self.problem(cases::file(&translator.id), problem);
             }

@@ -21,6 +21,9 @@ mod enrich;
 mod evolution;
 /// The ledger under broker and process faults (RELIABILITY B1, B2, B3, B4, B10).
 mod faults;
+/// A fleet's registry store on the real PostgreSQL: push, pull, log, following the head,
+/// conflicts, a store that stops (issue 11).
+mod fleet;
 /// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.
 mod limits;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
@@ -30,6 +33,8 @@ mod messages;
 mod modes;
 /// `GET /openapi.json`, and schemathesis against the real binary (A7).
 mod openapi;
+/// PostgreSQL for the tests: a database per test on the shared server, private servers.
+mod postgres;
 /// Registering contract versions over HTTP, persisted and applied at once (issue 4).
 mod registration;
 /// Routes and dead letters over HTTP, the ownership matrix, the watched registry folder.
