@@ -391,3 +391,40 @@ async fn with_the_store_stopped_messages_flow_registrations_get_503_and_every_in
         );
     }
 }
+
+#[tokio::test]
+async fn the_store_is_reached_over_tls_and_its_certificate_is_checked() {
+    let (server, ca) = PrivateServer::start_with_tls(42_000 + (std::process::id() % 2_000) as u16);
+    let base = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
+    let verified = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let dir = shipped_registry_copy();
+    let (code, out, err) = registry(&[
+        "push",
+        "--registry",
+        dir.path().to_str().unwrap(),
+        "--store",
+        &verified,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("revision 1 "), "{out}");
+
+    // The server takes TLS connections only.
+    let (code, _, err) = registry(&["log", "--store", &format!("{base}?sslmode=disable")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no pg_hba.conf entry"), "{err}");
+    // A CA that did not sign the server's certificate.
+    let (code, _, err) = registry(&[
+        "log",
+        "--store",
+        &format!("{base}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    let (_instance, instance) = instance(dir.path(), &verified);
+    assert!(
+        ready(&instance)
+            .await
+            .contains("registry revision 1 (registry store reachable)")
+    );
+}

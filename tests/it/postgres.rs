@@ -81,6 +81,104 @@ pub(crate) struct PrivateServer {
 
 impl PrivateServer {
     pub(crate) fn start(port: u16) -> Self {
+        let server = Self::init(port);
+        server.start_again();
+        server
+    }
+
+    /// A server that takes TLS connections only (`hostssl` in pg_hba.conf), with a certificate
+    /// for 127.0.0.1 signed by a CA the test makes: the CA's PEM file.
+    pub(crate) fn start_with_tls(port: u16) -> (Self, PathBuf) {
+        let server = Self::init(port);
+        let home = server.home.path().to_path_buf();
+        let home = home.as_path();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(home)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl runs");
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=contextgate test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(home.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let data = server.data();
+        for file in ["server.pem", "server.key"] {
+            std::fs::copy(home.join(file), data.join(file)).unwrap();
+        }
+        assert!(
+            Command::new("chown")
+                .args(["postgres", "server.pem", "server.key"])
+                .current_dir(&data)
+                .status()
+                .unwrap()
+                .success()
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        let ca = home.join("ca.pem");
+        server.start_again();
+        (server, ca)
+    }
+
+    fn init(port: u16) -> Self {
         let home = tempfile::TempDir::new().unwrap();
         let owner = Command::new("chown")
             .arg("postgres")
@@ -102,7 +200,6 @@ impl PrivateServer {
                 .success(),
             "initdb failed"
         );
-        server.start_again();
         server
     }
 
