@@ -101,6 +101,10 @@ pub enum Command {
         route: String,
         /// The CloudEvent file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
+        /// PEM file of the CA(s) trusted for https look-ups in addition to the system's roots,
+        /// as `serve --lookup-ca-file`.
+        #[arg(long, value_name = "PEM", env = "CONTEXTGATE_LOOKUP_CA_FILE")]
+        lookup_ca_file: Option<PathBuf>,
     },
 }
 
@@ -283,7 +287,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             registry,
             route,
             file,
-        } => translate::run(&registry, &route, file.as_deref()).await,
+            lookup_ca_file,
+        } => {
+            if let Err(error) = trust_for_lookups(lookup_ca_file.as_deref()) {
+                eprintln!("contextgate translate: {error}");
+                return Ok(EXIT_COULD_NOT_RUN);
+            }
+            translate::run(&registry, &route, file.as_deref()).await
+        }
     }
 }
 

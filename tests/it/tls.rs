@@ -472,6 +472,36 @@ async fn an_https_look_up_trusts_the_lookup_ca_file() {
     assert_eq!(inbox.len(), 1, "{inbox:?}");
     assert_eq!(inbox[0]["data"], json!({"id": "name of c-1", "total": 3}));
 
+    // `translate` makes the look-up too, trusting the same file.
+    let event = fixture.root().join("event.json");
+    std::fs::write(
+        &event,
+        event_body(
+            "up/Thing@1",
+            "e-3",
+            &json!({"id": "c-3", "n": 3}).to_string(),
+        ),
+    )
+    .unwrap();
+    let mut translate = Command::new(env!("CARGO_BIN_EXE_contextgate"));
+    translate
+        .args(["translate", "--route", "up-to-down", "--registry"])
+        .arg(fixture.root())
+        .arg("--lookup-ca-file")
+        .arg(&ca)
+        .arg(&event);
+    // Off the runtime's thread: the https server answers on it meanwhile.
+    let output = tokio::task::spawn_blocking(move || translate.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("name of c-3"), "{stdout}");
+
     // Without the CA file the same look-up is refused, and the reason says why.
     let (_untrusting, gateway, _log) = serve(fixture.root(), &[]);
     let report = post_thing(&gateway, "c-2").await;
