@@ -117,10 +117,20 @@ fn tls_listener(files: &Files, tls_port: u16, require_client_certificate: bool) 
 /// The real binary's `serve --listen 127.0.0.1:0 --registry <registry> <args>`, its base URL
 /// and the lines it writes on standard error (collected as they come).
 fn serve(registry: &Path, args: &[&str]) -> (KillOnDrop, String, Arc<Mutex<Vec<String>>>) {
+    serve_with_env(registry, args, &[])
+}
+
+/// [`serve`] with environment variables set.
+fn serve_with_env(
+    registry: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (KillOnDrop, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
         .arg(registry)
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("CONTEXTGATE_CREDENTIALS")
         .env_remove("CONTEXTGATE_AMQP_URL")
         .stdout(Stdio::null())
@@ -295,6 +305,15 @@ async fn amqps_carries_a_route_end_to_end_and_a_broker_the_ca_file_does_not_vouc
         .filter(|line| line.contains("Broker session lost"))
         .count();
     assert!(attempts >= 2, "it retried: {attempts} attempts");
+
+    // SSL_CERT_FILE replaces the system's roots (README: to trust only one CA).
+    let (_pinned, base, _log) = serve_with_env(
+        fixture.root(),
+        &["--amqp-url", amqps, "--amqp-prefix", "tls-pinned."],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    let (status, body) = wait_readiness(&base, 200, Duration::from_secs(20)).await;
+    assert_eq!(status, 200, "SSL_CERT_FILE named the CA: {body}");
 }
 
 #[tokio::test]
