@@ -576,6 +576,8 @@ type Client = tokio::task::JoinHandle<Vec<(u16, usize)>>;
 /// it. Returns the answers by status.
 fn flood(base: &str, route: &str) -> (tokio::sync::watch::Sender<bool>, Vec<Client>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // reqwest has rustls without a default provider (the gateway configures its own): ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let body = serde_json::json!({
         "specversion": "1.0", "id": "flood", "source": "bench", "type": "shop.OrderPlaced",

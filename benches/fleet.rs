@@ -84,6 +84,8 @@ fn main() {
 
     let seed = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let instances: Vec<Instance> = (0..3).map(|_| instance(&seed, &store)).collect();
+    // reqwest's rustls has no default crypto provider: the one the gateway uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let (mut after_answer, mut after_request, mut answered) = (Vec::new(), Vec::new(), Vec::new());
     runtime.block_on(async {

@@ -60,6 +60,10 @@ pub enum Command {
         registry_store: Option<String>,
         #[command(flatten)]
         amqp: AmqpArgs,
+        /// PEM file of the CA(s) that signed the look-up services' certificates, trusted for
+        /// https look-ups in addition to the system's roots (an internal CA).
+        #[arg(long, value_name = "PEM", env = "CONTEXTGATE_LOOKUP_CA_FILE")]
+        lookup_ca_file: Option<PathBuf>,
     },
     /// The registry store of a fleet: publish a checked folder as its next revision, fetch a
     /// revision into a folder, read the log of revisions.
@@ -111,6 +115,10 @@ pub enum Command {
         route: String,
         /// The CloudEvent file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
+        /// PEM file of the CA(s) trusted for https look-ups in addition to the system's roots,
+        /// as `serve --lookup-ca-file`.
+        #[arg(long, value_name = "PEM", env = "CONTEXTGATE_LOOKUP_CA_FILE")]
+        lookup_ca_file: Option<PathBuf>,
     },
 }
 
@@ -138,19 +146,69 @@ pub struct AmqpArgs {
     /// How long a stop waits for the inputs in flight.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// PEM file of the CA(s) that signed the broker's certificate, trusted for amqps:// in
+    /// addition to the system's roots.
+    #[arg(long, value_name = "PEM", env = "CONTEXTGATE_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain) shown to a broker that asks for one;
+    /// with --amqp-client-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CONTEXTGATE_AMQP_CLIENT_CERT",
+        requires = "amqp_client_key"
+    )]
+    pub amqp_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted);
+    /// with --amqp-client-cert.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CONTEXTGATE_AMQP_CLIENT_KEY",
+        requires = "amqp_client_cert"
+    )]
+    pub amqp_client_key: Option<PathBuf>,
 }
 
 impl AmqpArgs {
-    /// The bus settings, or `None` for the in-process bus.
-    pub fn settings(&self) -> Option<crate::bus::AmqpSettings> {
-        let url = self.amqp_url.as_ref().filter(|url| !url.is_empty())?;
+    /// The bus settings, or `None` for the in-process bus; an error names the TLS file that
+    /// cannot be used and why.
+    pub fn settings(&self) -> Result<Option<crate::bus::AmqpSettings>, String> {
+        let tls = self.tls().map_err(|error| error.to_string())?;
+        let Some(url) = self.amqp_url.as_ref().filter(|url| !url.is_empty()) else {
+            if tls.is_set() {
+                return Err(
+                    "TLS files for RabbitMQ were given but no --amqp-url (CONTEXTGATE_AMQP_URL)"
+                        .to_owned(),
+                );
+            }
+            return Ok(None);
+        };
         let mut settings = crate::bus::AmqpSettings::new(url.clone());
         settings.prefix = self.amqp_prefix.clone();
         settings.prefetch = self.prefetch.max(1);
         settings.lanes = self.lanes.max(1);
         settings.confirm_timeout = self.confirm_timeout;
         settings.shutdown_timeout = self.shutdown_timeout;
-        Some(settings)
+        settings.tls = tls;
+        Ok(Some(settings))
+    }
+
+    /// The TLS files, read and checked.
+    fn tls(&self) -> Result<crate::bus::amqp::AmqpTls, crate::tls::TlsError> {
+        let ca = self
+            .amqp_ca_file
+            .as_deref()
+            .map(crate::tls::Certificates::read)
+            .transpose()?;
+        let identity = match (&self.amqp_client_cert, &self.amqp_client_key) {
+            (Some(certificate), Some(key)) => {
+                Some(crate::tls::ClientIdentity::read(certificate, key)?)
+            }
+            // clap requires both or neither.
+            _ => None,
+        };
+        Ok(crate::bus::amqp::AmqpTls { ca, identity })
     }
 }
 
@@ -196,13 +254,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             credentials,
             registry_store,
             amqp,
+            lookup_ca_file,
         } => {
+            let settings = amqp.settings().and_then(|settings| {
+                trust_for_lookups(lookup_ca_file.as_deref()).map_err(|error| error.to_string())?;
+                Ok(settings)
+            });
+            let settings = match settings {
+                Ok(settings) => settings,
+                Err(error) => {
+                    eprintln!("contextgate serve: {error}");
+                    return Ok(EXIT_COULD_NOT_RUN);
+                }
+            };
             serve::run(
                 &registry,
                 registry_store.as_deref().filter(|url| !url.is_empty()),
                 listen,
                 credentials.as_deref(),
-                amqp.settings(),
+                settings,
                 cli.log_format,
             )
             .await
@@ -234,7 +304,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             registry,
             route,
             file,
-        } => translate::run(&registry, &route, file.as_deref()).await,
+            lookup_ca_file,
+        } => {
+            if let Err(error) = trust_for_lookups(lookup_ca_file.as_deref()) {
+                eprintln!("contextgate translate: {error}");
+                return Ok(EXIT_COULD_NOT_RUN);
+            }
+            translate::run(&registry, &route, file.as_deref()).await
+        }
+    }
+}
+
+/// Trusts the CA file of `--lookup-ca-file` for the look-ups, before the registry loads.
+fn trust_for_lookups(file: Option<&std::path::Path>) -> Result<(), crate::tls::TlsError> {
+    match file {
+        Some(file) => crate::tls::trust_for_lookups(crate::tls::Certificates::read(file)?),
+        None => Ok(()),
     }
 }
 

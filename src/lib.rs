@@ -23,6 +23,8 @@
 //! - [`api`]: the HTTP API: registration, ingest, inboxes, dead letters, health, metrics, OpenAPI.
 //! - [`cli`]: `contextgate serve`, `check`, `compat`, `translate` and `hash-token`.
 //! - [`telemetry`]: tracing set-up, metric names, the Prometheus recorder.
+//! - [`tls`]: the CA files and client certificate of `amqps://` and https look-ups, read and
+//!   checked at start; rustls with ring.
 
 pub mod compat;
 //
@@ -51,3 +53,5 @@ pub mod api;
 pub mod cli;
 //
 pub mod telemetry;
+//
+pub mod tls;

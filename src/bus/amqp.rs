@@ -25,7 +25,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lapin::uri::AMQPUri;
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties, Event};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -62,6 +63,35 @@ pub struct AmqpSettings {
     pub delivery_limit: u32,
     /// How long a stop waits for the inputs in flight.
     pub shutdown_timeout: Duration,
+    /// The CA and client certificate of an `amqps://` URL (none: the system's roots only).
+    pub tls: AmqpTls,
+}
+
+/// What an `amqps://` connection trusts and shows, read and checked at start (`crate::tls`).
+#[derive(Debug, Clone, Default)]
+pub struct AmqpTls {
+    /// Trusted in addition to the system's roots (`--amqp-ca-file`).
+    pub ca: Option<crate::tls::Certificates>,
+    /// Sent when the broker asks for a client certificate (`--amqp-client-cert`/`-key`).
+    pub identity: Option<crate::tls::ClientIdentity>,
+}
+
+impl AmqpTls {
+    /// Whether any TLS file was given.
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.identity.is_some()
+    }
+
+    /// lapin's form of it.
+    fn lapin_config(&self) -> OwnedTLSConfig {
+        OwnedTLSConfig {
+            identity: self.identity.as_ref().map(|identity| OwnedIdentity::PKCS8 {
+                pem: identity.certificate_pem().as_bytes().to_vec(),
+                key: identity.key_pem().as_bytes().to_vec(),
+            }),
+            cert_chain: self.ca.as_ref().map(|ca| ca.pem().to_owned()),
+        }
+    }
 }
 
 impl AmqpSettings {
@@ -74,6 +104,7 @@ impl AmqpSettings {
             confirm_timeout: Duration::from_secs(10),
             delivery_limit: 20,
             shutdown_timeout: Duration::from_secs(10),
+            tls: AmqpTls::default(),
         }
     }
 
@@ -83,6 +114,14 @@ impl AmqpSettings {
             .url
             .parse()
             .map_err(|error| format!("the AMQP URL is invalid: {error}"))?;
+        if uri.scheme == AMQPScheme::AMQP && self.tls.is_set() {
+            return Err(
+                "TLS files were given (--amqp-ca-file, --amqp-client-cert) but the AMQP \
+                 URL is amqp://, which does not use TLS: use amqps:// (RabbitMQ's TLS port, \
+                 5671 by default)"
+                    .to_owned(),
+            );
+        }
         uri.query.heartbeat.get_or_insert(10);
         uri.query.connection_timeout.get_or_insert(5_000);
         Ok(uri)
@@ -396,7 +435,7 @@ impl AmqpBus {
         mut pipelines: watch::Receiver<Pipeline>,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let uri = self.settings.uri().map_err(anyhow::Error::msg)?;
+        let broker = Broker::new(&self.settings).map_err(anyhow::Error::msg)?;
         const FIRST_BACKOFF: Duration = Duration::from_millis(200);
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -406,7 +445,7 @@ impl AmqpBus {
             let started = Instant::now();
             let pipeline = pipelines.borrow_and_update().clone();
             let ended = self
-                .session(&uri, &pipeline, &mut pipelines, stop.clone())
+                .session(&broker, &pipeline, &mut pipelines, stop.clone())
                 .await;
             *self
                 .current
@@ -435,13 +474,13 @@ impl AmqpBus {
 
     async fn session(
         &self,
-        uri: &AMQPUri,
+        broker: &Broker,
         pipeline: &Pipeline,
         pipelines: &mut watch::Receiver<Pipeline>,
         mut stop: watch::Receiver<bool>,
     ) -> lapin::Result<Ended> {
-        let consume = connect(uri, "contextgate consume").await?;
-        let publish = Arc::new(connect(uri, "contextgate publish").await?);
+        let consume = connect(broker, "contextgate consume").await?;
+        let publish = Arc::new(connect(broker, "contextgate publish").await?);
         let (broken, mut broken_changed) = watch::channel(None);
         watch_events(&consume, "consume", None, broken.clone());
         watch_events(
@@ -459,7 +498,7 @@ impl AmqpBus {
         )
         .await?;
         if !self.migrated.load(Ordering::Relaxed) {
-            dead_letters::migrate(uri, &publisher, &self.names, pipeline.registry()).await?;
+            dead_letters::migrate(broker, &publisher, &self.names, pipeline.registry()).await?;
             self.migrated.store(true, Ordering::Relaxed);
         }
         let session = Arc::new(Session {
@@ -593,10 +632,31 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
-async fn connect(uri: &AMQPUri, name: &str) -> lapin::Result<Connection> {
-    Connection::connect_uri(
-        uri.clone(),
+/// Where the connections go and how: the URL with the gateway's defaults, and for `amqps://`
+/// what TLS trusts and shows.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    uri: AMQPUri,
+    tls: OwnedTLSConfig,
+}
+
+impl Broker {
+    fn new(settings: &AmqpSettings) -> Result<Self, String> {
+        Ok(Self {
+            uri: settings.uri()?,
+            tls: settings.tls.lapin_config(),
+        })
+    }
+}
+
+/// Opens a connection named `name`. Over `amqps://` a certificate the roots do not vouch for (or
+/// a missing client certificate the broker asks for) fails here, as an I/O error that says so.
+async fn connect(broker: &Broker, name: &str) -> lapin::Result<Connection> {
+    Connection::connect_uri_with_config(
+        broker.uri.clone(),
         ConnectionProperties::default().with_connection_name(name.into()),
+        broker.tls.clone(),
+        lapin::runtime::default_runtime()?,
     )
     .await
 }

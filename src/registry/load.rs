@@ -1332,6 +1332,7 @@ impl RouteCheck<'_> {
                 continue;
             }
             let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(crate::tls::lookup_config())
                 .connect_timeout(connect_timeout)
                 .timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())

@@ -83,7 +83,9 @@ async fn call(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
         let what = if error.is_timeout() {
             format!("timed out after {} ms", lookup.timeout.as_millis())
         } else if error.is_connect() {
-            "could not connect".to_owned()
+            // The innermost cause says why: refused, or over https a certificate the trusted
+            // roots do not vouch for (then `--lookup-ca-file` is the fix).
+            format!("could not connect: {}", root_cause(&error))
         } else {
             "the request failed".to_owned()
         };
@@ -151,6 +153,15 @@ async fn call(lookup: &Lookup, url: &str) -> Result<Value, Failure> {
                 ),
             )
         })
+}
+
+/// The innermost error of `error`'s chain, e.g. `invalid peer certificate: UnknownIssuer`.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 fn too_large(lookup: &Lookup, url: &str) -> Failure {

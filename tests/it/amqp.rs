@@ -691,7 +691,7 @@ async fn http_ingest_on_the_broker_answers_202_after_the_confirm() {
     let fixture = Fixture::new("conformist", None, "");
     let setup = setup("ingest", fixture.pipeline(), "down").await;
     let base = setup.serve_api(fixture.pipeline()).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let post = |body: String| {
         client
             .post(format!("{base}/v1/contexts/up/messages"))
@@ -756,7 +756,7 @@ async fn the_readme_serves_on_rabbitmq_and_stops_on_sigterm() {
             .env("CONTEXTGATE_AMQP_URL", &url)
             .current_dir(repo()),
     );
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let mut ready = false;
     for _ in 0..200 {
         let response = http
@@ -825,7 +825,7 @@ async fn the_api_stays_responsive_while_scripts_run_out_of_time() {
             .publish_binary("up", "up/Thing@1", &format!("b-{i}"), r#"{"id":"x","n":1}"#)
             .await;
     }
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let mut slowest = Duration::ZERO;
     for _ in 0..40 {
         let started = std::time::Instant::now();
@@ -1070,7 +1070,7 @@ async fn publish_range(setup: &Setup, range: std::ops::Range<usize>) {
 /// Every page of `route`'s dead letters over HTTP, `max` at a time: the ids, the inputs' `n`,
 /// and the totals each page said.
 async fn all_pages(base: &str, route: &str, max: usize) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let (mut ids, mut ns, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     let mut after: Option<String> = None;
     loop {
@@ -1162,7 +1162,7 @@ async fn listing_dead_letters_neither_reorders_holds_nor_hides_them() {
             seen_totals
         }
     });
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/routes/up-to-down/dead-letters/redrive"))
         .send()
         .await
@@ -1476,7 +1476,7 @@ async fn a_producer_s_headers_dead_lettered_by_the_broker_settle_nothing() {
 
 /// The ids and the total of one page of up to 1 000, inputs unread.
 async fn all_pages_raw(base: &str, route: &str) -> (Vec<u64>, (), u64) {
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .get(format!("{base}/v1/routes/{route}/dead-letters?max=1000"))
         .send()
         .await

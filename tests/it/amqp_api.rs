@@ -86,7 +86,7 @@ impl Live {
         token: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut request = reqwest::Client::new()
+        let mut request = crate::helpers::http()
             .request(method, format!("{}{path}", self.base))
             .header("authorization", token);
         if let Some(body) = body {
@@ -161,7 +161,7 @@ async fn a_route_registered_over_http_carries_the_next_message_without_a_restart
     assert_eq!(status, 201, "{created}");
 
     let data = example("payments/PaymentCaptured/examples/v1/eur-order.json");
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{}/v1/contexts/payments/messages", live.base))
         .header("authorization", OPERATOR)
         .header("content-type", "application/cloudevents+json")

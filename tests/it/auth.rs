@@ -57,7 +57,7 @@ async fn call(
     authorization: Option<&str>,
     body: Option<String>,
 ) -> (u16, String, Option<String>) {
-    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    let mut request = crate::helpers::http().request(method, format!("{base}{path}"));
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }

@@ -630,10 +630,16 @@ const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 
 impl PrivateNode {
     pub(crate) fn start(tag: &str, port: u16) -> Self {
+        Self::start_with(tag, port, "")
+    }
+
+    /// Starts a node whose `rabbitmq.conf` is `config` (e.g. a TLS listener:
+    /// `listeners.ssl.default`, `ssl_options.*`).
+    pub(crate) fn start_with(tag: &str, port: u16, config: &str) -> Self {
         let home = tempfile::TempDir::new().unwrap();
         let name = format!("cg-{tag}-{}@localhost", std::process::id());
         std::fs::write(home.path().join("enabled_plugins"), "[].\n").unwrap();
-        std::fs::write(home.path().join("rabbitmq.conf"), "").unwrap();
+        std::fs::write(home.path().join("rabbitmq.conf"), config).unwrap();
         let node = Self { name, port, home };
         let status = node
             .command("rabbitmq-server")
@@ -698,6 +704,20 @@ impl PrivateNode {
             "no pid: {pid:?}"
         );
         pid
+    }
+
+    /// Runs `rabbitmqctl -q -n <node> args…`; what it printed.
+    pub(crate) fn ctl_output(&self, args: &[&str]) -> String {
+        let output = self
+            .command("rabbitmqctl")
+            .arg("-q")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Runs `rabbitmqctl -n <node> args…`; whether it succeeded.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    KillOnDrop, compatible_order_placed_v3, event_body, example, serve_binary,
+    KillOnDrop, compatible_order_placed_v3, event_body, example, http, serve_binary,
     shipped_registry_copy,
 };
 use crate::postgres::{Database, PrivateServer};
@@ -59,7 +59,7 @@ fn other_v3_schema(seed: &Path) -> String {
 /// Posts an `orders/OrderPlaced@<version>` event to `base`: the status.
 async fn post_order(base: &str, version: u32, id: &str) -> u16 {
     let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
-    reqwest::Client::new()
+    http()
         .post(format!("{base}/v1/contexts/orders/messages"))
         .header("content-type", "application/cloudevents+json")
         .body(event_body(
@@ -75,7 +75,9 @@ async fn post_order(base: &str, version: u32, id: &str) -> u16 {
 }
 
 async fn ready(base: &str) -> String {
-    reqwest::get(format!("{base}/health/ready"))
+    http()
+        .get(format!("{base}/health/ready"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -350,7 +352,7 @@ async fn with_the_store_stopped_messages_flow_registrations_get_503_and_every_in
         assert!(Instant::now() < deadline, "{}", ready(&a).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let response = reqwest::Client::new()
+    let response = http()
         .put(format!("{a}{V3}"))
         .header("content-type", "application/json")
         .body(v3_schema(seed.path()))

@@ -365,6 +365,14 @@ pub(crate) fn compatible_order_placed_v3(dir: &Path) -> Value {
     schema
 }
 
+/// An HTTP client for the tests. reqwest is built with rustls and no default crypto provider
+/// (the gateway gives its look-up clients a rustls config of its own), so ring is installed as
+/// the process's default first.
+pub(crate) fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A child process that is killed and reaped when the test ends, failed assertions included.
 pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
 

@@ -56,7 +56,7 @@ async fn slow_enrich(delay: Duration) -> Fixture {
 }
 
 async fn post(base: &str, body: String) -> reqwest::Response {
-    reqwest::Client::new()
+    crate::helpers::http()
         .post(format!("{base}/v1/contexts/up/messages"))
         .header("content-type", "application/cloudevents+json")
         .body(body)
@@ -87,7 +87,7 @@ async fn slow_clients_are_dropped_while_others_are_served() {
             .unwrap();
         slow.push(stream);
     }
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     for _ in 0..5 {
         let started = Instant::now();
         let response = http
@@ -199,7 +199,7 @@ async fn an_admin_flood_is_shed_apart_from_ingest() {
         .map(|i| {
             let base = base.clone();
             tokio::spawn(async move {
-                let response = reqwest::Client::new()
+                let response = crate::helpers::http()
                     .post(format!("{base}/v1/routes/up-to-down/dry-run"))
                     .header("content-type", "application/cloudevents+json")
                     .body(event_body(
@@ -247,7 +247,7 @@ async fn an_admin_flood_is_shed_apart_from_ingest() {
 async fn registration_bodies_must_be_json_and_within_the_cap() {
     let fixture = Fixture::new("conformist", None, "");
     let base = serve(&fixture, Limits::default()).await;
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .put(format!("{base}/v1/routes/up-to-down"))
         .header("content-type", "text/plain")
         .body(r#"{"upstream":"up","downstream":"down","mode":"conformist"}"#)
@@ -292,7 +292,7 @@ async fn the_admin_side_sheds_requests_past_its_rate() {
         },
     )
     .await;
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let mut statuses = Vec::new();
     for _ in 0..200 {
         let response = http.get(format!("{base}/v1/routes")).send().await.unwrap();
@@ -353,7 +353,9 @@ async fn inboxes_are_bounded_by_bytes_and_read_in_bounded_answers() {
     }
 
     let read = || async {
-        let answer = reqwest::get(format!("{base}/v1/contexts/down/inbox?max=1000"))
+        let answer = crate::helpers::http()
+            .get(format!("{base}/v1/contexts/down/inbox?max=1000"))
+            .send()
             .await
             .unwrap()
             .bytes()
@@ -433,7 +435,9 @@ async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
     let retried = post(&base, megabyte_event("d-3", false)).await;
     assert_eq!(retried.status(), 202);
     assert_eq!(kept(), ["d-1", "d-2", "d-3"]);
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = crate::helpers::http()
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -447,7 +451,9 @@ async fn dead_letters_past_their_byte_bound_are_refused_not_lost() {
 
 /// The sum of a counter's series for one route, as `/metrics` shows them.
 async fn counted(base: &str, counter: &str, route: &str) -> f64 {
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = crate::helpers::http()
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -533,7 +539,7 @@ async fn a_redrive_never_loses_a_dead_letter_when_others_fill_the_room_meanwhile
 
     // Both redriven (each fails again, slowly) while two other inputs fail fast.
     let redrive = tokio::spawn(
-        reqwest::Client::new()
+        crate::helpers::http()
             .post(format!(
                 "{base}/v1/routes/redrive-room/dead-letters/redrive"
             ))
@@ -649,7 +655,7 @@ async fn one_context_s_slow_bodies_do_not_turn_another_context_away() {
     }
     assert_eq!(timed_out, 4);
     assert!(started.elapsed() < Duration::from_secs(5));
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/down/messages"))
         .header("content-type", "application/cloudevents+json")
         .body("{}")
@@ -690,7 +696,11 @@ async fn slow_registration_bodies_hold_no_admin_slot_and_are_cut_at_the_body_dea
     // The admin side still answers, at once.
     let started = Instant::now();
     for _ in 0..4 {
-        let response = reqwest::get(format!("{base}/v1/routes")).await.unwrap();
+        let response = crate::helpers::http()
+            .get(format!("{base}/v1/routes"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
     }
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -766,7 +776,11 @@ async fn bodies_being_read_share_one_byte_budget_past_which_requests_are_shed_at
     )
     .await;
     assert_eq!(response.status(), 202);
-    let response = reqwest::get(format!("{base}/v1/routes")).await.unwrap();
+    let response = crate::helpers::http()
+        .get(format!("{base}/v1/routes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 
     // Once the slow bodies are gone, their room is given back.
@@ -862,7 +876,7 @@ fn slowest_probe_during_a_burst(
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let http = reqwest::Client::new();
+        let http = crate::helpers::http();
         let mut probes = Vec::new();
         while !burst.iter().all(|post| post.is_finished()) {
             let started = Instant::now();
@@ -906,7 +920,7 @@ fn slowest_probe_during_a_burst(
 const PROBE_BOUND: Duration = Duration::from_millis(500);
 
 fn ingest(base: &str, id: &str) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
+    crate::helpers::http()
         .post(format!("{base}/v1/contexts/up/messages"))
         .header("content-type", "application/cloudevents+json")
         .body(event_body("up/Thing@1", id, r#"{"id":"a","n":1}"#))
@@ -953,7 +967,7 @@ fn health_answers_at_once_during_a_burst_through_a_slow_enrich_translator() {
 fn health_answers_at_once_during_a_burst_of_dry_runs_through_a_slow_translator() {
     let fixture = Fixture::new("anti-corruption", Some(&slow_script("data", "data.id")), "");
     slowest_probe_during_a_burst(&fixture, |base, id| {
-        reqwest::Client::new()
+        crate::helpers::http()
             .post(format!("{base}/v1/routes/up-to-down/dry-run"))
             .header("content-type", "application/cloudevents+json")
             .body(event_body("up/Thing@1", id, r#"{"id":"a","n":1}"#))

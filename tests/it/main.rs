@@ -47,6 +47,8 @@ mod schemas;
 mod serve;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
+/// TLS: `amqps://` on a private node's TLS listener, https look-ups, refused TLS settings.
+mod tls;
 /// Translator cases at load and registration: only what a change affects runs, count and time
 /// budgets per translator, a registration's turn (issue 10).
 mod translator_cases;

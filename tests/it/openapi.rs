@@ -20,7 +20,9 @@ async fn the_document_describes_every_operation_of_the_router() {
         Bus::InProcess(InProcessBus::default()),
     ))
     .await;
-    let body = reqwest::get(format!("{base}/openapi.json"))
+    let body = crate::helpers::http()
+        .get(format!("{base}/openapi.json"))
+        .send()
         .await
         .unwrap()
         .bytes()
@@ -84,7 +86,7 @@ async fn the_document_describes_every_operation_of_the_router() {
         "bearer"
     );
     // Errors the router itself produces are problem documents too.
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .get(format!(
             "{base}/v1/routes/orders-to-shipping/dead-letters?max=lots"
         ))

@@ -63,7 +63,7 @@ pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 pub(crate) async fn put(base: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
+    let mut request = crate::helpers::http()
         .put(format!("{base}{path}"))
         .header("content-type", "application/json")
         .body(body.to_owned());
@@ -77,7 +77,7 @@ pub(crate) async fn put(base: &str, path: &str, token: Option<&str>, body: &str)
 }
 
 pub(crate) async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .get(format!("{base}{path}"))
         .header("authorization", token)
         .send()
@@ -103,7 +103,7 @@ async fn a_new_version_is_written_to_the_folder_and_used_at_once() {
         event_body("orders/OrderPlaced@3", id, &data.to_string())
     };
     let post = |body: String| {
-        reqwest::Client::new()
+        crate::helpers::http()
             .post(format!("{base}/v1/contexts/orders/messages"))
             .header("authorization", ORDERS)
             .header("content-type", "application/cloudevents+json")
@@ -306,7 +306,7 @@ pub(crate) async fn put_json(base: &str, path: &str, token: &str, body: &Value) 
 pub(crate) async fn shipping_outcome(base: &str, country: &str) -> Value {
     let mut data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
     data["shipping_address"]["country"] = json!(country);
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/orders/messages"))
         .header("authorization", ORDERS)
         .header("content-type", "application/cloudevents+json")
@@ -454,7 +454,7 @@ async fn a_dry_run_returns_the_verdict_and_publishes_nothing() {
     let data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
     let body = event_body("orders/OrderPlaced@2", "d-1", &data.to_string());
     let dry_run = |route: &str, token: Option<&'static str>, body: String| {
-        let mut request = reqwest::Client::new()
+        let mut request = crate::helpers::http()
             .post(format!("{base}/v1/routes/{route}/dry-run"))
             .header("content-type", "application/cloudevents+json")
             .body(body);
@@ -559,7 +559,7 @@ async fn the_upstream_s_dry_run_of_an_enrich_route_discloses_no_look_up_data() {
         let mut data = example("payments/PaymentCaptured/examples/v1/eur-order.json");
         data["customer_id"] = json!(customer_id);
         data["amount_minor"] = json!(amount);
-        let request = reqwest::Client::new()
+        let request = crate::helpers::http()
             .post(format!(
                 "{base}/v1/routes/payments-to-notifications/dry-run"
             ))

@@ -23,7 +23,7 @@ async fn call(
     body: Option<&Value>,
     headers: &[(&str, &str)],
 ) -> (u16, Value, Option<String>) {
-    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    let mut request = crate::helpers::http().request(method, format!("{base}{path}"));
     if let Some(token) = token {
         request = request.header("authorization", token);
     }
@@ -65,7 +65,7 @@ const NEW_ROUTE: &str = "/v1/routes/payments-to-shipping";
 
 async fn post_payment_captured(base: &str) -> Value {
     let data = example("payments/PaymentCaptured/examples/v1/eur-order.json");
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/payments/messages"))
         .header("authorization", OPERATOR)
         .header("content-type", "application/cloudevents+json")
@@ -400,7 +400,7 @@ pub(crate) const REQUEST_SECRETS: [&str; 3] = ["orders-secret-2", "session=cooki
 pub(crate) async fn post_us_order_with_request_headers(base: &str, id: &str) {
     let mut data = example("orders/OrderPlaced/examples/v2/store-two-warehouses.json");
     data["shipping_address"]["country"] = json!("US");
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/orders/messages"))
         .header("authorization", ORDERS)
         .header("cookie", REQUEST_SECRETS[1])

@@ -23,7 +23,7 @@ async fn spawn_gateway() -> String {
 }
 
 async fn post(base: &str, context: &str, body: String) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/{context}/messages"))
         .header("content-type", "application/cloudevents+json")
         .body(body)
@@ -38,7 +38,11 @@ async fn post(base: &str, context: &str, body: String) -> (u16, Value) {
 }
 
 async fn get(base: &str, path: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let response = crate::helpers::http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -70,7 +74,7 @@ async fn a_posted_event_is_delivered_to_the_downstream_inbox() {
 async fn binary_mode_over_http_uses_ce_headers() {
     let base = spawn_gateway().await;
     let data = example("payments/AuthorizePayment/examples/v1/eur-order.json");
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/orders/messages"))
         .header("content-type", "application/json")
         .header("ce-specversion", "1.0")
@@ -264,7 +268,7 @@ async fn a_conformist_route_delivers_the_input_bytes_exactly() {
 
     let (status, body) = post(&base, "up", event_body("up/Thing@1", "c-1", data)).await;
     assert_eq!(status, 202, "{body}");
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http()
         .post(format!("{base}/v1/contexts/up/messages"))
         .header("content-type", "application/json")
         .header("ce-specversion", "1.0")

@@ -38,7 +38,6 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::watch;
 
@@ -590,11 +589,11 @@ fn long_string(value: &str) -> AMQPValue {
 /// `dead._unrouted`) into the streams: each queue is unbound first (so nothing new arrives),
 /// each message published to the stream with confirms and only then acknowledged, and the
 /// drained queue left in place (unbound; an earlier version's reader may still hold some of its
-/// messages, which come back to it). It runs on a connection of its own (from `uri`): finding an earlier
+/// messages, which come back to it). It runs on a connection of its own (to `broker`): finding an earlier
 /// version's queue closes a channel with an error, which on the session's connections would end
 /// the session; the connection is opened again if an error closed it.
 pub async fn migrate(
-    uri: &AMQPUri,
+    broker: &super::Broker,
     publisher: &Publisher,
     names: &Names,
     registry: &Registry,
@@ -608,7 +607,7 @@ pub async fn migrate(
     for route in routes {
         let open = match connection.take() {
             Some(open) if open.status().connected() => open,
-            _ => super::connect(uri, "contextgate dead-letter migration").await?,
+            _ => super::connect(broker, "contextgate dead-letter migration").await?,
         };
         let probe = open.create_channel().await?;
         let legacy = names.legacy_dead_letter_queue(route);
