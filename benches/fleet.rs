@@ -47,7 +47,11 @@ fn instance(seed: &std::path::Path, store: &str) -> Instance {
             .expect("serve printed its address")
             .expect("stderr reads");
         if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().expect("an address").to_owned();
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
