@@ -33,6 +33,21 @@ pub struct Cli {
     pub log_format: crate::telemetry::LogFormat,
 }
 
+impl Cli {
+    /// The instance id of `serve` (`--instance-id`, else the host name); `None` for the other
+    /// commands.
+    pub fn instance(&self) -> Option<crate::bus::amqp::InstanceId> {
+        match &self.command {
+            Command::Serve { instance_id, .. } => Some(
+                instance_id
+                    .clone()
+                    .unwrap_or_else(crate::bus::amqp::InstanceId::from_host),
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway with its HTTP API: on RabbitMQ with --amqp-url, otherwise on the
@@ -50,6 +65,11 @@ pub enum Command {
         // Help never shows the variable's value (it could be mistaken for the text).
         #[arg(long, env = "CONTEXTGATE_CREDENTIALS_FILE", hide_env_values = true)]
         credentials: Option<PathBuf>,
+        /// This gateway among a fleet sharing one broker (default: the host name): in log
+        /// lines, metrics (label `instance`), consumer tags and connection names; the fleet
+        /// assigns the shards of ordered routes by it, so each instance needs its own.
+        #[arg(long, env = "CONTEXTGATE_INSTANCE_ID", value_parser = crate::bus::amqp::InstanceId::parse)]
+        instance_id: Option<crate::bus::amqp::InstanceId>,
         #[command(flatten)]
         amqp: AmqpArgs,
     },
@@ -127,10 +147,14 @@ pub struct AmqpArgs {
 }
 
 impl AmqpArgs {
-    /// The bus settings, or `None` for the in-process bus.
-    pub fn settings(&self) -> Option<crate::bus::AmqpSettings> {
+    /// The bus settings of instance `instance`, or `None` for the in-process bus.
+    pub fn settings(
+        &self,
+        instance: &crate::bus::amqp::InstanceId,
+    ) -> Option<crate::bus::AmqpSettings> {
         let url = self.amqp_url.as_ref().filter(|url| !url.is_empty())?;
         let mut settings = crate::bus::AmqpSettings::new(url.clone());
+        settings.instance = instance.clone();
         settings.prefix = self.amqp_prefix.clone();
         settings.prefetch = self.prefetch.max(1);
         settings.lanes = self.lanes.max(1);
@@ -180,13 +204,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             registry,
             listen,
             credentials,
+            instance_id,
             amqp,
         } => {
+            let instance = instance_id.unwrap_or_else(crate::bus::amqp::InstanceId::from_host);
+            // Before anything records a metric: every series carries it.
+            crate::telemetry::set_instance(instance.as_str());
             serve::run(
                 &registry,
                 listen,
                 credentials.as_deref(),
-                amqp.settings(),
+                amqp.settings(&instance),
                 cli.log_format,
             )
             .await

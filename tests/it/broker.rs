@@ -255,10 +255,17 @@ impl Cleanup {
     /// Everything the gateway declares for `registry` under `names`.
     pub(crate) fn new(url: &str, names: &Names, registry: &Registry) -> Self {
         let mut queues = vec![names.unrouted(), names.dead_letter_queue(None)];
+        let mut exchanges = Vec::new();
         for route in &registry.routes {
+            let shards = route.shards;
             let route = route.name.as_str();
             queues.push(names.route_queue(route));
             queues.push(names.dead_letter_queue(Some(route)));
+            queues.push(names.sequencer_queue(route));
+            for shard in 0..shards {
+                queues.push(names.shard_queue(route, shard));
+            }
+            exchanges.push(names.shard_exchange(route));
         }
         // Routes added later (over HTTP) retry with the default policy.
         let mut steps = topology::delay_steps(registry);
@@ -267,12 +274,13 @@ impl Cleanup {
         for step in steps {
             queues.push(names.delay_queue(step));
         }
-        let mut exchanges = vec![
+        exchanges.extend([
             names.dead_letters(),
             names.retries(),
             names.retry(),
             names.unrouted(),
-        ];
+            names.fleet(),
+        ]);
         for context in registry.contexts.keys() {
             exchanges.push(names.outbound(context));
             exchanges.push(names.inbound(context));
@@ -309,9 +317,13 @@ impl Drop for Cleanup {
                 };
                 for queue in queues {
                     if let Ok(channel) = connection.create_channel().await {
-                        let _ = channel
+                        let deleted = channel
                             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                             .await;
+                        if deleted.is_ok() {
+                            // Quorum queues deleted in a burst can crash 3.10's log writer.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
                     }
                 }
                 for exchange in exchanges {
@@ -632,7 +644,12 @@ impl PrivateNode {
     pub(crate) fn start(tag: &str, port: u16) -> Self {
         let home = tempfile::TempDir::new().unwrap();
         let name = format!("cg-{tag}-{}@localhost", std::process::id());
-        std::fs::write(home.path().join("enabled_plugins"), "[].\n").unwrap();
+        // The shards of ordered routes hang off a consistent-hash exchange.
+        std::fs::write(
+            home.path().join("enabled_plugins"),
+            "[rabbitmq_consistent_hash_exchange].\n",
+        )
+        .unwrap();
         std::fs::write(home.path().join("rabbitmq.conf"), "").unwrap();
         let node = Self { name, port, home };
         let status = node

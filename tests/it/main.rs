@@ -40,6 +40,9 @@ mod sandbox;
 mod schemas;
 /// The gateway on the in-process bus over HTTP, and `contextgate serve` as the README runs it.
 mod serve;
+/// Ordered routes on RabbitMQ: the sequencer, the shards, a fleet of three binaries sharing
+/// them through a kill, a return and a SIGTERM (issue 11, part 2).
+mod shards;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
 /// Translator cases at load and registration: only what a change affects runs, count and time
