@@ -460,3 +460,99 @@ async fn on_sigterm_an_instance_hands_its_shards_over_and_exits_cleanly() {
     eprintln!("repeats after a SIGTERM: {repeats}");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_names_itself_in_every_log_line_and_metric() {
+    use std::io::{BufRead, BufReader};
+    let fixture = ordered(None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--instance-id", "gw-log-7"])
+        .arg("--registry")
+        .arg(fixture.root())
+        .env_remove("CONTEXTGATE_AMQP_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = KillOnDrop(child);
+    let mut before = Vec::new();
+    let started: serde_json::Value = loop {
+        let line = lines.next().expect("serve logged its start").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["fields"]["message"] == "Gateway started." {
+            break event;
+        }
+        before.push(event);
+    };
+    for event in before.iter().chain([&started]) {
+        assert_eq!(
+            event["span"]["instance"], "gw-log-7",
+            "every event carries the instance: {event}"
+        );
+    }
+    let address = started["fields"]["address"].as_str().unwrap();
+    let metrics = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("contextgate_"))
+        .collect();
+    assert!(!series.is_empty(), "{metrics}");
+    for line in series {
+        assert!(line.contains(r#"instance="gw-log-7""#), "{line}");
+    }
+    drop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_gets_an_ordering_key_moves_its_earlier_queue_into_the_shards_first() {
+    contextgate::telemetry::metrics();
+    let url = broker::amqp_url();
+    // The route as it was: no ordering key, its inputs waiting in `route.up-to-down`.
+    let unordered = Fixture::new("conformist", None, "");
+    let (prefix, names, _cleanup, client) = ordered_topology(&url, "moved", &unordered).await;
+    let mut accepted = publish_keyed(&client, &names, "m", 0..2_000, 20).await;
+    assert_eq!(client.count(&names.route_queue(ROUTE)).await, 2_000);
+
+    let fixture = ordered(Some(4));
+    let mut settings = broker::settings(&url, &prefix);
+    settings.instance = InstanceId::parse("mover").unwrap();
+    let gateway = broker::start(fixture.pipeline(), settings).await;
+    accepted.extend(publish_keyed(&client, &names, "m", 2_000..4_000, 20).await);
+    let out = outputs(
+        &url,
+        &format!("{prefix}{INBOX}"),
+        accepted.len(),
+        Duration::from_secs(1),
+        Duration::from_secs(20),
+    )
+    .await;
+    check_ordered("moved", &out, &accepted);
+    // The earlier queue is gone: declaring it as a classic queue now succeeds.
+    let connection = broker::connect_retrying(&url).await;
+    let channel = connection.create_channel().await.unwrap();
+    let mut classic = FieldTable::default();
+    classic.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("classic".into()),
+    );
+    channel
+        .queue_declare(
+            names.route_queue(ROUTE).as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..lapin::options::QueueDeclareOptions::default()
+            },
+            classic,
+        )
+        .await
+        .expect("the earlier quorum queue was deleted");
+    let _ = connection.close(200, "checked".into()).await;
+    gateway.stop().await;
+}

@@ -289,14 +289,10 @@ async fn move_earlier_queue(
                 .await?;
             n_moved += 1;
         }
+        // Empty, unbound and consumed by this exclusive consumer alone: nothing can arrive in
+        // it any more (quorum queues refuse `if-empty`).
         probe
-            .queue_delete(
-                earlier.as_str().into(),
-                QueueDeleteOptions {
-                    if_empty: true,
-                    ..QueueDeleteOptions::default()
-                },
-            )
+            .queue_delete(earlier.as_str().into(), QueueDeleteOptions::default())
             .await?;
         let _ = probe.close(200, "earlier queue moved".into()).await;
         tracing::info!(route = %name, moved = n_moved, "The route's earlier queue was moved into its shards and deleted.");
