@@ -642,8 +642,19 @@ const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 
 impl PrivateNode {
     pub(crate) fn start(tag: &str, port: u16) -> Self {
+        Self::start_with_cookie(tag, port, None)
+    }
+
+    /// A node whose Erlang cookie is `cookie` (nodes that share one can form a cluster).
+    fn start_with_cookie(tag: &str, port: u16, cookie: Option<&str>) -> Self {
         let home = tempfile::TempDir::new().unwrap();
         let name = format!("cg-{tag}-{}@localhost", std::process::id());
+        if let Some(cookie) = cookie {
+            use std::os::unix::fs::PermissionsExt as _;
+            let path = home.path().join(".erlang.cookie");
+            std::fs::write(&path, cookie).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        }
         // The shards of ordered routes hang off a consistent-hash exchange.
         std::fs::write(
             home.path().join("enabled_plugins"),
@@ -717,6 +728,20 @@ impl PrivateNode {
         pid
     }
 
+    /// Runs `rabbitmqctl -n <node> args…`; its standard output.
+    pub(crate) fn ctl_output(&self, args: &[&str]) -> String {
+        let output = self
+            .command("rabbitmqctl")
+            .arg("-q")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Runs `rabbitmqctl -n <node> args…`; whether it succeeded.
     pub(crate) fn ctl(&self, args: &[&str]) -> bool {
         self.command("rabbitmqctl")
@@ -732,5 +757,58 @@ impl PrivateNode {
 impl Drop for PrivateNode {
     fn drop(&mut self) {
         self.ctl(&["stop"]);
+    }
+}
+
+/// Three private RabbitMQ nodes joined in one cluster, on ports `port`, `port + 1` and
+/// `port + 2`: quorum queues declared on it have a replica on each. Stopped on drop.
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<PrivateNode>,
+}
+
+impl Cluster {
+    pub(crate) fn start(tag: &str, port: u16) -> Self {
+        let cookie = format!("CONTEXTGATETEST{}{tag}", std::process::id()).to_uppercase();
+        let nodes: Vec<PrivateNode> = (0..3_u16)
+            .map(|i| PrivateNode::start_with_cookie(&format!("{tag}{i}"), port + i, Some(&cookie)))
+            .collect();
+        for node in &nodes[1..] {
+            assert!(node.ctl(&["stop_app"]), "{}: stop_app", node.name);
+            assert!(
+                node.ctl(&["join_cluster", &nodes[0].name]),
+                "{} could not join {}",
+                node.name,
+                nodes[0].name
+            );
+            assert!(node.ctl(&["start_app"]), "{}: start_app", node.name);
+        }
+        let status = nodes[0].ctl_output(&["cluster_status", "--formatter", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            status["running_nodes"].as_array().map(Vec::len),
+            Some(3),
+            "three running nodes: {status}"
+        );
+        Self { nodes }
+    }
+
+    /// The nodes that hold a replica of `queue` (quorum queues: its members).
+    pub(crate) fn members(&self, queue: &str) -> Vec<String> {
+        let listed =
+            self.nodes[0].ctl_output(&["list_queues", "name", "members", "--formatter", "json"]);
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["name"] == queue)
+            .and_then(|entry| entry["members"].as_array())
+            .map(|members| {
+                members
+                    .iter()
+                    .filter_map(|member| member.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

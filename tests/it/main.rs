@@ -21,6 +21,9 @@ mod enrich;
 mod evolution;
 /// The ledger under broker and process faults (RELIABILITY B1, B2, B3, B4, B10).
 mod faults;
+/// A fleet of three binaries on a 3-node RabbitMQ cluster under faults: an instance killed, a
+/// node stopped, an instance frozen (issue 11).
+mod fleet_faults;
 /// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.
 mod limits;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).

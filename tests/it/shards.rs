@@ -20,9 +20,9 @@ use crate::broker::{self, Cleanup, Client};
 use crate::helpers::{Fixture, KillOnDrop, serve_binary};
 
 /// The route of the fixture.
-const ROUTE: &str = "up-to-down";
+pub(crate) const ROUTE: &str = "up-to-down";
 /// The queue the downstream team reads the outputs from.
-const INBOX: &str = "inbox.down";
+pub(crate) const INBOX: &str = "inbox.down";
 
 /// A conformist route `up-to-down` ordered by `/k`, with `shards` shards (the default 12
 /// without).
@@ -79,7 +79,7 @@ pub(crate) async fn publish_keyed(
 /// One output as it came out: its input's id, key and number.
 #[derive(Debug, Clone)]
 pub(crate) struct Out {
-    id: String,
+    pub(crate) id: String,
     key: String,
     n: u64,
 }
@@ -282,14 +282,14 @@ fn held_in(metrics: &str) -> Option<u32> {
 }
 
 /// One `contextgate serve` of a fleet, with its base URL.
-struct Instance {
+pub(crate) struct Instance {
     id: String,
     process: Option<KillOnDrop>,
     base: String,
 }
 
 impl Instance {
-    fn start(fixture: &Fixture, url: &str, prefix: &str, id: &str) -> Self {
+    pub(crate) fn start(fixture: &Fixture, url: &str, prefix: &str, id: &str) -> Self {
         let (child, base) = serve_binary(
             Command::new(env!("CARGO_BIN_EXE_contextgate"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--amqp-prefix", prefix])
@@ -303,6 +303,11 @@ impl Instance {
             process: Some(KillOnDrop(child)),
             base,
         }
+    }
+
+    /// The process id (to stop and continue it).
+    pub(crate) fn pid(&mut self) -> String {
+        self.child().id().to_string()
     }
 
     fn child(&mut self) -> &mut Child {
@@ -320,7 +325,7 @@ impl Instance {
         held_in(&response.text().await.ok()?)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let child = self.child();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -345,7 +350,7 @@ impl Instance {
 
 /// Waits until the live instances hold `total` shards between them, each `fair`; what each
 /// holds then.
-async fn wait_for_balance(
+pub(crate) async fn wait_for_balance(
     instances: &[&Instance],
     total: u32,
     fair: std::ops::RangeInclusive<u32>,
