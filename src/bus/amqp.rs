@@ -8,6 +8,11 @@
 //! backoff. On stop it cancels the consumers, lets the inputs in flight finish within the
 //! shutdown timeout, and closes the connections; what did not finish is redelivered later.
 //!
+//! Routes without an ordering key are read from their own queue by every instance of a fleet
+//! (competing consumers). An ordered route is read through its sequencer and shards: every
+//! instance subscribes to the sequencer queue (one is active) and to the shards the fleet's
+//! membership assigns it ([`fleet`]); see ARCHITECTURE.md, "A key's path through the shards".
+//!
 //! A new registry does not end the session: its topology is declared, the consumers take their
 //! next deliveries on it, routes it adds get a consumer, and routes it removes have theirs
 //! stopped like on a stop. Nothing in flight goes back to a queue, so nothing runs twice.

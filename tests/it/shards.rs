@@ -561,3 +561,27 @@ async fn a_route_that_gets_an_ordering_key_moves_its_earlier_queue_into_the_shar
     let _ = connection.close(200, "checked".into()).await;
     gateway.stop().await;
 }
+
+#[test]
+fn shards_are_refused_without_an_ordering_key_or_out_of_range() {
+    let unordered = Fixture::new("conformist", None, "shards = 4\n");
+    let problems = crate::helpers::problems(unordered.root());
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("shards applies only to a route with an ordering_key")),
+        "{problems:?}"
+    );
+    for shards in [0, 257] {
+        let fixture = ordered(Some(shards));
+        let problems = crate::helpers::problems(fixture.root());
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.contains("shards must be between 1 and 256")),
+            "{shards}: {problems:?}"
+        );
+    }
+    assert_eq!(ordered(Some(3)).pipeline().registry().routes[0].shards, 3);
+    assert_eq!(ordered(None).pipeline().registry().routes[0].shards, 12);
+}
