@@ -46,7 +46,8 @@ use super::publisher::Confirmed;
 use super::wire::Taken;
 use super::worker::{Release, next_delivery};
 use crate::pipeline::Pipeline;
-use crate::registry::{Route, RouteName};
+use crate::registry::{OrderingKey, Route, RouteName};
+use crate::stages::receive;
 use crate::telemetry;
 
 /// The longest routing key AMQP carries; a longer key is hashed to 16 hex digits first.
@@ -80,7 +81,7 @@ pub async fn run(
         .await?;
     let sequenced = metrics::counter!(telemetry::MESSAGES_SEQUENCED, "route" => name.to_string());
     let mut pipelines = session.pipelines.subscribe();
-    let mut current = on(&name, pipelines.borrow_and_update().clone());
+    let mut current = on(&name, &pipelines.borrow_and_update());
     let mut confirming: FuturesOrdered<Confirming> = FuturesOrdered::new();
     let mut acked = 0;
     let mut taking = true;
@@ -99,7 +100,7 @@ pub async fn run(
                     Err(error) => break Err(error),
                 };
                 if pipelines.has_changed().unwrap_or(false) {
-                    current = on(&name, pipelines.borrow_and_update().clone());
+                    current = on(&name, &pipelines.borrow_and_update());
                 }
                 let routing_key = routing_key(current.as_ref(), &taken);
                 let delivery_tag = taken.tag;
@@ -262,8 +263,7 @@ async fn move_earlier_queue(
                 }
             };
             let taken = Taken::from_lapin(delivery);
-            let pipeline = session.pipeline();
-            let current = on(name, pipeline);
+            let current = on(name, &session.pipeline());
             let routing_key = routing_key(current.as_ref(), &taken);
             // One at a time: this happens once per route, and order is all that matters here.
             let confirmed = session
@@ -358,21 +358,38 @@ async fn unbind_earlier(
         .await
 }
 
-/// The pipeline and the route it has under `name` (`None` once the route is gone).
-fn on(name: &RouteName, pipeline: Pipeline) -> Option<(Pipeline, Arc<Route>)> {
-    let route = pipeline.registry().route(name)?.clone();
-    Some((pipeline, route))
+/// The route under `name` in `pipeline` (`None` once the route is gone).
+fn on(name: &RouteName, pipeline: &Pipeline) -> Option<Arc<Route>> {
+    pipeline.registry().route(name).cloned()
 }
 
-/// The routing key an input is hashed by: its ordering key, else its message id, else its
-/// delivery tag.
-fn routing_key(current: Option<&(Pipeline, Arc<Route>)>, taken: &Taken) -> String {
-    let key = current.and_then(|(pipeline, route)| {
-        let ordering_key = route.ordering_key.as_ref()?;
-        let input = pipeline.receive_on(route, &taken.delivery()).ok()?;
-        ordering_key.of(input.message.attributes.subject.as_deref(), &input.data)
-    });
+/// The routing key an input is hashed by: its ordering key, else its CloudEvents id (or AMQP
+/// message id), else its delivery tag. Only what the key needs is decoded: the envelope, and
+/// the data (parsed, not checked) only for a JSON-pointer key. The shard's consumer checks the
+/// input fully; one that fails there is dead-lettered from its shard.
+fn routing_key(current: Option<&Arc<Route>>, taken: &Taken) -> String {
+    let delivery = taken.delivery();
+    let message = receive::decode(
+        delivery.content_type.as_deref(),
+        delivery
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+        delivery.body,
+    )
+    .ok();
+    let key = current
+        .and_then(|route| route.ordering_key.as_ref())
+        .zip(message.as_ref())
+        .and_then(|(ordering_key, message)| match ordering_key {
+            OrderingKey::Subject => message.attributes.subject.clone(),
+            OrderingKey::Pointer(_) => {
+                let data: serde_json::Value = serde_json::from_slice(&message.data).ok()?;
+                ordering_key.of(None, &data)
+            }
+        });
     let key = key
+        .or_else(|| message.map(|message| message.attributes.id))
         .or_else(|| {
             taken
                 .properties
