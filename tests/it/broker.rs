@@ -769,9 +769,21 @@ pub(crate) struct Cluster {
 impl Cluster {
     pub(crate) fn start(tag: &str, port: u16) -> Self {
         let cookie = format!("CONTEXTGATETEST{}{tag}", std::process::id()).to_uppercase();
-        let nodes: Vec<PrivateNode> = (0..3_u16)
-            .map(|i| PrivateNode::start_with_cookie(&format!("{tag}{i}"), port + i, Some(&cookie)))
-            .collect();
+        // The three boot side by side; then two join the first.
+        let nodes: Vec<PrivateNode> = std::thread::scope(|scope| {
+            let booting: Vec<_> = (0..3_u16)
+                .map(|i| {
+                    let cookie = &cookie;
+                    scope.spawn(move || {
+                        PrivateNode::start_with_cookie(&format!("{tag}{i}"), port + i, Some(cookie))
+                    })
+                })
+                .collect();
+            booting
+                .into_iter()
+                .map(|node| node.join().expect("a node started"))
+                .collect()
+        });
         for node in &nodes[1..] {
             assert!(node.ctl(&["stop_app"]), "{}: stop_app", node.name);
             assert!(
