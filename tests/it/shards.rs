@@ -436,21 +436,40 @@ async fn three_instances_share_the_shards_and_keep_order_through_a_kill_and_a_re
 async fn on_sigterm_an_instance_hands_its_shards_over_and_exits_cleanly() {
     let url = broker::amqp_url();
     let fixture = ordered(None);
-    let (prefix, names, _cleanup, client) = ordered_topology(&url, "sigterm", &fixture).await;
+    let (prefix, names, _cleanup, _client) = ordered_topology(&url, "sigterm", &fixture).await;
     let mut a = Instance::start(&fixture, &url, &prefix, "gw-a");
     let b = Instance::start(&fixture, &url, &prefix, "gw-b");
     wait_for_balance(&[&a, &b], 12, 6..=6, Duration::from_secs(15)).await;
 
-    let first = publish_keyed(&client, &names, "t", 0..3_000, 30).await;
+    // A stream runs through the SIGTERM, so that the instance holds work when it stops.
+    let publishing = {
+        let (url, names) = (url.clone(), names.clone());
+        tokio::spawn(async move {
+            let client = Client::connect(&url).await;
+            let mut accepted = BTreeSet::new();
+            for part in 0..8 {
+                let from = part * 750;
+                accepted.extend(publish_keyed(&client, &names, "t", from..from + 750, 30).await);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            accepted
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let terminated = Instant::now();
     let status = a.terminate();
     assert!(
         status.success(),
         "a SIGTERM ends the instance cleanly: {status}"
     );
+    eprintln!(
+        "the instance stopped {:?} after its SIGTERM",
+        terminated.elapsed()
+    );
     let held = wait_for_balance(&[&b], 12, 12..=12, Duration::from_secs(10)).await;
     eprintln!("after the SIGTERM, one holds {held:?}");
-    let mut accepted = first;
-    accepted.extend(publish_keyed(&client, &names, "t", 3_000..6_000, 30).await);
+    let accepted = publishing.await.unwrap();
+    assert_eq!(accepted.len(), 6_000);
     let out = outputs(
         &url,
         &format!("{prefix}{INBOX}"),
