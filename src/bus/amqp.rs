@@ -5,8 +5,10 @@
 //! declared and a consumer per route. [`AmqpBus::run`] keeps a session up: when a connection
 //! fails (broker restart, connections closed, heartbeats missed, a consumer cancelled) it drops
 //! the session, whose unacked deliveries the broker puts back, and builds a new one after a
-//! backoff. On stop it cancels the consumers, lets the inputs in flight finish within the
-//! shutdown timeout, and closes the connections; what did not finish is redelivered later.
+//! backoff. On stop it stops the consumers (route queues' are cancelled; shards and sequencers
+//! only close their channels, see `worker::consume_route`), lets the inputs in flight finish
+//! within the shutdown timeout, and closes the connections; what did not finish is redelivered
+//! later.
 //!
 //! Routes without an ordering key are read from their own queue by every instance of a fleet
 //! (competing consumers). An ordered route is read through its sequencer and shards: every
@@ -684,6 +686,7 @@ impl AmqpBus {
         pipeline: Pipeline,
         live: Option<&[InstanceId]>,
     ) -> lapin::Result<()> {
+        warn_of_changed_shards(session.pipeline().registry(), pipeline.registry());
         self.declare(publish, pipeline.registry()).await?;
         let digest = pipeline.registry().digest;
         let routes = pipeline.registry().routes.len();
@@ -699,6 +702,32 @@ impl AmqpBus {
             "The registry changed: consumers take the next deliveries on the new one."
         );
         Ok(())
+    }
+}
+
+/// Warns of ordered routes whose shards changed: keys move to other shards (inputs in flight
+/// may be overtaken), and shards past a lowered count stay bound until deleted (README, "Run a
+/// fleet").
+fn warn_of_changed_shards(before: &Registry, after: &Registry) {
+    for route in after
+        .routes
+        .iter()
+        .filter(|route| route.ordering_key.is_some())
+    {
+        let Some(earlier) = before
+            .route(&route.name)
+            .filter(|earlier| earlier.ordering_key.is_some())
+        else {
+            continue;
+        };
+        if earlier.shards != route.shards {
+            tracing::warn!(
+                route = %route.name,
+                before = earlier.shards,
+                after = route.shards,
+                "The route's shards changed: keys move to other shards, so inputs in flight may be overtaken; shards past a lowered count stay bound until their queues are deleted."
+            );
+        }
     }
 }
 

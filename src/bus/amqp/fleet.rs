@@ -241,7 +241,12 @@ pub async fn run(
             }
             _ = beat.tick() => {
                 if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT) {
-                    publish(&channel, &exchange, &me, false).await?;
+                    // While the broker blocks the publishing connection (an alarm) the heartbeat
+                    // waits at most a beat: this instance then falls silent, and the others take
+                    // its shards over (its single active consumers keep them fenced meanwhile).
+                    if let Ok(published) = tokio::time::timeout(HEARTBEAT, publish(&channel, &exchange, &me, false)).await {
+                        published?;
+                    }
                     last_beat = Some(Instant::now());
                 }
             }
