@@ -6,8 +6,9 @@
 //! accepted id must come out of both routes (lost = ∅), the ordered route's with each key in
 //! order except repeats. Repeats are reported.
 //!
-//! Each test starts its own cluster; they run one at a time with the other private-node tests
-//! (`.config/nextest.toml`, group `private-broker`).
+//! Each test starts its own cluster (ports 5801–5809, their distribution ports 20,000 higher);
+//! they run one at a time with the other private-node tests (`.config/nextest.toml`, group
+//! `private-broker`).
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -150,7 +151,7 @@ async fn nothing_is_lost_nor_reordered_when_an_instance_of_the_fleet_is_killed()
 async fn nothing_is_lost_nor_reordered_when_a_broker_node_of_the_cluster_stops() {
     fleet_ledger_under(
         "fnode",
-        5794,
+        5804,
         Box::new(|cluster, _| {
             assert!(cluster.nodes[1].ctl(&["stop_app"]));
             std::thread::sleep(Duration::from_secs(10));
@@ -164,7 +165,7 @@ async fn nothing_is_lost_nor_reordered_when_a_broker_node_of_the_cluster_stops()
 async fn nothing_is_lost_nor_reordered_when_an_instance_is_frozen_past_its_heartbeat() {
     fleet_ledger_under(
         "ffreeze",
-        5797,
+        5807,
         Box::new(|_, instances| {
             // The node URLs ask for a 5 s heartbeat: the broker drops the frozen instance's
             // connections after 10 s, and the others stop hearing it after 3.

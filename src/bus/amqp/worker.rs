@@ -1,4 +1,6 @@
-//! Consuming: one consumer per route queue, on its own channel of the consume connection.
+//! Consuming: one consumer per route queue — or, for a route with an ordering key, per shard
+//! this instance holds (see `sequencer` and `fleet`) — on its own channel of the consume
+//! connection.
 //!
 //! The consumer receives in queue order, decodes each delivery, and hands it to a lane: the lane
 //! of its ordering key (so that one key's messages run one after another), or the next lane when
