@@ -144,7 +144,7 @@ fn signal(instance: &mut Instance, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_nor_reordered_when_an_instance_of_the_fleet_is_killed() {
-    fleet_ledger_under("fkill", 5791, Box::new(|_, instances| instances[1].kill())).await;
+    fleet_ledger_under("fkill", 5801, Box::new(|_, instances| instances[1].kill())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
