@@ -209,9 +209,10 @@ async fn move_earlier_queue(
             .await
             .is_ok()
         {
-            probe
+            // Another instance probing at the same moment may have deleted it already.
+            let _ = probe
                 .queue_delete(earlier.as_str().into(), QueueDeleteOptions::default())
-                .await?;
+                .await;
             let _ = probe.close(200, "no earlier queue".into()).await;
             break true;
         }
