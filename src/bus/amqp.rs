@@ -705,10 +705,25 @@ impl AmqpBus {
     }
 }
 
-/// Warns of ordered routes whose shards changed: keys move to other shards (inputs in flight
-/// may be overtaken), and shards past a lowered count stay bound until deleted (README, "Run a
-/// fleet").
+/// Warns of ordered routes whose shards changed — keys move to other shards (inputs in flight
+/// may be overtaken), and shards past a lowered count stay bound until deleted — and of routes
+/// that lost their ordering key (README, "Run a fleet").
 fn warn_of_changed_shards(before: &Registry, after: &Registry) {
+    for route in after
+        .routes
+        .iter()
+        .filter(|route| route.ordering_key.is_none())
+    {
+        if before
+            .route(&route.name)
+            .is_some_and(|earlier| earlier.ordering_key.is_some())
+        {
+            tracing::warn!(
+                route = %route.name,
+                "The route lost its ordering key: its sequencer queue stays bound and, with its shards, keeps what it holds; move that to the route's queue and delete them (README, \"Run a fleet\")."
+            );
+        }
+    }
     for route in after
         .routes
         .iter()
