@@ -604,3 +604,45 @@ fn shards_are_refused_without_an_ordering_key_or_out_of_range() {
     assert_eq!(ordered(Some(3)).pipeline().registry().routes[0].shards, 3);
     assert_eq!(ordered(None).pipeline().registry().routes[0].shards, 12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_adds_an_ordering_key_keeps_each_keys_order_through_the_switch() {
+    contextgate::telemetry::metrics();
+    let url = broker::amqp_url();
+    let unordered = Fixture::new("conformist", None, "");
+    let (prefix, names, _cleanup, _client) = ordered_topology(&url, "switch", &unordered).await;
+    let mut settings = broker::settings(&url, &prefix);
+    settings.instance = InstanceId::parse("switcher").unwrap();
+    // One lane: the route without a key then keeps queue order too, so that the ledger can
+    // check order across the switch.
+    settings.lanes = 1;
+    let gateway = broker::start(unordered.pipeline(), settings).await;
+    let publishing = {
+        let (url, names) = (url.clone(), names.clone());
+        tokio::spawn(async move {
+            let client = Client::connect(&url).await;
+            let mut accepted = BTreeSet::new();
+            for part in 0..8 {
+                let from = part * 750;
+                accepted.extend(publish_keyed(&client, &names, "s", from..from + 750, 30).await);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            accepted
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // What a registration does: the route gets an ordering key while inputs flow.
+    gateway.pipeline.send_replace(ordered(Some(4)).pipeline());
+    let accepted = publishing.await.unwrap();
+    assert_eq!(accepted.len(), 6_000);
+    let out = outputs(
+        &url,
+        &format!("{prefix}{INBOX}"),
+        accepted.len(),
+        Duration::from_secs(2),
+        Duration::from_secs(20),
+    )
+    .await;
+    check_ordered("through the switch", &out, &accepted);
+    gateway.stop().await;
+}

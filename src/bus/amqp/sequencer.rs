@@ -163,10 +163,14 @@ pub async fn run(
 
 /// Moves what `<p>route.<route>` holds — the queue of this route before it had an ordering
 /// key — into the shards, ahead of the sequencer queue, and deletes it. One instance does it:
-/// the one whose exclusive consumer the broker accepts (none is accepted while an earlier
-/// gateway still consumes it); the others wait for the queue to be gone. The queue is unbound
-/// first, so nothing new arrives in it; what arrived in both queues meanwhile comes out twice,
-/// the earlier copy first (a repeat, not an overtake). `false` when told to stop meanwhile.
+/// the one holding the lock (the exclusive queue `<p>route.<route>.moving` on its own
+/// connection), once no consumer reads the queue any more (the instances still on a registry
+/// without the key let go of it when they take the new one); the others wait for the queue to
+/// be gone. (Exclusive consumers are no fence here: quorum queues in 3.10 accepted one while
+/// another consumer was still attached.) Every instance unbinds the queue as soon as it runs
+/// the new registry, so nothing new arrives in it; what arrived in both queues meanwhile comes
+/// out twice, the earlier copy first (a repeat, not an overtake). `false` when told to stop
+/// meanwhile.
 async fn move_earlier_queue(
     session: &Session,
     name: &RouteName,
@@ -187,6 +191,7 @@ async fn move_earlier_queue(
         &format!("contextgate {} move", session.settings.instance),
     )
     .await?;
+    let (mut waiting, mut unbound) = (false, false);
     let moved = loop {
         if *stop.borrow() {
             break false;
@@ -216,43 +221,88 @@ async fn move_earlier_queue(
             let _ = probe.close(200, "no earlier queue".into()).await;
             break true;
         }
+        // Nothing new goes to it from now on (idempotent; every instance on the new registry
+        // does it at once, so that what arrives meanwhile goes to the sequencer queue only).
+        if !unbound {
+            let unbinding = connection.create_channel().await?;
+            if unbind_earlier(session, &unbinding, name, &earlier)
+                .await
+                .is_ok()
+            {
+                unbound = true;
+                let _ = unbinding.close(200, "unbound".into()).await;
+            }
+        }
+        // The lock: an exclusive queue belongs to one connection, and is gone with it (also when
+        // its process dies). Another instance's declaration of it fails while this one holds it.
+        let lock = connection.create_channel().await?;
+        let locked = lock
+            .queue_declare(
+                format!("{earlier}.moving").as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        if locked {
+            // The queue stays with the connection.
+            let _ = lock.close(200, "locked".into()).await;
+        }
         let probe = connection.create_channel().await?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        probe
-            .basic_qos(session.settings.prefetch, BasicQosOptions::default())
-            .await?;
-        let exclusive = BasicConsumeOptions {
-            exclusive: true,
-            ..BasicConsumeOptions::default()
+        // Every consumer of the queue (this version's and earlier ones', on any instance) must
+        // be gone: until its channel closes, what it was delivered is not back in the queue.
+        // (This version's consumers are never cancelled, so they count until then.)
+        let consumers = if locked {
+            probe
+                .queue_declare(earlier.as_str().into(), passive, FieldTable::default())
+                .await?
+                .consumer_count()
+        } else {
+            0
         };
-        let Ok(mut consumer) = probe
-            .basic_consume(
-                earlier.as_str().into(),
-                tag.as_str().into(),
-                exclusive,
-                FieldTable::default(),
-            )
-            .await
-        else {
-            tracing::info!(route = %name, queue = %earlier, "Waiting for the route's earlier queue to be moved (by another instance, or once no earlier gateway reads it).");
+        if !locked || consumers > 0 {
+            if !waiting {
+                tracing::info!(route = %name, queue = %earlier, consumers, "Waiting to move the route's earlier queue (another instance moves it, or consumers still read it).");
+                waiting = true;
+            }
+            let _ = probe.close(200, "waiting".into()).await;
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = super::stopped(stop) => break false,
             }
             continue;
-        };
-        unbind_earlier(session, &probe, name, &earlier).await?;
+        }
+        probe
+            .basic_qos(session.settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumer = probe
+            .basic_consume(
+                earlier.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         tracing::info!(route = %name, queue = %earlier, "Moving the route's earlier queue into its shards.");
         let mut n_moved = 0_u64;
+        // Publishes in flight, in delivery order; acked together once confirmed.
+        let mut in_flight: std::collections::VecDeque<(u64, super::publisher::Pending)> =
+            std::collections::VecDeque::new();
         loop {
             let next = tokio::time::timeout(Duration::from_secs(1), consumer.next()).await;
             let delivery = match next {
                 Ok(Some(delivery)) => delivery?,
                 Ok(None) => break,
                 Err(_) => {
+                    n_moved += settle_moved(&probe, &mut in_flight).await?;
                     let left = probe
                         .queue_declare(earlier.as_str().into(), passive, FieldTable::default())
                         .await?
@@ -266,8 +316,7 @@ async fn move_earlier_queue(
             let taken = Taken::from_lapin(delivery);
             let current = on(name, &session.pipeline());
             let routing_key = routing_key(current.as_ref(), &taken);
-            // One at a time: this happens once per route, and order is all that matters here.
-            let confirmed = session
+            let pending = session
                 .publisher
                 .send_output(
                     exchange,
@@ -275,23 +324,15 @@ async fn move_earlier_queue(
                     &taken.body,
                     taken.sequenced_properties(),
                 )
-                .await?
-                .confirmed()
                 .await?;
-            if confirmed != Confirmed::Delivered {
-                return Err(lapin::ErrorKind::InvalidChannelState(
-                    lapin::ChannelState::Error,
-                    "an input of the earlier queue was not stored by its shard",
-                )
-                .into());
+            in_flight.push_back((taken.tag, pending));
+            if in_flight.len() >= 256 {
+                n_moved += settle_moved(&probe, &mut in_flight).await?;
             }
-            probe
-                .basic_ack(taken.tag, BasicAckOptions::default())
-                .await?;
-            n_moved += 1;
         }
-        // Empty, unbound and consumed by this exclusive consumer alone: nothing can arrive in
-        // it any more (quorum queues refuse `if-empty`).
+        n_moved += settle_moved(&probe, &mut in_flight).await?;
+        // Empty, unbound, and read by nobody else: nothing can arrive in it any more (quorum
+        // queues refuse `if-empty`).
         probe
             .queue_delete(earlier.as_str().into(), QueueDeleteOptions::default())
             .await?;
@@ -303,6 +344,34 @@ async fn move_earlier_queue(
         .close(200, "earlier queue looked for".into())
         .await;
     Ok(moved)
+}
+
+/// Waits for the confirms of what was moved, in order, and acks it all with one `multiple` ack:
+/// how many. An input its shard did not take ends the move with an error (the session is
+/// rebuilt; what was not acked goes back to the earlier queue, in order).
+async fn settle_moved(
+    channel: &Channel,
+    in_flight: &mut std::collections::VecDeque<(u64, super::publisher::Pending)>,
+) -> lapin::Result<u64> {
+    let mut through = None;
+    let mut n_settled = 0;
+    while let Some((tag, pending)) = in_flight.pop_front() {
+        if pending.confirmed().await? != Confirmed::Delivered {
+            return Err(lapin::ErrorKind::InvalidChannelState(
+                lapin::ChannelState::Error,
+                "an input of the earlier queue was not stored by its shard",
+            )
+            .into());
+        }
+        through = Some(tag);
+        n_settled += 1;
+    }
+    if let Some(through) = through {
+        channel
+            .basic_ack(through, BasicAckOptions { multiple: true })
+            .await?;
+    }
+    Ok(n_settled)
 }
 
 /// Unbinds the earlier queue of route `name` from everything the gateway bound it to.

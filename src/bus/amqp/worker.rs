@@ -119,12 +119,15 @@ pub enum Source {
 /// Consumes the queue of route `name` (its own or one of its shards) until `stop` turns true
 /// (then finishes and settles what is in flight) or the channel fails.
 ///
-/// A shard's consumer is never cancelled: when it stops it only stops handing deliveries to
-/// its lanes, lets them finish and settle, and closes the channel. The broker then puts back
-/// what was delivered but not taken, ahead of the rest, and only then activates the next
-/// consumer, so that a key's next input is never processed before the ones this consumer took.
+/// The consumer is never cancelled: when it stops it only stops handing deliveries to its
+/// lanes, lets them finish and settle, and closes the channel. The broker then puts back what
+/// was delivered but not taken, ahead of the rest, and only then activates the next consumer of
+/// a shard, so that a key's next input is never processed before the ones this consumer took.
 /// (A `basic.cancel` would activate the next consumer at once, while what was delivered here
-/// stays unacked until the channel closes: the next one would overtake it.)
+/// stays unacked until the channel closes: the next one would overtake it.) A route queue's
+/// consumer lets go the same way, so that the sequencer of a route that got an ordering key
+/// (whose exclusive consumer the broker refuses while another consumer exists) moves its queue
+/// only once nothing is held elsewhere.
 pub async fn consume_route(
     session: Arc<Session>,
     name: RouteName,
@@ -138,16 +141,14 @@ pub async fn consume_route(
     let mut pipelines = session.pipelines.subscribe();
     let mut current = RouteWork::on(&session, &name, pipelines.borrow_and_update().clone());
     let instance = &session.settings.instance;
-    let (queue, tag, cancel) = match source {
+    let (queue, tag) = match source {
         Source::Route => (
             session.names.route_queue(name.as_str()),
             format!("{instance}/{name}"),
-            Release::Cancel,
         ),
         Source::Shard(shard) => (
             session.names.shard_queue(name.as_str(), shard),
             format!("{instance}/{name}/shard.{shard}"),
-            Release::Close,
         ),
     };
     // What came through the sequencer names the exchange it first came through.
@@ -178,7 +179,7 @@ pub async fn consume_route(
             &session,
             &channel,
             &mut consumer,
-            (&tag, cancel),
+            (&tag, Release::Close),
             &queue,
             &mut stop,
         )
@@ -544,9 +545,9 @@ pub async fn consume_unrouted(
 /// How a consumer lets go of its queue when told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Release {
-    /// `basic.cancel` at once: nothing more is delivered (competing consumers).
+    /// `basic.cancel` at once: nothing more is delivered (the unrouted consumer).
     Cancel,
-    /// No cancel: the channel's close returns the rest (single active consumer; see
+    /// No cancel: the channel's close returns the rest (route queues, shards, sequencers; see
     /// [`consume_route`]).
     Close,
 }
