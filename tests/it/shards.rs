@@ -383,7 +383,7 @@ async fn three_instances_share_the_shards_and_keep_order_through_a_kill_and_a_re
     let mut a = Instance::start(&fixture, &url, &prefix, "gw-a");
     let b = Instance::start(&fixture, &url, &prefix, "gw-b");
     let c = Instance::start(&fixture, &url, &prefix, "gw-c");
-    let held = wait_for_balance(&[&a, &b, &c], 12, 3..=5, Duration::from_secs(15)).await;
+    let held = wait_for_balance(&[&a, &b, &c], 12, 3..=5, Duration::from_secs(30)).await;
     eprintln!("three instances hold {held:?}");
 
     // A stream runs through a kill and a return.
@@ -410,7 +410,7 @@ async fn three_instances_share_the_shards_and_keep_order_through_a_kill_and_a_re
         killed.elapsed()
     );
     let a = Instance::start(&fixture, &url, &prefix, "gw-a");
-    let held = wait_for_balance(&[&a, &b, &c], 12, 3..=5, Duration::from_secs(15)).await;
+    let held = wait_for_balance(&[&a, &b, &c], 12, 3..=5, Duration::from_secs(30)).await;
     eprintln!("after the return, three hold {held:?}");
 
     let accepted = publishing.await.unwrap();
@@ -439,7 +439,7 @@ async fn on_sigterm_an_instance_hands_its_shards_over_and_exits_cleanly() {
     let (prefix, names, _cleanup, _client) = ordered_topology(&url, "sigterm", &fixture).await;
     let mut a = Instance::start(&fixture, &url, &prefix, "gw-a");
     let b = Instance::start(&fixture, &url, &prefix, "gw-b");
-    wait_for_balance(&[&a, &b], 12, 6..=6, Duration::from_secs(15)).await;
+    wait_for_balance(&[&a, &b], 12, 6..=6, Duration::from_secs(30)).await;
 
     // A stream runs through the SIGTERM, so that the instance holds work when it stops.
     let publishing = {
