@@ -35,6 +35,23 @@ pub struct Cli {
     pub log_format: crate::telemetry::LogFormat,
 }
 
+impl Cli {
+    /// The instance id of `serve` (`--instance-id`, else the host name); `None` for the other
+    /// commands.
+    pub fn instance(&self) -> Option<crate::bus::amqp::InstanceId> {
+        match &self.command {
+            Command::Serve { instance_id, .. } => Some(
+                instance_id
+                    .clone()
+                    .unwrap_or_else(crate::bus::amqp::InstanceId::from_host),
+            ),
+            _ => None,
+        }
+    }
+}
+
+// Parsed once per process: the size of the largest variant (serve's settings) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway with its HTTP API: on RabbitMQ with --amqp-url, otherwise on the
@@ -58,6 +75,11 @@ pub enum Command {
         // Help never shows the variable's value: it may hold a password.
         #[arg(long, env = "CONTEXTGATE_REGISTRY_STORE", hide_env_values = true)]
         registry_store: Option<String>,
+        /// This gateway among a fleet sharing one broker (default: the host name): in log
+        /// lines, metrics (label `instance`), consumer tags and connection names; the fleet
+        /// assigns the shards of ordered routes by it, so each instance needs its own.
+        #[arg(long, env = "CONTEXTGATE_INSTANCE_ID", value_parser = crate::bus::amqp::InstanceId::parse)]
+        instance_id: Option<crate::bus::amqp::InstanceId>,
         #[command(flatten)]
         amqp: AmqpArgs,
         /// PEM file of the CA(s) that signed the look-up services' certificates, trusted for
@@ -171,9 +193,12 @@ pub struct AmqpArgs {
 }
 
 impl AmqpArgs {
-    /// The bus settings, or `None` for the in-process bus; an error names the TLS file that
-    /// cannot be used and why.
-    pub fn settings(&self) -> Result<Option<crate::bus::AmqpSettings>, String> {
+    /// The bus settings of instance `instance`, or `None` for the in-process bus; an error names
+    /// the TLS file that cannot be used and why.
+    pub fn settings(
+        &self,
+        instance: &crate::bus::amqp::InstanceId,
+    ) -> Result<Option<crate::bus::AmqpSettings>, String> {
         let tls = self.tls().map_err(|error| error.to_string())?;
         let Some(url) = self.amqp_url.as_ref().filter(|url| !url.is_empty()) else {
             if tls.is_set() {
@@ -185,6 +210,7 @@ impl AmqpArgs {
             return Ok(None);
         };
         let mut settings = crate::bus::AmqpSettings::new(url.clone());
+        settings.instance = instance.clone();
         settings.prefix = self.amqp_prefix.clone();
         settings.prefetch = self.prefetch.max(1);
         settings.lanes = self.lanes.max(1);
@@ -253,10 +279,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             listen,
             credentials,
             registry_store,
+            instance_id,
             amqp,
             lookup_ca_file,
         } => {
-            let settings = amqp.settings().and_then(|settings| {
+            let instance = instance_id.unwrap_or_else(crate::bus::amqp::InstanceId::from_host);
+            // Before anything records a metric: every series carries it.
+            crate::telemetry::set_instance(instance.as_str());
+            let settings = amqp.settings(&instance).and_then(|settings| {
                 trust_for_lookups(lookup_ca_file.as_deref()).map_err(|error| error.to_string())?;
                 Ok(settings)
             });
@@ -270,6 +300,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             serve::run(
                 &registry,
                 registry_store.as_deref().filter(|url| !url.is_empty()),
+                &instance,
                 listen,
                 credentials.as_deref(),
                 settings,

@@ -79,6 +79,12 @@ pub const REGISTRY_REVISION: &str = "contextgate_registry_revision";
 pub const REGISTRY_STORE_UP: &str = "contextgate_registry_store_up";
 /// Seconds from a revision's commit (on any instance) to this instance running it.
 pub const REGISTRY_FOLLOW_SECONDS: &str = "contextgate_registry_follow_seconds";
+/// Inputs of ordered routes republished to their shards by this instance's sequencer, by route.
+pub const MESSAGES_SEQUENCED: &str = "contextgate_messages_sequenced_total";
+/// Shards of an ordered route this instance subscribes to (holds), by route.
+pub const SHARDS_HELD: &str = "contextgate_shards_held";
+/// Live instances of the fleet as this one sees them (itself included).
+pub const FLEET_LIVE: &str = "contextgate_fleet_live";
 
 /// Broker sessions lost and rebuilt.
 pub const AMQP_RECONNECTS: &str = "contextgate_amqp_reconnects_total";
@@ -92,16 +98,29 @@ pub const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The instance id every series carries as the label `instance` (see [`set_instance`]).
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process's instance in every metric (the global label `instance`). Call it before
+/// anything records a metric: the recorder takes it when it is installed; later calls change
+/// nothing.
+pub fn set_instance(instance: &str) {
+    let _ = INSTANCE.set(instance.to_owned());
+}
+
 /// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.
 pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets(SECONDS_BUCKETS)
-                .expect("the bucket list is not empty")
-                .build_recorder();
+                .expect("the bucket list is not empty");
+            if let Some(instance) = INSTANCE.get() {
+                builder = builder.add_global_label("instance", instance.clone());
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding application): keep it.
             let _ = metrics::set_global_recorder(recorder);
@@ -153,6 +172,19 @@ fn describe() {
         DEAD_LETTERS_REFUSED,
         Unit::Count,
         "In process: dead letters refused because the dead letters were full, by route."
+    );
+    describe_counter!(
+        MESSAGES_SEQUENCED,
+        Unit::Count,
+        "RabbitMQ: inputs of an ordered route republished to its shards by this instance, by route."
+    );
+    describe_gauge!(
+        SHARDS_HELD,
+        "RabbitMQ: shards of an ordered route this instance holds (subscribes to), by route."
+    );
+    describe_gauge!(
+        FLEET_LIVE,
+        "RabbitMQ: live instances of the fleet as this one sees them, itself included."
     );
     describe_counter!(
         AMQP_RECONNECTS,
@@ -218,6 +250,14 @@ pub fn declare(registry: &Registry, transport: Transport) {
         }
     }
     if transport == Transport::Amqp {
+        for route in registry
+            .routes
+            .iter()
+            .filter(|route| route.ordering_key.is_some())
+        {
+            metrics::counter!(MESSAGES_SEQUENCED, "route" => route.name.to_string()).increment(0);
+            metrics::gauge!(SHARDS_HELD, "route" => route.name.to_string()).increment(0.0);
+        }
         metrics::counter!(AMQP_RECONNECTS).increment(0);
         metrics::gauge!(AMQP_BLOCKED).increment(0.0);
     }

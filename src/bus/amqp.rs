@@ -5,8 +5,15 @@
 //! declared and a consumer per route. [`AmqpBus::run`] keeps a session up: when a connection
 //! fails (broker restart, connections closed, heartbeats missed, a consumer cancelled) it drops
 //! the session, whose unacked deliveries the broker puts back, and builds a new one after a
-//! backoff. On stop it cancels the consumers, lets the inputs in flight finish within the
-//! shutdown timeout, and closes the connections; what did not finish is redelivered later.
+//! backoff. On stop it stops the consumers (route queues' are cancelled; shards and sequencers
+//! only close their channels, see `worker::consume_route`), lets the inputs in flight finish
+//! within the shutdown timeout, and closes the connections; what did not finish is redelivered
+//! later.
+//!
+//! Routes without an ordering key are read from their own queue by every instance of a fleet
+//! (competing consumers). An ordered route is read through its sequencer and shards: every
+//! instance subscribes to the sequencer queue (one is active) and to the shards the fleet's
+//! membership assigns it ([`fleet`]); see ARCHITECTURE.md, "A key's path through the shards".
 //!
 //! A new registry does not end the session: its topology is declared, the consumers take their
 //! next deliveries on it, routes it adds get a consumer, and routes it removes have theirs
@@ -14,7 +21,9 @@
 //!
 //! # Layout
 //! - [`topology`]: the names (one prefix) and their declaration.
-//! - [`worker`]: a consumer per route, ordering lanes, acting on verdicts.
+//! - [`worker`]: a consumer per route (or shard), ordering lanes, acting on verdicts.
+//! - [`sequencer`]: an ordered route's inputs republished to its shards by ordering key.
+//! - [`fleet`]: the instance id, the fleet's membership, the assignment of shards.
 //! - [`publisher`]: persistent, mandatory publishes and their confirms.
 //! - [`settle`]: acks after confirms, batched with `multiple`.
 //! - [`wire`]: CloudEvents binary and structured mode, the gateway's headers.
@@ -37,12 +46,15 @@ use crate::registry::{ContextName, Registry, RouteName, Wire};
 use crate::telemetry;
 
 pub mod dead_letters;
+pub mod fleet;
 pub mod publisher;
+pub mod sequencer;
 pub mod settle;
 pub mod topology;
 pub mod wire;
 pub mod worker;
 
+pub use fleet::InstanceId;
 pub use publisher::Confirmed;
 pub use topology::Names;
 
@@ -65,6 +77,9 @@ pub struct AmqpSettings {
     pub shutdown_timeout: Duration,
     /// The CA and client certificate of an `amqps://` URL (none: the system's roots only).
     pub tls: AmqpTls,
+    /// This gateway among a fleet sharing one broker and prefix: in consumer tags, connection
+    /// names, heartbeats and the assignment of ordered routes' shards.
+    pub instance: InstanceId,
 }
 
 /// What an `amqps://` connection trusts and shows, read and checked at start (`crate::tls`).
@@ -105,6 +120,7 @@ impl AmqpSettings {
             delivery_limit: 20,
             shutdown_timeout: Duration::from_secs(10),
             tls: AmqpTls::default(),
+            instance: InstanceId::from_host(),
         }
     }
 
@@ -269,68 +285,151 @@ enum Ended {
     Broken(String),
 }
 
-/// The consumer tasks of one session: one per route of the current registry, one for what no
-/// route takes, and those of removed routes until they have finished what they held.
+/// What one consumer task reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Part {
+    /// The queue of a route without an ordering key (every instance competes for it).
+    Route(RouteName),
+    /// The sequencer queue of an ordered route (every instance subscribes; one is active).
+    Sequencer(RouteName),
+    /// One shard of an ordered route, while the fleet's assignment gives it to this instance.
+    Shard(RouteName, u16),
+}
+
+impl Part {
+    fn route(&self) -> &RouteName {
+        match self {
+            Self::Route(name) | Self::Sequencer(name) | Self::Shard(name, _) => name,
+        }
+    }
+}
+
+/// The consumers this instance runs on `registry` when `live` are the live instances of the
+/// fleet (`None` while it is still listening: no shard yet).
+fn wanted(registry: &Registry, live: Option<&[InstanceId]>, me: &InstanceId) -> HashSet<Part> {
+    let mut parts = HashSet::new();
+    for route in &registry.routes {
+        let name = route.name.clone();
+        if route.ordering_key.is_none() {
+            parts.insert(Part::Route(name));
+            continue;
+        }
+        if let Some(live) = live {
+            for shard in fleet::assign(name.as_str(), route.shards, live, me) {
+                parts.insert(Part::Shard(name.clone(), shard));
+            }
+        }
+        parts.insert(Part::Sequencer(name));
+    }
+    parts
+}
+
+/// The consumer tasks of one session: one per route queue, sequencer and held shard of the
+/// current registry, one for what no route takes, the fleet membership, and the consumers
+/// told to stop until they have finished what they held.
 struct Consumers {
     tasks: JoinSet<lapin::Result<()>>,
-    routes: HashMap<RouteName, (tokio::task::Id, watch::Sender<bool>)>,
+    running: HashMap<Part, (tokio::task::Id, watch::Sender<bool>)>,
     retired: HashSet<tokio::task::Id>,
-    unrouted: watch::Sender<bool>,
+    /// Stops the unrouted consumer and the fleet membership.
+    others: watch::Sender<bool>,
 }
 
 impl Consumers {
     fn new() -> Self {
         Self {
             tasks: JoinSet::new(),
-            routes: HashMap::new(),
+            running: HashMap::new(),
             retired: HashSet::new(),
-            unrouted: watch::Sender::new(false),
+            others: watch::Sender::new(false),
         }
     }
 
-    /// A consumer for every route of `registry` that has none.
+    /// A consumer for every part of `wanted` that has none.
     async fn follow(
         &mut self,
         session: &Arc<Session>,
         consume: &Connection,
-        registry: &Registry,
+        wanted: &HashSet<Part>,
     ) -> lapin::Result<()> {
-        for route in &registry.routes {
-            if self.routes.contains_key(&route.name) {
+        for part in wanted {
+            if self.running.contains_key(part) {
                 continue;
             }
             let channel = consume.create_channel().await?;
             let (stop, stopping) = watch::channel(false);
-            let task = self.tasks.spawn(worker::consume_route(
-                session.clone(),
-                route.name.clone(),
-                channel,
-                stopping,
-            ));
-            self.routes.insert(route.name.clone(), (task.id(), stop));
+            let (session, name) = (session.clone(), part.route().clone());
+            let task = match part {
+                Part::Route(_) => self.tasks.spawn(worker::consume_route(
+                    session,
+                    name,
+                    worker::Source::Route,
+                    channel,
+                    stopping,
+                )),
+                Part::Shard(_, shard) => {
+                    tracing::info!(route = %name, shard, "This instance takes a shard.");
+                    self.tasks.spawn(worker::consume_route(
+                        session,
+                        name,
+                        worker::Source::Shard(*shard),
+                        channel,
+                        stopping,
+                    ))
+                }
+                Part::Sequencer(_) => self
+                    .tasks
+                    .spawn(sequencer::run(session, name, channel, stopping)),
+            };
+            self.running.insert(part.clone(), (task.id(), stop));
         }
         Ok(())
     }
 
-    /// Tells the consumers of routes that `registry` no longer has to stop.
-    fn retire(&mut self, registry: &Registry) {
-        let gone: Vec<RouteName> = self
-            .routes
+    /// Tells the consumers of what `wanted` no longer has to stop: a removed route, a shard
+    /// the fleet gives to another instance. Each finishes and settles what it took first.
+    fn retire(&mut self, wanted: &HashSet<Part>) {
+        let gone: Vec<Part> = self
+            .running
             .keys()
-            .filter(|name| registry.route(name).is_none())
+            .filter(|part| !wanted.contains(*part))
             .cloned()
             .collect();
-        for name in gone {
-            if let Some((id, stop)) = self.routes.remove(&name) {
-                tracing::info!(route = %name, "The route is gone: its consumer stops.");
+        for part in gone {
+            if let Some((id, stop)) = self.running.remove(&part) {
+                match &part {
+                    Part::Shard(name, shard) => {
+                        tracing::info!(route = %name, shard, "This instance hands a shard over.");
+                    }
+                    _ => {
+                        tracing::info!(route = %part.route(), "The route is gone: its consumer stops.")
+                    }
+                }
                 stop.send_replace(true);
                 self.retired.insert(id);
             }
         }
     }
 
-    /// Why the session is broken when this task finished; `None` for a removed route's
-    /// consumer, which was told to stop.
+    /// Sets `contextgate_shards_held` for every ordered route of `registry`.
+    fn report_held(&self, registry: &Registry) {
+        for route in registry
+            .routes
+            .iter()
+            .filter(|route| route.ordering_key.is_some())
+        {
+            let held = self
+                .running
+                .keys()
+                .filter(|part| matches!(part, Part::Shard(name, _) if *name == route.name))
+                .count();
+            metrics::gauge!(telemetry::SHARDS_HELD, "route" => route.name.to_string())
+                .set(held as f64);
+        }
+    }
+
+    /// Why the session is broken when this task finished; `None` for a consumer that was told
+    /// to stop.
     fn finished(
         &mut self,
         finished: Result<(tokio::task::Id, lapin::Result<()>), tokio::task::JoinError>,
@@ -341,7 +440,7 @@ impl Consumers {
         };
         if self.retired.remove(&id) {
             if let Err(why) = outcome {
-                tracing::warn!(%why, "A removed route's consumer ended with an error; what it held goes back to its queue.");
+                tracing::warn!(%why, "A stopped consumer ended with an error; what it held goes back to its queue.");
             }
             return None;
         }
@@ -353,10 +452,10 @@ impl Consumers {
 
     /// Tells every consumer to stop.
     fn stop(&self) {
-        for (_, stop) in self.routes.values() {
+        for (_, stop) in self.running.values() {
             stop.send_replace(true);
         }
-        self.unrouted.send_replace(true);
+        self.others.send_replace(true);
     }
 }
 
@@ -479,8 +578,9 @@ impl AmqpBus {
         pipelines: &mut watch::Receiver<Pipeline>,
         mut stop: watch::Receiver<bool>,
     ) -> lapin::Result<Ended> {
-        let consume = connect(broker, "contextgate consume").await?;
-        let publish = Arc::new(connect(broker, "contextgate publish").await?);
+        let instance = &self.settings.instance;
+        let consume = connect(broker, &format!("contextgate {instance} consume")).await?;
+        let publish = Arc::new(connect(broker, &format!("contextgate {instance} publish")).await?);
         let (broken, mut broken_changed) = watch::channel(None);
         watch_events(&consume, "consume", None, broken.clone());
         watch_events(
@@ -513,14 +613,23 @@ impl AmqpBus {
             broken,
         });
         let mut consumers = Consumers::new();
-        consumers
-            .follow(&session, &consume, pipeline.registry())
-            .await?;
+        let (live, mut live_changed) = watch::channel(None);
+        let me = self.settings.instance.clone();
+        {
+            let (publish, names, me) = (publish.clone(), self.names.clone(), me.clone());
+            let stopping = consumers.others.subscribe();
+            consumers
+                .tasks
+                .spawn(async move { fleet::run(&publish, &names, me, live, stopping).await });
+        }
+        let wanted_now = wanted(pipeline.registry(), None, &me);
+        consumers.follow(&session, &consume, &wanted_now).await?;
+        consumers.report_held(pipeline.registry());
         let channel = consume.create_channel().await?;
         consumers.tasks.spawn(worker::consume_unrouted(
             session.clone(),
             channel,
-            consumers.unrouted.subscribe(),
+            consumers.others.subscribe(),
         ));
         *self
             .current
@@ -535,9 +644,23 @@ impl AmqpBus {
                 () = stopped(&mut stop) => break Ended::Stopped,
                 () = changed(pipelines) => {
                     let pipeline = pipelines.borrow_and_update().clone();
-                    if let Err(error) = self.switch(&session, &publish, &consume, &mut consumers, pipeline).await {
+                    let live = live_changed.borrow().clone();
+                    if let Err(error) = self.switch(&session, &publish, &consume, &mut consumers, pipeline, live.as_deref()).await {
                         break Ended::Broken(format!("taking on the new registry failed: {error}"));
                     }
+                }
+                Ok(()) = live_changed.changed() => {
+                    let live = live_changed.borrow_and_update().clone();
+                    if let Some(members) = &live {
+                        metrics::gauge!(telemetry::FLEET_LIVE).set(members.len() as f64);
+                    }
+                    let registry = session.pipeline().registry().clone();
+                    let wanted_now = wanted(&registry, live.as_deref(), &me);
+                    consumers.retire(&wanted_now);
+                    if let Err(error) = consumers.follow(&session, &consume, &wanted_now).await {
+                        break Ended::Broken(format!("taking shards failed: {error}"));
+                    }
+                    consumers.report_held(&registry);
                 }
                 _ = broken_changed.changed() => {
                     break Ended::Broken(broken_changed.borrow().clone().unwrap_or_default());
@@ -600,22 +723,65 @@ impl AmqpBus {
         consume: &Connection,
         consumers: &mut Consumers,
         pipeline: Pipeline,
+        live: Option<&[InstanceId]>,
     ) -> lapin::Result<()> {
+        warn_of_changed_shards(session.pipeline().registry(), pipeline.registry());
         self.declare(publish, pipeline.registry()).await?;
         let digest = pipeline.registry().digest;
         let routes = pipeline.registry().routes.len();
+        let wanted_now = wanted(pipeline.registry(), live, &self.settings.instance);
         // Removed routes' consumers stop first, so that they take nothing on the new registry.
-        consumers.retire(pipeline.registry());
+        consumers.retire(&wanted_now);
         session.pipelines.send_replace(pipeline.clone());
-        consumers
-            .follow(session, consume, pipeline.registry())
-            .await?;
+        consumers.follow(session, consume, &wanted_now).await?;
+        consumers.report_held(pipeline.registry());
         self.status.running.send_replace(digest);
         tracing::info!(
             routes,
             "The registry changed: consumers take the next deliveries on the new one."
         );
         Ok(())
+    }
+}
+
+/// Warns of ordered routes whose shards changed — keys move to other shards (inputs in flight
+/// may be overtaken), and shards past a lowered count stay bound until deleted — and of routes
+/// that lost their ordering key (README, "Run a fleet").
+fn warn_of_changed_shards(before: &Registry, after: &Registry) {
+    for route in after
+        .routes
+        .iter()
+        .filter(|route| route.ordering_key.is_none())
+    {
+        if before
+            .route(&route.name)
+            .is_some_and(|earlier| earlier.ordering_key.is_some())
+        {
+            tracing::warn!(
+                route = %route.name,
+                "The route lost its ordering key: its sequencer queue stays bound and, with its shards, keeps what it holds; move that to the route's queue and delete them (README, \"Run a fleet\")."
+            );
+        }
+    }
+    for route in after
+        .routes
+        .iter()
+        .filter(|route| route.ordering_key.is_some())
+    {
+        let Some(earlier) = before
+            .route(&route.name)
+            .filter(|earlier| earlier.ordering_key.is_some())
+        else {
+            continue;
+        };
+        if earlier.shards != route.shards {
+            tracing::warn!(
+                route = %route.name,
+                before = earlier.shards,
+                after = route.shards,
+                "The route's shards changed: keys move to other shards, so inputs in flight may be overtaken; shards past a lowered count stay bound until their queues are deleted."
+            );
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use crate::registry::Registry;
 pub async fn run(
     root: &Path,
     store: Option<&str>,
+    instance: &crate::bus::amqp::InstanceId,
     listen: SocketAddr,
     credentials: Option<&Path>,
     amqp: Option<AmqpSettings>,
@@ -36,7 +37,7 @@ pub async fn run(
             Some(registry) => (registry, None),
             None => return Ok(EXIT_COULD_NOT_RUN),
         },
-        Some(url) => match Following::start(url, root, &instance_name()).await {
+        Some(url) => match Following::start(url, root, instance.as_str()).await {
             Ok((following, registry)) => (registry, Some(following)),
             Err(error) => {
                 eprintln!("contextgate serve: {error:#}");
@@ -128,15 +129,6 @@ pub async fn run(
     }
     tracing::info!("Stopped.");
     Ok(EXIT_OK)
-}
-
-/// This instance's name in the registry store's log: the host name.
-fn instance_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "contextgate".to_owned())
 }
 
 /// The credentials from `--credentials FILE`, else from `CONTEXTGATE_CREDENTIALS`, else open;

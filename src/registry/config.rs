@@ -63,6 +63,10 @@ pub struct RouteFile<N = Spanned<String>> {
     /// `subject` or a JSON pointer into the data: messages with the same key keep their order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
+    /// With an `ordering_key`, on RabbitMQ: how many shards (queues) the route's keys are
+    /// spread over, and so how many instances of a fleet can share its work (default 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u16>,
     /// The output contract of an enrich route that merges instead of translating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
@@ -91,6 +95,7 @@ impl<N> RouteFile<N> {
             max_outputs: self.max_outputs,
             wire: self.wire,
             ordering_key: self.ordering_key,
+            shards: self.shards,
             output: self.output,
             on_failure: self.on_failure,
             retry: self.retry,

@@ -25,8 +25,8 @@ use super::config::{ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorF
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 use super::route::{
-    Action, Breaker, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, Mode, OrderingKey, Policy,
-    Route, UrlTemplate, Wire,
+    Action, Breaker, DEFAULT_SHARDS, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, MAX_SHARDS,
+    Mode, OrderingKey, Policy, Route, UrlTemplate, Wire,
 };
 use super::translator::{self, Case, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
@@ -1018,6 +1018,15 @@ impl RouteCheck<'_> {
                 None
             }
         };
+        let shards = file.shards.unwrap_or(DEFAULT_SHARDS);
+        if !(1..=MAX_SHARDS).contains(&shards) {
+            self.problem(format!("shards must be between 1 and {MAX_SHARDS}"));
+        }
+        if file.shards.is_some() && ordering_key.is_none() {
+            self.problem(
+                "shards applies only to a route with an ordering_key (the others are shared by competing consumers)",
+            );
+        }
         let wire = match file.wire.as_deref() {
             None | Some("binary") => Wire::Binary,
             Some("structured") => Wire::Structured,
@@ -1055,6 +1064,7 @@ impl RouteCheck<'_> {
                 output,
                 max_outputs,
                 ordering_key,
+                shards,
                 wire,
                 policy: policy?,
                 lookups,

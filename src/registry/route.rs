@@ -133,6 +133,12 @@ impl Policy {
     }
 }
 
+/// The shards of an ordered route when `contextgate.toml` does not say: 3 instances hold 4
+/// each, 4 hold 3, 6 hold 2.
+pub const DEFAULT_SHARDS: u16 = 12;
+/// The most shards a route may have: each is a quorum queue (a Raft group on every node).
+pub const MAX_SHARDS: u16 = 256;
+
 /// What keeps messages of one route in order: the same key, the same lane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum OrderingKey {
@@ -479,6 +485,9 @@ pub struct Route {
     pub output: Option<Arc<ContractVersion>>,
     pub max_outputs: usize,
     pub ordering_key: Option<OrderingKey>,
+    /// The shards of an ordered route on RabbitMQ (`DEFAULT_SHARDS` unless set); unused
+    /// without an ordering key.
+    pub shards: u16,
     /// How outputs are encoded on AMQP.
     pub wire: Wire,
     pub policy: Policy,

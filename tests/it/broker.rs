@@ -255,10 +255,17 @@ impl Cleanup {
     /// Everything the gateway declares for `registry` under `names`.
     pub(crate) fn new(url: &str, names: &Names, registry: &Registry) -> Self {
         let mut queues = vec![names.unrouted(), names.dead_letter_queue(None)];
+        let mut exchanges = Vec::new();
         for route in &registry.routes {
+            let shards = route.shards;
             let route = route.name.as_str();
             queues.push(names.route_queue(route));
             queues.push(names.dead_letter_queue(Some(route)));
+            queues.push(names.sequencer_queue(route));
+            for shard in 0..shards {
+                queues.push(names.shard_queue(route, shard));
+            }
+            exchanges.push(names.shard_exchange(route));
         }
         // Routes added later (over HTTP) retry with the default policy.
         let mut steps = topology::delay_steps(registry);
@@ -267,12 +274,13 @@ impl Cleanup {
         for step in steps {
             queues.push(names.delay_queue(step));
         }
-        let mut exchanges = vec![
+        exchanges.extend([
             names.dead_letters(),
             names.retries(),
             names.retry(),
             names.unrouted(),
-        ];
+            names.fleet(),
+        ]);
         for context in registry.contexts.keys() {
             exchanges.push(names.outbound(context));
             exchanges.push(names.inbound(context));
@@ -309,9 +317,13 @@ impl Drop for Cleanup {
                 };
                 for queue in queues {
                     if let Ok(channel) = connection.create_channel().await {
-                        let _ = channel
+                        let deleted = channel
                             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                             .await;
+                        if deleted.is_ok() {
+                            // Quorum queues deleted in a burst can crash 3.10's log writer.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
                     }
                 }
                 for exchange in exchanges {
@@ -630,15 +642,35 @@ const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 
 impl PrivateNode {
     pub(crate) fn start(tag: &str, port: u16) -> Self {
-        Self::start_with(tag, port, "")
+        Self::start_full(tag, port, None, "")
     }
 
     /// Starts a node whose `rabbitmq.conf` is `config` (e.g. a TLS listener:
     /// `listeners.ssl.default`, `ssl_options.*`).
     pub(crate) fn start_with(tag: &str, port: u16, config: &str) -> Self {
+        Self::start_full(tag, port, None, config)
+    }
+
+    /// A node whose Erlang cookie is `cookie` (nodes that share one can form a cluster).
+    fn start_with_cookie(tag: &str, port: u16, cookie: Option<&str>) -> Self {
+        Self::start_full(tag, port, cookie, "")
+    }
+
+    fn start_full(tag: &str, port: u16, cookie: Option<&str>, config: &str) -> Self {
         let home = tempfile::TempDir::new().unwrap();
         let name = format!("cg-{tag}-{}@localhost", std::process::id());
-        std::fs::write(home.path().join("enabled_plugins"), "[].\n").unwrap();
+        if let Some(cookie) = cookie {
+            use std::os::unix::fs::PermissionsExt as _;
+            let path = home.path().join(".erlang.cookie");
+            std::fs::write(&path, cookie).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        }
+        // The shards of ordered routes hang off a consistent-hash exchange.
+        std::fs::write(
+            home.path().join("enabled_plugins"),
+            "[rabbitmq_consistent_hash_exchange].\n",
+        )
+        .unwrap();
         std::fs::write(home.path().join("rabbitmq.conf"), config).unwrap();
         let node = Self { name, port, home };
         let status = node
@@ -735,5 +767,70 @@ impl PrivateNode {
 impl Drop for PrivateNode {
     fn drop(&mut self) {
         self.ctl(&["stop"]);
+    }
+}
+
+/// Three private RabbitMQ nodes joined in one cluster, on ports `port`, `port + 1` and
+/// `port + 2`: quorum queues declared on it have a replica on each. Stopped on drop.
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<PrivateNode>,
+}
+
+impl Cluster {
+    pub(crate) fn start(tag: &str, port: u16) -> Self {
+        let cookie = format!("CONTEXTGATETEST{}{tag}", std::process::id()).to_uppercase();
+        // The three boot side by side; then two join the first.
+        let nodes: Vec<PrivateNode> = std::thread::scope(|scope| {
+            let booting: Vec<_> = (0..3_u16)
+                .map(|i| {
+                    let cookie = &cookie;
+                    scope.spawn(move || {
+                        PrivateNode::start_with_cookie(&format!("{tag}{i}"), port + i, Some(cookie))
+                    })
+                })
+                .collect();
+            booting
+                .into_iter()
+                .map(|node| node.join().expect("a node started"))
+                .collect()
+        });
+        for node in &nodes[1..] {
+            assert!(node.ctl(&["stop_app"]), "{}: stop_app", node.name);
+            assert!(
+                node.ctl(&["join_cluster", &nodes[0].name]),
+                "{} could not join {}",
+                node.name,
+                nodes[0].name
+            );
+            assert!(node.ctl(&["start_app"]), "{}: start_app", node.name);
+        }
+        let status = nodes[0].ctl_output(&["cluster_status", "--formatter", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            status["running_nodes"].as_array().map(Vec::len),
+            Some(3),
+            "three running nodes: {status}"
+        );
+        Self { nodes }
+    }
+
+    /// The nodes that hold a replica of `queue` (quorum queues: its members).
+    pub(crate) fn members(&self, queue: &str) -> Vec<String> {
+        let listed =
+            self.nodes[0].ctl_output(&["list_queues", "name", "members", "--formatter", "json"]);
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["name"] == queue)
+            .and_then(|entry| entry["members"].as_array())
+            .map(|members| {
+                members
+                    .iter()
+                    .filter_map(|member| member.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

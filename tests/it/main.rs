@@ -24,6 +24,9 @@ mod faults;
 /// A fleet's registry store on the real PostgreSQL: push, pull, log, following the head,
 /// conflicts, a store that stops (issue 11).
 mod fleet;
+/// A fleet of three binaries on a 3-node RabbitMQ cluster under faults: an instance killed, a
+/// node stopped, an instance frozen (issue 11).
+mod fleet_faults;
 /// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.
 mod limits;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
@@ -45,6 +48,9 @@ mod sandbox;
 mod schemas;
 /// The gateway on the in-process bus over HTTP, and `contextgate serve` as the README runs it.
 mod serve;
+/// Ordered routes on RabbitMQ: the sequencer, the shards, a fleet of three binaries sharing
+/// them through a kill, a return and a SIGTERM (issue 11, part 2).
+mod shards;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
 /// TLS: `amqps://` on a private node's TLS listener, https look-ups, refused TLS settings.

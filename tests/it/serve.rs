@@ -299,15 +299,20 @@ async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
     let dir = shipped_registry_copy();
     let (child, base) = serve_binary(
         Command::new(env!("CARGO_BIN_EXE_contextgate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--instance-id", "gw-1"])
+            .arg("--registry")
             .arg(dir.path())
             .env_remove("CONTEXTGATE_CREDENTIALS")
             .env_remove("CONTEXTGATE_CREDENTIALS_FILE")
             .env_remove("CONTEXTGATE_AMQP_URL"),
     );
     let _child = KillOnDrop(child);
+    // Every series carries the instance's label first (shards.rs checks that); the series are
+    // compared here without it.
+    let without_instance = |metrics: String| metrics.replace(r#"instance="gw-1","#, "");
 
     let (status, metrics) = get(&base, "/metrics").await;
+    let metrics = without_instance(metrics);
 
     assert_eq!(status, 200);
     let routes = [
@@ -364,7 +369,7 @@ async fn a_fresh_gateway_declares_every_series_with_help_and_buckets() {
     .unwrap();
     let added = r#"contextgate_messages_forwarded_total{route="payments-to-shipping"} 0"#;
     let started = std::time::Instant::now();
-    while !get(&base, "/metrics").await.1.contains(added) {
+    while !without_instance(get(&base, "/metrics").await.1).contains(added) {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(20),
             "the added route was not declared"

@@ -134,7 +134,17 @@ impl AmqpBus {
             // Only what is kept now: one that fails again comes back at a later offset.
             None => tail.offsets(MAX_SCAN),
         };
-        let target = session.names.route_queue(route.as_str());
+        // An ordered route's inputs enter through its sequencer.
+        let ordered = session
+            .pipeline()
+            .registry()
+            .route(route)
+            .is_some_and(|route| route.ordering_key.is_some());
+        let target = if ordered {
+            session.names.sequencer_queue(route.as_str())
+        } else {
+            session.names.route_queue(route.as_str())
+        };
         let mut redriven = Redriven::default();
         let outcome = async {
             for chunk in chosen.chunks(100) {

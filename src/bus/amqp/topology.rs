@@ -5,7 +5,16 @@
 //!   what no route queue takes goes to its alternate exchange `<p>unrouted`.
 //! - `<p><context>.in`: topic exchange a context receives on (its team binds its own queues).
 //! - `<p>route.<route>`: the route's durable quorum queue, bound to the upstream's `.out` for
-//!   every message type it accepts, and to `<p>retry` for retries of this route.
+//!   every message type it accepts, and to `<p>retry` for retries of this route. Routes with an
+//!   ordering key have instead:
+//!   - `<p>route.<route>.sequencer`: bound the same way, with `x-single-active-consumer`: the
+//!     sequencer input (a new name, because RabbitMQ cannot add that argument to an existing
+//!     queue; what an earlier `<p>route.<route>` still holds is moved in, see `sequencer`);
+//!   - `<p>route.<route>.shards`: an `x-consistent-hash` exchange the sequencer republishes to
+//!     with the ordering key as routing key;
+//!   - `<p>route.<route>.shard.<i>` for `i` in `0..shards`: quorum queues with
+//!     `x-single-active-consumer`, each bound to the hash exchange with weight 1.
+//! - `<p>fleet`: the fanout exchange of the instances' heartbeats (see `fleet`).
 //! - `<p>delay.<ms>ms`: one delay queue per delay step, declared when a retry first needs it,
 //!   shared by every route: its fixed `x-message-ttl` makes every message in it wait exactly that
 //!   long (RabbitMQ expires messages only at a queue's head, so per-message TTLs in one queue
@@ -30,6 +39,8 @@ use crate::registry::{ContextName, Policy, Registry, Route};
 
 /// The dead-letter routing key (and queue suffix) of inputs that failed before routing.
 pub const UNROUTED_KEY: &str = "_unrouted";
+/// The exchange type of the shards (plugin `rabbitmq_consistent_hash_exchange`).
+pub const CONSISTENT_HASH: &str = "x-consistent-hash";
 /// The header that takes a retry from its delay queue back to its route's queue. Not an `x-`
 /// header: RabbitMQ's headers exchange ignores those when matching.
 pub const RETRY_ROUTE: &str = "contextgate-retry-route";
@@ -71,6 +82,26 @@ impl Names {
 
     pub fn route_queue(&self, route: &str) -> String {
         format!("{}route.{route}", self.prefix)
+    }
+
+    /// The input queue of an ordered route, read by one sequencer at a time.
+    pub fn sequencer_queue(&self, route: &str) -> String {
+        format!("{}route.{route}.sequencer", self.prefix)
+    }
+
+    /// The consistent-hash exchange an ordered route's sequencer publishes to.
+    pub fn shard_exchange(&self, route: &str) -> String {
+        format!("{}route.{route}.shards", self.prefix)
+    }
+
+    /// One shard of an ordered route.
+    pub fn shard_queue(&self, route: &str, shard: u16) -> String {
+        format!("{}route.{route}.shard.{shard}", self.prefix)
+    }
+
+    /// The fanout exchange of the fleet's heartbeats.
+    pub fn fleet(&self) -> String {
+        format!("{}fleet", self.prefix)
     }
 
     /// The delay queue of one delay step.
@@ -189,13 +220,44 @@ async fn declare_route(
     settings: QueueSettings,
 ) -> lapin::Result<()> {
     let name = route.name.as_str();
-    let queue = names.route_queue(name);
-    let mut arguments = quorum(Some((&names.dead_letters(), name)));
-    arguments.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongInt(i32::try_from(settings.delivery_limit).unwrap_or(i32::MAX)),
-    );
-    declare_queue(channel, &queue, arguments).await?;
+    let ordered = route.ordering_key.is_some();
+    let queue = if ordered {
+        names.sequencer_queue(name)
+    } else {
+        names.route_queue(name)
+    };
+    let route_arguments = |single_active: bool| {
+        let mut arguments = quorum(Some((&names.dead_letters(), name)));
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(i32::try_from(settings.delivery_limit).unwrap_or(i32::MAX)),
+        );
+        if single_active {
+            arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
+        arguments
+    };
+    declare_queue(channel, &queue, route_arguments(ordered)).await?;
+    if ordered {
+        let exchange = names.shard_exchange(name);
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Custom(CONSISTENT_HASH.into()),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        for shard in 0..route.shards {
+            let shard_queue = names.shard_queue(name, shard);
+            declare_queue(channel, &shard_queue, route_arguments(true)).await?;
+            // The binding key of a consistent-hash exchange is the queue's weight.
+            bind(channel, &shard_queue, &exchange, "1").await?;
+        }
+    }
     let types: BTreeSet<String> = route
         .accepts
         .iter()

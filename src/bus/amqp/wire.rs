@@ -22,6 +22,11 @@ use crate::stages::Failure;
 pub const GATEWAY_PREFIX: &str = "x-gateway-";
 /// The attempt number of a retried input (2 for the first retry).
 pub const ATTEMPT: &str = "x-gateway-attempt";
+/// The exchange an input of an ordered route first came through (its upstream's outbound
+/// exchange, or a retry exchange), written by the sequencer when it republishes the input to
+/// the route's shards: a shard's consumer takes it for the delivery's exchange, so that a
+/// retry's attempt number still counts only when it came back through a retry exchange.
+pub const VIA: &str = "x-gateway-via";
 /// Trace context headers passed on from input to output as they are.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 /// The input's own headers, as JSON (`serde` of the AMQP field table), on a dead letter whose
@@ -100,6 +105,28 @@ impl Taken {
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(1)
             .max(1)
+    }
+
+    /// The exchange the sequencer says this input first came through ([`VIA`]).
+    pub fn via(&self) -> Option<String> {
+        match self.header(VIA)? {
+            AMQPValue::LongString(value) => {
+                Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+            }
+            AMQPValue::ShortString(value) => Some(value.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The input's properties with [`VIA`] set to the exchange it was delivered from (any value
+    /// a producer put there replaced): what the sequencer republishes.
+    pub fn sequenced_properties(&self) -> BasicProperties {
+        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            VIA.into(),
+            AMQPValue::LongString(LongString::from(self.exchange.as_str())),
+        );
+        self.properties.clone().with_headers(headers)
     }
 
     fn header(&self, name: &str) -> Option<&AMQPValue> {

@@ -1,4 +1,6 @@
-//! Consuming: one consumer per route queue, on its own channel of the consume connection.
+//! Consuming: one consumer per route queue — or, for a route with an ordering key, per shard
+//! this instance holds (see `sequencer` and `fleet`) — on its own channel of the consume
+//! connection.
 //!
 //! The consumer receives in queue order, decodes each delivery, and hands it to a lane: the lane
 //! of its ordering key (so that one key's messages run one after another), or the next lane when
@@ -36,7 +38,7 @@ use crate::telemetry;
 /// RabbitMQ settles acks on a quorum queue asynchronously; seen here on 3.10.8, a channel
 /// dropped right after its last acks had those inputs redelivered (3 and 4 runs in 25 of a
 /// reload test), and none in 25 when it stayed open a moment longer.
-const SETTLE_GRACE: Duration = Duration::from_millis(500);
+pub(super) const SETTLE_GRACE: Duration = Duration::from_millis(500);
 
 /// One input of a route on its way through a lane, with the registry it runs on.
 struct Queued {
@@ -103,11 +105,33 @@ impl RouteWork {
     }
 }
 
-/// Consumes the queue of route `name` until `stop` turns true (then finishes and settles what is
-/// in flight) or the channel fails.
+/// Which queue of a route a consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The route's own queue: a route without an ordering key, whose consumers (one per
+    /// instance) compete.
+    Route,
+    /// One shard of an ordered route, behind its sequencer; its queue has a single active
+    /// consumer in the whole fleet.
+    Shard(u16),
+}
+
+/// Consumes the queue of route `name` (its own or one of its shards) until `stop` turns true
+/// (then finishes and settles what is in flight) or the channel fails.
+///
+/// The consumer is never cancelled: when it stops it only stops handing deliveries to its
+/// lanes, lets them finish and settle, and closes the channel. The broker then puts back what
+/// was delivered but not taken, ahead of the rest, and only then activates the next consumer of
+/// a shard, so that a key's next input is never processed before the ones this consumer took.
+/// (A `basic.cancel` would activate the next consumer at once, while what was delivered here
+/// stays unacked until the channel closes: the next one would overtake it.) A route queue's
+/// consumer lets go the same way, so that the sequencer of a route that got an ordering key
+/// (whose exclusive consumer the broker refuses while another consumer exists) moves its queue
+/// only once nothing is held elsewhere.
 pub async fn consume_route(
     session: Arc<Session>,
     name: RouteName,
+    source: Source,
     channel: Channel,
     mut stop: watch::Receiver<bool>,
 ) -> lapin::Result<()> {
@@ -116,8 +140,19 @@ pub async fn consume_route(
         .await?;
     let mut pipelines = session.pipelines.subscribe();
     let mut current = RouteWork::on(&session, &name, pipelines.borrow_and_update().clone());
-    let queue = session.names.route_queue(name.as_str());
-    let tag = format!("contextgate.{name}");
+    let instance = &session.settings.instance;
+    let (queue, tag) = match source {
+        Source::Route => (
+            session.names.route_queue(name.as_str()),
+            format!("{instance}/{name}"),
+        ),
+        Source::Shard(shard) => (
+            session.names.shard_queue(name.as_str(), shard),
+            format!("{instance}/{name}/shard.{shard}"),
+        ),
+    };
+    // What came through the sequencer names the exchange it first came through.
+    let shard_exchange = session.names.shard_exchange(name.as_str());
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
@@ -140,12 +175,23 @@ pub async fn consume_route(
     let retry_exchanges = [session.names.retry(), session.names.retries()];
     let mut next_lane = 0;
     let ended = loop {
-        let taken =
-            match next_delivery(&session, &channel, &mut consumer, &tag, &queue, &mut stop).await {
-                Ok(Some(taken)) => taken,
-                Ok(None) => break Ok(()),
-                Err(error) => break Err(error),
-            };
+        let mut taken = match next_delivery(
+            &session,
+            &channel,
+            &mut consumer,
+            (&tag, Release::Close),
+            &queue,
+            &mut stop,
+        )
+        .await
+        {
+            Ok(Some(taken)) => taken,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        };
+        if taken.exchange == shard_exchange {
+            taken.exchange = taken.via().unwrap_or_default();
+        }
         let started = Instant::now();
         if pipelines.has_changed().unwrap_or(false) {
             current = RouteWork::on(&session, &name, pipelines.borrow_and_update().clone());
@@ -454,17 +500,24 @@ pub async fn consume_unrouted(
         )
         .await?;
     let queue = session.names.unrouted();
-    let tag = "contextgate.unrouted";
+    let tag = format!("{}/unrouted", session.settings.instance);
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
-            tag.into(),
+            tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await?;
-    while let Some(taken) =
-        next_delivery(&session, &channel, &mut consumer, tag, &queue, &mut stop).await?
+    while let Some(taken) = next_delivery(
+        &session,
+        &channel,
+        &mut consumer,
+        (&tag, Release::Cancel),
+        &queue,
+        &mut stop,
+    )
+    .await?
     {
         let settle = match unrouted_failure(&session, &taken) {
             None => {
@@ -489,21 +542,34 @@ pub async fn consume_unrouted(
     Ok(())
 }
 
-/// The next delivery; `None` once `stop` is true (the consumer is then cancelled) or when the
-/// broker cancelled the consumer (the queue was deleted: the session is marked broken, and the
-/// next one declares the queue again). Waits while the broker blocks publishing.
-async fn next_delivery(
+/// How a consumer lets go of its queue when told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Release {
+    /// `basic.cancel` at once: nothing more is delivered (the unrouted consumer).
+    Cancel,
+    /// No cancel: the channel's close returns the rest (route queues, shards, sequencers; see
+    /// [`consume_route`]).
+    Close,
+}
+
+/// The next delivery; `None` once `stop` is true (the consumer is then cancelled, or left to
+/// its channel's close) or when the broker cancelled the consumer (the queue was deleted: the
+/// session is marked broken, and the next one declares the queue again). Waits while the
+/// broker blocks publishing.
+pub(super) async fn next_delivery(
     session: &Session,
     channel: &Channel,
     consumer: &mut lapin::Consumer,
-    tag: &str,
+    (tag, release): (&str, Release),
     queue: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> lapin::Result<Option<Taken>> {
     let next = tokio::select! {
         biased;
         () = super::stopped(stop) => {
-            let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+            if release == Release::Cancel {
+                let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+            }
             return Ok(None);
         }
         next = consumer.next() => next,
