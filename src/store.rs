@@ -82,7 +82,7 @@ pub struct Authored {
 }
 
 /// One revision as `registry log` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Revision {
     pub number: i64,
     pub parent: Option<i64>,
@@ -94,7 +94,9 @@ pub struct Revision {
     #[serde(skip)]
     pub committed_ms: i64,
     pub summary: String,
+    #[sqlx(json)]
     pub changes: Vec<Change>,
+    #[sqlx(json)]
     pub findings: Value,
     pub digest: String,
 }
@@ -235,22 +237,10 @@ impl Store {
 
     /// Revisions, newest first: at most `limit`, below `before` when given.
     pub async fn log(&self, limit: i64, before: Option<i64>) -> Result<Vec<Revision>, StoreError> {
-        type Row = (
-            i64,
-            Option<i64>,
-            String,
-            String,
-            String,
-            i64,
-            String,
-            Json<Vec<Change>>,
-            Json<Value>,
-            String,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT number, parent, author, instance, \
-             to_char(committed AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-             (extract(epoch FROM committed) * 1000)::bigint, \
+             to_char(committed AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS committed, \
+             (extract(epoch FROM committed) * 1000)::bigint AS committed_ms, \
              summary, changes, findings, digest \
              FROM contextgate_revisions WHERE number < coalesce($2, 9223372036854775807) \
              ORDER BY number DESC LIMIT $1",
@@ -258,35 +248,7 @@ impl Store {
         .bind(limit)
         .bind(before)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    number,
-                    parent,
-                    author,
-                    instance,
-                    committed,
-                    committed_ms,
-                    summary,
-                    changes,
-                    findings,
-                    digest,
-                )| Revision {
-                    number,
-                    parent,
-                    author,
-                    instance,
-                    committed,
-                    committed_ms,
-                    summary,
-                    changes: changes.0,
-                    findings: findings.0,
-                    digest,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// One revision's record.

@@ -34,9 +34,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use lapin::options::BasicConsumeOptions;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::FieldTable;
 use lapin::uri::{AMQPScheme, AMQPUri};
-use lapin::{Connection, ConnectionProperties, Event};
+use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -825,6 +827,18 @@ async fn connect(broker: &Broker, name: &str) -> lapin::Result<Connection> {
         lapin::runtime::default_runtime()?,
     )
     .await
+}
+
+/// Consumes `queue` (with acks) under the consumer tag `tag`.
+async fn consume(channel: &Channel, queue: &str, tag: &str) -> lapin::Result<lapin::Consumer> {
+    channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Follows a connection's events: errors break the session; on the publish connection, blocks

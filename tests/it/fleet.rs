@@ -29,6 +29,13 @@ fn registry(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `contextgate registry push --registry folder --store url extra…`.
+fn push(folder: &str, url: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["push", "--registry", folder, "--store", url];
+    args.extend_from_slice(extra);
+    registry(&args)
+}
+
 /// An instance of the fleet: `serve` on the in-process bus, following the store at `url`.
 fn instance(seed: &Path, url: &str) -> (KillOnDrop, String) {
     let (child, base) = serve_binary(
@@ -112,23 +119,13 @@ async fn registry_push_pull_and_log_keep_every_revision_and_refuse_a_moved_head(
     let first = contextgate::store::files::snapshot(dir.path()).unwrap();
     let n = first.len();
 
-    let (code, out, err) = registry(&[
-        "push",
-        "--registry",
-        folder,
-        "--store",
-        url,
-        "--author",
-        "ci",
-        "--summary",
-        "first",
-    ]);
+    let (code, out, err) = push(folder, url, &["--author", "ci", "--summary", "first"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("revision 1 ({n} changed file(s))").as_str()),
         "{err}"
     );
-    let (code, out, _) = registry(&["push", "--registry", folder, "--store", url]);
+    let (code, out, _) = push(folder, url, &[]);
     assert_eq!(code, 0);
     assert!(out.starts_with("nothing to push"), "{out}");
 
@@ -137,19 +134,18 @@ async fn registry_push_pull_and_log_keep_every_revision_and_refuse_a_moved_head(
         v3_schema(dir.path()),
     )
     .unwrap();
-    let (code, out, err) = registry(&[
-        "push",
-        "--registry",
+    let (code, out, err) = push(
         folder,
-        "--store",
         url,
-        "--expect-revision",
-        "1",
-        "--author",
-        "ci",
-        "--summary",
-        "OrderPlaced v3",
-    ]);
+        &[
+            "--expect-revision",
+            "1",
+            "--author",
+            "ci",
+            "--summary",
+            "OrderPlaced v3",
+        ],
+    );
     assert_eq!(
         (code, out.trim()),
         (0, "revision 2 (1 changed file(s))"),
@@ -162,15 +158,7 @@ async fn registry_push_pull_and_log_keep_every_revision_and_refuse_a_moved_head(
         "kind = \"event\"\nvisibility = \"published\"\ncompatibility = \"backward\"\ndescription = \"changed\"\n",
     )
     .unwrap();
-    let (code, _, err) = registry(&[
-        "push",
-        "--registry",
-        folder,
-        "--store",
-        url,
-        "--expect-revision",
-        "1",
-    ]);
+    let (code, _, err) = push(folder, url, &["--expect-revision", "1"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("head is revision 2, not 1"), "{err}");
 
@@ -180,7 +168,7 @@ async fn registry_push_pull_and_log_keep_every_revision_and_refuse_a_moved_head(
         other_v3_schema(dir.path()),
     )
     .unwrap();
-    let (code, _, err) = registry(&["push", "--registry", folder, "--store", url]);
+    let (code, _, err) = push(folder, url, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("v3.json: error"), "{err}");
 

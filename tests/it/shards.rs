@@ -356,7 +356,7 @@ pub(crate) async fn wait_for_balance(
     fair: std::ops::RangeInclusive<u32>,
     within: Duration,
 ) -> Vec<u32> {
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let deadline = Instant::now() + within;
     loop {
         let mut held = Vec::new();
@@ -517,7 +517,9 @@ async fn an_instance_names_itself_in_every_log_line_and_metric() {
         );
     }
     let address = started["fields"]["address"].as_str().unwrap();
-    let metrics = reqwest::get(format!("http://{address}/metrics"))
+    let metrics = crate::helpers::http()
+        .get(format!("http://{address}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()

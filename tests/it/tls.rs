@@ -227,7 +227,10 @@ fn gateway_connections(node: &PrivateNode) -> Vec<String> {
         "peer_cert_subject",
     ])
     .lines()
-    .filter(|line| line.contains("contextgate consume") || line.contains("contextgate publish"))
+    // Connection names are `contextgate <instance> consume|publish`.
+    .filter(|line| {
+        line.contains("contextgate ") && (line.contains(" consume") || line.contains(" publish"))
+    })
     .map(str::to_owned)
     .collect()
 }

@@ -35,9 +35,7 @@ use std::time::Duration;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use tokio::sync::watch;
 
@@ -71,14 +69,7 @@ pub async fn run(
     if !move_earlier_queue(&session, &name, &exchange, &mut stop).await? {
         return Ok(());
     }
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = super::consume(&channel, queue.as_str(), &tag).await?;
     let sequenced = metrics::counter!(telemetry::MESSAGES_SEQUENCED, "route" => name.to_string());
     let mut pipelines = session.pipelines.subscribe();
     let mut current = on(&name, &pipelines.borrow_and_update());
@@ -283,14 +274,7 @@ async fn move_earlier_queue(
         probe
             .basic_qos(session.settings.prefetch, BasicQosOptions::default())
             .await?;
-        let mut consumer = probe
-            .basic_consume(
-                earlier.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let mut consumer = super::consume(&probe, earlier.as_str(), &tag).await?;
         tracing::info!(route = %name, queue = %earlier, "Moving the route's earlier queue into its shards.");
         let mut n_moved = 0_u64;
         // Publishes in flight, in delivery order; acked together once confirmed.

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicQosOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -153,14 +152,7 @@ pub async fn consume_route(
     };
     // What came through the sequencer names the exchange it first came through.
     let shard_exchange = session.names.shard_exchange(name.as_str());
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = super::consume(&channel, queue.as_str(), &tag).await?;
     let (settler, settled) = mpsc::unbounded_channel();
     let acker = tokio::spawn(settle::run(channel.clone(), settled));
     let n_lanes = session.settings.lanes.max(1);
@@ -501,14 +493,7 @@ pub async fn consume_unrouted(
         .await?;
     let queue = session.names.unrouted();
     let tag = format!("{}/unrouted", session.settings.instance);
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = super::consume(&channel, queue.as_str(), &tag).await?;
     while let Some(taken) = next_delivery(
         &session,
         &channel,
