@@ -150,12 +150,14 @@ async fn apply_to_the_end(
 ) -> Result<(), Refusal> {
     let _one_at_a_time = one_at_a_time;
     let folder = root.clone();
+    let started = std::time::Instant::now();
     let (registry, written) = tokio::task::spawn_blocking(move || write_and_load(&folder, &files))
         .await
         .map_err(|error| {
             tracing::error!(%error, "Writing and loading the registry failed.");
             Refusal::Write
         })??;
+    tracing::debug!(took = ?started.elapsed(), "Registration written and loaded.");
     if let Some(following) = gateway.following()
         && let Err(refused) = following
             .commit(&registry, authorship.author, authorship.summary)

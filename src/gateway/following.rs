@@ -281,11 +281,13 @@ impl Following {
         let root = self.folder.path().to_path_buf();
         let parent_files = running.files.clone();
         let digest = store::hex(&registry.digest);
+        let started = Instant::now();
         let findings = {
             // The findings need the registry itself; it is only borrowed, so they are
             // computed here (a compatibility check per changed contract: milliseconds).
             store::findings(registry, &parent_files)
         };
+        tracing::debug!(took = ?started.elapsed(), "Compatibility findings against the parent.");
         let files = tokio::task::spawn_blocking(move || store::files::snapshot(&root))
             .await
             .map_err(|error| NotCommitted::Folder(error.to_string()))?
