@@ -20,8 +20,8 @@
 //! quorum queue bound to the downstream to the last (and, second figure, from the instances'
 //! start, which counts their start and, for the ordered route, the 1.5 s an instance listens
 //! for the others before it takes shards while its sequencer already moves inputs). CPU per
-//! message: the instances' utime + stime (`/proc/<pid>/stat`, from their start to the last
-//! output) and the broker's (`beam.smp`, over the same span; on a shared broker it includes
+//! message: the instances' utime + stime (`/proc/<pid>/stat`, from the moment each listens —
+//! what it spent loading the registry is printed apart — to the last output) and the broker's (`beam.smp`, over the same span; on a shared broker it includes
 //! what others do) divided by N. The instances stop with SIGTERM after each configuration;
 //! everything declared is deleted at the end. `CONTEXTGATE_BENCH_N` (default 100,000),
 //! `CONTEXTGATE_BENCH_AMQP_URL` (default guest@127.0.0.1:5672), `CONTEXTGATE_BENCH_BROKER_PID`
@@ -272,25 +272,48 @@ fn throughput() {
                 broker::preload(channel, &upstream, "shop.OrderPlaced", n, &data, Some(KEYS)).await;
                 let broker_before = broker_pid.and_then(broker::cpu_seconds);
                 let started = Instant::now();
-                let gateways: Vec<Gateway> = std::thread::scope(|scope| {
+                // Each instance with its CPU time once it listens: its start (loading and compiling
+                // the registry) is not counted per message.
+                let (gateways, at_start): (Vec<Gateway>, Vec<f64>) = std::thread::scope(|scope| {
                     let starting: Vec<_> = (1..=instances)
                         .map(|i| {
                             let (url, prefix, dir) = (&url, &prefix, registry_dir.path());
                             scope.spawn(move || {
-                                Gateway::start(url, prefix, dir, PREFETCH, &format!("bench-{i}"))
+                                let gateway = Gateway::start(
+                                    url,
+                                    prefix,
+                                    dir,
+                                    PREFETCH,
+                                    &format!("bench-{i}"),
+                                );
+                                let cpu =
+                                    broker::cpu_seconds(gateway.pid()).expect("the instance runs");
+                                (gateway, cpu)
                             })
                         })
                         .collect();
                     starting
                         .into_iter()
                         .map(|handle| handle.join().unwrap())
-                        .collect()
+                        .unzip()
                 });
+                println!(
+                    "  CPU to start (s): {}",
+                    at_start
+                        .iter()
+                        .map(|cpu| format!("{cpu:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 let timing = broker::time_until(channel, &target, n).await;
-                let gateway_cpu: f64 = gateways
+                let each: Vec<f64> = gateways
                     .iter()
-                    .map(|gateway| broker::cpu_seconds(gateway.pid()).expect("the instance runs"))
-                    .sum();
+                    .zip(&at_start)
+                    .map(|(gateway, start)| {
+                        broker::cpu_seconds(gateway.pid()).expect("the instance runs") - start
+                    })
+                    .collect();
+                let gateway_cpu: f64 = each.iter().sum();
                 let broker_cpu = broker_pid
                     .and_then(broker::cpu_seconds)
                     .zip(broker_before)
@@ -317,6 +340,14 @@ fn throughput() {
                         "{:.1} µs/msg",
                         cpu / n as f64 * 1e6
                     ))
+                );
+                // Which instance did the most: on an ordered route, the one that ran the sequencer.
+                println!(
+                    "  per instance (µs/msg): {}",
+                    each.iter()
+                        .map(|cpu| format!("{:.1}", cpu / n as f64 * 1e6))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 results.push(measured);
                 let moved = broker::purge(channel, &target).await as usize;
