@@ -2,11 +2,12 @@
 //! `=throughput` runs one; both by default).
 //!
 //! **follow**: how fast every instance runs a registration made on another (the registry
-//! store's head followed through LISTEN/NOTIFY). Three `contextgate serve` release binaries on the in-process bus share a registry store (a
-//! database of the bench's own on the PostgreSQL at 127.0.0.1:5432). Each round registers a new
-//! contract on one instance, in turn, and polls the two others every millisecond until they
-//! serve it. Two figures per follower: from the registration's 201 (the commit happened before
-//! it) and from the request's start (an upper bound on the time since the commit).
+//! store's head followed through LISTEN/NOTIFY). Three `contextgate serve` release binaries on
+//! the in-process bus share a registry store (a database of the bench's own on the PostgreSQL
+//! at 127.0.0.1:5432). Each round registers a new contract on one instance, in turn, and polls
+//! the two others every millisecond until they serve it. Two figures per follower: from the
+//! registration's 201 (the commit happened before it) and from the request's start (an upper
+//! bound on the time since the commit).
 //!
 //! `CONTEXTGATE_BENCH_ROUNDS` (default 60) registrations; `CONTEXTGATE_BENCH_PG`, default
 //! postgres://postgres@127.0.0.1:5432/postgres.
@@ -21,11 +22,13 @@
 //! start, which counts their start and, for the ordered route, the 1.5 s an instance listens
 //! for the others before it takes shards while its sequencer already moves inputs). CPU per
 //! message: the instances' utime + stime (`/proc/<pid>/stat`, from the moment each listens —
-//! what it spent loading the registry is printed apart — to the last output) and the broker's (`beam.smp`, over the same span; on a shared broker it includes
-//! what others do) divided by N. The instances stop with SIGTERM after each configuration;
-//! everything declared is deleted at the end. `CONTEXTGATE_BENCH_N` (default 100,000),
-//! `CONTEXTGATE_BENCH_AMQP_URL` (default guest@127.0.0.1:5672), `CONTEXTGATE_BENCH_BROKER_PID`
-//! (default: the `beam.smp` listening on the URL's port).
+//! what it spent loading the registry is printed apart — to the last output) and the broker's
+//! (`beam.smp`, from the instances' start to the last output; on a shared broker it includes
+//! what others do) divided by N; each instance's share is printed too. The instances stop with
+//! SIGTERM after each configuration; everything declared is deleted at the end.
+//! `CONTEXTGATE_BENCH_N` (default 100,000), `CONTEXTGATE_BENCH_AMQP_URL` (default
+//! guest@127.0.0.1:5672), `CONTEXTGATE_BENCH_BROKER_PID` (default: the `beam.smp` listening on
+//! the URL's port).
 //!
 //! `cargo bench --bench fleet`.
 
