@@ -20,20 +20,18 @@
 //! `CONTEXTGATE_BENCH_N=1000000` for the RSS check on a 1,000,000-message backlog);
 //! `CONTEXTGATE_BENCH_AMQP_URL` picks the broker (default guest@127.0.0.1:5672).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use contextgate::bus::amqp::{Names, topology};
+use contextgate::bus::amqp::Names;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use support::broker::{self, declare, delete_queues, open, preload, time_until};
 
 #[allow(dead_code)]
 mod support;
@@ -66,8 +64,7 @@ fn main() {
     .into_iter()
     .filter(|name| only.is_empty() || only.split(',').any(|one| one == *name))
     .collect();
-    let url = std::env::var("CONTEXTGATE_BENCH_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = broker::amqp_url();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,147 +144,13 @@ fn main() {
     }
 }
 
-fn quorum() -> FieldTable {
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
-    arguments
-}
-
-async fn declare(channel: &Channel, queue: &str) {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            quorum(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn count(channel: &Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
-}
-
-fn properties(i: usize) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    for (name, value) in [
-        ("cloudEvents_specversion", "1.0".to_owned()),
-        ("cloudEvents_id", format!("bench-{i}")),
-        ("cloudEvents_source", "/shop".to_owned()),
-        ("cloudEvents_type", "shop.OrderPlaced".to_owned()),
-        (
-            "cloudEvents_dataschema",
-            "contextgate:shop/OrderPlaced@1".to_owned(),
-        ),
-    ] {
-        headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
-    }
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(format!("bench-{i}").into())
-        .with_headers(headers)
-}
-
-/// Publishes N messages with confirms, 5,000 in flight at a time.
-async fn preload(channel: &Channel, exchange: &str, routing_key: &str, n: usize, data: &[u8]) {
-    let started = Instant::now();
-    let mut pending = VecDeque::new();
-    for i in 0..n {
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                data,
-                properties(i),
-            )
-            .await
-            .unwrap();
-        pending.push_back(confirm);
-        if pending.len() >= 5_000 {
-            assert!(pending.pop_front().unwrap().await.unwrap().is_ack());
-        }
-    }
-    for confirm in pending {
-        assert!(confirm.await.unwrap().is_ack());
-    }
-    println!(
-        "  pre-loaded {n} in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// Seconds from the first message in `queue` to all `n`.
-async fn time_until(channel: &Channel, queue: &str, n: usize) -> f64 {
-    while count(channel, queue).await == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let started = Instant::now();
-    let mut last = (0, Instant::now());
-    loop {
-        let now = count(channel, queue).await as usize;
-        if now >= n {
-            return started.elapsed().as_secs_f64();
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-        assert!(
-            last.1.elapsed() < Duration::from_secs(60),
-            "{queue} stalled at {now} of {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A channel in confirm mode.
-async fn open(connection: &Connection) -> Channel {
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    channel
-}
-
-/// Deletes queues, each on a channel of its own (a failed delete closes its channel).
-async fn delete_queues(connection: &Connection, queues: &[String]) {
-    for queue in queues {
-        let own = connection.create_channel().await.unwrap();
-        if let Err(error) = own
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await
-        {
-            println!("  could not delete {queue}: {error}");
-        }
-    }
-}
-
 async fn raw_forwarder(url: &str, client: &Connection, n: usize, data: &[u8]) -> Moved {
     println!("raw lapin forwarder");
     let channel = &open(client).await;
     let (source, target) = ("bench.raw.source".to_owned(), "bench.raw.target".to_owned());
     declare(channel, &source).await;
     declare(channel, &target).await;
-    preload(channel, "", &source, n, data).await;
+    preload(channel, "", &source, n, data, None).await;
     let consume = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -351,7 +214,7 @@ async fn raw_forwarder(url: &str, client: &Connection, n: usize, data: &[u8]) ->
             }
         }
     });
-    let seconds = time_until(channel, &target, n).await;
+    let seconds = time_until(channel, &target, n).await.seconds();
     forward.abort();
     acks.abort();
     let _ = consume.close(200, "done".into()).await;
@@ -390,7 +253,7 @@ async fn shovel(client: &Connection, n: usize, data: &[u8]) -> Option<Moved> {
     );
     declare(channel, &source).await;
     declare(channel, &target).await;
-    preload(channel, "", &source, n, data).await;
+    preload(channel, "", &source, n, data, None).await;
     let definition = serde_json::json!({
         "src-protocol": "amqp091",
         "src-uri": "amqp://",
@@ -408,7 +271,7 @@ async fn shovel(client: &Connection, n: usize, data: &[u8]) -> Option<Moved> {
         "bench-shovel",
         &definition
     ]));
-    let seconds = time_until(channel, &target, n).await;
+    let seconds = time_until(channel, &target, n).await.seconds();
     rabbitmqctl(&["clear_parameter", "shovel", "bench-shovel"]);
     delete_queues(client, &[source, target]).await;
     report("shovel", n, seconds);
@@ -420,21 +283,14 @@ async fn shovel(client: &Connection, n: usize, data: &[u8]) -> Option<Moved> {
 
 /// The bench registry with only `route` (and its contexts), written to a temporary folder.
 fn registry_with(route: &str) -> tempfile::TempDir {
-    let dir = tempfile::TempDir::new().unwrap();
-    support::copy_dir(&support::bench_root(), dir.path());
     let mode = if route == "shop-to-audit" {
         "mode = \"conformist\"\ndownstream = \"audit\"\naccepts = [\"shop/OrderPlaced@1\"]"
     } else {
         "mode = \"anti-corruption\"\ndownstream = \"warehouse\"\ntranslator = \"warehouse/pick_list\""
     };
-    std::fs::write(
-        dir.path().join("contextgate.toml"),
-        format!(
-            "[contexts.shop]\n[contexts.audit]\n[contexts.warehouse]\n[contexts.billing]\n\n[[routes]]\nname = \"{route}\"\nupstream = \"shop\"\n{mode}\n"
-        ),
-    )
-    .unwrap();
-    dir
+    broker::registry_with(&format!(
+        "name = \"{route}\"\nupstream = \"shop\"\n{mode}\n"
+    ))
 }
 
 async fn gateway(
@@ -451,69 +307,13 @@ async fn gateway(
     let registry = contextgate::registry::load(registry_dir.path()).expect("the registry loads");
     let prefix = format!("bench.{name}.");
     let names = Names::new(prefix.clone());
-    topology::declare(
-        channel,
-        &names,
-        &registry,
-        topology::QueueSettings { delivery_limit: 20 },
-    )
-    .await
-    .unwrap();
-    let route = &registry.routes[0];
-    let target = format!("{prefix}target");
-    declare(channel, &target).await;
-    channel
-        .queue_bind(
-            target.as_str().into(),
-            names.inbound(&route.downstream).as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let upstream = contextgate::registry::ContextName::parse("shop").unwrap();
-    preload(
-        channel,
-        &names.outbound(&upstream),
-        "shop.OrderPlaced",
-        n,
-        data,
-    )
-    .await;
+    let (target, upstream) = broker::declare_with_target(channel, &names, &registry).await;
+    preload(channel, &upstream, "shop.OrderPlaced", n, data, None).await;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--amqp-url", url])
-        .args([
-            "--amqp-prefix",
-            &prefix,
-            "--prefetch",
-            &PREFETCH.to_string(),
-        ])
-        .arg("--registry")
-        .arg(registry_dir.path())
-        .env("CONTEXTGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the gateway printed its address")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            eprintln!("  gateway: {line}");
-        }
-    });
-    let flood = (name == "conformist-flooded").then(|| flood(&base, route.name.as_str()));
-    let seconds = time_until(channel, &target, n).await;
+    let gateway = broker::Gateway::start(url, &prefix, registry_dir.path(), PREFETCH, "bench");
+    let route = &registry.routes[0];
+    let flood = (name == "conformist-flooded").then(|| flood(&gateway.base, route.name.as_str()));
+    let seconds = time_until(channel, &target, n).await.seconds();
     if let Some((stop, clients)) = flood {
         stop.send_replace(true);
         let mut answers = std::collections::BTreeMap::<u16, usize>::new();
@@ -528,39 +328,9 @@ async fn gateway(
             total as f64 / seconds
         );
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let peak_rss_kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // (No retries happen here, so no delay queue was declared.)
-    let queues = vec![
-        target,
-        names.unrouted(),
-        names.dead_letter_queue(None),
-        names.route_queue(route.name.as_str()),
-        names.dead_letter_queue(Some(route.name.as_str())),
-    ];
-    delete_queues(client, &queues).await;
-    for exchange in [
-        names.dead_letters(),
-        names.retries(),
-        names.retry(),
-        names.unrouted(),
-    ]
-    .into_iter()
-    .chain(
-        registry
-            .contexts
-            .keys()
-            .flat_map(|context| [names.outbound(context), names.inbound(context)]),
-    ) {
-        let _ = channel
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
+    let peak_rss_kib = gateway.peak_rss_kib();
+    drop(gateway);
+    broker::delete_topology(client, &names, &registry, &[target]).await;
     report(name, n, seconds);
     Moved {
         seconds,

@@ -1,5 +1,6 @@
 //! What the benches share: the bench registry, its ~1 KB event as a binary-mode delivery, a
-//! stub customers service for the enrich route, and polling a future that is ready at once.
+//! stub customers service for the enrich route, and polling a future that is ready at once;
+//! `broker` holds what the benches on RabbitMQ share.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use contextgate::pipeline::{Delivery, Pipeline, Verdict};
 use contextgate::registry::{self, Registry, Route, RouteName};
+
+// Only the benches on a broker (`amqp`, `fleet`) use it.
+#[allow(dead_code)]
+pub(crate) mod broker;
 
 /// Everything a bench needs: a runtime, the bench registry loaded with its look-up pointed at a
 /// stub customers service, the pipeline, and the event as binary-mode deliveries.

@@ -1,0 +1,462 @@
+//! What the benches on a broker share (`amqp`, `fleet`): quorum queues, pre-loading ~1 KB
+//! persistent events with confirms, timing an output queue from its first message to its last,
+//! `contextgate serve` release binaries, CPU time from `/proc/<pid>/stat`, and clean-up.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use contextgate::bus::amqp::Names;
+use contextgate::registry::Registry;
+use lapin::options::{
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection};
+
+/// The broker the benches use: `CONTEXTGATE_BENCH_AMQP_URL`, default guest@127.0.0.1:5672.
+pub(crate) fn amqp_url() -> String {
+    std::env::var("CONTEXTGATE_BENCH_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    arguments
+}
+
+/// Declares a durable quorum queue.
+pub(crate) async fn declare(channel: &Channel, queue: &str) {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            quorum(),
+        )
+        .await
+        .unwrap();
+}
+
+/// The ready messages in `queue`.
+pub(crate) async fn count(channel: &Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+}
+
+/// Empties `queue`; how many it held.
+pub(crate) async fn purge(channel: &Channel, queue: &str) -> u32 {
+    channel
+        .queue_purge(queue.into(), QueuePurgeOptions::default())
+        .await
+        .unwrap()
+}
+
+/// The properties of input `i`: a binary-mode `shop/OrderPlaced@1`, persistent; with `keys`,
+/// the CloudEvents `subject` `order-<i mod keys>` (what an ordered route on `subject` hashes).
+fn properties(i: usize, keys: Option<usize>) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("cloudEvents_specversion", "1.0".to_owned()),
+        ("cloudEvents_id", format!("bench-{i}")),
+        ("cloudEvents_source", "/shop".to_owned()),
+        ("cloudEvents_type", "shop.OrderPlaced".to_owned()),
+        (
+            "cloudEvents_dataschema",
+            "contextgate:shop/OrderPlaced@1".to_owned(),
+        ),
+    ] {
+        headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    if let Some(keys) = keys {
+        headers.insert(
+            "cloudEvents_subject".into(),
+            AMQPValue::LongString(LongString::from(format!("order-{}", i % keys))),
+        );
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(format!("bench-{i}").into())
+        .with_headers(headers)
+}
+
+/// Publishes N messages with confirms, 5,000 in flight at a time (see [`properties`] for
+/// `keys`).
+pub(crate) async fn preload(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    n: usize,
+    data: &[u8],
+    keys: Option<usize>,
+) {
+    let started = Instant::now();
+    let mut pending = VecDeque::new();
+    for i in 0..n {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                lapin::options::BasicPublishOptions::default(),
+                data,
+                properties(i, keys),
+            )
+            .await
+            .unwrap();
+        pending.push_back(confirm);
+        if pending.len() >= 5_000 {
+            assert!(pending.pop_front().unwrap().await.unwrap().is_ack());
+        }
+    }
+    for confirm in pending {
+        assert!(confirm.await.unwrap().is_ack());
+    }
+    println!(
+        "  pre-loaded {n} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// When the first message reached a queue, and when the last of `n` had.
+pub(crate) struct Timing {
+    pub(crate) first: Instant,
+    pub(crate) last: Instant,
+}
+
+impl Timing {
+    pub(crate) fn seconds(&self) -> f64 {
+        (self.last - self.first).as_secs_f64()
+    }
+}
+
+/// Waits until `queue` holds `n` messages (polling its count every 20 ms); fails when it
+/// stalls for 60 s.
+pub(crate) async fn time_until(channel: &Channel, queue: &str, n: usize) -> Timing {
+    while count(channel, queue).await == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = Instant::now();
+    let mut last = (0, Instant::now());
+    loop {
+        let now = count(channel, queue).await as usize;
+        if now >= n {
+            return Timing {
+                first,
+                last: Instant::now(),
+            };
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < Duration::from_secs(60),
+            "{queue} stalled at {now} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A channel in confirm mode.
+pub(crate) async fn open(connection: &Connection) -> Channel {
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+}
+
+/// Deletes queues, each on a channel of its own (a failed delete closes its channel), 200 ms
+/// apart: RabbitMQ 3.10's quorum-queue log writer can crash on a burst of deletions.
+pub(crate) async fn delete_queues(connection: &Connection, queues: &[String]) {
+    for queue in queues {
+        let own = connection.create_channel().await.unwrap();
+        if let Err(error) = own
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+        {
+            println!("  could not delete {queue}: {error}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Deletes what `topology::declare` declared for `registry` under `names` (the route queues,
+/// an ordered route's sequencer, shards and hash exchange, the dead-letter streams, the
+/// exchanges), the fleet's heartbeat exchange, and `extra` queues. No retry happened in a
+/// bench, so no delay queue was declared.
+pub(crate) async fn delete_topology(
+    connection: &Connection,
+    names: &Names,
+    registry: &Registry,
+    extra: &[String],
+) {
+    let mut queues = extra.to_vec();
+    queues.extend([names.unrouted(), names.dead_letter_queue(None)]);
+    let mut exchanges = vec![
+        names.dead_letters(),
+        names.retries(),
+        names.retry(),
+        names.unrouted(),
+        names.fleet(),
+    ];
+    for route in &registry.routes {
+        let name = route.name.as_str();
+        if route.ordering_key.is_some() {
+            queues.push(names.sequencer_queue(name));
+            queues.extend((0..route.shards).map(|shard| names.shard_queue(name, shard)));
+            exchanges.push(names.shard_exchange(name));
+        } else {
+            queues.push(names.route_queue(name));
+        }
+        queues.push(names.dead_letter_queue(Some(name)));
+    }
+    exchanges.extend(
+        registry
+            .contexts
+            .keys()
+            .flat_map(|context| [names.outbound(context), names.inbound(context)]),
+    );
+    delete_queues(connection, &queues).await;
+    let channel = connection.create_channel().await.unwrap();
+    for exchange in exchanges {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+}
+
+/// A `contextgate serve` release binary on the broker, killed when dropped.
+pub(crate) struct Gateway {
+    child: Child,
+    /// Its HTTP API, `http://127.0.0.1:<port>`.
+    pub(crate) base: String,
+}
+
+impl Gateway {
+    /// Starts `serve` on `registry` with `--amqp-prefix prefix`, the given prefetch and
+    /// `--instance-id instance`, and waits until it listens; its log lines (warnings and up) go to
+    /// stderr.
+    pub(crate) fn start(
+        url: &str,
+        prefix: &str,
+        registry: &Path,
+        prefetch: u16,
+        instance: &str,
+    ) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--amqp-url", url])
+            .args(["--amqp-prefix", prefix, "--prefetch", &prefetch.to_string()])
+            .args(["--instance-id", instance])
+            .arg("--registry")
+            .arg(registry)
+            .env("CONTEXTGATE_LOG", "warn")
+            .env_remove("CONTEXTGATE_REGISTRY_STORE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the release binary starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the gateway printed its address")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let instance = instance.to_owned();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("  {instance}: {line}");
+            }
+        });
+        Self { child, base }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its peak resident set (VmHWM), KiB.
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
+    }
+
+    /// SIGTERM (it settles what it holds and hands its shards over), then waits up to 15 s
+    /// for it to exit; SIGKILL past that.
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("  gateway {} did not exit on SIGTERM: killed", self.pid());
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CPU time (user + system) a process has used, in seconds: fields 14 and 15 of
+/// `/proc/<pid>/stat`, in clock ticks.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count the fields after its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The broker's process: `CONTEXTGATE_BENCH_BROKER_PID`, else the `beam.smp` that listens on
+/// the URL's port (found through `/proc/net/tcp*` and the processes' socket descriptors, which
+/// needs the right to read them), else the only `beam.smp` running. `None` when none of these
+/// says.
+pub(crate) fn broker_pid(url: &str) -> Option<u32> {
+    if let Some(pid) = std::env::var("CONTEXTGATE_BENCH_BROKER_PID")
+        .ok()
+        .and_then(|pid| pid.parse().ok())
+    {
+        return Some(pid);
+    }
+    let port: u16 = url
+        .split('@')
+        .next_back()
+        .and_then(|host| host.split('/').next())
+        .and_then(|host| host.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(5672);
+    let mut listening = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|address| address.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            // State 0A: LISTEN.
+            if local_port == Some(port)
+                && fields.get(3) == Some(&"0A")
+                && let Some(inode) = fields.get(9)
+            {
+                listening.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let beams: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "beam.smp")
+        })
+        .collect();
+    let owner = beams.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| listening.iter().any(|socket| target == Path::new(socket)))
+    });
+    owner.or_else(|| (beams.len() == 1).then(|| beams[0]))
+}
+
+/// The bench registry (its contracts and translators) with the contexts `shop`, `audit`,
+/// `warehouse`, `billing` and one route, given as the body of its `[[routes]]` table, written
+/// to a temporary folder.
+pub(crate) fn registry_with(route: &str) -> tempfile::TempDir {
+    let dir = tempfile::TempDir::new().unwrap();
+    super::copy_dir(&super::bench_root(), dir.path());
+    std::fs::write(
+        dir.path().join("contextgate.toml"),
+        format!(
+            "[contexts.shop]\n[contexts.audit]\n[contexts.warehouse]\n[contexts.billing]\n\n[[routes]]\n{route}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Declares the gateway's topology for `registry` under `names` (as `serve` would) and a
+/// quorum queue `<prefix>target` bound to the first route's downstream: the target's name and
+/// the upstream's outbound exchange, where inputs are published.
+pub(crate) async fn declare_with_target(
+    channel: &Channel,
+    names: &Names,
+    registry: &Registry,
+) -> (String, String) {
+    contextgate::bus::amqp::topology::declare(
+        channel,
+        names,
+        registry,
+        contextgate::bus::amqp::topology::QueueSettings { delivery_limit: 20 },
+    )
+    .await
+    .unwrap();
+    let route = &registry.routes[0];
+    let target = format!("{}target", names.prefix());
+    declare(channel, &target).await;
+    channel
+        .queue_bind(
+            target.as_str().into(),
+            names.inbound(&route.downstream).as_str().into(),
+            "#".into(),
+            lapin::options::QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (target, names.outbound(&route.upstream))
+}
