@@ -327,7 +327,7 @@ async fn conflicting_registrations_on_two_instances_one_wins_and_the_log_shows_o
 
 #[tokio::test]
 async fn with_the_store_stopped_messages_flow_registrations_get_503_and_every_instance_converges() {
-    let server = PrivateServer::start(40_000 + (std::process::id() % 2_000) as u16);
+    let server = PrivateServer::start();
     let url = server.url();
     let seed = shipped_registry_copy();
     let (_a, a) = instance(seed.path(), &url);
@@ -384,7 +384,7 @@ async fn with_the_store_stopped_messages_flow_registrations_get_503_and_every_in
 
 #[tokio::test]
 async fn the_store_is_reached_over_tls_and_its_certificate_is_checked() {
-    let (server, ca) = PrivateServer::start_with_tls(42_000 + (std::process::id() % 2_000) as u16);
+    let (server, ca) = PrivateServer::start_with_tls();
     let base = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
     let verified = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
     let dir = shipped_registry_copy();

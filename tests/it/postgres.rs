@@ -79,17 +79,36 @@ pub(crate) struct PrivateServer {
     home: tempfile::TempDir,
 }
 
+/// A port nobody listens on now (the system's choice).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
 impl PrivateServer {
-    pub(crate) fn start(port: u16) -> Self {
-        let server = Self::init(port);
-        server.start_again();
+    pub(crate) fn start() -> Self {
+        let mut server = Self::init(free_port());
+        server.first_start();
         server
+    }
+
+    /// Starts it the first time, on another free port if the one chosen was taken meanwhile.
+    fn first_start(&mut self) {
+        for _ in 0..3 {
+            if self.try_start().is_ok() {
+                return;
+            }
+            self.port = free_port();
+        }
+        self.start_again();
     }
 
     /// A server that takes TLS connections only (`hostssl` in pg_hba.conf), with a certificate
     /// for 127.0.0.1 signed by a CA the test makes: the CA's PEM file.
-    pub(crate) fn start_with_tls(port: u16) -> (Self, PathBuf) {
-        let server = Self::init(port);
+    pub(crate) fn start_with_tls() -> (Self, PathBuf) {
+        let mut server = Self::init(free_port());
         let home = server.home.path().to_path_buf();
         let home = home.as_path();
         let openssl = |args: &[&str]| {
@@ -174,7 +193,7 @@ impl PrivateServer {
         )
         .unwrap();
         let ca = home.join("ca.pem");
-        server.start_again();
+        server.first_start();
         (server, ca)
     }
 
@@ -230,19 +249,29 @@ impl PrivateServer {
             .is_ok_and(|status| status.success())
     }
 
-    /// Starts it (again) and waits until it answers.
-    pub(crate) fn start_again(&self) {
+    /// Starts it (again) and waits until it answers; the server's log when it does not start.
+    fn try_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             self.home.path().display()
         );
         let log = self.home.path().join("log");
-        assert!(
-            self.pg_ctl(&["-w", "-o", &options, "-l", log.to_str().unwrap(), "start"]),
-            "the private PostgreSQL did not start (log in {})",
-            log.display()
-        );
+        if self.pg_ctl(&["-w", "-o", &options, "-l", log.to_str().unwrap(), "start"]) {
+            Ok(())
+        } else {
+            Err(std::fs::read_to_string(&log).unwrap_or_default())
+        }
+    }
+
+    /// Starts it again (on its port) and waits until it answers.
+    pub(crate) fn start_again(&self) {
+        if let Err(log) = self.try_start() {
+            panic!(
+                "the private PostgreSQL did not start on port {}: {log}",
+                self.port
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
