@@ -38,10 +38,21 @@ accepts = ["up/Thing@1"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_whose_output_nobody_takes_is_dead_lettered_exactly_once() {
-    let fixture = Fixture::new("conformist", None, "");
+    unbound_outputs_are_dead_lettered_exactly_once("", "unbound").await;
+}
+
+/// The same through an ordered route: the sequencer and the shards in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_input_of_an_ordered_route_whose_output_nobody_takes_is_dead_lettered_exactly_once() {
+    unbound_outputs_are_dead_lettered_exactly_once("ordering_key = \"/n\"", "unbound-ordered")
+        .await;
+}
+
+async fn unbound_outputs_are_dead_lettered_exactly_once(route_extra: &str, tag: &str) {
+    let fixture = Fixture::new("conformist", None, route_extra);
     let pipeline = fixture.pipeline();
     let url = broker::amqp_url();
-    let prefix = broker::unique_prefix("unbound");
+    let prefix = broker::unique_prefix(tag);
     let names = Names::new(prefix.clone());
     let _cleanup = Cleanup::new(&url, &names, pipeline.registry());
     let client = Client::connect(&url).await;
@@ -52,7 +63,12 @@ async fn every_input_whose_output_nobody_takes_is_dead_lettered_exactly_once() {
     let dead = broker::dead_letter_ids(&url, &names, Some("up-to-down"), N, SETTLE).await;
 
     assert_exactly_once(&accepted, &dead, "dead-lettered as unroutable");
-    assert_eq!(client.count(&names.route_queue("up-to-down")).await, 0);
+    let input_queue = if route_extra.is_empty() {
+        names.route_queue("up-to-down")
+    } else {
+        names.sequencer_queue("up-to-down")
+    };
+    assert_eq!(client.count(&input_queue).await, 0);
     gateway.stop().await;
 }
 
