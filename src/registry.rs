@@ -33,6 +33,11 @@ pub use names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 pub use route::{Action, Lookup, Mode, OrderingKey, Policy, Route, Wire};
 pub use translator::Translator;
 
+/// Bytes (a digest) in lowercase hex, as the registry, the credentials and the store show them.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The compiled, checked registry.
 #[derive(Debug)]
 pub struct Registry {

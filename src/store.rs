@@ -270,11 +270,6 @@ impl Store {
     }
 }
 
-/// A digest as the store keeps it: lowercase hex.
-pub fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// The compatibility findings of `registry` against a parent revision's files, as `check
 /// --against` reports them (a JSON array; empty when the parent's contracts cannot be written to
 /// a temporary folder, which is logged).

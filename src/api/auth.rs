@@ -269,10 +269,7 @@ fn parse_digest(text: &str) -> Option<[u8; 32]> {
 
 /// The SHA-256 of a token, in hex, as the credentials file stores it.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.trim().as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::registry::hex(&Sha256::digest(token.trim().as_bytes()))
 }
 
 /// Who is calling.

@@ -279,11 +279,7 @@ fn stored_route(
 fn etag(route: &RouteFile<String>) -> String {
     let json = serde_json::to_vec(route).expect("routes serialize");
     let digest = Sha256::digest(json);
-    let hex: String = digest[..16]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", crate::registry::hex(&digest[..16]))
 }
 
 fn with_etag(status: StatusCode, route: &RouteFile<String>) -> Response {

@@ -2,8 +2,9 @@
 //! (a temporary file renamed over the old one), the whole folder is loaded again as
 //! `contextgate check` would, and only a clean load switches the running gateway; otherwise every
 //! file is put back as it was and the answer is 422 with every problem, placed by file and line.
-//! That work runs on a blocking thread holding the registration guard, so it neither stalls the
-//! runtime's workers nor stops halfway when the request is cancelled.
+//! That work runs in a task of its own holding the registration guard (the files and the load on a
+//! blocking thread), so it neither stalls the runtime's workers nor stops halfway when the
+//! request is cancelled.
 //!
 //! Every registration is decided well within the request timeout (30 s), so that its answer
 //! says what happened: it waits at most [`TURN_TIMEOUT`] for its turn (503, nothing written,

@@ -205,7 +205,7 @@ async fn push(
         instance: "cli".to_owned(),
         summary,
         findings,
-        digest: store::hex(&registry.digest),
+        digest: crate::registry::hex(&registry.digest),
     };
     match store.commit(head, &parent, &files, &authored).await {
         Ok(Commit::Committed(number)) => {

@@ -150,7 +150,10 @@ impl Following {
 
     /// The revision this instance runs.
     pub fn revision(&self) -> i64 {
-        self.running().revision
+        self.running
+            .lock()
+            .expect("the running revision is only replaced whole")
+            .revision
     }
 
     fn running(&self) -> Running {
@@ -279,14 +282,11 @@ impl Following {
     ) -> Result<i64, NotCommitted> {
         let running = self.running();
         let root = self.folder.path().to_path_buf();
-        let parent_files = running.files.clone();
-        let digest = store::hex(&registry.digest);
+        let digest = crate::registry::hex(&registry.digest);
         let started = Instant::now();
-        let findings = {
-            // The findings need the registry itself; it is only borrowed, so they are
-            // computed here (a compatibility check per changed contract: milliseconds).
-            store::findings(registry, &parent_files)
-        };
+        // The findings need the registry itself, which is only borrowed: computed here (a
+        // compatibility check per changed contract: milliseconds).
+        let findings = store::findings(registry, &running.files);
         tracing::debug!(took = ?started.elapsed(), "Compatibility findings against the parent.");
         let files = tokio::task::spawn_blocking(move || store::files::snapshot(&root))
             .await
@@ -347,7 +347,8 @@ pub async fn follow(gateway: Arc<Gateway>, following: Arc<Following>) {
                 true
             }
         };
-        if !notified && listener.is_none() {
+        if !notified {
+            // The listening connection just failed: a breath before listening again.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let _one_at_a_time = gateway.registering().await;
@@ -380,7 +381,7 @@ async fn seed_store(store: &Store, seed: &std::path::Path, instance: &str) -> an
         instance: instance.to_owned(),
         summary: format!("seeded from the folder {}", seed.display()),
         findings: serde_json::Value::Array(Vec::new()),
-        digest: store::hex(&registry.digest),
+        digest: crate::registry::hex(&registry.digest),
     };
     match store.commit(None, &Files::new(), &files, &authored).await? {
         Commit::Committed(number) => {

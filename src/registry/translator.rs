@@ -51,10 +51,7 @@ pub enum Expectation {
 /// SHA-256 of a script's source, hex: a translator's `content_hash`.
 pub fn content_hash(source: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(source.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    super::hex(&sha2::Sha256::digest(source.as_bytes()))
 }
 
 /// Finds `translate` in a compiled script: whether it exists and takes `meta`.

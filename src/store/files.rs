@@ -27,7 +27,7 @@ pub type Files = BTreeMap<String, Vec<u8>>;
 
 /// The SHA-256 of a file's content, in hex: how the store names it.
 pub fn digest(content: &[u8]) -> String {
-    super::hex(&Sha256::digest(content))
+    crate::registry::hex(&Sha256::digest(content))
 }
 
 /// Reads the registry files under `root`.
