@@ -177,8 +177,27 @@ impl Pipeline {
     /// Decodes and checks a delivery taken from one route's queue: the input, if the route
     /// takes it. Transports call this first to find the input's ordering key.
     pub fn receive_on(&self, route: &Route, delivery: &Delivery) -> Result<Input, Failure> {
-        let input = self
-            .decode(delivery)
+        self.receive_parts_on(
+            route,
+            delivery.content_type.as_deref(),
+            delivery
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+            delivery.body.clone(),
+        )
+    }
+
+    /// [`Pipeline::receive_on`] from a transport's own form of the headers, text borrowed
+    /// where it can be: no [`Delivery`] is built.
+    pub fn receive_parts_on<'a>(
+        &self,
+        route: &Route,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: Bytes,
+    ) -> Result<Input, Failure> {
+        let input = receive::decode(content_type, headers, body)
             .and_then(|message| receive::check(&self.registry, &route.upstream, message))?;
         match route.accepted(&input.contract) {
             Some(_) => Ok(input),

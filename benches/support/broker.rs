@@ -73,7 +73,7 @@ pub(crate) async fn purge(channel: &Channel, queue: &str) -> u32 {
 
 /// The properties of input `i`: a binary-mode `shop/OrderPlaced@1`, persistent; with `keys`,
 /// the CloudEvents `subject` `order-<i mod keys>` (what an ordered route on `subject` hashes).
-fn properties(i: usize, keys: Option<usize>) -> BasicProperties {
+pub(crate) fn properties(i: usize, keys: Option<usize>) -> BasicProperties {
     let mut headers = FieldTable::default();
     for (name, value) in [
         ("cloudEvents_specversion", "1.0".to_owned()),
@@ -264,7 +264,36 @@ impl Gateway {
         prefetch: u16,
         instance: &str,
     ) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        Self::start_on(url, prefix, registry, prefetch, instance, None)
+    }
+
+    /// [`Gateway::start`], pinned to the CPUs `cpus` (`taskset -c`) when given.
+    pub(crate) fn start_on(
+        url: &str,
+        prefix: &str,
+        registry: &Path,
+        prefetch: u16,
+        instance: &str,
+        cpus: Option<&str>,
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_contextgate");
+        // `CONTEXTGATE_BENCH_GATEWAY_WRAP="valgrind --tool=callgrind"` runs the gateway under a
+        // profiler (its words go before the binary).
+        let mut words: Vec<String> = std::env::var("CONTEXTGATE_BENCH_GATEWAY_WRAP")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if let Some(cpus) = cpus {
+            words.splice(
+                0..0,
+                ["taskset".to_owned(), "-c".to_owned(), cpus.to_owned()],
+            );
+        }
+        words.push(binary.to_owned());
+        let mut command = Command::new(&words[0]);
+        command.args(&words[1..]);
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--amqp-url", url])
             .args(["--amqp-prefix", prefix, "--prefetch", &prefetch.to_string()])
             .args(["--instance-id", instance])
@@ -459,4 +488,158 @@ pub(crate) async fn declare_with_target(
         .await
         .unwrap();
     (target, names.outbound(&route.upstream))
+}
+
+/// When a queue's first message came, when its `n`-th had, and the CPU time (s) each of
+/// `pids` used between the two.
+pub(crate) struct Sampled {
+    pub(crate) timing: Timing,
+    pub(crate) cpu: Vec<Option<f64>>,
+}
+
+/// [`time_until`], also reading the CPU time of `pids` when the first message is seen and when
+/// the last is: the movers' CPU per message, start-up and idle waiting left out.
+pub(crate) async fn time_with_cpu(
+    channel: &Channel,
+    queue: &str,
+    n: usize,
+    pids: &[u32],
+) -> Sampled {
+    while count(channel, queue).await == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first = Instant::now();
+    let before: Vec<Option<f64>> = pids.iter().map(|pid| cpu_seconds(*pid)).collect();
+    let mut last = (0, Instant::now());
+    loop {
+        let now = count(channel, queue).await as usize;
+        if now >= n {
+            let cpu = pids
+                .iter()
+                .zip(before)
+                .map(|(pid, before)| Some(cpu_seconds(*pid)? - before?))
+                .collect();
+            return Sampled {
+                timing: Timing {
+                    first,
+                    last: Instant::now(),
+                },
+                cpu,
+            };
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < Duration::from_secs(60),
+            "{queue} stalled at {now} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A RabbitMQ node of the bench's own, its Erlang VM pinned to the CPUs `cpus` (`taskset -c`),
+/// with the shovel and consistent-hash plugins, on `port`: a broker "on a machine of its own"
+/// when the mover is pinned to the other CPUs. Stopped and removed on drop.
+pub(crate) struct PinnedNode {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    home: tempfile::TempDir,
+}
+
+const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+impl PinnedNode {
+    pub(crate) fn start(port: u16, cpus: &str) -> Self {
+        let home = tempfile::TempDir::new().unwrap();
+        let name = format!("cg-bench-{}@localhost", std::process::id());
+        std::fs::write(
+            home.path().join("enabled_plugins"),
+            "[rabbitmq_shovel,rabbitmq_consistent_hash_exchange].\n",
+        )
+        .unwrap();
+        std::fs::write(home.path().join("rabbitmq.conf"), "").unwrap();
+        let node = Self { name, port, home };
+        let mut start = node.command("taskset");
+        start
+            .args(["-c", cpus])
+            .arg(std::path::Path::new(RABBITMQ_BIN).join("rabbitmq-server"))
+            .arg("-detached");
+        assert!(
+            start.status().is_ok_and(|status| status.success()),
+            "taskset -c {cpus} rabbitmq-server -detached failed"
+        );
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !node.ctl(&["await_startup", "--timeout", "30"]) {
+            assert!(
+                Instant::now() < deadline,
+                "the bench's RabbitMQ node did not start within 90 s (logs in {})",
+                node.home.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        node
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let home = self.home.path();
+        let program = if program == "taskset" {
+            std::path::PathBuf::from("taskset")
+        } else {
+            std::path::Path::new(RABBITMQ_BIN).join(program)
+        };
+        let mut command = Command::new(program);
+        command
+            .env("HOME", home)
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env(
+                "RABBITMQ_DIST_PORT",
+                (u32::from(self.port) + 20_000).to_string(),
+            )
+            .env("RABBITMQ_CONFIG_FILE", home.join("rabbitmq"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                home.join("enabled_plugins"),
+            )
+            .env("RABBITMQ_MNESIA_BASE", home.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", home.join("log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// Runs `rabbitmqctl -q -n <node> args…`; whether it succeeded.
+    pub(crate) fn ctl(&self, args: &[&str]) -> bool {
+        self.command("rabbitmqctl")
+            .args(["-q", "-n", &self.name])
+            .args(args)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// The OS process id of the node's Erlang VM.
+    pub(crate) fn os_pid(&self) -> Option<u32> {
+        let output = self
+            .command("rabbitmqctl")
+            .args(["-q", "-n", &self.name, "eval", "os:getpid()."])
+            .stdout(Stdio::piped())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for PinnedNode {
+    fn drop(&mut self) {
+        self.ctl(&["stop"]);
+    }
 }

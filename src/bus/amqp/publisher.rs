@@ -31,11 +31,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::BasicReturnMessage;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Status;
 
@@ -63,7 +65,12 @@ pub struct Publisher {
     ledger: Arc<Mutex<Ledger>>,
     /// Unique per publisher: the `x-gateway-publish` tokens.
     tokens: AtomicU64,
+    /// Every publish, after its first poll, to the task that waits for its confirm.
+    confirming: mpsc::UnboundedSender<(u64, Sending)>,
 }
+
+/// A publish whose frames are queued: it resolves once lapin wrote them, to its confirm.
+type Sending = Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>;
 
 impl Publisher {
     pub async fn open(
@@ -92,12 +99,15 @@ impl Publisher {
                     .tick(Instant::now());
             }
         });
+        let (confirming, publishes) = mpsc::unbounded_channel();
+        tokio::spawn(confirm(ledger.clone(), publishes));
         Ok(Self {
             channel,
             confirm_timeout,
             status,
             ledger,
             tokens: AtomicU64::new(0),
+            confirming,
         })
     }
 
@@ -186,31 +196,64 @@ impl Publisher {
             }
             (seq, first)
         };
-        let confirm = match first {
+        let sending = match first {
             Poll::Ready(Err(error)) => return Err(error),
-            Poll::Ready(Ok(confirm)) => Some(confirm),
-            Poll::Pending => None,
+            Poll::Ready(Ok(confirm)) => Box::pin(std::future::ready(Ok(confirm))),
+            Poll::Pending => publish,
         };
-        let ledger = self.ledger.clone();
-        tokio::spawn(async move {
-            let confirm = match confirm {
-                Some(confirm) => Ok(confirm),
-                None => publish.await,
-            };
-            let answer = match confirm {
-                Ok(confirm) => confirm.await,
-                Err(error) => Err(error),
-            };
-            ledger
-                .lock()
-                .expect("the ledger never panics")
-                .record(seq, answer, Instant::now());
-        });
+        if let Err(mpsc::error::SendError((seq, _))) = self.confirming.send((seq, sending)) {
+            // The confirming task ends only with the runtime.
+            let gone = lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                lapin::ChannelState::Closed,
+                "publisher confirms",
+            ));
+            self.ledger.lock().expect("the ledger never panics").record(
+                seq,
+                Err(gone),
+                Instant::now(),
+            );
+        }
         Ok(Pending {
             answered,
             timeout: self.confirm_timeout,
             status: self.status.clone(),
         })
+    }
+}
+
+/// Waits for the confirm of every publish handed over on `publishes` and records it in the
+/// ledger: one task for all of them (not one per publish), recording every confirm that is in
+/// under one lock. Ends once the publisher is gone and every publish it sent has its answer.
+async fn confirm(
+    ledger: Arc<Mutex<Ledger>>,
+    mut publishes: mpsc::UnboundedReceiver<(u64, Sending)>,
+) {
+    let mut waiting = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(first) = waiting.next(), if !waiting.is_empty() => {
+                let now = Instant::now();
+                let mut ledger = ledger.lock().expect("the ledger never panics");
+                let mut next = Some(first);
+                while let Some((seq, answer)) = next {
+                    ledger.record(seq, answer, now);
+                    next = waiting.next().now_or_never().flatten();
+                }
+            }
+            publish = publishes.recv(), if open => match publish {
+                Some((seq, sending)) => waiting.push(async move {
+                    let answer = match sending.await {
+                        Ok(confirm) => confirm.await,
+                        Err(error) => Err(error),
+                    };
+                    (seq, answer)
+                }),
+                None => open = false,
+            },
+            else => return,
+        }
     }
 }
 

@@ -75,6 +75,8 @@ pub async fn run(
     let mut current = on(&name, &pipelines.borrow_and_update());
     let mut confirming: FuturesOrdered<Confirming> = FuturesOrdered::new();
     let mut acked = 0;
+    // The highest tag whose republish (and every one before it) is confirmed.
+    let mut confirmed = 0;
     let mut taking = true;
     let ended: lapin::Result<()> = loop {
         tokio::select! {
@@ -127,7 +129,16 @@ pub async fn run(
                     }
                     next = confirming.next().now_or_never().flatten();
                 }
-                if let Some(through) = through.filter(|through| *through > acked) {
+                if let Some(through) = through {
+                    confirmed = through;
+                }
+                // One ack per `ACK_EVERY` confirmed inputs while more are in flight; at once
+                // when none is, or before giving up.
+                let due = confirmed - acked >= super::settle::ACK_EVERY
+                    || confirming.is_empty()
+                    || failed.is_some();
+                if confirmed > acked && due {
+                    let through = confirmed;
                     sequenced.increment(through - acked);
                     if let Err(error) = channel.basic_ack(through, BasicAckOptions { multiple: true }).await {
                         break Err(error);

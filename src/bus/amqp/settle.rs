@@ -6,10 +6,17 @@
 //! channel error that would put back every input in flight).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::mpsc;
+
+/// How many settled inputs one `multiple` ack covers at most while others are in flight.
+pub const ACK_EVERY: u64 = 100;
 
 /// How one delivery ends on its channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,31 +27,76 @@ pub enum Settle {
     Requeue(u64),
 }
 
-/// The sending side, one clone per task that finishes deliveries.
-pub type Settler = mpsc::UnboundedSender<Settle>;
+/// How a delivery's settlement reaches the settler: known now, or once a future resolves
+/// (its outputs' confirms, say). The settler polls those futures itself: no task per input.
+pub enum Settling {
+    Now(Settle),
+    Later(Finishing),
+}
 
-/// Runs until every sender is gone, then acks what is left. An error means the channel is gone:
-/// what was not acked will be redelivered.
+/// What an input still waits for before it is settled.
+pub type Finishing = Pin<Box<dyn Future<Output = Settle> + Send>>;
+
+/// The sending side, one clone per lane.
+pub type Settler = mpsc::UnboundedSender<Settling>;
+
+/// Runs until every sender is gone and every input handed over is settled, then acks what is
+/// left. Waits for the inputs' futures side by side; whenever the lowest unsettled tag moves,
+/// one `multiple` ack goes out without waiting for the one before to be written. An error means
+/// the channel is gone: what was not acked will be redelivered.
 pub async fn run(
     channel: Channel,
-    mut settled: mpsc::UnboundedReceiver<Settle>,
+    mut settled: mpsc::UnboundedReceiver<Settling>,
 ) -> lapin::Result<()> {
     let mut watermark = Watermark::default();
     let mut acked = 0;
-    while let Some(first) = settled.recv().await {
-        let mut next = Some(first);
-        while let Some(settle) = next {
-            if let Settle::Requeue(tag) = settle {
-                requeue(&channel, tag).await?;
+    let mut finishing = FuturesUnordered::new();
+    let mut acking = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(written) = acking.next(), if !acking.is_empty() => {
+                written?;
+                continue;
             }
-            watermark.settle(settle);
-            next = settled.try_recv().ok();
+            Some(settle) = finishing.next(), if !finishing.is_empty() => {
+                watermark.settle(settle);
+                while let Some(Some(settle)) = finishing.next().now_or_never() {
+                    watermark.settle(settle);
+                }
+            }
+            next = settled.recv(), if open => {
+                let mut next = next;
+                if next.is_none() {
+                    open = false;
+                }
+                while let Some(settling) = next {
+                    match settling {
+                        Settling::Now(settle) => {
+                            if let Settle::Requeue(tag) = settle {
+                                requeue(&channel, tag).await?;
+                            }
+                            watermark.settle(settle);
+                        }
+                        Settling::Later(future) => finishing.push(future),
+                    }
+                    next = settled.try_recv().ok();
+                }
+            }
+            else => break,
         }
+        // One ack per [`ACK_EVERY`] inputs while more are on their way, and at once when none
+        // is: each ack costs the broker as much as a few messages.
         let through = watermark.last_ack();
-        if through > acked {
-            channel
-                .basic_ack(through, BasicAckOptions { multiple: true })
-                .await?;
+        let idle = finishing.is_empty() && settled.is_empty();
+        if through > acked && (through - acked >= ACK_EVERY || idle || !open) {
+            let channel = channel.clone();
+            acking.push_back(async move {
+                channel
+                    .basic_ack(through, BasicAckOptions { multiple: true })
+                    .await
+            });
             acked = through;
         }
     }

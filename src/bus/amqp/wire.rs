@@ -94,6 +94,35 @@ impl Taken {
         }
     }
 
+    /// Its headers as text, borrowed where they are UTF-8 strings: what
+    /// [`Pipeline::receive_parts_on`](crate::pipeline::Pipeline::receive_parts_on) takes, the
+    /// same texts as [`Taken::delivery`] without a `String` per name and value.
+    pub fn header_texts(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+        let Some(table) = self.properties.headers() else {
+            return Vec::new();
+        };
+        table
+            .inner()
+            .iter()
+            .filter_map(|(name, value)| {
+                let text = match value {
+                    AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()),
+                    AMQPValue::ShortString(text) => text.as_str().into(),
+                    other => header_text(other)?.into(),
+                };
+                Some((name.as_str(), text))
+            })
+            .collect()
+    }
+
+    /// The content type, as the pipeline takes it.
+    pub fn content_type(&self) -> Option<&str> {
+        self.properties
+            .content_type()
+            .as_ref()
+            .map(ShortString::as_str)
+    }
+
     /// The attempt this delivery is: the gateway's header when it came back from a delay
     /// queue through one of `retry_exchanges`, 1 otherwise (a producer cannot forge it).
     pub fn attempt(&self, retry_exchanges: &[String]) -> u32 {
@@ -221,16 +250,24 @@ fn header_strings(table: &FieldTable) -> Vec<(String, String)> {
                     String::from_utf8_lossy(text.as_bytes()).into_owned()
                 }
                 AMQPValue::ShortString(text) => text.to_string(),
-                AMQPValue::Boolean(flag) => flag.to_string(),
-                AMQPValue::Timestamp(seconds) => humantime::format_rfc3339_seconds(
-                    SystemTime::UNIX_EPOCH + Duration::from_secs(*seconds),
-                )
-                .to_string(),
-                other => integer(other)?.to_string(),
+                other => header_text(other)?,
             };
             Some((name.to_string(), text))
         })
         .collect()
+}
+
+/// A header value that is not a string, as text: booleans and numbers printed, timestamps as
+/// RFC 3339; `None` for tables and arrays.
+fn header_text(value: &AMQPValue) -> Option<String> {
+    Some(match value {
+        AMQPValue::Boolean(flag) => flag.to_string(),
+        AMQPValue::Timestamp(seconds) => humantime::format_rfc3339_seconds(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(*seconds),
+        )
+        .to_string(),
+        other => integer(other)?.to_string(),
+    })
 }
 
 fn integer(value: &AMQPValue) -> Option<i64> {

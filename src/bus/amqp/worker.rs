@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use super::Session;
 use super::publisher::{Confirmed, Pending};
-use super::settle::{self, Settle, Settler};
+use super::settle::{self, Settle, Settler, Settling};
 use super::wire::{self, DeadLetterInfo, Taken};
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::{ContextName, Route, RouteName};
@@ -38,6 +38,9 @@ use crate::telemetry;
 /// dropped right after its last acks had those inputs redelivered (3 and 4 runs in 25 of a
 /// reload test), and none in 25 when it stayed open a moment longer.
 pub(super) const SETTLE_GRACE: Duration = Duration::from_millis(500);
+
+/// How many inputs without a key wait in a lane before the next ones go to the next lane.
+const LANE_BACKLOG: usize = 4;
 
 /// One input of a route on its way through a lane, with the registry it runs on.
 struct Queued {
@@ -100,7 +103,24 @@ impl RouteWork {
     fn finish(&self, job: &Job, settle: Settle, settler: &Settler) {
         self.processing.record(job.started.elapsed().as_secs_f64());
         // The settler is gone only when the session is: the broker then redelivers the input.
-        let _ = settler.send(settle);
+        let _ = settler.send(Settling::Now(settle));
+    }
+
+    /// Hands the settler what the input still waits for (confirms, a dead letter's or a
+    /// retry's publish); the settler polls it and records the processing time when it is done.
+    fn finish_later(
+        &self,
+        started: Instant,
+        settler: &Settler,
+        finishing: impl Future<Output = Settle> + Send + 'static,
+    ) {
+        let processing = self.processing.clone();
+        // The settler is gone only when the session is: the broker then redelivers the input.
+        let _ = settler.send(Settling::Later(Box::pin(async move {
+            let settle = finishing.await;
+            processing.record(started.elapsed().as_secs_f64());
+            settle
+        })));
     }
 }
 
@@ -190,21 +210,35 @@ pub async fn consume_route(
         }
         let Some(work) = current.clone() else {
             // The route is gone: the input waits in its queue (as when the route is deleted).
-            let _ = settler.send(Settle::Requeue(taken.tag));
+            let _ = settler.send(Settling::Now(Settle::Requeue(taken.tag)));
             continue;
         };
         let route = &work.route;
         work.messages_in.increment(1);
         let attempt = taken.attempt(&retry_exchanges);
-        let received = work.pipeline.receive_on(route, &taken.delivery());
+        let received = {
+            let headers = taken.header_texts();
+            work.pipeline.receive_parts_on(
+                route,
+                taken.content_type(),
+                headers.iter().map(|(name, value)| (*name, value.as_ref())),
+                taken.body.clone(),
+            )
+        };
         let keyed = match (&received, &route.ordering_key) {
             (Ok(input), Some(key)) => key
                 .of(input.message.attributes.subject.as_deref(), &input.data)
                 .map(|key| lane_of(&key, n_lanes)),
             _ => None,
         };
+        // An input without a key goes to the lane the last one went to until that lane has a
+        // few waiting: a lane that keeps up takes them one after another without being woken
+        // for each, and work that waits (look-ups) still spreads over every lane.
         let lane = keyed.unwrap_or_else(|| {
-            next_lane = (next_lane + 1) % n_lanes;
+            let queue = &lanes[next_lane];
+            if queue.max_capacity() - queue.capacity() >= LANE_BACKLOG.min(capacity) {
+                next_lane = (next_lane + 1) % n_lanes;
+            }
             next_lane
         });
         let queued = Queued {
@@ -278,19 +312,19 @@ async fn act(
                     Ok(sent) => pending.push(sent),
                     Err(error) => {
                         session.fail(format!("publishing to {exchange} failed: {error}"));
-                        let _ = settler.send(Settle::Requeue(tag));
+                        let _ = settler.send(Settling::Now(Settle::Requeue(tag)));
                         return;
                     }
                 }
             }
             let session = session.clone();
             let work = work.clone();
-            let settler = settler.clone();
-            tokio::spawn(async move {
+            let started = job.started;
+            work.clone().finish_later(started, settler, async move {
                 let route = &work.route;
                 let exchange = &work.exchange;
                 let count = pending.len() as u64;
-                let settle = match confirm_all(pending).await {
+                match confirm_all(pending).await {
                     Ok(Confirmed::Delivered) => {
                         work.forwarded.increment(count);
                         Settle::Ack(tag)
@@ -321,8 +355,7 @@ async fn act(
                         session.fail(format!("waiting for confirms failed: {error}"));
                         Settle::Requeue(tag)
                     }
-                };
-                work.finish(&job, settle, &settler);
+                }
             });
         }
         Outcome::Drop { reason } => {
@@ -333,14 +366,13 @@ async fn act(
         Outcome::DeadLetter { failure } => {
             let sent = send_dead_letter(session, Some(route), &job, &failure).await;
             let session = session.clone();
-            let work = work.clone();
-            let settler = settler.clone();
-            tokio::spawn(async move {
+            let route = work.route.clone();
+            work.finish_later(job.started, settler, async move {
                 let settle = settle_after(&session, tag, sent).await;
                 if settle == Settle::Ack(tag) {
-                    count_dead_letter(Some(&work.route), &failure);
+                    count_dead_letter(Some(&route), &failure);
                 }
-                work.finish(&job, settle, &settler);
+                settle
             });
         }
         Outcome::Retry {
@@ -349,11 +381,9 @@ async fn act(
             failure,
         } => {
             let session = session.clone();
-            let work = work.clone();
-            let settler = settler.clone();
-            tokio::spawn(async move {
-                let settle = retry(&session, &work.route, &job, attempt, delay, &failure).await;
-                work.finish(&job, settle, &settler);
+            let route = work.route.clone();
+            work.finish_later(job.started, settler, async move {
+                retry(&session, &route, &job, attempt, delay, &failure).await
             });
         }
     }
