@@ -192,23 +192,42 @@ fn attribute_header(name: &str) -> Option<(&'static str, &str)> {
 
 /// Binary-mode headers for a message, with the preferred `cloudEvents_` prefix.
 pub fn binary_headers(attributes: &Attributes) -> Vec<(String, String)> {
-    let prefix = HEADER_PREFIXES[0];
-    let mut headers = vec![
-        (format!("{prefix}specversion"), "1.0".to_owned()),
-        (format!("{prefix}id"), attributes.id.clone()),
-        (format!("{prefix}source"), attributes.source.clone()),
-        (format!("{prefix}type"), attributes.event_type.clone()),
-        (format!("{prefix}dataschema"), attributes.dataschema.clone()),
+    binary_header_pairs(attributes)
+        .map(|(name, value)| (name.into_owned(), value.to_owned()))
+        .collect()
+}
+
+/// [`binary_headers`], borrowed: the names of the standard attributes are constants, an
+/// extension's is built.
+pub fn binary_header_pairs(
+    attributes: &Attributes,
+) -> impl Iterator<Item = (std::borrow::Cow<'static, str>, &str)> {
+    let standard = [
+        ("cloudEvents_specversion", Some("1.0")),
+        ("cloudEvents_id", Some(attributes.id.as_str())),
+        ("cloudEvents_source", Some(attributes.source.as_str())),
+        ("cloudEvents_type", Some(attributes.event_type.as_str())),
+        (
+            "cloudEvents_dataschema",
+            Some(attributes.dataschema.as_str()),
+        ),
+        ("cloudEvents_subject", attributes.subject.as_deref()),
+        ("cloudEvents_time", attributes.time.as_deref()),
     ];
-    for (name, value) in [("subject", &attributes.subject), ("time", &attributes.time)] {
-        if let Some(value) = value {
-            headers.push((format!("{prefix}{name}"), value.clone()));
-        }
-    }
-    for (name, value) in &attributes.extensions {
-        headers.push((format!("{prefix}{name}"), value.clone()));
-    }
-    headers
+    debug_assert!(
+        standard
+            .iter()
+            .all(|(name, _)| name.starts_with(HEADER_PREFIXES[0]))
+    );
+    standard
+        .into_iter()
+        .filter_map(|(name, value)| Some((std::borrow::Cow::Borrowed(name), value?)))
+        .chain(attributes.extensions.iter().map(|(name, value)| {
+            (
+                std::borrow::Cow::Owned(format!("{}{name}", HEADER_PREFIXES[0])),
+                value.as_str(),
+            )
+        }))
 }
 
 fn check_size(body: &[u8]) -> Result<(), DecodeError> {

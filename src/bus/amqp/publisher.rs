@@ -45,6 +45,10 @@ use super::Status;
 /// redrive), so that a `basic.return` of it is attributed to exactly that publish.
 pub const PUBLISH_TOKEN: &str = "x-gateway-publish";
 
+/// The routing key of a message whose own is longer than AMQP allows: nothing is bound to it,
+/// so the broker returns the message.
+const TOO_LONG: &str = "contextgate.routing-key-too-long";
+
 /// What the broker said about one publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
@@ -150,7 +154,12 @@ impl Publisher {
         let key = ReturnKey {
             exchange: exchange.to_owned(),
             routing_key: routing_key.to_owned(),
-            id: Id::MessageId(properties.message_id().as_ref().map(ToString::to_string)),
+            id: Id::MessageId(
+                properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.as_str().to_owned()),
+            ),
         };
         self.publish(key, body, properties).await
     }
@@ -163,15 +172,19 @@ impl Publisher {
     ) -> lapin::Result<Pending> {
         let routing_key = ShortString::try_new(key.routing_key.as_str()).unwrap_or_else(|_| {
             // Longer than AMQP allows: nothing can be bound to it, so the broker returns it.
-            ShortString::from("contextgate.routing-key-too-long")
+            key.routing_key = TOO_LONG.to_owned();
+            ShortString::from(TOO_LONG)
         });
-        key.routing_key = routing_key.to_string();
-        let (channel, exchange, body) = (self.channel.clone(), key.exchange.clone(), body.clone());
+        let (channel, exchange, body) = (
+            self.channel.clone(),
+            ShortString::from(key.exchange.as_str()),
+            body.clone(),
+        );
         let mut publish: Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>> =
             Box::pin(async move {
                 channel
                     .basic_publish(
-                        exchange.as_str().into(),
+                        exchange,
                         routing_key,
                         BasicPublishOptions {
                             mandatory: true,
@@ -488,6 +501,9 @@ impl Ledger {
             }
         }
         let mut unroutable = || {
+            if self.returned.is_empty() {
+                return None;
+            }
             let filed = self.returned.get_mut(&entry.key)?;
             filed.0 -= 1;
             let text = filed.1.clone();

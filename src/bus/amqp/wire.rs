@@ -69,8 +69,8 @@ impl Taken {
     pub fn from_lapin(delivery: lapin::message::Delivery) -> Self {
         Self {
             tag: delivery.delivery_tag,
-            exchange: delivery.exchange.to_string(),
-            routing_key: delivery.routing_key.to_string(),
+            exchange: delivery.exchange.as_str().to_owned(),
+            routing_key: delivery.routing_key.as_str().to_owned(),
             properties: delivery.properties,
             body: Bytes::from(delivery.data),
         }
@@ -319,8 +319,8 @@ pub fn output(
     }
     let (body, content_type) = match wire {
         Wire::Binary => {
-            for (name, value) in cloudevents::binary_headers(&message.attributes) {
-                headers.insert(ShortString::from(name), text(value));
+            for (name, value) in cloudevents::binary_header_pairs(&message.attributes) {
+                headers.insert(ShortString::from(name.as_ref()), text(value));
             }
             (message.data.clone(), "application/json")
         }
