@@ -34,6 +34,8 @@ use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Map, Mod
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::message::document::{DocNode, Document, Item};
+
 /// How many operations one translator run may take.
 pub const MAX_OPERATIONS: u64 = 500_000;
 /// How long one translator run may take, checked every [`DEADLINE_CHECK_EVERY`] operations.
@@ -246,6 +248,47 @@ fn to_dynamic_at(value: &Value, depth: usize) -> Result<Dynamic, ConversionError
                 let converted =
                     to_dynamic_at(item, depth + 1).map_err(|error| error.within(key))?;
                 map.insert(key.as_str().into(), converted);
+            }
+            Dynamic::from_map(map)
+        }
+    })
+}
+
+/// JSON → Rhai from a parsed document: the same values as [`to_dynamic`] on
+/// `document.to_value()`, without building that value. Its errors are [`to_dynamic`]'s, found by
+/// converting the value only then.
+pub fn document_to_dynamic(document: &Document) -> Result<Dynamic, ConversionError> {
+    node_to_dynamic(document.root(), 0).or_else(|()| to_dynamic(&document.to_value()))
+}
+
+fn node_to_dynamic(node: DocNode<'_>, depth: usize) -> Result<Dynamic, ()> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(());
+    }
+    Ok(match node.item() {
+        Item::Null => Dynamic::UNIT,
+        Item::Bool(flag) => Dynamic::from_bool(flag),
+        Item::Number(number) => {
+            if let Some(integer) = number.as_i64() {
+                Dynamic::from_int(integer)
+            } else if number.is_u64() {
+                return Err(());
+            } else {
+                Dynamic::from_float(number.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Item::String(text) => Dynamic::from(ImmutableString::from(text)),
+        Item::Array(items) => {
+            let mut array = rhai::Array::with_capacity(items.len());
+            for item in items.iter() {
+                array.push(node_to_dynamic(item, depth + 1)?);
+            }
+            Dynamic::from_array(array)
+        }
+        Item::Object(object) => {
+            let mut map = Map::new();
+            for (key, item) in object.iter() {
+                map.insert(key.into(), node_to_dynamic(item, depth + 1)?);
             }
             Dynamic::from_map(map)
         }

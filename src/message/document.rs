@@ -1,0 +1,839 @@
+//! An input's data parsed once into a flat document: one copy of the text and one array of
+//! entries, with no allocation per string, array or object. The validator reads it in place
+//! ([`Doc`] is a `jsonschema` representation), the translators' converter walks it, and a
+//! `serde_json::Value` is built from it only where one is needed (error reports, enrich).
+//!
+//! It is parsed by the same strict rules as [`super::json::parse_strict`], through the same
+//! `serde_json` parser: duplicate keys refused with the same message at the same position, the
+//! same recursion limit, the same errors, and the same record of wide numbers.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use jsonschema::JsonType;
+use jsonschema::json::{Array, Json, Node, NodeIdentity, Object};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::json::truncate;
+
+/// From this many keys on, an object's keys are checked for duplicates through a hash set
+/// rather than by comparing each new key with the ones before.
+const LINEAR_KEYS: usize = 16;
+
+/// A parsed JSON document (see the module's documentation).
+#[derive(Clone, Default)]
+pub struct Document {
+    /// The original text, followed by the strings that held escapes, unescaped.
+    text: String,
+    /// The values in document order: a container is followed by its members (an object's as key,
+    /// value, key, value…), each value by its own members.
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Span),
+    /// `end`: the index just past its last member.
+    Array {
+        len: u32,
+        end: u32,
+    },
+    Object {
+        len: u32,
+        end: u32,
+    },
+}
+
+/// Where a string's text is in [`Document::text`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// A document and whether it may hold a number a translator could not hold exactly.
+#[derive(Debug, Clone)]
+pub struct ParsedDocument {
+    pub document: Document,
+    /// Some number was parsed as a float or as an integer beyond `i64::MAX`.
+    pub has_wide_numbers: bool,
+}
+
+impl Document {
+    /// Parses `bytes` as one JSON value by the rules of [`super::json::parse_strict`].
+    pub fn parse(bytes: &[u8]) -> Result<ParsedDocument, serde_json::Error> {
+        let text = std::str::from_utf8(bytes).map_err(|error| {
+            <serde_json::Error as serde::de::Error>::custom(format_args!(
+                "invalid UTF-8 at byte {}",
+                error.valid_up_to()
+            ))
+        })?;
+        if text.len() > (u32::MAX / 4) as usize {
+            return Err(<serde_json::Error as serde::de::Error>::custom(
+                "the document is too large",
+            ));
+        }
+        let mut state = State {
+            text,
+            base: text.as_ptr() as usize,
+            unescaped: String::new(),
+            entries: Vec::with_capacity(text.len() / 8),
+            keys: Vec::new(),
+            wide: false,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        Tape { state: &mut state }.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        let mut all = String::with_capacity(text.len() + state.unescaped.len());
+        all.push_str(text);
+        all.push_str(&state.unescaped);
+        Ok(ParsedDocument {
+            document: Document {
+                text: all,
+                entries: state.entries,
+            },
+            has_wide_numbers: state.wide,
+        })
+    }
+
+    /// The whole document.
+    pub fn root(&self) -> DocNode<'_> {
+        DocNode { doc: self, at: 0 }
+    }
+
+    /// The document as a `serde_json::Value`, as `parse_strict` would have returned it.
+    pub fn to_value(&self) -> Value {
+        self.root().value()
+    }
+
+    fn str(&self, span: Span) -> &str {
+        &self.text[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    /// The index just past the value at `at` and its members.
+    fn next(&self, at: u32) -> u32 {
+        match self.entries[at as usize] {
+            Entry::Array { end, .. } | Entry::Object { end, .. } => end,
+            _ => at + 1,
+        }
+    }
+
+    /// Makes this document the one string `string` (the validator's buffer for names).
+    fn set_string(&mut self, string: &str) {
+        self.text.clear();
+        self.text.push_str(string);
+        self.entries.clear();
+        self.entries.push(Entry::String(Span {
+            start: 0,
+            len: string.len() as u32,
+        }));
+    }
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_value(), f)
+    }
+}
+
+/// One value of a [`Document`].
+#[derive(Clone, Copy)]
+pub struct DocNode<'a> {
+    doc: &'a Document,
+    at: u32,
+}
+
+/// What a [`DocNode`] is.
+pub enum Item<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a Number),
+    String(&'a str),
+    Array(DocArray<'a>),
+    Object(DocObject<'a>),
+}
+
+impl<'a> DocNode<'a> {
+    fn entry(&self) -> &'a Entry {
+        &self.doc.entries[self.at as usize]
+    }
+
+    /// What this value is.
+    pub fn item(&self) -> Item<'a> {
+        let doc = self.doc;
+        match self.entry() {
+            Entry::Null => Item::Null,
+            Entry::Bool(flag) => Item::Bool(*flag),
+            Entry::Number(number) => Item::Number(number),
+            Entry::String(span) => Item::String(doc.str(*span)),
+            Entry::Array { .. } => Item::Array(DocArray { doc, at: self.at }),
+            Entry::Object { .. } => Item::Object(DocObject { doc, at: self.at }),
+        }
+    }
+
+    /// The value at a JSON pointer (RFC 6901) from here, read as `serde_json::Value::pointer`
+    /// reads it.
+    pub fn pointer(&self, pointer: &str) -> Option<DocNode<'a>> {
+        if pointer.is_empty() {
+            return Some(*self);
+        }
+        let rest = pointer.strip_prefix('/')?;
+        let mut node = *self;
+        for token in rest.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            node = match node.item() {
+                Item::Object(object) => object.get(&token)?,
+                Item::Array(array) => {
+                    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+                        return None;
+                    }
+                    array.iter().nth(token.parse().ok()?)?
+                }
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// This value as a `serde_json::Value`.
+    pub fn value(&self) -> Value {
+        match self.item() {
+            Item::Null => Value::Null,
+            Item::Bool(flag) => Value::Bool(flag),
+            Item::Number(number) => Value::Number(number.clone()),
+            Item::String(text) => Value::String(text.to_owned()),
+            Item::Array(array) => Value::Array(array.iter().map(|item| item.value()).collect()),
+            Item::Object(object) => {
+                let mut map = Map::new();
+                for (key, value) in object.iter() {
+                    map.insert(key.to_owned(), value.value());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// An array of a [`Document`].
+#[derive(Clone, Copy)]
+pub struct DocArray<'a> {
+    doc: &'a Document,
+    at: u32,
+}
+
+impl<'a> DocArray<'a> {
+    pub fn len(&self) -> usize {
+        match self.doc.entries[self.at as usize] {
+            Entry::Array { len, .. } => len as usize,
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> Elements<'a> {
+        Elements {
+            doc: self.doc,
+            next: self.at + 1,
+            end: self.doc.next(self.at),
+        }
+    }
+}
+
+/// The items of a [`DocArray`].
+pub struct Elements<'a> {
+    doc: &'a Document,
+    next: u32,
+    end: u32,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = DocNode<'a>;
+
+    fn next(&mut self) -> Option<DocNode<'a>> {
+        if self.next >= self.end {
+            return None;
+        }
+        let node = DocNode {
+            doc: self.doc,
+            at: self.next,
+        };
+        self.next = self.doc.next(self.next);
+        Some(node)
+    }
+}
+
+/// An object of a [`Document`], its members in document order.
+#[derive(Clone, Copy)]
+pub struct DocObject<'a> {
+    doc: &'a Document,
+    at: u32,
+}
+
+impl<'a> DocObject<'a> {
+    pub fn len(&self) -> usize {
+        match self.doc.entries[self.at as usize] {
+            Entry::Object { len, .. } => len as usize,
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> Members<'a> {
+        Members {
+            doc: self.doc,
+            next: self.at + 1,
+            end: self.doc.next(self.at),
+        }
+    }
+
+    /// The member named `key`.
+    pub fn get(&self, key: &str) -> Option<DocNode<'a>> {
+        self.iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+}
+
+/// The members of a [`DocObject`].
+pub struct Members<'a> {
+    doc: &'a Document,
+    next: u32,
+    end: u32,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a str, DocNode<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let Entry::String(span) = self.doc.entries[self.next as usize] else {
+            unreachable!("an object's members start with their key")
+        };
+        let value = DocNode {
+            doc: self.doc,
+            at: self.next + 1,
+        };
+        self.next = self.doc.next(self.next + 1);
+        Some((self.doc.str(span), value))
+    }
+}
+
+// The parser: serde_json's, with a visitor that appends entries.
+
+struct State<'t> {
+    text: &'t str,
+    /// The address of `text`: a string borrowed from it is a span of it.
+    base: usize,
+    /// Strings that held escapes, unescaped; their spans start past `text`.
+    unescaped: String,
+    entries: Vec<Entry>,
+    /// The keys of the objects being parsed, innermost last.
+    keys: Vec<Span>,
+    wide: bool,
+}
+
+impl State<'_> {
+    fn span(&mut self, text: &str, borrowed: bool) -> Span {
+        let offset = (text.as_ptr() as usize).wrapping_sub(self.base);
+        if borrowed && offset.checked_add(text.len()) <= Some(self.text.len()) {
+            return Span {
+                start: offset as u32,
+                len: text.len() as u32,
+            };
+        }
+        let start = self.text.len() + self.unescaped.len();
+        self.unescaped.push_str(text);
+        Span {
+            start: start as u32,
+            len: text.len() as u32,
+        }
+    }
+
+    fn str(&self, span: Span) -> &str {
+        let (start, end) = (span.start as usize, (span.start + span.len) as usize);
+        if end <= self.text.len() {
+            &self.text[start..end]
+        } else {
+            let past = self.text.len();
+            &self.unescaped[start - past..end - past]
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.entries.push(entry);
+    }
+}
+
+struct Tape<'s, 't> {
+    state: &'s mut State<'t>,
+}
+
+impl<'de> DeserializeSeed<'de> for Tape<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tape<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.state.push(Entry::Bool(v));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.state.push(Entry::Number(v.into()));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        if v > i64::MAX as u64 {
+            self.state.wide = true;
+        }
+        self.state.push(Entry::Number(v.into()));
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.state.wide = true;
+        let number = Number::from_f64(v).ok_or_else(|| E::custom("number out of range"))?;
+        self.state.push(Entry::Number(number));
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        let span = self.state.span(v, true);
+        self.state.push(Entry::String(span));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        let span = self.state.span(v, false);
+        self.state.push(Entry::String(span));
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.state.push(Entry::Null);
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.state.push(Entry::Null);
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let at = self.state.entries.len();
+        self.state.push(Entry::Array { len: 0, end: 0 });
+        let mut len = 0_u32;
+        while seq
+            .next_element_seed(Tape {
+                state: &mut *self.state,
+            })?
+            .is_some()
+        {
+            len += 1;
+        }
+        let end = self.state.entries.len() as u32;
+        self.state.entries[at] = Entry::Array { len, end };
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        let at = self.state.entries.len();
+        self.state.push(Entry::Object { len: 0, end: 0 });
+        let first_key = self.state.keys.len();
+        let mut many: Option<HashSet<String>> = None;
+        let mut len = 0_u32;
+        while let Some(span) = access.next_key_seed(Key {
+            state: &mut *self.state,
+        })? {
+            let state = &*self.state;
+            let key = state.str(span);
+            let duplicate = match &mut many {
+                Some(seen) => !seen.insert(key.to_owned()),
+                None => {
+                    let earlier = &state.keys[first_key..];
+                    let duplicate = earlier.iter().any(|earlier| state.str(*earlier) == key);
+                    if !duplicate && earlier.len() + 1 >= LINEAR_KEYS {
+                        many = Some(
+                            earlier
+                                .iter()
+                                .map(|earlier| state.str(*earlier).to_owned())
+                                .chain([key.to_owned()])
+                                .collect(),
+                        );
+                    }
+                    duplicate
+                }
+            };
+            if duplicate {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key {:?}",
+                    truncate(key, 64)
+                )));
+            }
+            self.state.keys.push(span);
+            self.state.push(Entry::String(span));
+            access.next_value_seed(Tape {
+                state: &mut *self.state,
+            })?;
+            len += 1;
+        }
+        self.state.keys.truncate(first_key);
+        let end = self.state.entries.len() as u32;
+        self.state.entries[at] = Entry::Object { len, end };
+        Ok(())
+    }
+}
+
+/// An object's key.
+struct Key<'s, 't> {
+    state: &'s mut State<'t>,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
+    type Value = Span;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Span, D::Error> {
+        deserializer.deserialize_string(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_, '_> {
+    type Value = Span;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Span, E> {
+        Ok(self.state.span(v, true))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Span, E> {
+        Ok(self.state.span(v, false))
+    }
+}
+
+// The validator's view of a document.
+
+/// The `jsonschema` representation of a [`Document`]: validators built for it read the entries
+/// in place.
+pub struct Doc;
+
+impl Json for Doc {
+    type Node<'a> = DocNode<'a>;
+    type PreparedKey = String;
+    type StringBuffer = Document;
+
+    // A lookup scans the members: a pass over them is never slower.
+    const KEYS_PER_LOOKUP: usize = 4;
+    const ACYCLIC: bool = true;
+
+    fn prepare_key(key: &str) -> String {
+        key.to_owned()
+    }
+
+    fn with_string_node<T>(
+        buffer: &mut Document,
+        string: &str,
+        f: impl FnOnce(DocNode<'_>) -> T,
+    ) -> T {
+        buffer.set_string(string);
+        f(buffer.root())
+    }
+}
+
+impl<'a> Node<'a, Doc> for DocNode<'a> {
+    type Object = DocObject<'a>;
+    type Array = DocArray<'a>;
+    type Number = &'a Number;
+
+    fn as_object(&self) -> Option<DocObject<'a>> {
+        match self.entry() {
+            Entry::Object { .. } => Some(DocObject {
+                doc: self.doc,
+                at: self.at,
+            }),
+            _ => None,
+        }
+    }
+
+    fn as_array(&self) -> Option<DocArray<'a>> {
+        match self.entry() {
+            Entry::Array { .. } => Some(DocArray {
+                doc: self.doc,
+                at: self.at,
+            }),
+            _ => None,
+        }
+    }
+
+    fn as_string(&self) -> Option<Cow<'a, str>> {
+        match self.entry() {
+            Entry::String(span) => Some(Cow::Borrowed(self.doc.str(*span))),
+            _ => None,
+        }
+    }
+
+    fn as_number(&self) -> Option<&'a Number> {
+        match self.entry() {
+            Entry::Number(number) => Some(number),
+            _ => None,
+        }
+    }
+
+    fn as_boolean(&self) -> Option<bool> {
+        match self.entry() {
+            Entry::Bool(flag) => Some(*flag),
+            _ => None,
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self.entry(), Entry::Null)
+    }
+
+    fn json_type(&self) -> JsonType {
+        match self.entry() {
+            Entry::Null => JsonType::Null,
+            Entry::Bool(_) => JsonType::Boolean,
+            Entry::Number(_) => JsonType::Number,
+            Entry::String(_) => JsonType::String,
+            Entry::Array { .. } => JsonType::Array,
+            Entry::Object { .. } => JsonType::Object,
+        }
+    }
+
+    fn equals_value(&self, expected: &Value) -> bool {
+        match (self.entry(), expected) {
+            (Entry::Null, _) => expected.is_null(),
+            (Entry::Bool(flag), _) => expected.as_bool() == Some(*flag),
+            (Entry::String(span), Value::String(text)) => self.doc.str(*span) == text,
+            (Entry::String(_), _) => false,
+            (Entry::Number(number), _) => {
+                jsonschema::json::cmp::equal(&Value::Number(number.clone()), expected)
+            }
+            _ => jsonschema::json::cmp::equal(&self.value(), expected),
+        }
+    }
+
+    fn to_value(&self) -> Cow<'a, Value> {
+        Cow::Owned(self.value())
+    }
+
+    fn identity(&self) -> Option<NodeIdentity> {
+        Some(NodeIdentity::new(std::ptr::from_ref(self.entry()) as usize))
+    }
+}
+
+impl<'a> Object<'a, Doc> for DocObject<'a> {
+    type Node = DocNode<'a>;
+    type MemberName = &'a str;
+    type MembersIter = Members<'a>;
+
+    fn len(&self) -> usize {
+        DocObject::len(self)
+    }
+
+    fn get(&self, key: &String) -> Option<DocNode<'a>> {
+        DocObject::get(self, key)
+    }
+
+    fn members(&self) -> Members<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> Array<'a, Doc> for DocArray<'a> {
+    type Node = DocNode<'a>;
+    type ElementsIter = Elements<'a>;
+
+    fn len(&self) -> usize {
+        DocArray::len(self)
+    }
+
+    fn elements(&self) -> Elements<'a> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::json::parse_strict;
+
+    const SAMPLES: &[&str] = &[
+        r#"{"a":[1,-2,"x",null,true,{"b":2.5}],"c":{},"d":[],"e":"t\"ab\u00e9","f\n":1}"#,
+        r#"[{"x":1},{"y":[[[]]]},18446744073709551615,-9223372036854775808,1e300]"#,
+        r#""just a string""#,
+        "0",
+        "null",
+        r#"{"z":1,"y":2,"x":{"w":"\\","v":"é"},"u":[{"t":{}}]}"#,
+    ];
+
+    #[test]
+    fn a_document_holds_what_parse_strict_returns() {
+        for sample in SAMPLES {
+            let parsed = Document::parse(sample.as_bytes()).unwrap();
+            let strict = parse_strict(sample.as_bytes()).unwrap();
+            assert_eq!(parsed.document.to_value(), strict.value, "{sample}");
+            assert_eq!(parsed.has_wide_numbers, strict.has_wide_numbers, "{sample}");
+        }
+    }
+
+    #[test]
+    fn it_fails_where_parse_strict_fails_with_the_same_message() {
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        let large_duplicate = format!("{{{many}\"k7\":1}}");
+        let deep = "[".repeat(129) + &"]".repeat(129);
+        for input in [
+            r#"{"amount":1,"amount":1000000}"#,
+            r#"{"a":{"b":1,"b":2}}"#,
+            r#"[{"x":1},{"y":1,"y":1}]"#,
+            r#"{"a\u0062":1,"ab":2}"#,
+            large_duplicate.as_str(),
+            deep.as_str(),
+            "1e400",
+            r#""\ud800""#,
+            "",
+            "{} {}",
+            "{\"a\":}",
+            "[1,]",
+        ] {
+            let error = Document::parse(input.as_bytes()).unwrap_err().to_string();
+            let strict = parse_strict(input.as_bytes()).unwrap_err().to_string();
+            assert_eq!(error, strict, "{input}");
+        }
+        assert!(Document::parse(b"\xff\xfe").is_err());
+        let wide = "[".repeat(100_000);
+        assert!(Document::parse(wide.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn objects_and_arrays_are_read_in_place() {
+        let parsed = Document::parse(br#"{"a":{"b":[1,{"c":"d"}],"e":null},"f":"g\u0041"}"#)
+            .unwrap()
+            .document;
+        let Item::Object(root) = parsed.root().item() else {
+            panic!("an object")
+        };
+        assert_eq!(root.len(), 2);
+        let keys: Vec<&str> = root.iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["a", "f"]);
+        assert!(matches!(root.get("f").unwrap().item(), Item::String("gA")));
+        assert!(root.get("b").is_none());
+        let Item::Object(a) = root.get("a").unwrap().item() else {
+            panic!("an object")
+        };
+        let Item::Array(b) = a.get("b").unwrap().item() else {
+            panic!("an array")
+        };
+        assert_eq!(b.len(), 2);
+        let items: Vec<Value> = b.iter().map(|item| item.value()).collect();
+        assert_eq!(items, [serde_json::json!(1), serde_json::json!({"c": "d"})]);
+        assert!(matches!(a.get("e").unwrap().item(), Item::Null));
+    }
+
+    #[test]
+    fn pointers_read_what_value_pointer_reads() {
+        let text = r#"{"a":{"b":[1,{"c":"d"}],"e/f":2,"g~h":3,"":4},"i":[0,1,2,3,4,5,6,7,8,9,10]}"#;
+        let document = Document::parse(text.as_bytes()).unwrap().document;
+        let value: Value = serde_json::from_str(text).unwrap();
+        for pointer in [
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/2",
+            "/a/e~1f",
+            "/a/g~0h",
+            "/a/",
+            "/i/10",
+            "/i/01",
+            "/i/+1",
+            "/i/-1",
+            "/i/x",
+            "a",
+            "/x",
+            "/a/b/1/c/d",
+        ] {
+            assert_eq!(
+                document.root().pointer(pointer).map(|node| node.value()),
+                value.pointer(pointer).cloned(),
+                "{pointer}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_validator_for_documents_agrees_with_one_for_values() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "required": ["id", "items"],
+            "additionalProperties": false,
+            "properties": {
+                "id": {"type": "string", "pattern": "^o-[0-9]+$", "maxLength": 10},
+                "kind": {"enum": ["a", "b", 3]},
+                "fixed": {"const": {"x": [1, 2.0]}},
+                "n": {"type": "integer", "minimum": 0, "multipleOf": 2},
+                "items": {
+                    "type": "array",
+                    "uniqueItems": true,
+                    "items": {"type": "object", "propertyNames": {"maxLength": 3}}
+                }
+            }
+        });
+        let for_values = jsonschema::options().build(&schema).unwrap();
+        let for_documents = jsonschema::options_for::<Doc>().build(&schema).unwrap();
+        for instance in [
+            r#"{"id":"o-1","items":[]}"#,
+            r#"{"id":"o-1","items":[{"abc":1},{"abd":1}],"kind":3,"n":4,"fixed":{"x":[1.0,2]}}"#,
+            r#"{"id":"o-x","items":[]}"#,
+            r#"{"id":"o-1","items":[{"abcd":1}]}"#,
+            r#"{"id":"o-1","items":[{"a":1},{"a":1}]}"#,
+            r#"{"id":"o-1","items":[],"kind":"c"}"#,
+            r#"{"id":"o-1","items":[],"n":3}"#,
+            r#"{"id":"o-1","items":[],"n":-2}"#,
+            r#"{"id":"o-1","items":[],"fixed":{"x":[1,3]}}"#,
+            r#"{"id":"o-1","items":[],"other":1}"#,
+            r#"{"items":[]}"#,
+            r#"[]"#,
+        ] {
+            let document = Document::parse(instance.as_bytes()).unwrap().document;
+            let value: Value = serde_json::from_str(instance).unwrap();
+            assert_eq!(
+                for_documents.is_valid(document.root()),
+                for_values.is_valid(&value),
+                "{instance}"
+            );
+        }
+    }
+}
