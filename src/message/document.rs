@@ -30,6 +30,10 @@ pub struct Document {
     /// The values in document order: a container is followed by its members (an object's as key,
     /// value, key, value…), each value by its own members.
     entries: Vec<Entry>,
+    /// How many containers the deepest value is inside (the root is at depth 0).
+    deepest: usize,
+    /// Some integer is beyond `i64::MAX`.
+    beyond_i64: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -82,13 +86,26 @@ impl Document {
             text,
             base: text.as_ptr() as usize,
             unescaped: String::new(),
-            entries: Vec::with_capacity(text.len() / 8),
+            entries: Vec::with_capacity(text.len() / 16),
             keys: Vec::new(),
             wide: false,
+            depth: 0,
+            deepest: 0,
+            beyond_i64: false,
         };
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        Tape { state: &mut state }.deserialize(&mut deserializer)?;
-        deserializer.end()?;
+        // The common document (no escapes, no duplicate keys, not deep, valid) on the fast path;
+        // anything else through serde_json, which also words every error.
+        if Fast::new(&mut state).document().is_none() {
+            state.entries.clear();
+            state.keys.clear();
+            state.wide = false;
+            state.depth = 0;
+            state.deepest = 0;
+            state.beyond_i64 = false;
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            Tape { state: &mut state }.deserialize(&mut deserializer)?;
+            deserializer.end()?;
+        }
         let mut all = String::with_capacity(text.len() + state.unescaped.len());
         all.push_str(text);
         all.push_str(&state.unescaped);
@@ -96,9 +113,26 @@ impl Document {
             document: Document {
                 text: all,
                 entries: state.entries,
+                deepest: state.deepest,
+                beyond_i64: state.beyond_i64,
             },
             has_wide_numbers: state.wide,
         })
+    }
+
+    /// How many arrays and objects the deepest value is inside (the root is at depth 0).
+    pub fn deepest(&self) -> usize {
+        self.deepest
+    }
+
+    /// The bytes of text it holds: its strings take no more than this together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Whether some integer is beyond `i64::MAX` (what a translator cannot hold).
+    pub fn has_integers_beyond_i64(&self) -> bool {
+        self.beyond_i64
     }
 
     /// The whole document.
@@ -159,6 +193,11 @@ pub enum Item<'a> {
 }
 
 impl<'a> DocNode<'a> {
+    /// The document it is in.
+    pub fn document(&self) -> &'a Document {
+        self.doc
+    }
+
     fn entry(&self) -> &'a Entry {
         &self.doc.entries[self.at as usize]
     }
@@ -227,6 +266,11 @@ pub struct DocArray<'a> {
 }
 
 impl<'a> DocArray<'a> {
+    /// How many entries its items take, nested values included: at least one each.
+    pub fn entries(&self) -> usize {
+        (self.doc.next(self.at) - self.at - 1) as usize
+    }
+
     pub fn len(&self) -> usize {
         match self.doc.entries[self.at as usize] {
             Entry::Array { len, .. } => len as usize,
@@ -343,6 +387,10 @@ struct State<'t> {
     /// The keys of the objects being parsed, innermost last.
     keys: Vec<Span>,
     wide: bool,
+    /// How many containers are open.
+    depth: usize,
+    deepest: usize,
+    beyond_i64: bool,
 }
 
 impl State<'_> {
@@ -373,7 +421,239 @@ impl State<'_> {
     }
 
     fn push(&mut self, entry: Entry) {
+        self.deepest = self.deepest.max(self.depth);
         self.entries.push(entry);
+    }
+}
+
+/// The fast path: the entries for a valid document without escapes, duplicate keys or deep
+/// nesting, the very ones `Tape` would append; `None` as soon as the text is anything else
+/// (serde_json then parses it again, and finds the error if there is one).
+struct Fast<'s, 't> {
+    state: &'s mut State<'t>,
+    bytes: &'t [u8],
+    at: usize,
+}
+
+/// Deeper than this, the fast path leaves the document to serde_json (and its recursion limit).
+const FAST_DEPTH: usize = 100;
+
+impl<'s, 't> Fast<'s, 't> {
+    fn new(state: &'s mut State<'t>) -> Self {
+        let bytes = state.text.as_bytes();
+        Self {
+            state,
+            bytes,
+            at: 0,
+        }
+    }
+
+    fn document(&mut self) -> Option<()> {
+        self.value()?;
+        self.whitespace();
+        (self.at == self.bytes.len()).then_some(())
+    }
+
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], entry: Entry) -> Option<()> {
+        if !self.bytes[self.at..].starts_with(word) {
+            return None;
+        }
+        self.at += word.len();
+        self.state.push(entry);
+        Some(())
+    }
+
+    fn value(&mut self) -> Option<()> {
+        self.whitespace();
+        match *self.bytes.get(self.at)? {
+            b'n' => self.literal(b"null", Entry::Null),
+            b't' => self.literal(b"true", Entry::Bool(true)),
+            b'f' => self.literal(b"false", Entry::Bool(false)),
+            b'"' => {
+                let span = self.string()?;
+                self.state.push(Entry::String(span));
+                Some(())
+            }
+            b'-' | b'0'..=b'9' => self.number(),
+            b'[' => self.array(),
+            b'{' => self.object(),
+            _ => None,
+        }
+    }
+
+    /// A string without escapes or control characters, its quotes included.
+    fn string(&mut self) -> Option<Span> {
+        let start = self.at + 1;
+        let length = self.bytes[start..]
+            .iter()
+            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        let end = start + length;
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        Some(Span {
+            start: start as u32,
+            len: length as u32,
+        })
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let start = self.at;
+        let negative = self.bytes[start] == b'-';
+        let mut end = start + usize::from(negative);
+        let digits = end;
+        while let Some(b'0'..=b'9') = self.bytes.get(end) {
+            end += 1;
+        }
+        let integral = &self.bytes[digits..end];
+        if integral.is_empty() || (integral[0] == b'0' && integral.len() > 1) {
+            return None;
+        }
+        let simple = !matches!(self.bytes.get(end), Some(b'.' | b'e' | b'E'));
+        let magnitude = integral.iter().try_fold(0_u64, |value, digit| {
+            value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        });
+        let number = match (simple, negative, magnitude) {
+            (true, false, Some(value)) => Number::from(value),
+            // What serde_json makes of `-0` and of what `i64` cannot hold is a float.
+            (true, true, Some(value)) if value != 0 && value <= 1 << 63 => {
+                Number::from((value as i64).wrapping_neg())
+            }
+            _ => {
+                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.bytes.get(end)
+                {
+                    end += 1;
+                }
+                // The literal alone, parsed by serde_json as it would have parsed it in place.
+                let literal = std::str::from_utf8(&self.bytes[start..end]).ok()?;
+                serde_json::from_str::<Number>(literal).ok()?
+            }
+        };
+        if number.is_f64() || number.as_u64().is_some_and(|value| value > i64::MAX as u64) {
+            self.state.wide = true;
+            self.state.beyond_i64 |= number.is_u64();
+        }
+        self.at = end;
+        self.state.push(Entry::Number(number));
+        Some(())
+    }
+
+    fn array(&mut self) -> Option<()> {
+        if self.state.depth >= FAST_DEPTH {
+            return None;
+        }
+        let at = self.state.entries.len();
+        self.state.push(Entry::Array { len: 0, end: 0 });
+        self.state.depth += 1;
+        self.at += 1;
+        self.whitespace();
+        let mut len = 0_u32;
+        if self.bytes.get(self.at) == Some(&b']') {
+            self.at += 1;
+        } else {
+            loop {
+                self.value()?;
+                len += 1;
+                self.whitespace();
+                match *self.bytes.get(self.at)? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.state.depth -= 1;
+        let end = self.state.entries.len() as u32;
+        self.state.entries[at] = Entry::Array { len, end };
+        Some(())
+    }
+
+    fn object(&mut self) -> Option<()> {
+        if self.state.depth >= FAST_DEPTH {
+            return None;
+        }
+        let at = self.state.entries.len();
+        self.state.push(Entry::Object { len: 0, end: 0 });
+        self.state.depth += 1;
+        self.at += 1;
+        self.whitespace();
+        let first_key = self.state.keys.len();
+        let mut many: Option<HashSet<&'t str>> = None;
+        let mut len = 0_u32;
+        if self.bytes.get(self.at) == Some(&b'}') {
+            self.at += 1;
+        } else {
+            loop {
+                if self.bytes.get(self.at) != Some(&b'"') {
+                    return None;
+                }
+                let span = self.string()?;
+                let text = self.state.text;
+                let key = &text[span.start as usize..(span.start + span.len) as usize];
+                let duplicate = match &mut many {
+                    Some(seen) => !seen.insert(key),
+                    None => {
+                        let earlier = &self.state.keys[first_key..];
+                        let duplicate = earlier.iter().any(|earlier| {
+                            &text[earlier.start as usize..(earlier.start + earlier.len) as usize]
+                                == key
+                        });
+                        if !duplicate && earlier.len() + 1 >= LINEAR_KEYS {
+                            many = Some(
+                                earlier
+                                    .iter()
+                                    .map(|earlier| {
+                                        &text[earlier.start as usize
+                                            ..(earlier.start + earlier.len) as usize]
+                                    })
+                                    .chain([key])
+                                    .collect(),
+                            );
+                        }
+                        duplicate
+                    }
+                };
+                if duplicate {
+                    return None;
+                }
+                self.state.keys.push(span);
+                self.state.push(Entry::String(span));
+                self.whitespace();
+                if self.bytes.get(self.at) != Some(&b':') {
+                    return None;
+                }
+                self.at += 1;
+                self.value()?;
+                len += 1;
+                self.whitespace();
+                match *self.bytes.get(self.at)? {
+                    b',' => {
+                        self.at += 1;
+                        self.whitespace();
+                    }
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.state.keys.truncate(first_key);
+        self.state.depth -= 1;
+        let end = self.state.entries.len() as u32;
+        self.state.entries[at] = Entry::Object { len, end };
+        Some(())
     }
 }
 
@@ -409,6 +689,7 @@ impl<'de> Visitor<'de> for Tape<'_, '_> {
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
         if v > i64::MAX as u64 {
             self.state.wide = true;
+            self.state.beyond_i64 = true;
         }
         self.state.push(Entry::Number(v.into()));
         Ok(())
@@ -450,6 +731,7 @@ impl<'de> Visitor<'de> for Tape<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let at = self.state.entries.len();
         self.state.push(Entry::Array { len: 0, end: 0 });
+        self.state.depth += 1;
         let mut len = 0_u32;
         while seq
             .next_element_seed(Tape {
@@ -459,6 +741,7 @@ impl<'de> Visitor<'de> for Tape<'_, '_> {
         {
             len += 1;
         }
+        self.state.depth -= 1;
         let end = self.state.entries.len() as u32;
         self.state.entries[at] = Entry::Array { len, end };
         Ok(())
@@ -467,6 +750,7 @@ impl<'de> Visitor<'de> for Tape<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
         let at = self.state.entries.len();
         self.state.push(Entry::Object { len: 0, end: 0 });
+        self.state.depth += 1;
         let first_key = self.state.keys.len();
         let mut many: Option<HashSet<String>> = None;
         let mut len = 0_u32;
@@ -506,6 +790,7 @@ impl<'de> Visitor<'de> for Tape<'_, '_> {
             len += 1;
         }
         self.state.keys.truncate(first_key);
+        self.state.depth -= 1;
         let end = self.state.entries.len() as u32;
         self.state.entries[at] = Entry::Object { len, end };
         Ok(())
@@ -697,6 +982,148 @@ mod tests {
         "null",
         r#"{"z":1,"y":2,"x":{"w":"\\","v":"é"},"u":[{"t":{}}]}"#,
     ];
+
+    /// The document serde_json's path alone makes of `text`.
+    fn through_serde(text: &str) -> Option<(Value, bool, usize, bool)> {
+        let mut state = State {
+            text,
+            base: text.as_ptr() as usize,
+            unescaped: String::new(),
+            entries: Vec::new(),
+            keys: Vec::new(),
+            wide: false,
+            depth: 0,
+            deepest: 0,
+            beyond_i64: false,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        Tape { state: &mut state }
+            .deserialize(&mut deserializer)
+            .ok()?;
+        deserializer.end().ok()?;
+        let mut all = text.to_owned();
+        all.push_str(&state.unescaped);
+        let document = Document {
+            text: all,
+            entries: state.entries,
+            deepest: state.deepest,
+            beyond_i64: state.beyond_i64,
+        };
+        Some((
+            document.to_value(),
+            state.wide,
+            state.deepest,
+            state.beyond_i64,
+        ))
+    }
+
+    #[test]
+    fn the_fast_path_makes_what_serde_json_makes_or_leaves_it_to_serde_json() {
+        let numbers = [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "10",
+            "01",
+            "-01",
+            "1.5",
+            "-1.5",
+            "1e3",
+            "1E-3",
+            "1e+3",
+            "0.1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "123456789012345678901234567890",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "1e400",
+            "2.5e-308",
+            "0.30000000000000000001",
+            "1-2",
+            "--1",
+            "+1",
+        ];
+        let mut texts: Vec<String> = numbers
+            .iter()
+            .flat_map(|n| [n.to_string(), format!("[{n}]"), format!(r#"{{"n": {n} }}"#)])
+            .collect();
+        texts.extend(
+            [
+                "",
+                " ",
+                "null",
+                " true ",
+                "false",
+                "nul",
+                "tru",
+                "[",
+                "]",
+                "{",
+                "}",
+                "[]",
+                "{}",
+                "[ ]",
+                "{ }",
+                "[1,]",
+                "[,1]",
+                "[1 2]",
+                r#"{"a":1,}"#,
+                r#"{"a" 1}"#,
+                r#"{a:1}"#,
+                r#"{"a":1 "b":2}"#,
+                r#"{"a":1,"a":2}"#,
+                r#"{"a":{"b":1,"b":1}}"#,
+                r#"{"a\u0062":1,"ab":2}"#,
+                r#"["a\"b"]"#,
+                "[\"a\tb\"]",
+                r#"["é ✓ \u00e9"]"#,
+                "[\"\u{1}\"]",
+                " {\"a\" : [ 1 , { \"b\" : null } ] } ",
+                "[1] x",
+                "[1]\n",
+                "\t[\r\n]",
+                r#"{"":""}"#,
+                r#"[[[[[]]]]]"#,
+                r#"{"a":[{"b":[{"c":[]}]}]}"#,
+            ]
+            .iter()
+            .map(ToString::to_string),
+        );
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        texts.push(format!("{{{many}\"k7\":1}}"));
+        texts.push(format!("{{{many}\"k40\":1}}"));
+        texts.push("[".repeat(99) + &"]".repeat(99));
+        texts.push("[".repeat(101) + &"]".repeat(101));
+        texts.push("[".repeat(129) + &"]".repeat(129));
+        for text in &texts {
+            let parsed = Document::parse(text.as_bytes());
+            let expected = through_serde(text);
+            match (&parsed, &expected) {
+                (Ok(parsed), Some((value, wide, deepest, beyond))) => {
+                    let document = &parsed.document;
+                    assert_eq!(&document.to_value(), value, "{text}");
+                    assert_eq!(parsed.has_wide_numbers, *wide, "{text}");
+                    assert_eq!(document.deepest(), *deepest, "{text}");
+                    assert_eq!(document.has_integers_beyond_i64(), *beyond, "{text}");
+                    // The same numbers, not only equal ones (`-0` is a float, `0` is not).
+                    assert_eq!(format!("{:?}", document.to_value()), format!("{value:?}"));
+                }
+                (Err(_), None) => {
+                    let strict = parse_strict(text.as_bytes()).unwrap_err().to_string();
+                    assert_eq!(parsed.as_ref().unwrap_err().to_string(), strict, "{text}");
+                }
+                _ => panic!("{text}: {:?} against {expected:?}", parsed.is_ok()),
+            }
+        }
+    }
 
     #[test]
     fn a_document_holds_what_parse_strict_returns() {
