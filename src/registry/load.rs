@@ -708,6 +708,7 @@ impl Loader {
             description: declaration.description,
             input: input?,
             output: output?,
+            reads: crate::scripting::reads(&ast),
             ast: Arc::new(ast),
             takes_meta,
             content_hash: translator::content_hash(&source),

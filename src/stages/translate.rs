@@ -125,13 +125,15 @@ pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Outputs
 }
 
 /// [`run`] on an input's parsed document, converted for the script without a
-/// `serde_json::Value` in between (the same script values, the same errors).
+/// `serde_json::Value` in between, and only as far as the script reads it
+/// (`Translator::reads`): what it sees, and the errors, are the same.
 pub fn run_document(
     translator: &Translator,
     data: &Document,
     meta: &Meta,
 ) -> Result<Outputs, Failure> {
-    let input = scripting::document_to_dynamic(data).map_err(conversion_failure)?;
+    let input = scripting::document_to_dynamic_reading(data, &translator.reads)
+        .map_err(conversion_failure)?;
     call(translator, input, meta)
 }
 
