@@ -86,7 +86,7 @@ impl Document {
             text,
             base: text.as_ptr() as usize,
             unescaped: String::new(),
-            entries: Vec::with_capacity(text.len() / 16),
+            entries: Vec::with_capacity(text.len() / 8),
             keys: Vec::new(),
             wide: false,
             depth: 0,
@@ -490,9 +490,7 @@ impl<'s, 't> Fast<'s, 't> {
     /// A string without escapes or control characters, its quotes included.
     fn string(&mut self) -> Option<Span> {
         let start = self.at + 1;
-        let length = self.bytes[start..]
-            .iter()
-            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        let length = string_end(&self.bytes[start..])?;
         let end = start + length;
         if self.bytes[end] != b'"' {
             return None;
@@ -655,6 +653,30 @@ impl<'s, 't> Fast<'s, 't> {
         self.state.entries[at] = Entry::Object { len, end };
         Some(())
     }
+}
+
+/// Where a string's text ends: the first `"`, `\\` or control character, eight bytes a step.
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte below `n` (n ≤ 0x80). Borrows may mark bytes above a marked one
+    // too, never below: the lowest mark of each test, so of all three, is exact.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
+        let marks = below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+            | below(word, 0x20);
+        if marks != 0 {
+            return Some(at + (marks.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        .map(|position| at + position)
 }
 
 struct Tape<'s, 't> {
@@ -1122,6 +1144,42 @@ mod tests {
                 }
                 _ => panic!("{text}: {:?} against {expected:?}", parsed.is_ok()),
             }
+        }
+    }
+
+    #[test]
+    fn a_string_ends_at_its_first_quote_backslash_or_control_character() {
+        let naive = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        };
+        let mut texts: Vec<Vec<u8>> = vec![b"".to_vec(), b"abc".to_vec(), "é✓ x".into()];
+        for length in 0..20 {
+            for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for at in 0..length {
+                    let mut text: Vec<u8> = (0..length).map(|i| b'a' + (i % 26) as u8).collect();
+                    text[at] = special;
+                    texts.push(text.clone());
+                    // Bytes that borrow or look alike around it.
+                    if at + 1 < length {
+                        text[at + 1] = 0x21;
+                        texts.push(text.clone());
+                        text[at + 1] = 0x80;
+                        texts.push(text.clone());
+                    }
+                    if at > 0 {
+                        text[at - 1] = 0x20;
+                        texts.push(text.clone());
+                        text[at - 1] = 0xff;
+                        texts.push(text.clone());
+                    }
+                }
+            }
+        }
+        texts.push("très long texte sans fin, ✓✓✓ ".repeat(9).into());
+        for text in &texts {
+            assert_eq!(string_end(text), naive(text), "{text:?}");
         }
     }
 
