@@ -3,6 +3,8 @@
 //! naive reference and a batch of every mode back to back, and the ratios are taken per round.
 //! Prints the median time per event of each and the median ratio over the rounds.
 //!
+//! The bench runs on mimalloc, as the `contextgate` binary does (naive reference included).
+//!
 //! Run: `cargo bench --bench ratios` (`-- --rounds N` to change the 60 rounds of 2 000 events,
 //! `-- --only NAME` to time the naive reference and the modes whose name starts with NAME, as
 //! when profiling one of them).
@@ -14,6 +16,9 @@ use contextgate::pipeline::Outcome;
 use support::{Bench, Naive};
 
 mod support;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: u32 = 2_000;
 
