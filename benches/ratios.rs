@@ -3,7 +3,11 @@
 //! naive reference and a batch of every mode back to back, and the ratios are taken per round.
 //! Prints the median time per event of each and the median ratio over the rounds.
 //!
-//! Run: `cargo bench --bench ratios` (`-- --rounds N` to change the 60 rounds of 2 000 events).
+//! The bench runs on mimalloc, as the `contextgate` binary does (naive reference included).
+//!
+//! Run: `cargo bench --bench ratios` (`-- --rounds N` to change the 60 rounds of 2 000 events,
+//! `-- --only NAME` to time the naive reference and the modes whose name starts with NAME, as
+//! when profiling one of them).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -13,16 +17,23 @@ use support::{Bench, Naive};
 
 mod support;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: u32 = 2_000;
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .skip_while(|arg| arg != "--rounds")
-        .nth(1)
-        .map_or(60, |n| n.parse().expect("--rounds takes a number"));
+    let option = |name: &str| std::env::args().skip_while(|arg| arg != name).nth(1);
+    let rounds: usize =
+        option("--rounds").map_or(60, |n| n.parse().expect("--rounds takes a number"));
+    let only = option("--only");
     let bench = Bench::new();
     let naive = Naive::new();
-    let modes = bench.modes();
+    let modes: Vec<_> = bench
+        .modes()
+        .into_iter()
+        .filter(|(name, _, _)| only.as_deref().is_none_or(|only| name.starts_with(only)))
+        .collect();
     let time = |run: &mut dyn FnMut()| -> f64 {
         let started = Instant::now();
         for _ in 0..BATCH {

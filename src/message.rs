@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::registry::names::{ContractId, RouteName};
 
 pub mod cloudevents;
+pub mod document;
 pub mod json;
 
 /// The largest message body the gateway takes; larger ones are dead letters (`too_large`)

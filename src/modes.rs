@@ -86,7 +86,7 @@ fn translate_input(
     } else {
         Meta::default()
     };
-    translate::run(translator, &input.data, &meta)
+    translate::run_document(translator, &input.data, &meta)
 }
 
 /// Validate-out each output and serialize it. Translated outputs give their room in the

@@ -164,7 +164,7 @@ impl Pipeline {
                 let version = route
                     .accepted(&input.contract)
                     .expect("receive_on keeps only inputs the route accepts");
-                let failure = validate::against(version, &input.data, Stage::ValidateIn).err()?;
+                let failure = validate::document(version, &input.data, Stage::ValidateIn).err()?;
                 policy::outcome(route, Err(failure), 1)
             }
         };

@@ -24,6 +24,7 @@
 //! probes however busy the scripts are.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{LazyLock, OnceLock};
@@ -33,6 +34,11 @@ use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Map, Module, Position};
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::message::document::{DocArray, DocNode, DocObject, Document, Item};
+
+mod reads;
+pub use reads::{Read, Reads, reads};
 
 /// How many operations one translator run may take.
 pub const MAX_OPERATIONS: u64 = 500_000;
@@ -246,6 +252,127 @@ fn to_dynamic_at(value: &Value, depth: usize) -> Result<Dynamic, ConversionError
                 let converted =
                     to_dynamic_at(item, depth + 1).map_err(|error| error.within(key))?;
                 map.insert(key.as_str().into(), converted);
+            }
+            Dynamic::from_map(map)
+        }
+    })
+}
+
+/// JSON → Rhai from a parsed document: the same values as [`to_dynamic`] on
+/// `document.to_value()`, without building that value. Its errors are [`to_dynamic`]'s, found by
+/// converting the value only then.
+pub fn document_to_dynamic(document: &Document) -> Result<Dynamic, ConversionError> {
+    node_to_dynamic(document.root(), 0).or_else(|()| to_dynamic(&document.to_value()))
+}
+
+/// [`document_to_dynamic`] for a script that reads only `reads` of it (see [`reads`]): only
+/// that much is converted. The same errors, found first on the whole document.
+pub fn document_to_dynamic_reading(
+    document: &Document,
+    reads: &Reads,
+) -> Result<Dynamic, ConversionError> {
+    let (Reads::Members(members), Item::Object(object)) = (reads, document.root().item()) else {
+        return document_to_dynamic(document);
+    };
+    // What the whole conversion would refuse, it refuses whatever is read.
+    if document.deepest() > MAX_VALUE_DEPTH || document.has_integers_beyond_i64() {
+        return document_to_dynamic(document);
+    }
+    Ok(Dynamic::from_map(members_to_dynamic(object, members, 1)))
+}
+
+fn members_to_dynamic(
+    object: DocObject<'_>,
+    members: &BTreeMap<String, Read>,
+    depth: usize,
+) -> Map {
+    let mut map = Map::new();
+    for (key, node) in object.iter() {
+        if let Some(read) = members.get(key) {
+            map.insert(key.into(), read_to_dynamic(node, read, depth));
+        }
+    }
+    map
+}
+
+/// One member, converted as far as it is read (the depth and the numbers were checked).
+fn read_to_dynamic(node: DocNode<'_>, read: &Read, depth: usize) -> Dynamic {
+    let text_len = node.document().text_len();
+    match (read, node.item()) {
+        (Read::Members(members), Item::Object(object)) => {
+            Dynamic::from_map(members_to_dynamic(object, members, depth + 1))
+        }
+        (Read::Length, Item::Array(items)) if within_script_limits(items, text_len) => {
+            Dynamic::from_array(vec![Dynamic::UNIT; items.len()])
+        }
+        _ => node_to_dynamic(node, depth).unwrap_or(Dynamic::UNIT),
+    }
+}
+
+/// Whether `items`, converted, are within the sandbox's size limits as the engine counts them
+/// (array items, map entries and string bytes nested in it, all together).
+fn within_script_limits(items: DocArray<'_>, document_text_len: usize) -> bool {
+    fn sizes(node: DocNode<'_>, totals: &mut (usize, usize, usize)) {
+        match node.item() {
+            Item::Array(items) => {
+                for item in items.iter() {
+                    totals.0 += 1;
+                    sizes(item, totals);
+                }
+            }
+            Item::Object(object) => {
+                for (_, value) in object.iter() {
+                    totals.1 += 1;
+                    sizes(value, totals);
+                }
+            }
+            Item::String(text) => totals.2 += text.len(),
+            _ => {}
+        }
+    }
+    // Each value takes an entry, and every string byte is one of the text's: a document that
+    // small holds nothing larger.
+    if document_text_len <= MAX_STRING_BYTES
+        && items.entries() <= MAX_ARRAY_ITEMS.min(MAX_MAP_ENTRIES)
+    {
+        return true;
+    }
+    let mut totals = (0, 0, 0);
+    for item in items.iter() {
+        totals.0 += 1;
+        sizes(item, &mut totals);
+    }
+    totals.0 <= MAX_ARRAY_ITEMS && totals.1 <= MAX_MAP_ENTRIES && totals.2 <= MAX_STRING_BYTES
+}
+
+fn node_to_dynamic(node: DocNode<'_>, depth: usize) -> Result<Dynamic, ()> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(());
+    }
+    Ok(match node.item() {
+        Item::Null => Dynamic::UNIT,
+        Item::Bool(flag) => Dynamic::from_bool(flag),
+        Item::Number(number) => {
+            if let Some(integer) = number.as_i64() {
+                Dynamic::from_int(integer)
+            } else if number.is_u64() {
+                return Err(());
+            } else {
+                Dynamic::from_float(number.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Item::String(text) => Dynamic::from(ImmutableString::from(text)),
+        Item::Array(items) => {
+            let mut array = rhai::Array::with_capacity(items.len());
+            for item in items.iter() {
+                array.push(node_to_dynamic(item, depth + 1)?);
+            }
+            Dynamic::from_array(array)
+        }
+        Item::Object(object) => {
+            let mut map = Map::new();
+            for (key, item) in object.iter() {
+                map.insert(key.into(), node_to_dynamic(item, depth + 1)?);
             }
             Dynamic::from_map(map)
         }

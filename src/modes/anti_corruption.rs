@@ -13,7 +13,7 @@ pub fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> {
         .translator
         .as_ref()
         .expect("the loader refuses anti-corruption routes without a translator");
-    validate::against(accepted(route, input), &input.data, Stage::ValidateIn)?;
+    validate::document(accepted(route, input), &input.data, Stage::ValidateIn)?;
     let outputs = translate_input(translator, input, || {
         Meta::from_message(&input.message.attributes, Default::default())
     })?;

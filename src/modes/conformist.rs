@@ -8,7 +8,7 @@ use crate::stages::receive::Input;
 use crate::stages::{Failure, Stage, validate};
 
 pub fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> {
-    validate::against(accepted(route, input), &input.data, Stage::ValidateIn)?;
+    validate::document(accepted(route, input), &input.data, Stage::ValidateIn)?;
     Ok(emit(
         route,
         input,

@@ -17,9 +17,10 @@ use crate::stages::{Failure, Problem, Reason, Stage, lookup, validate};
 pub async fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> {
     {
         let _permit = scripting::script_permit().await;
-        validate::against(accepted(route, input), &input.data, Stage::ValidateIn)?;
+        validate::document(accepted(route, input), &input.data, Stage::ValidateIn)?;
     }
-    let results = lookup::fetch_all(route, &input.data).await?;
+    let data = input.data.to_value();
+    let results = lookup::fetch_all(route, &data).await?;
     let output = route
         .output
         .as_ref()
@@ -33,13 +34,17 @@ pub async fn run(route: &Route, input: &Input) -> Result<Vec<Message>, Failure> 
             check_output_count(route, outputs.len())?;
             validate_outputs(output, outputs)?
         }
-        None => validate_outputs(output, [merge(input, results)?])?,
+        None => validate_outputs(output, [merge(input, data, results)?])?,
     };
     Ok(emit(route, input, &output.id, outputs))
 }
 
 /// The input data with each look-up result under its name.
-fn merge(input: &Input, results: serde_json::Map<String, Value>) -> Result<Value, Failure> {
+fn merge(
+    input: &Input,
+    data: Value,
+    results: serde_json::Map<String, Value>,
+) -> Result<Value, Failure> {
     // The merged data is re-serialized: its numbers must survive that exactly.
     translate::check_numbers(&input.message.data, input.has_wide_numbers).map_err(|failure| {
         Failure {
@@ -47,7 +52,7 @@ fn merge(input: &Input, results: serde_json::Map<String, Value>) -> Result<Value
             ..failure
         }
     })?;
-    let Value::Object(mut data) = input.data.clone() else {
+    let Value::Object(mut data) = data else {
         return Err(Failure::one(
             Stage::Enrich,
             Reason::EnrichmentFailed,

@@ -21,7 +21,7 @@ pub fn run(route: &Route, input: &Input, shared: &mut Shared) -> Result<Vec<Mess
     let translated = match position {
         Some(position) => &shared.open_host[position].1,
         None => {
-            let result = validate::against(&translator.input, &input.data, Stage::ValidateIn)
+            let result = validate::document(&translator.input, &input.data, Stage::ValidateIn)
                 .and_then(|()| {
                     translate_input(translator, input, || {
                         Meta::from_message(&input.message.attributes, Default::default())

@@ -188,6 +188,7 @@ pub fn rehearse(
         description: None,
         input,
         output,
+        reads: crate::scripting::reads(&ast),
         ast: std::sync::Arc::new(ast),
         takes_meta,
         content_hash: translator::content_hash(script),

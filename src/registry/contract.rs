@@ -66,6 +66,9 @@ pub struct ContractVersion {
     pub visibility: Visibility,
     pub schema: Value,
     pub validator: jsonschema::Validator,
+    /// The same schema compiled for a parsed [`Document`](crate::message::document::Document):
+    /// what inputs are checked with, in place.
+    pub document_validator: jsonschema::Validator<crate::message::document::Doc>,
     /// SHA-256 of its schema and of every schema it reaches through `$ref`: what its validator's
     /// verdicts depend on (translator case verdicts are remembered by it).
     pub fingerprint: [u8; 32],
@@ -148,15 +151,17 @@ pub fn external_refs(schema: &Value, base: &url::Url) -> Result<Vec<(String, url
 }
 
 /// Compiles one schema against the registry of all contract documents (`$ref` targets).
-pub fn compile(
+/// `F` is the representation the validator reads: `serde_json::Value` or a parsed
+/// [`Document`](crate::message::document::Document).
+pub fn compile<F: jsonschema::json::Json>(
     id: &ContractId,
     schema: &Value,
     documents: &jsonschema::Registry<'_>,
     patterns: &jsonschema::PatternCache,
-) -> Result<jsonschema::Validator, String> {
+) -> Result<jsonschema::Validator<F>, String> {
     let draft = draft_of(schema)?;
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        jsonschema::options()
+        jsonschema::options_for::<F>()
             .offline()
             .with_draft(draft)
             .with_base_uri(schema_uri(id))

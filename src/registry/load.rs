@@ -344,8 +344,19 @@ impl Loader {
                     }
                 };
                 let documents = documents.as_ref().unwrap_or(&no_documents);
-                match contract::compile(&document.id, &document.schema, documents, &patterns) {
-                    Ok(validator) => {
+                let compiled =
+                    contract::compile(&document.id, &document.schema, documents, &patterns)
+                        .and_then(|validator| {
+                            let for_documents = contract::compile(
+                                &document.id,
+                                &document.schema,
+                                documents,
+                                &patterns,
+                            )?;
+                            Ok((validator, for_documents))
+                        });
+                match compiled {
+                    Ok((validator, document_validator)) => {
                         let fingerprint = fingerprint(&uri, &document.schema, &reached, &usable);
                         let version = Arc::new(ContractVersion {
                             id: document.id.clone(),
@@ -353,6 +364,7 @@ impl Loader {
                             visibility: pending.visibility,
                             schema: document.schema,
                             validator,
+                            document_validator,
                             fingerprint,
                         });
                         self.check_examples(&version, &pending.dir);
@@ -696,6 +708,7 @@ impl Loader {
             description: declaration.description,
             input: input?,
             output: output?,
+            reads: crate::scripting::reads(&ast),
             ast: Arc::new(ast),
             takes_meta,
             content_hash: translator::content_hash(&source),

@@ -150,15 +150,34 @@ pub enum OrderingKey {
 
 impl OrderingKey {
     /// The key of one message; `None` when the message has none (it may then go in any lane).
-    pub fn of(&self, subject: Option<&str>, data: &Value) -> Option<String> {
+    pub fn of<D: KeyData + ?Sized>(&self, subject: Option<&str>, data: &D) -> Option<String> {
         match self {
             Self::Subject => subject.map(str::to_owned),
-            Self::Pointer(pointer) => match data.pointer(pointer)? {
+            Self::Pointer(pointer) => match data.at_pointer(pointer)?.as_ref() {
                 Value::String(text) => Some(text.clone()),
                 Value::Null => None,
                 other => Some(other.to_string()),
             },
         }
+    }
+}
+
+/// What an ordering key is read from: a `serde_json::Value`, or an input's parsed document.
+pub trait KeyData {
+    /// The value at a JSON pointer, as `serde_json::Value::pointer` finds it.
+    fn at_pointer(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>>;
+}
+
+impl KeyData for Value {
+    fn at_pointer(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        self.pointer(pointer).map(std::borrow::Cow::Borrowed)
+    }
+}
+
+impl KeyData for crate::message::document::Document {
+    fn at_pointer(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        let node = self.root().pointer(pointer)?;
+        Some(std::borrow::Cow::Owned(node.value()))
     }
 }
 

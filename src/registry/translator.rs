@@ -21,6 +21,8 @@ pub struct Translator {
     pub ast: Arc<rhai::AST>,
     /// Whether `translate` takes `meta` as its second parameter.
     pub takes_meta: bool,
+    /// What `translate` reads of its input: only that much is converted for it.
+    pub reads: crate::scripting::Reads,
     /// SHA-256 of the script source, hex: which script made a dead letter.
     pub content_hash: String,
     pub cases: Vec<Case>,

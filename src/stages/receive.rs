@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use serde_json::Value;
-
 use super::{Failure, Problem, Reason, Stage};
 use crate::message::Message;
 use crate::message::cloudevents::{self, DecodeError, DecodeErrorKind};
-use crate::message::json::parse_strict;
+use crate::message::document::Document;
 use crate::registry::{ContextName, ContractId, MessageKind, Registry, Route};
+use bytes::Bytes;
 
 /// A message that passed decoding: its contract is known and its data parsed.
 #[derive(Debug, Clone)]
@@ -19,7 +17,9 @@ pub struct Input {
     pub message: Message,
     pub contract: ContractId,
     pub kind: MessageKind,
-    pub data: Value,
+    /// The data, parsed once: validated in place, converted for translators, and made a
+    /// `serde_json::Value` only where one is needed (`Document::to_value`).
+    pub data: Document,
     /// Some number in the data is a float or beyond `i64` (see `message::json`).
     pub has_wide_numbers: bool,
 }
@@ -72,13 +72,13 @@ pub fn check(registry: &Registry, from: &ContextName, message: Message) -> Resul
             )),
         ));
     }
-    let parsed = parse_strict(&message.data)
+    let parsed = Document::parse(&message.data)
         .map_err(|error| decode_failure(DecodeError::from_json(&error)))?;
     Ok(Input {
         message,
         contract,
         kind: version.kind,
-        data: parsed.value,
+        data: parsed.document,
         has_wide_numbers: parsed.has_wide_numbers,
     })
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Failure, Problem, Reason, Stage};
 use crate::message::Attributes;
+use crate::message::document::Document;
 use crate::message::json::{first_inexact_number, truncate};
 use crate::registry::Translator;
 use crate::registry::translator::ENTRY_POINT;
@@ -120,6 +121,23 @@ impl Iterator for IntoOutputs {
 /// Runs `translator` on `data`: the outputs' data, none for a drop.
 pub fn run(translator: &Translator, data: &Value, meta: &Meta) -> Result<Outputs, Failure> {
     let input = scripting::to_dynamic(data).map_err(conversion_failure)?;
+    call(translator, input, meta)
+}
+
+/// [`run`] on an input's parsed document, converted for the script without a
+/// `serde_json::Value` in between, and only as far as the script reads it
+/// (`Translator::reads`): what it sees, and the errors, are the same.
+pub fn run_document(
+    translator: &Translator,
+    data: &Document,
+    meta: &Meta,
+) -> Result<Outputs, Failure> {
+    let input = scripting::document_to_dynamic_reading(data, &translator.reads)
+        .map_err(conversion_failure)?;
+    call(translator, input, meta)
+}
+
+fn call(translator: &Translator, input: Dynamic, meta: &Meta) -> Result<Outputs, Failure> {
     let mut scope = Scope::new();
     let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
     let engine = scripting::engine();

@@ -4,11 +4,22 @@
 use serde_json::Value;
 
 use super::{Failure, Problem, Reason, Stage};
+use crate::message::document::Document;
 use crate::message::json::truncate;
 use crate::registry::ContractVersion;
 
 /// The most problems one failure lists.
 pub const MAX_PROBLEMS: usize = 20;
+
+/// Checks a parsed document against `contract`, in place. Only an invalid one is made a
+/// `serde_json::Value` and checked again by [`against`], which lists its problems: the same
+/// problems in the same order as for the value.
+pub fn document(contract: &ContractVersion, data: &Document, stage: Stage) -> Result<(), Failure> {
+    if contract.document_validator.is_valid(data.root()) {
+        return Ok(());
+    }
+    against(contract, &data.to_value(), stage)
+}
 
 /// Checks `data` against `contract`; `stage` says whether this is the input or the output side.
 pub fn against(contract: &ContractVersion, data: &Value, stage: Stage) -> Result<(), Failure> {
