@@ -396,7 +396,11 @@ struct State<'t> {
 impl State<'_> {
     fn span(&mut self, text: &str, borrowed: bool) -> Span {
         let offset = (text.as_ptr() as usize).wrapping_sub(self.base);
-        if borrowed && offset.checked_add(text.len()) <= Some(self.text.len()) {
+        if borrowed
+            && offset
+                .checked_add(text.len())
+                .is_some_and(|end| end <= self.text.len())
+        {
             return Span {
                 start: offset as u32,
                 len: text.len() as u32,

@@ -76,9 +76,30 @@ pub fn reads(ast: &AST) -> Reads {
         !whole
     });
     if whole {
-        Reads::Whole
-    } else {
-        Reads::Members(members)
+        return Reads::Whole;
+    }
+    // A script's own `len` or `is_empty` is called in place of the built-in one (as a method,
+    // with the member as `this`): it may read the member, so the member is given whole.
+    if ast
+        .iter_functions()
+        .any(|function| MEASURES.contains(&function.name))
+    {
+        measured_whole(&mut members);
+    }
+    Reads::Members(members)
+}
+
+/// The methods that only measure a built-in array.
+const MEASURES: [&str; 2] = ["len", "is_empty"];
+
+/// Every member read only for its length, read whole instead.
+fn measured_whole(members: &mut BTreeMap<String, Read>) {
+    for read in members.values_mut() {
+        match read {
+            Read::Length => *read = Read::Whole,
+            Read::Members(inner) => measured_whole(inner),
+            Read::Whole => {}
+        }
     }
 }
 
@@ -122,8 +143,7 @@ fn steps(expr: &Expr) -> Option<(Vec<String>, Use)> {
             let name = property.2.to_string();
             match &chain.rhs {
                 Expr::MethodCall(call, _) => {
-                    let measures =
-                        matches!(call.name.as_str(), "len" | "is_empty") && call.args.is_empty();
+                    let measures = MEASURES.contains(&call.name.as_str()) && call.args.is_empty();
                     Some((vec![name], if measures { Use::Length } else { Use::Whole }))
                 }
                 rest => {
@@ -229,6 +249,26 @@ mod tests {
             reads_of("for item in data.items { print(item) } data.n"),
             members(&[("items", Read::Whole), ("n", Read::Whole)])
         );
+    }
+
+    #[test]
+    fn a_script_s_own_len_or_is_empty_reads_the_member_whole() {
+        for own in ["fn len() { this[0].qty }", "fn is_empty(x) { x }"] {
+            let script = format!(
+                "{own}\nfn translate(data) {{ #{{ n: data.items.len(), o: data.a.b.is_empty() }} }}"
+            );
+            assert_eq!(
+                reads(&crate::scripting::engine().compile(&script).unwrap()),
+                members(&[("a", inner(&[("b", Read::Whole)])), ("items", Read::Whole)]),
+                "{own}"
+            );
+        }
+        let (before, after) = both_ways(
+            "fn len() { this[0].qty }\nfn translate(data) { #{ first: data.items.len() } }",
+            r#"{"items":[{"qty":2},{"qty":3}]}"#,
+        );
+        assert_eq!(before, after);
+        assert!(before.contains('2'), "{before}");
     }
 
     #[test]
