@@ -108,7 +108,11 @@ pub fn set_instance(instance: &str) {
     let _ = INSTANCE.set(instance.to_owned());
 }
 
-/// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.
+/// How often the recorder folds histogram samples into its buckets when nobody scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the Prometheus recorder once per process (with a thread that keeps its histograms
+/// from growing) and returns its handle for `/metrics`.
 pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
@@ -122,6 +126,17 @@ pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
             }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            // A histogram keeps every sample until the next render or upkeep: without a scrape
+            // of `/metrics` they would pile up (8 bytes a message, without bound).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
             // Another recorder may already be installed (an embedding application): keep it.
             let _ = metrics::set_global_recorder(recorder);
             describe();

@@ -60,10 +60,14 @@ pub use fleet::InstanceId;
 pub use publisher::Confirmed;
 pub use topology::Names;
 
+/// The largest AMQP frame the gateway asks for unless the URL says (`?frame_max=`).
+pub const FRAME_MAX: u32 = 32 * 1024;
+
 /// How the gateway talks to RabbitMQ.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    /// `amqp://user:password@host:port/vhost`; `?heartbeat=` defaults to 10 s.
+    /// `amqp://user:password@host:port/vhost`; `?heartbeat=` defaults to 10 s, `?frame_max=`
+    /// to 32 KiB.
     pub url: String,
     /// Put before every exchange and queue name.
     pub prefix: String,
@@ -141,6 +145,10 @@ impl AmqpSettings {
             );
         }
         uri.query.heartbeat.get_or_insert(10);
+        // lapin keeps 32 frames of read and of write buffer per connection: at RabbitMQ's
+        // 128 KiB default that is 16 MiB for the two connections; bigger messages are only
+        // split into more frames.
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
         uri.query.connection_timeout.get_or_insert(5_000);
         Ok(uri)
     }
