@@ -46,6 +46,9 @@ pub struct Registry {
     /// SHA-256 over every file it was loaded from: the same folder gives the same digest, so a
     /// reload that changes nothing is seen as such.
     pub digest: [u8; 32],
+    /// The JSON Schema draft of a contract without `$schema` (`default_draft` in
+    /// `contextgate.toml`, 2020-12 unless set).
+    pub default_draft: jsonschema::Draft,
     pub contexts: BTreeMap<ContextName, Context>,
     pub contracts: BTreeMap<ContractName, Contract>,
     pub translators: BTreeMap<TranslatorId, Arc<Translator>>,

@@ -23,7 +23,7 @@ pub fn run(root: &Path, format: Format, against: Option<&str>) -> u8 {
     let result = registry::load(root);
     let (summary, findings) = match result {
         Ok(registry) => {
-            let findings = match against {
+            let mut findings = match against {
                 None => Vec::new(),
                 Some(against) => match Baseline::resolve(root, against) {
                     Ok(baseline) => evolution::against(&registry, baseline.root()),
@@ -33,6 +33,7 @@ pub fn run(root: &Path, format: Format, against: Option<&str>) -> u8 {
                     }
                 },
             };
+            findings.extend(undeclared_drafts(&registry));
             (Some(registry.summary()), findings)
         }
         Err(RegistryError::Problems(problems)) => (
@@ -71,6 +72,29 @@ pub fn run(root: &Path, format: Format, against: Option<&str>) -> u8 {
     // A closed stdout (e.g. `| head`) must not turn a result into a panic.
     let _ = std::io::stdout().lock().write_all(report.as_bytes());
     if errors == 0 { EXIT_OK } else { EXIT_PROBLEMS }
+}
+
+/// A notice when contract versions declare no `$schema`: which draft they are read as.
+fn undeclared_drafts(registry: &registry::Registry) -> Option<Finding> {
+    let undeclared: Vec<String> = registry
+        .contracts
+        .values()
+        .flat_map(|contract| contract.versions.values())
+        .filter(|version| version.schema.get("$schema").is_none())
+        .map(|version| version.id.to_string())
+        .collect();
+    let first = undeclared.first()?;
+    let draft = crate::registry::contract::draft_label(registry.default_draft);
+    Some(Finding::notice(
+        "default-draft",
+        "contextgate.toml".to_owned(),
+        format!(
+            "{} contract version(s) declare no $schema ({first}{}) and are read as draft {draft}, \
+             the registry's default_draft",
+            undeclared.len(),
+            if undeclared.len() > 1 { ", ..." } else { "" },
+        ),
+    ))
 }
 
 fn severity(severity: Severity) -> &'static str {

@@ -157,17 +157,11 @@ fn validator(
 }
 
 fn draft_of(schema: &Value) -> jsonschema::Draft {
-    let declared = schema
+    schema
         .get("$schema")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    match declared.trim_end_matches('#') {
-        "http://json-schema.org/draft-07/schema" => jsonschema::Draft::Draft7,
-        "http://json-schema.org/draft-06/schema" => jsonschema::Draft::Draft6,
-        "http://json-schema.org/draft-04/schema" => jsonschema::Draft::Draft4,
-        "https://json-schema.org/draft/2019-09/schema" => jsonschema::Draft::Draft201909,
-        _ => jsonschema::Draft::Draft202012,
-    }
+        .and_then(crate::registry::contract::draft_named)
+        .unwrap_or(crate::registry::contract::DEFAULT_DRAFT)
 }
 
 struct Generator<'s, 'a> {

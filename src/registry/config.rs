@@ -17,6 +17,9 @@ pub struct ConfigFile {
     /// The relationships between contexts.
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// The JSON Schema draft of a contract without `$schema` (`2020-12` unless set).
+    #[serde(default)]
+    pub default_draft: Option<Spanned<String>>,
 }
 
 /// `[contexts.<slug>]`.

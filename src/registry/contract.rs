@@ -93,20 +93,77 @@ pub fn schema_uri(id: &ContractId) -> String {
     )
 }
 
-/// The drafts a contract may declare in `$schema`; none means 2020-12.
-pub fn draft_of(schema: &Value) -> Result<jsonschema::Draft, String> {
-    let declared = match schema.get("$schema") {
-        None => return Ok(jsonschema::Draft::Draft202012),
-        Some(Value::String(declared)) => declared.trim_end_matches('#'),
-        Some(_) => return Err("$schema must be a string".into()),
+/// The JSON Schema drafts the validator supports, by the short names `contextgate.toml`'s
+/// `default_draft` takes and `check` prints.
+pub const DRAFTS: [(&str, jsonschema::Draft); 5] = [
+    ("2020-12", jsonschema::Draft::Draft202012),
+    ("2019-09", jsonschema::Draft::Draft201909),
+    ("07", jsonschema::Draft::Draft7),
+    ("06", jsonschema::Draft::Draft6),
+    ("04", jsonschema::Draft::Draft4),
+];
+
+/// The draft a schema without `$schema` is read as, unless `contextgate.toml` says otherwise.
+pub const DEFAULT_DRAFT: jsonschema::Draft = jsonschema::Draft::Draft202012;
+
+/// The draft a `$schema` URI names, in any of its spellings: `http` or `https`, with or without
+/// the trailing `#` (or `/`). `None` for a URI that names no supported draft.
+pub fn draft_named(uri: &str) -> Option<jsonschema::Draft> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))?;
+    let path = rest
+        .strip_prefix("json-schema.org/")?
+        .trim_end_matches('#')
+        .trim_end_matches('/');
+    Some(match path {
+        "draft/2020-12/schema" => jsonschema::Draft::Draft202012,
+        "draft/2019-09/schema" => jsonschema::Draft::Draft201909,
+        "draft-07/schema" => jsonschema::Draft::Draft7,
+        "draft-06/schema" => jsonschema::Draft::Draft6,
+        "draft-04/schema" => jsonschema::Draft::Draft4,
+        _ => return None,
+    })
+}
+
+/// A draft by its short name (`2020-12`, `2019-09`, `07`, `06`, `04`; `draft-07`, `7` and
+/// `draft/2020-12` are taken too).
+pub fn draft_by_name(name: &str) -> Option<jsonschema::Draft> {
+    let name = name
+        .trim()
+        .trim_start_matches("draft")
+        .trim_start_matches(['-', '/']);
+    let name = if name.len() == 1 {
+        format!("0{name}")
+    } else {
+        name.to_owned()
     };
-    match declared {
-        "https://json-schema.org/draft/2020-12/schema" => Ok(jsonschema::Draft::Draft202012),
-        "http://json-schema.org/draft-07/schema" => Ok(jsonschema::Draft::Draft7),
-        other => Err(format!(
-            "$schema {:?} is not supported: use draft 2020-12 (the default) or draft-07",
-            crate::message::json::truncate(other, 100)
-        )),
+    DRAFTS
+        .iter()
+        .find(|(short, _)| *short == name)
+        .map(|(_, draft)| *draft)
+}
+
+/// The short name of a draft (`2020-12`, `07`, ...).
+pub fn draft_label(draft: jsonschema::Draft) -> &'static str {
+    DRAFTS
+        .iter()
+        .find(|(_, known)| *known == draft)
+        .map_or("2020-12", |(short, _)| short)
+}
+
+/// The draft a contract is read as: the one its `$schema` names, or `default` when it has none.
+pub fn draft_of(schema: &Value, default: jsonschema::Draft) -> Result<jsonschema::Draft, String> {
+    match schema.get("$schema") {
+        None => Ok(default),
+        Some(Value::String(declared)) => draft_named(declared).ok_or_else(|| {
+            format!(
+                "$schema {:?} names no draft the gateway supports: 2020-12, 2019-09, draft-07, \
+                 draft-06 or draft-04 (http or https, with or without #)",
+                crate::message::json::truncate(declared, 100)
+            )
+        }),
+        Some(_) => Err("$schema must be a string".into()),
     }
 }
 
@@ -156,10 +213,11 @@ pub fn external_refs(schema: &Value, base: &url::Url) -> Result<Vec<(String, url
 pub fn compile<F: jsonschema::json::Json>(
     id: &ContractId,
     schema: &Value,
+    default_draft: jsonschema::Draft,
     documents: &jsonschema::Registry<'_>,
     patterns: &jsonschema::PatternCache,
 ) -> Result<jsonschema::Validator<F>, String> {
-    let draft = draft_of(schema)?;
+    let draft = draft_of(schema, default_draft)?;
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         jsonschema::options_for::<F>()
             .offline()

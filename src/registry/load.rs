@@ -62,6 +62,7 @@ fn load_with(root: &Path, run_cases: bool) -> Result<Registry, RegistryError> {
         problems: Vec::new(),
         digest: Sha256::new(),
         run_cases,
+        default_draft: contract::DEFAULT_DRAFT,
     };
     loader.digest.update(config_source.as_bytes());
     let registry = loader.load(&config_source);
@@ -82,6 +83,8 @@ struct Loader {
     digest: Sha256,
     /// Whether translator cases run (not for a revision committed to the store).
     run_cases: bool,
+    /// The draft of a contract without `$schema` (`contextgate.toml`'s `default_draft`).
+    default_draft: jsonschema::Draft,
 }
 
 impl Loader {
@@ -103,6 +106,28 @@ impl Loader {
                 None
             }
         };
+        if let Some(named) = config
+            .as_ref()
+            .and_then(|config| config.default_draft.as_ref())
+        {
+            match contract::draft_by_name(named.get_ref()) {
+                Some(draft) => self.default_draft = draft,
+                None => {
+                    let (line, column) = line_column(config_source, named.span().start);
+                    self.problems.push(
+                        RegistryProblem::new(
+                            CONFIG_FILE,
+                            format!(
+                                "default_draft {:?} is not a draft the gateway supports: {}",
+                                named.get_ref(),
+                                contract::DRAFTS.map(|(short, _)| short).join(", ")
+                            ),
+                        )
+                        .at(Some(line), Some(column)),
+                    );
+                }
+            }
+        }
         let contexts = self.contexts(config.as_ref());
         let contracts = self.contracts(&contexts);
         let translators = self.translators(&contexts, &contracts);
@@ -125,6 +150,7 @@ impl Loader {
         Registry {
             root: self.root.clone(),
             digest: std::mem::take(&mut self.digest).finalize().into(),
+            default_draft: self.default_draft,
             contexts,
             contracts,
             translators,
@@ -344,12 +370,14 @@ impl Loader {
                     }
                 };
                 let documents = documents.as_ref().unwrap_or(&no_documents);
+                let draft = self.default_draft;
                 let compiled =
-                    contract::compile(&document.id, &document.schema, documents, &patterns)
+                    contract::compile(&document.id, &document.schema, draft, documents, &patterns)
                         .and_then(|validator| {
                             let for_documents = contract::compile(
                                 &document.id,
                                 &document.schema,
+                                draft,
                                 documents,
                                 &patterns,
                             )?;

@@ -4,6 +4,8 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 use crate::helpers::*;
 
 fn refused(schema: &str) -> Vec<String> {
@@ -186,7 +188,8 @@ fn unknown_formats_and_unsupported_drafts_are_refused() {
     // C5
     let problems = refused(r#"{"type": "string", "format": "emial"}"#);
     assert!(problems.iter().any(|p| p.contains("emial")), "{problems:?}");
-    refused(r#"{"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"}"#);
+    refused(r#"{"$schema": "http://json-schema.org/draft-03/schema#", "type": "object"}"#);
+    refused(r#"{"$schema": "https://example.com/my-draft", "type": "object"}"#);
     refused(r#"{"$id": "https://example.com/x", "type": "object"}"#);
 }
 
@@ -214,6 +217,135 @@ fn invalid_examples_are_reported_with_their_pointer() {
         problems
             .iter()
             .any(|p| p.starts_with("contracts/up/Thing/examples/v1/bad.json") && p.contains("/id")),
+        "{problems:?}"
+    );
+}
+
+/// Loads `up/Thing@1` written as `schema`, with `top` put before the fixture's
+/// `contextgate.toml`: the pipeline, or the problems.
+fn thing_with(
+    schema: &Value,
+    top: &str,
+) -> (
+    Fixture,
+    Result<contextgate::pipeline::Pipeline, Vec<String>>,
+) {
+    let fixture = Fixture::new("conformist", None, "");
+    write(
+        fixture.root(),
+        "contracts/up/Thing/v1.json",
+        &schema.to_string(),
+    );
+    let config = std::fs::read_to_string(fixture.root().join("contextgate.toml")).unwrap();
+    write(
+        fixture.root(),
+        "contextgate.toml",
+        &format!("{top}\n{config}"),
+    );
+    let loaded = match contextgate::registry::load(fixture.root()) {
+        Ok(registry) => Ok(contextgate::pipeline::Pipeline::new(std::sync::Arc::new(
+            registry,
+        ))),
+        Err(_) => Err(problems(fixture.root())),
+    };
+    (fixture, loaded)
+}
+
+fn valid(pipeline: &contextgate::pipeline::Pipeline, instance: Value) -> bool {
+    pipeline
+        .registry()
+        .contract_version(&contextgate::registry::ContractId::parse("up/Thing@1").unwrap())
+        .unwrap()
+        .validator
+        .is_valid(&instance)
+}
+
+/// The four spellings of a draft's URI.
+fn spellings(path: &str) -> [String; 4] {
+    [
+        format!("http://json-schema.org/{path}#"),
+        format!("http://json-schema.org/{path}"),
+        format!("https://json-schema.org/{path}#"),
+        format!("https://json-schema.org/{path}"),
+    ]
+}
+
+#[test]
+fn every_draft_is_taken_in_every_spelling_of_its_uri_and_validates_as_that_draft() {
+    // Draft 04: `exclusiveMaximum` is a flag beside `maximum`.
+    for uri in spellings("draft-04/schema") {
+        let schema = json!({"$schema": uri, "type": "object",
+            "properties": {"n": {"type": "number", "maximum": 10, "exclusiveMaximum": true}}});
+        let (_fixture, loaded) = thing_with(&schema, "");
+        let pipeline = loaded.unwrap_or_else(|problems| panic!("{uri}: {problems:?}"));
+        assert!(valid(&pipeline, json!({"n": 9})), "{uri}");
+        assert!(
+            !valid(&pipeline, json!({"n": 10})),
+            "{uri}: the maximum is exclusive"
+        );
+    }
+    // Drafts 06, 07 and 2019-09: `items` as an array is a tuple; 2020-12 says `prefixItems`.
+    for (path, keyword) in [
+        ("draft-06/schema", "items"),
+        ("draft-07/schema", "items"),
+        ("draft/2019-09/schema", "items"),
+        ("draft/2020-12/schema", "prefixItems"),
+    ] {
+        for uri in spellings(path) {
+            let schema = json!({"$schema": uri, "type": "object",
+                "properties": {"t": {"type": "array", keyword: [{"type": "string"}]}}});
+            let (_fixture, loaded) = thing_with(&schema, "");
+            let pipeline = loaded.unwrap_or_else(|problems| panic!("{uri}: {problems:?}"));
+            assert!(valid(&pipeline, json!({"t": ["a", 1]})), "{uri}");
+            assert!(
+                !valid(&pipeline, json!({"t": [1]})),
+                "{uri}: the first item is a string"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_schema_without_schema_is_read_as_the_default_draft_and_check_says_so() {
+    let tuple = json!({"type": "object",
+        "properties": {"t": {"type": "array", "items": [{"type": "string"}]}}});
+    // 2020-12 unless told: `items` must be one schema there.
+    let (_fixture, loaded) = thing_with(&tuple, "");
+    let problems = loaded.expect_err("an items array is no 2020-12 schema");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("contracts/up/Thing/v1.json")),
+        "{problems:?}"
+    );
+    for (top, label) in [
+        ("default_draft = \"07\"", "07"),
+        ("default_draft = \"draft-07\"", "07"),
+        ("default_draft = \"2019-09\"", "2019-09"),
+    ] {
+        let (fixture, loaded) = thing_with(&tuple, top);
+        let pipeline = loaded.unwrap_or_else(|problems| panic!("{top}: {problems:?}"));
+        assert!(valid(&pipeline, json!({"t": ["a", 1]})), "{top}");
+        assert!(!valid(&pipeline, json!({"t": [1]})), "{top}");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["check", "--registry"])
+            .arg(fixture.root())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}");
+        assert!(
+            text.contains("contract version(s) declare no $schema")
+                && text.contains(&format!("read as draft {label}")),
+            "{text}"
+        );
+    }
+    let (_fixture, loaded) = thing_with(&tuple, "default_draft = \"05\"");
+    let problems = loaded.expect_err("draft 05 does not exist");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("contextgate.toml:1:") && p.contains("default_draft \"05\"")),
         "{problems:?}"
     );
 }
