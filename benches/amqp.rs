@@ -307,36 +307,40 @@ fn print_throughput(results: &[(&'static str, Vec<Moved>)], n: usize) {
         }
     };
     let over = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
-    target(
-        "raw ÷ shovel",
-        over(rate("raw"), rate("shovel")),
-        0.75,
-        true,
-    );
-    target(
-        "conformist ÷ raw",
-        over(rate("conformist"), rate("raw")),
-        0.95,
-        true,
-    );
-    target(
-        "conformist CPU/msg ÷ raw CPU/msg",
-        over(cpu("conformist"), cpu("raw")),
-        1.3,
-        false,
-    );
-    target(
-        "anti-corruption ÷ raw",
-        over(rate("anti-corruption"), rate("raw")),
-        0.85,
-        true,
-    );
-    target(
-        "conformist flooded ÷ conformist",
-        over(rate("conformist-flooded"), rate("conformist")),
-        0.9,
-        true,
-    );
+    for (what, figure, bound, at_least) in [
+        (
+            "raw ÷ shovel",
+            over(rate("raw"), rate("shovel")),
+            0.75,
+            true,
+        ),
+        (
+            "conformist ÷ raw",
+            over(rate("conformist"), rate("raw")),
+            0.95,
+            true,
+        ),
+        (
+            "conformist CPU/msg ÷ raw CPU/msg",
+            over(cpu("conformist"), cpu("raw")),
+            1.3,
+            false,
+        ),
+        (
+            "anti-corruption ÷ raw",
+            over(rate("anti-corruption"), rate("raw")),
+            0.85,
+            true,
+        ),
+        (
+            "conformist flooded ÷ conformist",
+            over(rate("conformist-flooded"), rate("conformist")),
+            0.9,
+            true,
+        ),
+    ] {
+        target(what, figure, bound, at_least);
+    }
 }
 
 fn print_latencies(latencies: &[(&str, usize, Latency)], seconds: usize) {
@@ -374,22 +378,9 @@ impl RawChild {
     /// Starts this binary as the raw forwarder from `source` to `target` (pinned to `cpus` when
     /// given) and waits until it consumes.
     fn start(url: &str, source: &str, target: &str, cpus: Option<&str>) -> Self {
-        let me = std::env::current_exe().unwrap();
         // `CONTEXTGATE_BENCH_RAW_WRAP="valgrind --tool=callgrind"` runs it under a profiler.
-        let mut words: Vec<String> = std::env::var("CONTEXTGATE_BENCH_RAW_WRAP")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if let Some(cpus) = cpus {
-            words.splice(
-                0..0,
-                ["taskset".to_owned(), "-c".to_owned(), cpus.to_owned()],
-            );
-        }
-        words.push(me.display().to_string());
-        let mut command = Command::new(&words[0]);
-        command.args(&words[1..]);
+        let me = std::env::current_exe().unwrap();
+        let mut command = broker::wrapped("CONTEXTGATE_BENCH_RAW_WRAP", cpus, &me);
         let mut child = command
             .env(RAW_CHILD, format!("{url} {source} {target}"))
             .stdin(Stdio::piped())

@@ -177,15 +177,8 @@ impl Pipeline {
     /// Decodes and checks a delivery taken from one route's queue: the input, if the route
     /// takes it. Transports call this first to find the input's ordering key.
     pub fn receive_on(&self, route: &Route, delivery: &Delivery) -> Result<Input, Failure> {
-        self.receive_parts_on(
-            route,
-            delivery.content_type.as_deref(),
-            delivery
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str())),
-            delivery.body.clone(),
-        )
+        self.decode(delivery)
+            .and_then(|message| self.check_on(route, message))
     }
 
     /// [`Pipeline::receive_on`] from a transport's own form of the headers, text borrowed
@@ -197,8 +190,13 @@ impl Pipeline {
         headers: impl IntoIterator<Item = (&'a str, &'a str)>,
         body: Bytes,
     ) -> Result<Input, Failure> {
-        let input = receive::decode(content_type, headers, body)
-            .and_then(|message| receive::check(&self.registry, &route.upstream, message))?;
+        receive::decode(content_type, headers, body)
+            .and_then(|message| self.check_on(route, message))
+    }
+
+    /// Checks a decoded message against the route's upstream and contracts.
+    fn check_on(&self, route: &Route, message: Message) -> Result<Input, Failure> {
+        let input = receive::check(&self.registry, &route.upstream, message)?;
         match route.accepted(&input.contract) {
             Some(_) => Ok(input),
             None => Err(Failure::one(

@@ -276,35 +276,23 @@ impl Gateway {
         instance: &str,
         cpus: Option<&str>,
     ) -> Self {
-        let binary = env!("CARGO_BIN_EXE_contextgate");
-        // `CONTEXTGATE_BENCH_GATEWAY_WRAP="valgrind --tool=callgrind"` runs the gateway under a
-        // profiler (its words go before the binary).
-        let mut words: Vec<String> = std::env::var("CONTEXTGATE_BENCH_GATEWAY_WRAP")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if let Some(cpus) = cpus {
-            words.splice(
-                0..0,
-                ["taskset".to_owned(), "-c".to_owned(), cpus.to_owned()],
-            );
-        }
-        words.push(binary.to_owned());
-        let mut command = Command::new(&words[0]);
-        command.args(&words[1..]);
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--amqp-url", url])
-            .args(["--amqp-prefix", prefix, "--prefetch", &prefetch.to_string()])
-            .args(["--instance-id", instance])
-            .arg("--registry")
-            .arg(registry)
-            .env("CONTEXTGATE_LOG", "warn")
-            .env_remove("CONTEXTGATE_REGISTRY_STORE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the release binary starts");
+        // `CONTEXTGATE_BENCH_GATEWAY_WRAP="valgrind --tool=callgrind"` runs it under a profiler.
+        let mut child = wrapped(
+            "CONTEXTGATE_BENCH_GATEWAY_WRAP",
+            cpus,
+            Path::new(env!("CARGO_BIN_EXE_contextgate")),
+        )
+        .args(["serve", "--listen", "127.0.0.1:0", "--amqp-url", url])
+        .args(["--amqp-prefix", prefix, "--prefetch", &prefetch.to_string()])
+        .args(["--instance-id", instance])
+        .arg("--registry")
+        .arg(registry)
+        .env("CONTEXTGATE_LOG", "warn")
+        .env_remove("CONTEXTGATE_REGISTRY_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the release binary starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let base = loop {
             let line = lines
@@ -359,6 +347,23 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A command running `program`: pinned to the CPUs `cpus` (`taskset -c`) when given, and
+/// behind the words of the environment variable `wrap` (a profiler) when it is set.
+pub(crate) fn wrapped(wrap: &str, cpus: Option<&str>, program: &Path) -> Command {
+    let mut words: Vec<std::ffi::OsString> = std::env::var(wrap)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(Into::into)
+        .collect();
+    if let Some(cpus) = cpus {
+        words.splice(0..0, ["taskset".into(), "-c".into(), cpus.into()]);
+    }
+    words.push(program.into());
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]);
+    command
 }
 
 /// The CPU time (user + system) a process has used, in seconds: fields 14 and 15 of

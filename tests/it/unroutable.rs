@@ -20,8 +20,13 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// The fixture's conformist `up-to-down`, and a second conformist route `up-to-side` from the
 /// same upstream to a context `side` that nobody subscribed to.
 pub(crate) fn two_routes() -> Fixture {
-    let fixture = Fixture::new("conformist", None, "");
-    fixture.append(
+    two_routes_with("")
+}
+
+/// [`two_routes`], with `route_extra` on both routes (an ordering key, say).
+fn two_routes_with(route_extra: &str) -> Fixture {
+    let fixture = Fixture::new("conformist", None, route_extra);
+    fixture.append(&format!(
         r#"
 [[routes]]
 name = "up-to-side"
@@ -29,10 +34,11 @@ upstream = "up"
 downstream = "side"
 mode = "conformist"
 accepts = ["up/Thing@1"]
+{route_extra}
 
 [contexts.side]
-"#,
-    );
+"#
+    ));
     fixture
 }
 
@@ -75,10 +81,21 @@ async fn unbound_outputs_are_dead_lettered_exactly_once(route_extra: &str, tag: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_downstream_bound_and_one_not_each_input_is_forwarded_once_and_dead_lettered_once()
 {
-    let fixture = two_routes();
+    half_bound("", "mixed").await;
+}
+
+/// The same through two ordered routes: their sequencers and shards in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_ordered_routes_with_one_downstream_bound_each_input_is_forwarded_once_and_dead_lettered_once()
+ {
+    half_bound("ordering_key = \"/n\"", "mixed-ordered").await;
+}
+
+async fn half_bound(route_extra: &str, tag: &str) {
+    let fixture = two_routes_with(route_extra);
     let pipeline = fixture.pipeline();
     let url = broker::amqp_url();
-    let prefix = broker::unique_prefix("mixed");
+    let prefix = broker::unique_prefix(tag);
     let names = Names::new(prefix.clone());
     let cleanup = Cleanup::new(&url, &names, pipeline.registry());
     let client = Client::connect(&url).await;

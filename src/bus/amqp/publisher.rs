@@ -18,7 +18,7 @@
 //!   publish order and each is taken by a confirm resolved no later than the last confirm of the
 //!   publishes up to its own. The broker confirms an unroutable message as soon as it returns it,
 //!   so in practice the confirm that takes a return is resolved in the same step as the returned
-//!   publish's own, or before it; its task files it within scheduling delay. A publish whose
+//!   publish's own, or before it; the confirm task files it within scheduling delay. A publish whose
 //!   confirm does not come (a queue that lost its quorum) so holds the others back by the grace
 //!   at most, not until it comes.
 

@@ -1,7 +1,9 @@
 //! Settling deliveries on a consume channel: an input is acked only once everything it caused
-//! is confirmed, and inputs finish out of order (lanes run in parallel). The settler keeps the
-//! lowest tag not yet settled and acks everything below it with one `multiple` ack, so that a
-//! busy route sends one ack per batch rather than one per message. That ack names the highest
+//! is confirmed, and inputs finish out of order (lanes run in parallel). Lanes hand the settler
+//! each input's settlement, or a future that resolves to it (its confirms), which the settler
+//! polls itself. It keeps the lowest tag not yet settled and acks everything below it with one
+//! `multiple` ack, every [`ACK_EVERY`] inputs while others are in flight and at once when none
+//! is, so that a busy route sends one ack per batch rather than one per message. That ack names the highest
 //! tag settled as an ack: RabbitMQ refuses a `multiple` ack naming a tag already put back (a
 //! channel error that would put back every input in flight).
 

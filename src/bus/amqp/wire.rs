@@ -4,6 +4,7 @@
 //! The gateway's headers all start with `x-gateway-`. Any such header a producer set is removed
 //! before the gateway adds its own, so a dead letter's reason always comes from the gateway.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -97,22 +98,12 @@ impl Taken {
     /// Its headers as text, borrowed where they are UTF-8 strings: what
     /// [`Pipeline::receive_parts_on`](crate::pipeline::Pipeline::receive_parts_on) takes, the
     /// same texts as [`Taken::delivery`] without a `String` per name and value.
-    pub fn header_texts(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
-        let Some(table) = self.properties.headers() else {
-            return Vec::new();
-        };
-        table
-            .inner()
-            .iter()
-            .filter_map(|(name, value)| {
-                let text = match value {
-                    AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()),
-                    AMQPValue::ShortString(text) => text.as_str().into(),
-                    other => header_text(other)?.into(),
-                };
-                Some((name.as_str(), text))
-            })
-            .collect()
+    pub fn header_texts(&self) -> Vec<(&str, Cow<'_, str>)> {
+        self.properties
+            .headers()
+            .as_ref()
+            .map(header_texts)
+            .unwrap_or_default()
     }
 
     /// The content type, as the pipeline takes it.
@@ -241,18 +232,24 @@ impl Taken {
 /// Header values as text: strings as they are (lossy UTF-8), numbers and booleans printed,
 /// timestamps as RFC 3339; tables and arrays (such as `x-death`) are left out.
 fn header_strings(table: &FieldTable) -> Vec<(String, String)> {
+    header_texts(table)
+        .into_iter()
+        .map(|(name, text)| (name.to_owned(), text.into_owned()))
+        .collect()
+}
+
+/// [`header_strings`], borrowed where the values are UTF-8 strings.
+fn header_texts(table: &FieldTable) -> Vec<(&str, Cow<'_, str>)> {
     table
         .inner()
         .iter()
         .filter_map(|(name, value)| {
             let text = match value {
-                AMQPValue::LongString(text) => {
-                    String::from_utf8_lossy(text.as_bytes()).into_owned()
-                }
-                AMQPValue::ShortString(text) => text.to_string(),
-                other => header_text(other)?,
+                AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()),
+                AMQPValue::ShortString(text) => text.as_str().into(),
+                other => header_text(other)?.into(),
             };
-            Some((name.to_string(), text))
+            Some((name.as_str(), text))
         })
         .collect()
 }

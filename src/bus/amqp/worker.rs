@@ -3,10 +3,12 @@
 //! connection.
 //!
 //! The consumer receives in queue order, decodes each delivery, and hands it to a lane: the lane
-//! of its ordering key (so that one key's messages run one after another), or the next lane when
-//! it has no key. A lane runs the pipeline and *sends* the outputs, dead letter or retry in order;
-//! a task per input then waits for the broker's confirms and settles the input (see `settle`).
-//! So one key's outputs reach the downstream exchange in input order, while confirms overlap.
+//! of its ordering key (so that one key's messages run one after another), or, without a key,
+//! the lane the previous one went to until a few wait there. A lane runs the pipeline and
+//! *sends* the outputs, dead letter or retry in order; it hands the consumer's settler a future
+//! per input that waits for the broker's confirms, and the settler settles the input when it
+//! resolves (see `settle`). So one key's outputs reach the downstream exchange in input order,
+//! while confirms overlap.
 //! Prefetch bounds the inputs in flight, and so the memory.
 //!
 //! Each delivery runs on the registry that is current when it is taken, and stays on it to the
