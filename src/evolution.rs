@@ -69,17 +69,41 @@ impl Finding {
     }
 }
 
-/// Every contract version's schema by the URI `$ref`s name it with.
+/// Every schema of the registry (resolved, see `registry::resources`) by each URI `$ref`s may
+/// name it with.
 pub fn documents(registry: &Registry) -> BTreeMap<String, Value> {
-    registry
-        .contracts
-        .values()
-        .flat_map(|contract| contract.versions.values())
-        .map(|version| (schema_uri(&version.id), version.schema.clone()))
-        .collect()
+    registry.schemas.documents()
 }
 
-/// `schema` as version `number` of `contract`, checked against the contract's earlier versions
+/// A candidate version `id` as `compat` compares it: resolved the way the registry will read it
+/// (its `$id`s and `$ref`s absolute), and added to `documents` under every URI it will be known
+/// by. A schema the registry will refuse is compared as it is (the load that follows says why).
+pub fn candidate(
+    registry: &Registry,
+    id: &crate::registry::ContractId,
+    schema: &Value,
+    documents: &mut BTreeMap<String, Value>,
+) -> Value {
+    let draft = crate::registry::contract::draft_of(schema, registry.default_draft)
+        .unwrap_or(registry.default_draft);
+    let registry_uri = crate::registry::resources::registry_uri(id);
+    match crate::registry::resources::read(schema, draft, id.context(), registry_uri, None) {
+        Ok(resource) => {
+            for name in &resource.names {
+                if let Some(named) = resource.resolved.pointer(&name.pointer) {
+                    documents.insert(name.uri.clone(), named.clone());
+                }
+            }
+            resource.resolved
+        }
+        Err(_) => {
+            documents.insert(schema_uri(id), schema.clone());
+            schema.clone()
+        }
+    }
+}
+
+/// `schema` (resolved, as [`candidate`] gives it) as version `number` of `contract`, checked against the contract's earlier versions
 /// at its level and policy. `documents` must hold `schema` under its URI when it refers to
 /// itself.
 pub fn check_version(
@@ -88,20 +112,14 @@ pub fn check_version(
     schema: &Value,
     documents: &BTreeMap<String, Value>,
 ) -> Report {
-    let uris: BTreeMap<u32, String> = contract
-        .versions
-        .keys()
-        .copied()
-        .chain([number])
-        .map(|n| (n, schema_uri(&contract.name.version(n))))
-        .collect();
+    let candidate_uri = schema_uri(&contract.name.version(number));
     let history: Vec<Version<'_>> = contract
         .versions
         .iter()
         .filter(|(n, _)| **n < number)
         .map(|(n, version)| Version {
             validator: Some(&version.validator),
-            ..Version::new(*n, &version.schema, &uris[n])
+            ..Version::new(*n, &version.resolved, &version.base)
         })
         .collect();
     // A registered version brings its validator; a candidate's is compiled only if needed.
@@ -110,7 +128,14 @@ pub fn check_version(
             .versions
             .get(&number)
             .map(|version| &version.validator),
-        ..Version::new(number, schema, &uris[&number])
+        ..Version::new(
+            number,
+            schema,
+            contract
+                .versions
+                .get(&number)
+                .map_or(&candidate_uri, |version| &version.base),
+        )
     };
     compat::check(
         &history,
@@ -190,7 +215,7 @@ pub fn against(registry: &Registry, baseline: &Path) -> Vec<Finding> {
                 continue;
             }
             let file = display(&dir.join(format!("v{number}.json")));
-            let report = check_version(contract, *number, &version.schema, &documents);
+            let report = check_version(contract, *number, &version.resolved, &documents);
             let mut finding = match (&report.compatible, contract.accepted_breaking.get(number)) {
                 (true, _) => None,
                 (false, Some(reason)) => Some(Finding::new(

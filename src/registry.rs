@@ -5,6 +5,7 @@
 //! - [`names`]: context slugs, contract ids, translator and route names, parsed into types.
 //! - [`config`]: the raw file shapes serde reads.
 //! - [`contract`]: contracts, their versions and compiled validators.
+//! - [`resources`]: the URIs each schema is known by (`$id`s, source paths) and where `$ref`s lead.
 //! - [`translator`]: translators, their compiled scripts and test cases.
 //! - [`route`]: routes, modes, failure policies and look-ups.
 //! - [`load`]: reads the folder and reports every problem with its file and line.
@@ -24,6 +25,7 @@ pub mod names;
 pub mod cases;
 pub mod contract;
 pub mod load;
+pub mod resources;
 pub mod route;
 pub mod translator;
 
@@ -51,6 +53,8 @@ pub struct Registry {
     pub default_draft: jsonschema::Draft,
     pub contexts: BTreeMap<ContextName, Context>,
     pub contracts: BTreeMap<ContractName, Contract>,
+    /// Every contract version's schema by each URI it is known by (what `$ref`s resolve to).
+    pub schemas: Arc<resources::Index>,
     pub translators: BTreeMap<TranslatorId, Arc<Translator>>,
     /// In the order `contextgate.toml` lists them.
     pub routes: Vec<Arc<Route>>,

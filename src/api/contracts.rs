@@ -267,8 +267,8 @@ pub async fn put_version(
     let mut files = Vec::new();
     if let Some(contract) = contract {
         let mut documents = crate::evolution::documents(registry);
-        documents.insert(crate::registry::contract::schema_uri(&id), schema.clone());
-        let report = crate::evolution::check_version(contract, version, &schema, &documents);
+        let resolved = crate::evolution::candidate(registry, &id, &schema, &mut documents);
+        let report = crate::evolution::check_version(contract, version, &resolved, &documents);
         let accepted = contract.accepted_breaking.contains_key(&version);
         let reason = new.accept_breaking.as_deref().map(str::trim);
         match (report.compatible || accepted, reason) {

@@ -199,6 +199,18 @@ pub struct ContractFile {
     /// What the message means.
     #[serde(default)]
     pub description: Option<String>,
+    /// Per version (`[versions.v2]`): where it came from.
+    #[serde(default)]
+    pub versions: BTreeMap<String, VersionFile>,
+}
+
+/// `[versions.vN]` in `contract.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFile {
+    /// Its path in the collection it was imported from: relative `$ref`s resolve from there.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// `translators/<context>/<name>.toml`.

@@ -1,8 +1,8 @@
 //! Contracts: one message type of one owning context, as a series of immutable JSON Schema
 //! versions, each compiled once into a validator.
 //!
-//! Schemas are untrusted. Compilation is offline (`$ref` resolves only to other contract
-//! versions of the registry, already loaded), `pattern` uses the linear `regex` engine, formats
+//! Schemas are untrusted. Compilation is offline (`$ref` resolves only to schemas of the
+//! registry, already loaded: see [`resources`](super::resources)), `pattern` uses the linear `regex` engine, formats
 //! are validated and unknown formats refused, and size and depth are capped before compiling.
 
 use std::collections::BTreeMap;
@@ -64,7 +64,15 @@ pub struct ContractVersion {
     pub id: ContractId,
     pub kind: MessageKind,
     pub visibility: Visibility,
+    /// As its file has it.
     pub schema: Value,
+    /// As the validator reads it: `$id`s and `$ref`s absolute, `$schema` naming its draft (see
+    /// [`resources`](super::resources)); what `compat` compares.
+    pub resolved: Arc<Value>,
+    /// The URI it is read from: its source URI when it was imported, else its registry URI.
+    pub base: String,
+    /// Its path in the collection it was imported from (`[versions.vN] source`).
+    pub source: Option<String>,
     pub validator: jsonschema::Validator,
     /// The same schema compiled for a parsed [`Document`](crate::message::document::Document):
     /// what inputs are checked with, in place.
@@ -167,63 +175,22 @@ pub fn draft_of(schema: &Value, default: jsonschema::Draft) -> Result<jsonschema
     }
 }
 
-/// Walks a schema before it is compiled: caps its depth, refuses `$id` (the registry names
-/// contracts), and lists every `$ref`/`$dynamicRef` that leaves the document, resolved against
-/// the document's registry URI.
-pub fn external_refs(schema: &Value, base: &url::Url) -> Result<Vec<(String, url::Url)>, String> {
-    let mut refs = Vec::new();
-    let mut stack = vec![(schema, 0_usize)];
-    while let Some((value, depth)) = stack.pop() {
-        if depth > MAX_SCHEMA_DEPTH {
-            return Err(format!(
-                "the schema is nested deeper than {MAX_SCHEMA_DEPTH} levels"
-            ));
-        }
-        match value {
-            Value::Object(object) => {
-                if object.get("$id").is_some_and(Value::is_string) {
-                    return Err(
-                        "$id is not allowed: the registry names each contract version itself"
-                            .into(),
-                    );
-                }
-                for keyword in ["$ref", "$dynamicRef"] {
-                    if let Some(Value::String(reference)) = object.get(keyword) {
-                        if reference.starts_with('#') {
-                            continue;
-                        }
-                        let target = base.join(reference).map_err(|error| {
-                            format!("{keyword} {reference:?} is not a valid URI reference: {error}")
-                        })?;
-                        refs.push((reference.clone(), target));
-                    }
-                }
-                stack.extend(object.values().map(|child| (child, depth + 1)));
-            }
-            Value::Array(items) => stack.extend(items.iter().map(|child| (child, depth + 1))),
-            _ => {}
-        }
-    }
-    Ok(refs)
-}
-
-/// Compiles one schema against the registry of all contract documents (`$ref` targets).
-/// `F` is the representation the validator reads: `serde_json::Value` or a parsed
+/// Compiles one schema (its resolved form, see [`resources`](super::resources)) as read from
+/// `base`; every schema it refers to comes from `retriever`, the registry's own. `F` is the
+/// representation the validator reads: `serde_json::Value` or a parsed
 /// [`Document`](crate::message::document::Document).
 pub fn compile<F: jsonschema::json::Json>(
-    id: &ContractId,
-    schema: &Value,
-    default_draft: jsonschema::Draft,
-    documents: &jsonschema::Registry<'_>,
+    resolved: &Value,
+    draft: jsonschema::Draft,
+    base: &str,
+    retriever: super::resources::Retriever,
     patterns: &jsonschema::PatternCache,
 ) -> Result<jsonschema::Validator<F>, String> {
-    let draft = draft_of(schema, default_draft)?;
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         jsonschema::options_for::<F>()
-            .offline()
+            .with_retriever(retriever)
             .with_draft(draft)
-            .with_base_uri(schema_uri(id))
-            .with_registry(documents)
+            .with_base_uri(base)
             .with_pattern_options(
                 jsonschema::PatternOptions::regex()
                     .size_limit(1 << 20)
@@ -232,7 +199,7 @@ pub fn compile<F: jsonschema::json::Json>(
             .with_pattern_cache(patterns.clone())
             .should_validate_formats(true)
             .should_ignore_unknown_formats(false)
-            .build(schema)
+            .build(resolved)
     }));
     match built {
         Ok(Ok(validator)) => Ok(validator),

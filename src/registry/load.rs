@@ -24,6 +24,7 @@ use super::cases;
 use super::config::{ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
+use super::resources;
 use super::route::{
     Action, Breaker, DEFAULT_SHARDS, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, MAX_SHARDS,
     Mode, OrderingKey, Policy, Route, UrlTemplate, Wire,
@@ -63,6 +64,7 @@ fn load_with(root: &Path, run_cases: bool) -> Result<Registry, RegistryError> {
         digest: Sha256::new(),
         run_cases,
         default_draft: contract::DEFAULT_DRAFT,
+        schemas: Arc::default(),
     };
     loader.digest.update(config_source.as_bytes());
     let registry = loader.load(&config_source);
@@ -85,6 +87,8 @@ struct Loader {
     run_cases: bool,
     /// The draft of a contract without `$schema` (`contextgate.toml`'s `default_draft`).
     default_draft: jsonschema::Draft,
+    /// Every schema by each URI it is known by, once the contracts are read.
+    schemas: Arc<resources::Index>,
 }
 
 impl Loader {
@@ -153,6 +157,7 @@ impl Loader {
             default_draft: self.default_draft,
             contexts,
             contracts,
+            schemas: self.schemas.clone(),
             translators,
             routes,
         }
@@ -236,108 +241,9 @@ impl Loader {
             }
         }
 
-        // Every version's URI, with the context that owns it and whether others may read it.
-        let known: BTreeMap<String, (ContextName, Visibility)> = pending
-            .iter()
-            .flat_map(|contract| {
-                contract.documents.iter().map(|document| {
-                    let owner = (contract.name.context().clone(), contract.visibility);
-                    (contract::schema_uri(&document.id), owner)
-                })
-            })
-            .collect();
-        let mut usable: BTreeMap<String, Value> = BTreeMap::new();
-        // The documents each one refers to (without fragments), to give each compilation only
-        // what it reaches: a registry of every document per compilation would make loading
-        // quadratic in the number of versions.
-        let mut refers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for contract in &mut pending {
-            for document in &mut contract.documents {
-                let base = url::Url::parse(&contract::schema_uri(&document.id))
-                    .expect("schema URIs are built from parsed names");
-                match contract::external_refs(&document.schema, &base) {
-                    Ok(refs) => {
-                        let owner = |target: &url::Url| {
-                            let mut document = target.clone();
-                            document.set_fragment(None);
-                            known.get(document.as_str())
-                        };
-                        let outside: Vec<String> = refs
-                            .iter()
-                            .filter(|(_, target)| owner(target).is_none())
-                            .map(|(reference, _)| reference.clone())
-                            .collect();
-                        // Another context's internal contract is its own business: naming it
-                        // would let this schema (and its problems) disclose its structure.
-                        let private: Vec<(String, ContextName)> = refs
-                            .iter()
-                            .filter_map(|(reference, target)| match owner(target) {
-                                Some((context, Visibility::Internal))
-                                    if context != contract.name.context() =>
-                                {
-                                    Some((reference.clone(), context.clone()))
-                                }
-                                _ => None,
-                            })
-                            .collect();
-                        for (reference, context) in &private {
-                            self.problem(
-                                &document.file,
-                                format!(
-                                    "$ref {:?} names a contract internal to {context}: a schema \
-                                     refers to its own context's contracts and to other \
-                                     contexts' published ones only",
-                                    truncate(reference, 200)
-                                ),
-                            );
-                        }
-                        if outside.is_empty() && private.is_empty() {
-                            let uri = contract::schema_uri(&document.id);
-                            let targets = refs
-                                .iter()
-                                .map(|(_, target)| {
-                                    let mut document = target.clone();
-                                    document.set_fragment(None);
-                                    document.to_string()
-                                })
-                                .filter(|target| *target != uri)
-                                .collect();
-                            refers.insert(uri.clone(), targets);
-                            usable.insert(uri, document.schema.clone());
-                        } else {
-                            for reference in outside {
-                                self.problem(
-                                    &document.file,
-                                    format!(
-                                        "$ref {:?} does not name a contract version of this \
-                                         registry: references resolve inside the registry only \
-                                         (nothing is fetched or read from disk)",
-                                        truncate(&reference, 200)
-                                    ),
-                                );
-                            }
-                            document.refused = true;
-                        }
-                    }
-                    Err(message) => {
-                        self.problem(&document.file, message);
-                        document.refused = true;
-                    }
-                }
-            }
-        }
+        let (index, read) = self.resources(&mut pending);
+        let index = Arc::new(index);
         let patterns = jsonschema::PatternCache::new();
-        let no_documents = match jsonschema::Registry::new().prepare() {
-            Ok(documents) => documents,
-            Err(error) => {
-                self.problem(
-                    "contracts",
-                    format!("cannot index the contract schemas: {error}"),
-                );
-                return BTreeMap::new();
-            }
-        };
-
         let mut contracts = BTreeMap::new();
         for pending in pending {
             let mut versions = BTreeMap::new();
@@ -345,52 +251,33 @@ impl Loader {
                 if document.refused {
                     continue;
                 }
-                let uri = contract::schema_uri(&document.id);
-                let reached = reached(&uri, &refers);
-                // A document that refers to a refused one cannot compile either; the compiler
-                // says so.
-                let documents = if reached.is_empty() {
-                    Ok(None)
-                } else {
-                    jsonschema::Registry::new()
-                        .extend(reached.iter().filter_map(|target| {
-                            usable.get(target).map(|schema| (target.as_str(), schema))
-                        }))
-                        .and_then(jsonschema::RegistryBuilder::prepare)
-                        .map(Some)
+                let Some(resource) = read.get(&document.id) else {
+                    continue;
                 };
-                let documents = match documents {
-                    Ok(documents) => documents,
-                    Err(error) => {
-                        self.problem(
-                            &document.file,
-                            format!("cannot index the schemas it refers to: {error}"),
-                        );
-                        continue;
-                    }
+                let draft = resource.draft;
+                let base = resource.retrieval.as_str();
+                let resolved = &index.resources[resource.position].resolved;
+                let retriever = || resources::Retriever {
+                    index: index.clone(),
+                    owner: pending.name.context().clone(),
                 };
-                let documents = documents.as_ref().unwrap_or(&no_documents);
-                let draft = self.default_draft;
-                let compiled =
-                    contract::compile(&document.id, &document.schema, draft, documents, &patterns)
-                        .and_then(|validator| {
-                            let for_documents = contract::compile(
-                                &document.id,
-                                &document.schema,
-                                draft,
-                                documents,
-                                &patterns,
-                            )?;
-                            Ok((validator, for_documents))
-                        });
+                let compiled = contract::compile(resolved, draft, base, retriever(), &patterns)
+                    .and_then(|validator| {
+                        let for_documents =
+                            contract::compile(resolved, draft, base, retriever(), &patterns)?;
+                        Ok((validator, for_documents))
+                    });
                 match compiled {
                     Ok((validator, document_validator)) => {
-                        let fingerprint = fingerprint(&uri, &document.schema, &reached, &usable);
+                        let fingerprint = fingerprint(resource.position, &read, &index);
                         let version = Arc::new(ContractVersion {
                             id: document.id.clone(),
                             kind: pending.kind,
                             visibility: pending.visibility,
                             schema: document.schema,
+                            resolved: resolved.clone(),
+                            base: base.to_owned(),
+                            source: document.source,
                             validator,
                             document_validator,
                             fingerprint,
@@ -415,7 +302,185 @@ impl Loader {
                 },
             );
         }
+        self.schemas = index;
         contracts
+    }
+
+    /// Reads every version as a resource (its `$id`s and references, see [`resources`]) and
+    /// indexes them by every URI they are known by; refuses the ones with a problem, with the
+    /// line and column of each, a clash naming both files, and a reference to no schema of the
+    /// registry (or to another context's internal one).
+    fn resources(
+        &mut self,
+        pending: &mut [PendingContract],
+    ) -> (resources::Index, BTreeMap<ContractId, ReadResource>) {
+        let mut index = resources::Index::default();
+        let mut read: BTreeMap<ContractId, ReadResource> = BTreeMap::new();
+        let mut references: BTreeMap<ContractId, Vec<resources::Reference>> = BTreeMap::new();
+        for contract in pending.iter_mut() {
+            let owner = contract.name.context().clone();
+            for document in &mut contract.documents {
+                let mut problems = Vec::new();
+                let draft = match contract::draft_of(&document.schema, self.default_draft) {
+                    Ok(draft) => draft,
+                    Err(message) => {
+                        problems.push(resources::SchemaProblem {
+                            pointer: "/$schema".into(),
+                            message,
+                        });
+                        self.default_draft
+                    }
+                };
+                let source = match document
+                    .source
+                    .as_deref()
+                    .map(|path| resources::source_uri(&owner, path))
+                {
+                    Some(Ok(uri)) => Some(uri),
+                    Some(Err(message)) => {
+                        self.problem(&contract.metadata_file, message);
+                        document.refused = true;
+                        continue;
+                    }
+                    None => None,
+                };
+                let registry = resources::registry_uri(&document.id);
+                let resource = resources::read(&document.schema, draft, &owner, registry, source)
+                    .map_err(|more| problems.extend(more));
+                let resource = match resource {
+                    Ok(resource) if problems.is_empty() => resource,
+                    _ => {
+                        self.schema_problems(document, problems);
+                        document.refused = true;
+                        continue;
+                    }
+                };
+                let indexed = resources::Indexed {
+                    owner: owner.clone(),
+                    visibility: contract.visibility,
+                    file: document.file.clone(),
+                    registry: resource.registry.to_string(),
+                    resolved: Arc::new(resource.resolved),
+                };
+                match index.add(indexed, &resource.names) {
+                    Ok(position) => {
+                        references.insert(document.id.clone(), resource.references);
+                        read.insert(
+                            document.id.clone(),
+                            ReadResource {
+                                position,
+                                draft,
+                                retrieval: resource.retrieval,
+                                reaches: BTreeSet::new(),
+                            },
+                        );
+                    }
+                    Err(clashes) => {
+                        let problems = clashes
+                            .into_iter()
+                            .map(|clash| {
+                                let (first, first_pointer) = &clash.first;
+                                let other = index
+                                    .resources
+                                    .get(*first)
+                                    .map_or(&document.file, |first| &first.file);
+                                // At the `$id` (or draft-04 `id`) that claims it.
+                                let id = ["$id", "id"].into_iter().find(|keyword| {
+                                    document
+                                        .schema
+                                        .pointer(&clash.pointer)
+                                        .and_then(|schema| schema.get(keyword))
+                                        .is_some_and(Value::is_string)
+                                });
+                                resources::SchemaProblem {
+                                    pointer: match id {
+                                        Some(keyword) => format!("{}/{keyword}", clash.pointer),
+                                        None => clash.pointer,
+                                    },
+                                    message: format!(
+                                        "{} is claimed twice: here and in {}{}",
+                                        clash.uri,
+                                        other.display(),
+                                        if first_pointer.is_empty() {
+                                            String::new()
+                                        } else {
+                                            format!(" at {first_pointer}")
+                                        }
+                                    ),
+                                }
+                            })
+                            .collect();
+                        self.schema_problems(document, problems);
+                        document.refused = true;
+                    }
+                }
+            }
+        }
+        // Every reference must name a schema of the registry that its context may read.
+        for contract in pending.iter_mut() {
+            for document in &mut contract.documents {
+                let Some(references) = references.get(&document.id) else {
+                    continue;
+                };
+                let mut problems = Vec::new();
+                let mut reaches = BTreeSet::new();
+                for reference in references {
+                    let shown = truncate(&reference.text, 200);
+                    match index.get(&reference.target) {
+                        None => problems.push(resources::SchemaProblem {
+                            pointer: reference.pointer.clone(),
+                            message: format!(
+                                "$ref {shown:?} ({}) names no schema of this registry: \
+                                 references resolve inside the registry only, by $id, source \
+                                 path or registry URI (nothing is fetched or read from disk)",
+                                truncate(&reference.target, 200)
+                            ),
+                        }),
+                        Some((position, _)) => {
+                            let target = &index.resources[position];
+                            if target.visibility == Visibility::Internal
+                                && &target.owner != contract.name.context()
+                            {
+                                problems.push(resources::SchemaProblem {
+                                    pointer: reference.pointer.clone(),
+                                    message: format!(
+                                        "$ref {shown:?} names a contract internal to {}: a \
+                                         schema refers to its own context's contracts and to \
+                                         other contexts' published ones only",
+                                        target.owner
+                                    ),
+                                });
+                            } else {
+                                reaches.insert(position);
+                            }
+                        }
+                    }
+                }
+                if problems.is_empty() {
+                    if let Some(read) = read.get_mut(&document.id) {
+                        read.reaches = reaches;
+                    }
+                } else {
+                    self.schema_problems(document, problems);
+                    document.refused = true;
+                    read.remove(&document.id);
+                }
+            }
+        }
+        (index, read)
+    }
+
+    /// Problems at pointers into one schema file, with their lines and columns.
+    fn schema_problems(
+        &mut self,
+        document: &PendingDocument,
+        problems: Vec<resources::SchemaProblem>,
+    ) {
+        for problem in problems {
+            let (line, column) = resources::position(&document.text, &problem.pointer).unzip();
+            self.problems
+                .push(RegistryProblem::new(&document.file, problem.message).at(line, column));
+        }
     }
 
     fn read_contract(&mut self, name: ContractName, dir: &Path) -> Option<PendingContract> {
@@ -439,10 +504,12 @@ impl Loader {
                 );
                 continue;
             };
-            if let Some(schema) = self.read_json(&entry, MAX_SCHEMA_BYTES as u64) {
+            if let Some((schema, text)) = self.read_json_text(&entry, MAX_SCHEMA_BYTES as u64) {
                 documents.push(PendingDocument {
                     id,
                     schema,
+                    text,
+                    source: None,
                     file: self.relative(&entry),
                     refused: false,
                 });
@@ -489,9 +556,25 @@ impl Loader {
             }
         };
         let evolution = self.evolution(&relative, &metadata, kind)?;
+        for (key, version) in &metadata.versions {
+            let number = key.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
+            match documents
+                .iter_mut()
+                .find(|document| Some(document.id.version()) == number)
+            {
+                Some(document) => document.source = version.source.clone(),
+                None => self.problem(
+                    &relative,
+                    format!(
+                        "versions.{key}: the contract has no such version (v1.json, v2.json, ...)"
+                    ),
+                ),
+            }
+        }
         Some(PendingContract {
             name,
             dir: dir.to_path_buf(),
+            metadata_file: relative.clone(),
             kind,
             visibility,
             evolution,
@@ -895,9 +978,14 @@ impl Loader {
     }
 
     fn read_json(&mut self, path: &Path, max: u64) -> Option<Value> {
+        self.read_json_text(path, max).map(|(value, _)| value)
+    }
+
+    /// A JSON file, parsed, and its text.
+    fn read_json_text(&mut self, path: &Path, max: u64) -> Option<(Value, String)> {
         let text = self.read_text(path, max)?;
         match parse_strict(text.as_bytes()) {
-            Ok(parsed) => Some(parsed.value),
+            Ok(parsed) => Some((parsed.value, text)),
             Err(error) => {
                 let line = (error.line() > 0).then_some(error.line());
                 let column = (error.column() > 0).then_some(error.column());
@@ -932,6 +1020,8 @@ impl Loader {
 struct PendingContract {
     name: ContractName,
     dir: PathBuf,
+    /// Its `contract.toml`, relative to the root.
+    metadata_file: PathBuf,
     kind: MessageKind,
     visibility: Visibility,
     evolution: Evolution,
@@ -949,8 +1039,22 @@ struct Evolution {
 struct PendingDocument {
     id: ContractId,
     schema: Value,
+    /// The file's text, for the positions of problems in it.
+    text: String,
+    /// `[versions.vN] source`.
+    source: Option<String>,
     file: PathBuf,
     refused: bool,
+}
+
+/// A version read as a resource and indexed.
+struct ReadResource {
+    /// In the index.
+    position: usize,
+    draft: jsonschema::Draft,
+    retrieval: url::Url,
+    /// The resources its references name directly.
+    reaches: BTreeSet<usize>,
 }
 
 /// Checks one `[[routes]]` entry; every problem points at the route's `name` line.
@@ -1421,38 +1525,43 @@ impl RouteCheck<'_> {
     }
 }
 
-/// Every document `uri` reaches through `$ref`s, itself excluded.
-fn reached(uri: &str, refers: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
-    let mut reached = BTreeSet::new();
-    let mut pending: Vec<&String> = refers.get(uri).into_iter().flatten().collect();
-    while let Some(next) = pending.pop() {
-        if next != uri && reached.insert(next.clone()) {
-            pending.extend(refers.get(next.as_str()).into_iter().flatten());
-        }
-    }
-    reached
-}
-
-/// SHA-256 of the schema at `uri` and of every schema it reaches, in order: the same schemas
-/// give the same fingerprint.
+/// SHA-256 of the schema at `position` and of every schema it reaches through `$ref`s, by
+/// registry URI: the same schemas give the same fingerprint.
 fn fingerprint(
-    uri: &str,
-    schema: &Value,
-    reached: &BTreeSet<String>,
-    usable: &BTreeMap<String, Value>,
+    position: usize,
+    read: &BTreeMap<ContractId, ReadResource>,
+    index: &resources::Index,
 ) -> [u8; 32] {
-    let mut fingerprint = Sha256::new();
-    let documents = std::iter::once((uri, Some(schema))).chain(
-        reached
-            .iter()
-            .map(|target| (target.as_str(), usable.get(target))),
-    );
-    for (uri, schema) in documents {
-        fingerprint.update(uri.as_bytes());
-        fingerprint.update([0]);
-        if let Some(schema) = schema {
-            fingerprint.update(serde_json::to_vec(schema).expect("a JSON value always serializes"));
+    let reaches: BTreeMap<usize, &BTreeSet<usize>> = read
+        .values()
+        .map(|resource| (resource.position, &resource.reaches))
+        .collect();
+    let mut reached = BTreeSet::new();
+    let mut pending = vec![position];
+    while let Some(next) = pending.pop() {
+        if next != position && !reached.insert(next) {
+            continue;
         }
+        pending.extend(
+            reaches
+                .get(&next)
+                .into_iter()
+                .flat_map(|targets| targets.iter())
+                .filter(|target| **target != position && !reached.contains(*target)),
+        );
+    }
+    let mut documents: Vec<&resources::Indexed> = reached
+        .iter()
+        .map(|position| &index.resources[*position])
+        .collect();
+    documents.sort_by(|a, b| a.registry.cmp(&b.registry));
+    let mut fingerprint = Sha256::new();
+    for document in std::iter::once(&index.resources[position]).chain(documents) {
+        fingerprint.update(document.registry.as_bytes());
+        fingerprint.update([0]);
+        fingerprint.update(
+            serde_json::to_vec(document.resolved.as_ref()).expect("a JSON value always serializes"),
+        );
         fingerprint.update([0]);
     }
     fingerprint.finalize().into()

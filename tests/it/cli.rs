@@ -119,7 +119,7 @@ fn check_names_every_problem_with_its_file_and_exits_1() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     for expected in [
         "contracts/payments/PaymentCaptured/v2.json: invalid schema",
-        "contracts/payments/AuthorizePayment/v2.json: $ref \"../Nope/v1.json\" does not name a contract version",
+        "contracts/payments/AuthorizePayment/v2.json:1:10: $ref \"../Nope/v1.json\" (contextgate://registry/contracts/payments/Nope/v1.json) names no schema of this registry",
         "contracts/orders/OrderPlaced/examples/v1/broken.json: example is invalid",
         "translators/customers/publish_customer_updated.rhai:3:26: script does not compile",
         "translators/shipping-notes/dispatch_email.cases.json: case",

@@ -190,7 +190,6 @@ fn unknown_formats_and_unsupported_drafts_are_refused() {
     assert!(problems.iter().any(|p| p.contains("emial")), "{problems:?}");
     refused(r#"{"$schema": "http://json-schema.org/draft-03/schema#", "type": "object"}"#);
     refused(r#"{"$schema": "https://example.com/my-draft", "type": "object"}"#);
-    refused(r#"{"$id": "https://example.com/x", "type": "object"}"#);
 }
 
 #[test]
@@ -346,6 +345,255 @@ fn a_schema_without_schema_is_read_as_the_default_draft_and_check_says_so() {
         problems
             .iter()
             .any(|p| p.starts_with("contextgate.toml:1:") && p.contains("default_draft \"05\"")),
+        "{problems:?}"
+    );
+}
+
+// ---- `$id` and references, as JSON Schema defines them ---------------------------------------
+
+/// Writes `up/<name>@1` with `schema`, its `contract.toml` giving `toml` besides the kind.
+fn contract(fixture: &Fixture, name: &str, toml: &str, schema: &Value) {
+    write(
+        fixture.root(),
+        &format!("contracts/up/{name}/contract.toml"),
+        &format!("kind = \"event\"\n{toml}"),
+    );
+    write(
+        fixture.root(),
+        &format!("contracts/up/{name}/v1.json"),
+        &serde_json::to_string_pretty(schema).unwrap(),
+    );
+}
+
+/// `file:line:column` of the first `needle` in a fixture's file (1-based, as `check` prints).
+fn at(fixture: &Fixture, file: &str, needle: &str) -> String {
+    let text = std::fs::read_to_string(fixture.root().join(file)).unwrap();
+    let (number, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, line)| line.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} in {file}"));
+    // The position is the value's: after `"key": `.
+    let column = line.find(needle).unwrap() + needle.len() + 3;
+    format!("{file}:{}:{column}:", number + 1)
+}
+
+fn validator_of<'a>(
+    pipeline: &'a contextgate::pipeline::Pipeline,
+    id: &str,
+) -> &'a jsonschema::Validator {
+    &pipeline
+        .registry()
+        .contract_version(&contextgate::registry::ContractId::parse(id).unwrap())
+        .unwrap_or_else(|| panic!("{id} is loaded"))
+        .validator
+}
+
+/// A webhook-style collection: `$id`s keyed from the collection's root (one holding `$`),
+/// shared parts named `common/<x>.schema.json` from the events and sibling-relative
+/// (`user.schema.json`) from each other, a keyword of a code generator, draft-07 in its https
+/// spelling.
+fn webhook_collection() -> Fixture {
+    let fixture = Fixture::new("conformist", None, "");
+    let draft = "https://json-schema.org/draft-07/schema#";
+    contract(
+        &fixture,
+        "CommonUser",
+        "visibility = \"internal\"\n[versions.v1]\nsource = \"common/user.schema.json\"\n",
+        &json!({"$schema": draft, "$id": "common/user.schema.json", "type": "object",
+            "required": ["login"], "properties": {"login": {"type": "string"}},
+            "tsAdditionalProperties": false}),
+    );
+    contract(
+        &fixture,
+        "CommonLabel",
+        "visibility = \"internal\"\n[versions.v1]\nsource = \"common/label.schema.json\"\n",
+        &json!({"$schema": draft, "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string", "maxLength": 10}}}),
+    );
+    contract(
+        &fixture,
+        "CommonIssue",
+        "visibility = \"internal\"\n[versions.v1]\nsource = \"common/issue.schema.json\"\n",
+        &json!({"$schema": draft, "$id": "common/issue.schema.json", "type": "object",
+        "required": ["number", "user"],
+        "properties": {
+            "number": {"type": "integer"},
+            "user": {"$ref": "user.schema.json"},
+            "labels": {"type": "array", "items": {"$ref": "label.schema.json"}}
+        }}),
+    );
+    contract(
+        &fixture,
+        "IssuesOpened",
+        "[versions.v1]\nsource = \"issues/opened.schema.json\"\n",
+        &json!({"$schema": draft, "$id": "issues$opened", "type": "object",
+            "required": ["action", "issue", "sender"],
+            "properties": {
+                "action": {"type": "string", "enum": ["opened"]},
+                "issue": {"$ref": "common/issue.schema.json"},
+                "sender": {"$ref": "common/user.schema.json"}
+            },
+            "additionalProperties": false,
+            "tsAdditionalProperties": false}),
+    );
+    fixture
+}
+
+#[test]
+fn ids_and_relative_refs_of_a_webhook_collection_resolve_without_edits() {
+    let fixture = webhook_collection();
+    let pipeline = fixture.pipeline();
+    let opened = validator_of(&pipeline, "up/IssuesOpened@1");
+    let user = json!({"login": "octocat"});
+    let payload = json!({"action": "opened", "sender": user,
+        "issue": {"number": 1, "user": user, "labels": [{"name": "bug"}]}});
+    assert!(opened.is_valid(&payload));
+    // Each shared part applies, through the `common/` ref and through the sibling-relative one.
+    let mut no_login = payload.clone();
+    no_login["sender"] = json!({});
+    assert!(
+        !opened.is_valid(&no_login),
+        "common/user.schema.json applies"
+    );
+    let mut issue_user = payload.clone();
+    issue_user["issue"]["user"] = json!({"login": 5});
+    assert!(
+        !opened.is_valid(&issue_user),
+        "user.schema.json from common/ applies"
+    );
+    let mut long_label = payload.clone();
+    long_label["issue"]["labels"][0]["name"] = json!("a label far too long");
+    assert!(
+        !opened.is_valid(&long_label),
+        "label.schema.json (no $id: its source path) applies"
+    );
+    // The code generator's keyword is an annotation.
+    let mut extra = payload;
+    extra["extra"] = json!(1);
+    assert!(!opened.is_valid(&extra), "additionalProperties still holds");
+    // The contract keeps its file's schema as written.
+    let version = pipeline
+        .registry()
+        .contract_version(&contextgate::registry::ContractId::parse("up/IssuesOpened@1").unwrap())
+        .unwrap();
+    assert_eq!(version.schema["$id"], "issues$opened");
+    assert_eq!(version.source.as_deref(), Some("issues/opened.schema.json"));
+}
+
+#[test]
+fn a_nested_id_names_a_resource_that_other_schemas_refer_to() {
+    let fixture = Fixture::new("conformist", None, "");
+    contract(
+        &fixture,
+        "Release",
+        "",
+        &json!({"$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": "https://example.com/schemas/release.json",
+        "type": "object",
+        "properties": {"assets": {"type": "array", "items": {"$ref": "asset.json"}}},
+        "$defs": {
+            "asset": {
+                "$id": "asset.json",
+                "type": "object",
+                "required": ["size"],
+                "properties": {"size": {"$ref": "#/$defs/size"}},
+                "$defs": {"size": {"type": "integer", "minimum": 0}}
+            }
+        }}),
+    );
+    contract(
+        &fixture,
+        "Upload",
+        "",
+        &json!({"$schema": "http://json-schema.org/draft-04/schema#",
+            "id": "https://example.com/schemas/upload.json",
+            "type": "object",
+            "properties": {"asset": {"$ref": "asset.json"}}}),
+    );
+    let pipeline = fixture.pipeline();
+    let release = validator_of(&pipeline, "up/Release@1");
+    assert!(release.is_valid(&json!({"assets": [{"size": 3}]})));
+    assert!(
+        !release.is_valid(&json!({"assets": [{"size": -1}]})),
+        "#/$defs/size is the nested resource's own"
+    );
+    let upload = validator_of(&pipeline, "up/Upload@1");
+    assert!(upload.is_valid(&json!({"asset": {"size": 3}})));
+    assert!(
+        !upload.is_valid(&json!({"asset": {}})),
+        "a draft-04 schema reaches the nested $id of a 2019-09 one"
+    );
+}
+
+#[test]
+fn an_id_claimed_twice_names_both_files_with_their_positions() {
+    let fixture = Fixture::new("conformist", None, "");
+    contract(
+        &fixture,
+        "First",
+        "",
+        &json!({"$id": "https://example.com/same.json", "type": "object"}),
+    );
+    contract(
+        &fixture,
+        "Second",
+        "",
+        &json!({"type": "object", "$defs": {"part": {"$id": "https://example.com/same.json"}}}),
+    );
+    let problems = problems(fixture.root());
+    // The second file is read after the first (contracts load in name order).
+    let clash = problems
+        .iter()
+        .find(|p| p.contains("claimed twice"))
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    assert!(
+        clash.starts_with(&at(&fixture, "contracts/up/Second/v1.json", "\"$id\""))
+            && clash.contains("https://example.com/same.json")
+            && clash.contains("contracts/up/First/v1.json"),
+        "{clash}"
+    );
+}
+
+#[test]
+fn an_id_may_not_take_over_a_uri_of_the_registry() {
+    // Claiming another contract's registry URI would reroute every ref to it.
+    let fixture = Fixture::new("conformist", None, "");
+    contract(
+        &fixture,
+        "Thief",
+        "",
+        &json!({"$id": "contextgate://registry/contracts/down/Act/v1.json", "type": "object"}),
+    );
+    let problems = problems(fixture.root());
+    assert!(
+        problems.iter().any(|p| p.starts_with(&at(
+            &fixture,
+            "contracts/up/Thief/v1.json",
+            "\"$id\""
+        )) && p.contains("registry's own namespace")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn an_unresolved_ref_is_reported_at_its_line_and_column() {
+    let fixture = webhook_collection();
+    contract(
+        &fixture,
+        "IssuesClosed",
+        "",
+        &json!({"$id": "issues$closed", "type": "object",
+            "properties": {"issue": {"$ref": "common/missing.schema.json"}}}),
+    );
+    let problems = problems(fixture.root());
+    assert!(
+        problems.iter().any(|p| p.starts_with(&at(
+            &fixture,
+            "contracts/up/IssuesClosed/v1.json",
+            "\"$ref\""
+        )) && p
+            .contains("contextgate://registry/sources/up/common/missing.schema.json")),
         "{problems:?}"
     );
 }
