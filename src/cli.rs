@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`check`]: load the registry and report every problem; `--against` a baseline.
 //! - [`compat`]: the compatibility checker on two schema files.
+//! - `import` (here, over [`crate::import`]): a folder of existing schemas into one context.
 //! - [`registry`]: `registry push`, `pull` and `log` on a fleet's registry store.
 //! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
@@ -126,6 +127,35 @@ pub enum Command {
         policy: crate::compat::Policy,
         #[arg(long, value_enum, default_value_t = compat::CompatFormat::Text)]
         format: compat::CompatFormat,
+    },
+    /// Import a folder of existing JSON or YAML schemas as one context's contracts, with no
+    /// edit to the schemas: names from paths (or titles), versions from semver file names or
+    /// git history, shared schemas as internal contracts, breaking steps of the history
+    /// accepted as "imported". Written only if the result passes check.
+    Import {
+        /// The registry folder (holds contextgate.toml).
+        #[arg(long, default_value = ".", env = "CONTEXTGATE_REGISTRY")]
+        registry: PathBuf,
+        /// The context the contracts belong to (added to contextgate.toml if new).
+        #[arg(long, value_parser = crate::registry::ContextName::parse)]
+        context: crate::registry::ContextName,
+        /// The folder of schemas.
+        source: PathBuf,
+        /// Read the folder as it is at this git revision of its repository.
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+        /// One version per change of each file in its git history (up to --rev, or HEAD).
+        #[arg(long)]
+        history: bool,
+        /// Where contract names come from.
+        #[arg(long, value_enum, default_value_t = crate::import::Naming::Path)]
+        names: crate::import::Naming,
+        /// The kind of every imported contract: event or command.
+        #[arg(long, default_value = "event", value_parser = parse_kind)]
+        kind: crate::registry::MessageKind,
+        /// Print the plan and the check, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Dry-run one message (a structured CloudEvent) through one route and print the outcome.
     Translate {
@@ -249,6 +279,14 @@ pub enum Format {
     Junit,
 }
 
+fn parse_kind(input: &str) -> Result<crate::registry::MessageKind, String> {
+    match input {
+        "event" => Ok(crate::registry::MessageKind::Event),
+        "command" => Ok(crate::registry::MessageKind::Command),
+        _ => Err("event or command".to_owned()),
+    }
+}
+
 fn parse_level(input: &str) -> Result<crate::compat::Level, String> {
     crate::compat::Level::parse(input).ok_or_else(|| {
         "one of none, backward, backward-transitive, forward, forward-transitive, full,          full-transitive"
@@ -331,6 +369,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             policy,
             format,
         } => Ok(compat::run(&old, &new, level, policy, format)),
+        Command::Import {
+            registry,
+            context,
+            source,
+            rev,
+            history,
+            names,
+            kind,
+            dry_run,
+        } => Ok(import(crate::import::Options {
+            registry,
+            context,
+            source,
+            rev,
+            history,
+            naming: names,
+            kind,
+            dry_run,
+        })),
         Command::Translate {
             registry,
             route,
@@ -342,6 +399,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(EXIT_COULD_NOT_RUN);
             }
             translate::run(&registry, &route, file.as_deref()).await
+        }
+    }
+}
+
+/// `contextgate import`: the plan, then what was written (or every problem of the result).
+fn import(options: crate::import::Options) -> u8 {
+    use crate::import::{ImportError, describe_plan, run};
+    match run(&options) {
+        Ok(plan) => {
+            print(&describe_plan(&plan));
+            if options.dry_run {
+                print(
+                    "check: the imported registry loads without problems; nothing written (--dry-run)\n",
+                );
+            } else {
+                print(&format!(
+                    "check: the imported registry loads without problems; written to {}\n",
+                    options.registry.display()
+                ));
+            }
+            EXIT_OK
+        }
+        Err(ImportError::Problems(problems, plan)) => {
+            print(&describe_plan(&plan));
+            for problem in &problems {
+                print(&format!("{problem}\n"));
+            }
+            eprintln!(
+                "contextgate import: the imported registry would have {} problem(s); nothing written",
+                problems.len()
+            );
+            EXIT_PROBLEMS
+        }
+        Err(ImportError::Unusable(why)) => {
+            eprintln!("contextgate import: {why}");
+            EXIT_COULD_NOT_RUN
         }
     }
 }

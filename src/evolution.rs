@@ -56,7 +56,7 @@ impl Finding {
         Self::new(Severity::Notice, rule, file, message)
     }
 
-    fn new(severity: Severity, rule: &'static str, file: String, message: String) -> Self {
+    pub fn new(severity: Severity, rule: &'static str, file: String, message: String) -> Self {
         Self {
             severity,
             rule,

@@ -11,6 +11,8 @@
 //!   checked as a whole, then compiled once.
 //! - [`evolution`]: the registry against a baseline (`check --against`): immutable versions,
 //!   compatible new versions.
+//! - [`import`]: `contextgate import`: a folder of existing schemas becomes a context's
+//!   contracts.
 //! - [`message`]: the transport-neutral CloudEvent and its decoding from binary or structured mode.
 //! - [`scripting`]: the one hardened Rhai engine and the JSON ⇄ Rhai conversions.
 //! - [`stages`]: the flow, one verb per module (receive, validate, translate, lookup).
@@ -31,6 +33,8 @@ pub mod compat;
 pub mod registry;
 //
 pub mod evolution;
+//
+pub mod import;
 //
 pub mod message;
 //

@@ -9,6 +9,8 @@
 //! published version is immutable: the same content again is 200, other content 409.
 //! Registrations run one at a time; each applied one is logged with who made it.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -30,6 +32,10 @@ pub struct ContractSummary {
     pub kind: MessageKind,
     pub visibility: Visibility,
     pub versions: Vec<u32>,
+    /// What the collection a version was imported from called it (its semver, or the commit),
+    /// by version number; only versions that have one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<u32, String>,
 }
 
 /// What a registration did.
@@ -150,6 +156,11 @@ pub async fn list(
             kind: contract.kind,
             visibility: contract.visibility,
             versions: contract.versions.keys().copied().collect(),
+            labels: contract
+                .versions
+                .iter()
+                .filter_map(|(number, version)| Some((*number, version.label.clone()?)))
+                .collect(),
         })
         .collect();
     Ok(Json(contracts))
@@ -162,7 +173,7 @@ pub async fn list(
     tag = "contracts",
     params(
         ("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$"),
-        ("name" = String, Path, description = "The contract (PascalCase).", pattern = "^[A-Z][A-Za-z0-9]{0,63}$"),
+        ("name" = String, Path, description = "The contract (PascalCase).", pattern = "^[A-Z][A-Za-z0-9]{0,127}$"),
         ("version" = u32, Path, description = "The version, from 1.", minimum = 1),
     ),
     responses(
@@ -200,7 +211,7 @@ pub async fn get_version(
     tag = "contracts",
     params(
         ("context" = String, Path, description = "The owning context.", pattern = "^[a-z][a-z0-9-]{0,31}$"),
-        ("name" = String, Path, description = "The contract (PascalCase).", pattern = "^[A-Z][A-Za-z0-9]{0,63}$"),
+        ("name" = String, Path, description = "The contract (PascalCase).", pattern = "^[A-Z][A-Za-z0-9]{0,127}$"),
         ("version" = u32, Path, description = "The next version.", minimum = 1),
         NewContract,
     ),

@@ -34,6 +34,7 @@ pub fn run(root: &Path, format: Format, against: Option<&str>) -> u8 {
                 },
             };
             findings.extend(undeclared_drafts(&registry));
+            findings.extend(unknown_formats(&registry));
             (Some(registry.summary()), findings)
         }
         Err(RegistryError::Problems(problems)) => (
@@ -95,6 +96,80 @@ fn undeclared_drafts(registry: &registry::Registry) -> Option<Finding> {
             if undeclared.len() > 1 { ", ..." } else { "" },
         ),
     ))
+}
+
+/// A warning for each `format` the validator does not check under the version's draft: an
+/// annotation, as the specification says — or a typo.
+fn unknown_formats(registry: &registry::Registry) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for version in registry
+        .contracts
+        .values()
+        .flat_map(|contract| contract.versions.values())
+    {
+        let draft = version
+            .resolved
+            .get("$schema")
+            .and_then(serde_json::Value::as_str)
+            .and_then(registry::contract::draft_named)
+            .unwrap_or(registry.default_draft);
+        let mut formats = Vec::new();
+        formats_in(&version.schema, String::new(), &mut formats);
+        formats.retain(|(_, name)| !registry::contract::format_checked(draft, name));
+        if formats.is_empty() {
+            continue;
+        }
+        let file = format!(
+            "contracts/{}/{}/v{}.json",
+            version.id.context(),
+            version.id.name().name(),
+            version.id.version()
+        );
+        let text = std::fs::read_to_string(registry.root.join(&file)).unwrap_or_default();
+        for (pointer, name) in formats {
+            let (line, column) = registry::resources::position(&text, &pointer).unzip();
+            findings.push(Finding {
+                line,
+                column,
+                ..Finding::new(
+                    Severity::Warning,
+                    "unknown-format",
+                    file.clone(),
+                    format!(
+                        "format {name:?} is not one the gateway checks under draft {}: it is an \
+                         annotation, not checked",
+                        registry::contract::draft_label(draft)
+                    ),
+                )
+            });
+        }
+    }
+    findings
+}
+
+/// Every string `format` in a schema, by JSON pointer (data under `enum`, `const`, `default`
+/// and `examples` left out).
+fn formats_in(value: &serde_json::Value, pointer: String, found: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(object) => {
+            for (key, child) in object {
+                let at = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                match (key.as_str(), child) {
+                    ("format", serde_json::Value::String(name)) => {
+                        found.push((at, name.clone()));
+                    }
+                    ("enum" | "const" | "default" | "examples", _) => {}
+                    _ => formats_in(child, at, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                formats_in(item, format!("{pointer}/{index}"), found);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn severity(severity: Severity) -> &'static str {

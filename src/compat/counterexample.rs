@@ -150,7 +150,7 @@ fn validator(
                     .dfa_size_limit(1 << 20),
             )
             .should_validate_formats(true)
-            .should_ignore_unknown_formats(false)
+            .should_ignore_unknown_formats(true)
             .build(version.schema)
     }));
     built.ok()?.ok()

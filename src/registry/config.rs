@@ -211,6 +211,10 @@ pub struct VersionFile {
     /// Its path in the collection it was imported from: relative `$ref`s resolve from there.
     #[serde(default)]
     pub source: Option<String>,
+    /// What the collection called it (its semver, or the commit it comes from), shown by the
+    /// API and the CLI beside the version number.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// `translators/<context>/<name>.toml`.

@@ -3,7 +3,8 @@
 //!
 //! Schemas are untrusted. Compilation is offline (`$ref` resolves only to schemas of the
 //! registry, already loaded: see [`resources`](super::resources)), `pattern` uses the linear `regex` engine, formats
-//! are validated and unknown formats refused, and size and depth are capped before compiling.
+//! are validated (a format the validator does not know is an annotation, as the specification
+//! says; `check` warns of it), and size and depth are capped before compiling.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct ContractVersion {
     pub base: String,
     /// Its path in the collection it was imported from (`[versions.vN] source`).
     pub source: Option<String>,
+    /// What the collection called it (`[versions.vN] label`: a semver, a commit).
+    pub label: Option<String>,
     pub validator: jsonschema::Validator,
     /// The same schema compiled for a parsed [`Document`](crate::message::document::Document):
     /// what inputs are checked with, in place.
@@ -160,6 +163,30 @@ pub fn draft_label(draft: jsonschema::Draft) -> &'static str {
         .map_or("2020-12", |(short, _)| short)
 }
 
+/// Whether the validator checks `format` `name` under `draft` (others are annotations). As
+/// jsonschema's own list, with the idna feature.
+pub fn format_checked(draft: jsonschema::Draft, name: &str) -> bool {
+    use jsonschema::Draft::{Draft4, Draft6, Draft7, Draft201909};
+    let at_least = |first: jsonschema::Draft| {
+        let order = [Draft4, Draft6, Draft7, Draft201909];
+        let rank = |draft| {
+            order
+                .iter()
+                .position(|known| *known == draft)
+                .unwrap_or(order.len())
+        };
+        rank(draft) >= rank(first)
+    };
+    match name {
+        "date" | "date-time" | "email" | "hostname" | "idn-email" | "ipv4" | "ipv6" | "regex"
+        | "time" | "uri" => true,
+        "json-pointer" | "uri-reference" | "uri-template" => at_least(Draft6),
+        "idn-hostname" | "iri" | "iri-reference" | "relative-json-pointer" => at_least(Draft7),
+        "duration" | "uuid" => at_least(Draft201909),
+        _ => false,
+    }
+}
+
 /// The draft a contract is read as: the one its `$schema` names, or `default` when it has none.
 pub fn draft_of(schema: &Value, default: jsonschema::Draft) -> Result<jsonschema::Draft, String> {
     match schema.get("$schema") {
@@ -198,7 +225,7 @@ pub fn compile<F: jsonschema::json::Json>(
             )
             .with_pattern_cache(patterns.clone())
             .should_validate_formats(true)
-            .should_ignore_unknown_formats(false)
+            .should_ignore_unknown_formats(true)
             .build(resolved)
     }));
     match built {

@@ -278,6 +278,7 @@ impl Loader {
                             resolved: resolved.clone(),
                             base: base.to_owned(),
                             source: document.source,
+                            label: document.label,
                             validator,
                             document_validator,
                             fingerprint,
@@ -356,6 +357,7 @@ impl Loader {
                     }
                 };
                 let indexed = resources::Indexed {
+                    contract: contract.name.to_string(),
                     owner: owner.clone(),
                     visibility: contract.visibility,
                     file: document.file.clone(),
@@ -510,6 +512,7 @@ impl Loader {
                     schema,
                     text,
                     source: None,
+                    label: None,
                     file: self.relative(&entry),
                     refused: false,
                 });
@@ -562,7 +565,10 @@ impl Loader {
                 .iter_mut()
                 .find(|document| Some(document.id.version()) == number)
             {
-                Some(document) => document.source = version.source.clone(),
+                Some(document) => {
+                    document.source = version.source.clone();
+                    document.label = version.label.clone();
+                }
                 None => self.problem(
                     &relative,
                     format!(
@@ -1041,8 +1047,9 @@ struct PendingDocument {
     schema: Value,
     /// The file's text, for the positions of problems in it.
     text: String,
-    /// `[versions.vN] source`.
+    /// `[versions.vN] source` and `label`.
     source: Option<String>,
+    label: Option<String>,
     file: PathBuf,
     refused: bool,
 }

@@ -23,7 +23,7 @@ impl NameError {
 }
 
 const MAX_SLUG: usize = 32;
-const MAX_CONTRACT_NAME: usize = 64;
+const MAX_CONTRACT_NAME: usize = 128;
 
 /// A slug: lowercase ASCII letter, then lowercase letters, digits and `-`/`_` (as allowed).
 fn check_slug(what: &'static str, input: &str, extra: &[u8], max: usize) -> Result<(), NameError> {
@@ -171,7 +171,7 @@ fn check_contract_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::new(
             "contract name",
             name,
-            "it must hold 1 to 64 characters",
+            "it must hold 1 to 128 characters",
         ));
     }
     let bytes = name.as_bytes();

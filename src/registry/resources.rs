@@ -379,6 +379,8 @@ impl Walk {
 /// One resource of the index: a contract version's resolved schema and who may read it.
 #[derive(Debug)]
 pub struct Indexed {
+    /// The contract it is a version of (`orders/OrderPlaced`).
+    pub contract: String,
     pub owner: ContextName,
     pub visibility: Visibility,
     pub file: PathBuf,
@@ -404,14 +406,20 @@ pub struct Clash {
 }
 
 impl Index {
-    /// Adds a resource under every URI it is known by; a URI another resource (or another place
-    /// of the same one) claimed already is a clash, and the resource is not added.
+    /// Adds a resource under every URI it is known by; a URI another contract (or another place
+    /// of the same resource) claimed already is a clash, and the resource is not added. A URI an
+    /// earlier version of the same contract claimed (its `$id`, its source path) names this one
+    /// from now on: versions are added in order, so a URI names the contract's latest version.
     pub fn add(&mut self, indexed: Indexed, names: &[Identified]) -> Result<usize, Vec<Clash>> {
         let position = self.resources.len();
         let clashes: Vec<Clash> = names
             .iter()
             .filter_map(|name| {
-                let claimed = self.names.get(&name.uri).cloned().or_else(|| {
+                let other_contract = self
+                    .names
+                    .get(&name.uri)
+                    .filter(|(resource, _)| self.resources[*resource].contract != indexed.contract);
+                let claimed = other_contract.cloned().or_else(|| {
                     names
                         .iter()
                         .take_while(|other| !std::ptr::eq(*other, name))

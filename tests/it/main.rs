@@ -27,6 +27,8 @@ mod fleet;
 /// A fleet of three binaries on a 3-node RabbitMQ cluster under faults: an instance killed, a
 /// node stopped, an instance frozen (issue 11).
 mod fleet_faults;
+/// `contextgate import` on collections in the shapes real ones have (issue 13).
+mod import;
 /// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.
 mod limits;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
