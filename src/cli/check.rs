@@ -35,6 +35,7 @@ pub fn run(root: &Path, format: Format, against: Option<&str>) -> u8 {
             };
             findings.extend(undeclared_drafts(&registry));
             findings.extend(unknown_formats(&registry));
+            findings.extend(expansions(&registry));
             (Some(registry.summary()), findings)
         }
         Err(RegistryError::Problems(problems)) => (
@@ -96,6 +97,53 @@ fn undeclared_drafts(registry: &registry::Registry) -> Option<Finding> {
             if undeclared.len() > 1 { ", ..." } else { "" },
         ),
     ))
+}
+
+/// A notice for each pattern in a route's `accepts`: what it expanded to, and what it matched
+/// but left out.
+fn expansions(registry: &registry::Registry) -> Vec<Finding> {
+    let config = std::fs::read_to_string(registry.root.join(registry::load::CONFIG_FILE))
+        .unwrap_or_default();
+    let list = |ids: &mut dyn Iterator<Item = String>| ids.collect::<Vec<_>>().join(", ");
+    registry
+        .routes
+        .iter()
+        .flat_map(|route| {
+            route.expansions.iter().map(|expansion| {
+                let quoted = format!("{:?}", expansion.pattern);
+                let line = config
+                    .lines()
+                    .position(|line| line.contains(&quoted))
+                    .map(|index| index + 1);
+                let mut message = format!(
+                    "route {}: accepts {quoted} takes {} version(s): {}",
+                    route.name,
+                    expansion.taken.len(),
+                    list(&mut expansion.taken.iter().map(ToString::to_string))
+                );
+                if !expansion.left_out.is_empty() {
+                    message.push_str(&format!(
+                        "; left out {}: {}",
+                        expansion.left_out.len(),
+                        list(
+                            &mut expansion
+                                .left_out
+                                .iter()
+                                .map(|(id, why)| format!("{id} ({why})"))
+                        )
+                    ));
+                }
+                Finding {
+                    line,
+                    ..Finding::notice(
+                        "accepts-pattern",
+                        registry::load::CONFIG_FILE.to_owned(),
+                        message,
+                    )
+                }
+            })
+        })
+        .collect()
 }
 
 /// A warning for each `format` the validator does not check under the version's draft: an

@@ -26,8 +26,8 @@ use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, Message
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 use super::resources;
 use super::route::{
-    Action, Breaker, DEFAULT_SHARDS, Lookup, MAX_LOOKUP_BYTES, MAX_LOOKUP_TIMEOUT, MAX_SHARDS,
-    Mode, OrderingKey, Policy, Route, UrlTemplate, Wire,
+    AcceptPattern, Action, Breaker, DEFAULT_SHARDS, Expansion, Lookup, MAX_LOOKUP_BYTES,
+    MAX_LOOKUP_TIMEOUT, MAX_SHARDS, Mode, OrderingKey, Policy, Route, UrlTemplate, Wire,
 };
 use super::translator::{self, Case, Translator};
 use super::{Context, Registry, RegistryError, RegistryProblem};
@@ -1142,11 +1142,48 @@ impl RouteCheck<'_> {
             },
             None => None,
         };
-        let mut accepts = Vec::new();
+        let mut accepts: Vec<Arc<ContractVersion>> = Vec::new();
+        let mut expansions = Vec::new();
         for text in &file.accepts {
-            match version(text) {
-                Ok(version) => accepts.push(version),
-                Err(message) => self.problem(message),
+            match AcceptPattern::parse(text) {
+                None => match version(text) {
+                    Ok(version) => accepts.push(version),
+                    Err(message) => self.problem(message),
+                },
+                Some(Err(message)) => self.problem(format!("accepts {text:?}: {message}")),
+                Some(Ok(pattern)) => {
+                    let expansion = expand(
+                        text,
+                        &pattern,
+                        contracts,
+                        upstream.as_ref(),
+                        downstream.map(|context| &context.name),
+                        mode,
+                    );
+                    if expansion.taken.is_empty() {
+                        self.problem(format!(
+                            "accepts {text:?} takes no contract version the route may take{}",
+                            if expansion.left_out.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    " ({} matched but left out, e.g. {}: {})",
+                                    expansion.left_out.len(),
+                                    expansion.left_out[0].0,
+                                    expansion.left_out[0].1
+                                )
+                            }
+                        ));
+                    }
+                    for id in &expansion.taken {
+                        if let Ok(version) = version(&id.to_string())
+                            && !accepts.iter().any(|taken| taken.id == version.id)
+                        {
+                            accepts.push(version);
+                        }
+                    }
+                    expansions.push(expansion);
+                }
             }
         }
         let output = match &file.output {
@@ -1220,6 +1257,7 @@ impl RouteCheck<'_> {
                 wire,
                 policy: policy?,
                 lookups,
+                expansions,
             },
             file.translator.is_some(),
             !file.accepts.is_empty(),
@@ -1530,6 +1568,58 @@ impl RouteCheck<'_> {
         }
         lookups
     }
+}
+
+/// A pattern of `accepts` expanded against the registry: every version whose contract name and
+/// number it takes and that the route may take (an event of its upstream or a command of its
+/// downstream; internal contracts only on open-host routes); the others it matched are left
+/// out, with why.
+fn expand(
+    text: &str,
+    pattern: &AcceptPattern,
+    contracts: &BTreeMap<ContractName, Contract>,
+    upstream: Option<&ContextName>,
+    downstream: Option<&ContextName>,
+    mode: Option<Mode>,
+) -> Expansion {
+    let mut expansion = Expansion {
+        pattern: text.to_owned(),
+        taken: Vec::new(),
+        left_out: Vec::new(),
+    };
+    for contract in contracts
+        .values()
+        .filter(|contract| pattern.takes_name(&contract.name))
+    {
+        for number in contract
+            .versions
+            .keys()
+            .copied()
+            .filter(|number| pattern.versions.take(*number))
+        {
+            let id = contract.name.version(number);
+            let owner = contract.name.context();
+            let why = match contract.kind {
+                MessageKind::Event if Some(owner) != upstream => {
+                    Some("an event not of the route's upstream")
+                }
+                MessageKind::Command if Some(owner) != downstream => {
+                    Some("a command not of the route's downstream")
+                }
+                _ if contract.visibility == Visibility::Internal
+                    && mode != Some(Mode::OpenHost) =>
+                {
+                    Some("internal: only its own open-host routes read it")
+                }
+                _ => None,
+            };
+            match why {
+                Some(why) => expansion.left_out.push((id, why)),
+                None => expansion.taken.push(id),
+            }
+        }
+    }
+    expansion
 }
 
 /// SHA-256 of the schema at `position` and of every schema it reaches through `$ref`s, by

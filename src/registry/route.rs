@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::contract::ContractVersion;
-use super::names::{ContextName, ContractId, RouteName};
+use super::names::{ContextName, ContractId, ContractName, RouteName};
 use super::translator::Translator;
 use crate::stages::Stage;
 
@@ -511,6 +511,149 @@ pub struct Route {
     pub wire: Wire,
     pub policy: Policy,
     pub lookups: Vec<Lookup>,
+    /// What each pattern in `accepts` expanded to at load (`check` shows it).
+    pub expansions: Vec<Expansion>,
+}
+
+/// One pattern of a route's `accepts`, expanded: the versions it took, and those it matched but
+/// the route may not take (another context's event, an internal contract), with why.
+#[derive(Debug, Clone)]
+pub struct Expansion {
+    pub pattern: String,
+    pub taken: Vec<ContractId>,
+    pub left_out: Vec<(ContractId, &'static str)>,
+}
+
+/// A pattern in `accepts`: `<context>/<name glob>[@<versions>]`. The name glob takes `*` (any
+/// run of characters) and `?` (one); versions are `*`, `N`, `>=N`, `>N`, `<=N` or `<N`, and every
+/// version when there is no `@`. `github/*`, `github/Issue*@*`, `orders/OrderPlaced@>=2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptPattern {
+    pub context: ContextName,
+    pub name: String,
+    pub versions: Versions,
+}
+
+/// Which versions an accept pattern takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versions {
+    All,
+    Exactly(u32),
+    AtLeast(u32),
+    AtMost(u32),
+}
+
+impl Versions {
+    pub fn take(self, version: u32) -> bool {
+        match self {
+            Versions::All => true,
+            Versions::Exactly(n) => version == n,
+            Versions::AtLeast(n) => version >= n,
+            Versions::AtMost(n) => version <= n,
+        }
+    }
+}
+
+impl AcceptPattern {
+    /// `None` when `text` is a plain contract id (`orders/OrderPlaced@2`), which names one
+    /// version exactly; an error for a pattern that does not parse.
+    pub fn parse(text: &str) -> Option<Result<Self, String>> {
+        let (name, versions) = match text.rsplit_once('@') {
+            Some((name, versions)) => (name, Some(versions)),
+            None => (text, None),
+        };
+        let glob = name.contains(['*', '?']);
+        let exact_version = versions
+            .is_some_and(|versions| crate::registry::names::parse_version(versions).is_some());
+        if !glob && exact_version {
+            return None;
+        }
+        Some(Self::parse_pattern(name, versions))
+    }
+
+    fn parse_pattern(name: &str, versions: Option<&str>) -> Result<Self, String> {
+        let (context, glob) = name
+            .split_once('/')
+            .ok_or_else(|| format!("{name:?} is not <context>/<Name pattern>"))?;
+        let context = ContextName::parse(context).map_err(|error| error.to_string())?;
+        if glob.is_empty()
+            || glob.len() > 128
+            || !glob
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?')
+        {
+            return Err(format!(
+                "{glob:?} is not a contract name pattern: letters, digits, * and ?"
+            ));
+        }
+        let number = |text: &str| {
+            crate::registry::names::parse_version(text.trim())
+                .ok_or_else(|| format!("{text:?} is not a version number"))
+        };
+        let versions = match versions.map(str::trim) {
+            None | Some("*") => Versions::All,
+            Some(text) => {
+                if let Some(rest) = text.strip_prefix(">=") {
+                    Versions::AtLeast(number(rest)?)
+                } else if let Some(rest) = text.strip_prefix("<=") {
+                    Versions::AtMost(number(rest)?)
+                } else if let Some(rest) = text.strip_prefix('>') {
+                    Versions::AtLeast(number(rest)?.saturating_add(1))
+                } else if let Some(rest) = text.strip_prefix('<') {
+                    let below = number(rest)?;
+                    if below <= 1 {
+                        return Err(format!("<{below} takes no version: versions start at 1"));
+                    }
+                    Versions::AtMost(below - 1)
+                } else {
+                    Versions::Exactly(number(text).map_err(|_| {
+                        format!("{text:?} is not a version selector: *, N, >=N, >N, <=N or <N")
+                    })?)
+                }
+            }
+        };
+        Ok(Self {
+            context,
+            name: glob.to_owned(),
+            versions,
+        })
+    }
+
+    /// Whether the pattern's name glob takes `name`.
+    pub fn takes_name(&self, name: &ContractName) -> bool {
+        name.context() == &self.context && glob(self.name.as_bytes(), name.name().as_bytes())
+    }
+}
+
+/// `*` and `?` matching, without backtracking blow-up (the classic two-pointer walk).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(b'?') => {
+                p += 1;
+                t += 1;
+            }
+            Some(c) if *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == b'*')
 }
 
 impl Route {
@@ -524,6 +667,42 @@ impl Route {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn accept_patterns_parse_and_match() {
+        assert_eq!(AcceptPattern::parse("orders/OrderPlaced@2"), None);
+        let every = AcceptPattern::parse("github/*").unwrap().unwrap();
+        assert_eq!(every.versions, Versions::All);
+        let issues = AcceptPattern::parse("github/Issue*@*").unwrap().unwrap();
+        let name = |text: &str| ContractName::parse(text).unwrap();
+        assert!(issues.takes_name(&name("github/IssuesOpened")));
+        assert!(issues.takes_name(&name("github/Issue")));
+        assert!(!issues.takes_name(&name("github/PullRequest")));
+        assert!(!issues.takes_name(&name("gitlab/IssuesOpened")));
+        let from_two = AcceptPattern::parse("orders/OrderPlaced@>=2")
+            .unwrap()
+            .unwrap();
+        assert!(from_two.takes_name(&name("orders/OrderPlaced")));
+        assert!(!from_two.takes_name(&name("orders/OrderPlacedLate")));
+        assert!(!from_two.versions.take(1) && from_two.versions.take(2));
+        let below = AcceptPattern::parse("orders/Order?laced@<3")
+            .unwrap()
+            .unwrap();
+        assert!(below.versions.take(2) && !below.versions.take(3));
+        assert!(below.takes_name(&name("orders/OrderPlaced")));
+        assert_eq!(
+            AcceptPattern::parse("orders/OrderPlaced")
+                .unwrap()
+                .unwrap()
+                .versions,
+            Versions::All
+        );
+        assert!(AcceptPattern::parse("orders/Order-*").unwrap().is_err());
+        assert!(AcceptPattern::parse("orders/*@~2").unwrap().is_err());
+        assert!(AcceptPattern::parse("orders/*@<1").unwrap().is_err());
+        assert!(glob(b"*a*b*c*", b"xxaxxbxxc"));
+        assert!(!glob(b"*a*b*c", b"xxaxxbxxcx"));
+    }
 
     fn allowed() -> Vec<url::Url> {
         vec![url::Url::parse("http://127.0.0.1:9100/").unwrap()]

@@ -501,3 +501,77 @@ fn an_import_that_would_not_pass_check_writes_nothing_and_says_where() {
         before
     );
 }
+
+#[tokio::test]
+async fn patterns_in_accepts_expand_at_load_and_check_shows_the_expansion() {
+    let fixture = Fixture::new("conformist", None, "");
+    let registry = fixture.root();
+    let collection = tempfile::TempDir::new().unwrap();
+    webhook_collection(collection.path());
+    let imported = import(registry, "github", collection.path(), &[]);
+    assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+    route_from(registry, "github", &["github/*"]);
+    let check = contextgate(&["check", "--registry", registry.to_str().unwrap()]);
+    let shown = text(&check);
+    assert_eq!(check.status.code(), Some(0), "{shown}");
+    let notice = shown
+        .lines()
+        .find(|line| line.contains("accepts \"github/*\""))
+        .unwrap_or_else(|| panic!("the expansion is shown:\n{shown}"));
+    assert!(
+        notice.contains("route github-to-down: accepts \"github/*\" takes 4 version(s): ")
+            && notice.contains("github/IssuesOpened@1")
+            && notice.contains("github/LegacyUpload@1")
+            && notice.contains(
+                "left out 3: github/CommonIssue@1 (internal: only its own open-host routes read it)"
+            ),
+        "{notice}"
+    );
+    let pipeline = fixture.pipeline();
+    let release = json!({"release": {"assets": [{"size": 3}]}});
+    assert!(served(&pipeline, "github", "github/ReleasePublished@1", &release).await);
+
+    // Names and versions: a glob in the name, a bound on the version.
+    let fixture = Fixture::new("conformist", None, "");
+    let registry = fixture.root();
+    write(
+        registry,
+        "contracts/up/Thing/v2.json",
+        &json!({"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}})
+            .to_string(),
+    );
+    let config = std::fs::read_to_string(registry.join("contextgate.toml")).unwrap();
+    let patterned = |accepts: &str| {
+        write(
+            registry,
+            "contextgate.toml",
+            &config.replace("accepts = [\"up/Thing@1\"]", accepts),
+        );
+        contextgate::registry::load(registry)
+    };
+    let loaded = patterned("accepts = [\"up/Th?ng@>=2\", \"up/Pub*\"]").unwrap();
+    let accepted: Vec<String> = loaded.routes[0]
+        .accepts
+        .iter()
+        .map(|version| version.id.to_string())
+        .collect();
+    assert_eq!(accepted, ["up/Thing@2", "up/Published@1"]);
+    // A pattern that takes nothing the route may take is a problem, saying what it left out.
+    assert!(patterned("accepts = [\"up/Internal*\"]").is_err());
+    let left_out = problems(registry);
+    assert!(
+        left_out.iter().any(
+            |p| p.contains("accepts \"up/Internal*\" takes no contract version")
+                && p.contains("up/Internal@1: internal")
+        ),
+        "{left_out:?}"
+    );
+    assert!(patterned("accepts = [\"up/*@~1\"]").is_err());
+    let malformed = problems(registry);
+    assert!(
+        malformed
+            .iter()
+            .any(|p| p.contains("is not a version selector")),
+        "{malformed:?}"
+    );
+}
