@@ -163,6 +163,33 @@ pub fn draft_label(draft: jsonschema::Draft) -> &'static str {
         .map_or("2020-12", |(short, _)| short)
 }
 
+/// Every way `schema` breaks its draft's meta-schema (at most 50), each at its JSON pointer:
+/// what `check` reports for a schema that does not compile, so that a file's problems come in
+/// one run rather than one a run.
+pub fn meta_errors(draft: jsonschema::Draft, schema: &Value) -> Vec<(String, String)> {
+    let validator = match draft {
+        jsonschema::Draft::Draft4 => jsonschema::draft4::meta::validator(),
+        jsonschema::Draft::Draft6 => jsonschema::draft6::meta::validator(),
+        jsonschema::Draft::Draft7 => jsonschema::draft7::meta::validator(),
+        jsonschema::Draft::Draft201909 => jsonschema::draft201909::meta::validator(),
+        _ => jsonschema::draft202012::meta::validator(),
+    };
+    validator
+        .iter_errors(schema)
+        .take(50)
+        .map(|error| {
+            let pointer = error.instance_path().to_string();
+            let text = crate::message::json::truncate(&error.to_string(), 300).to_owned();
+            let message = if pointer.is_empty() {
+                format!("invalid schema: {text}")
+            } else {
+                format!("invalid schema: at {pointer}: {text}")
+            };
+            (pointer, message)
+        })
+        .collect()
+}
+
 /// Whether the validator checks `format` `name` under `draft` (others are annotations). As
 /// jsonschema's own list, with the idna feature.
 pub fn format_checked(draft: jsonschema::Draft, name: &str) -> bool {
@@ -205,14 +232,15 @@ pub fn draft_of(schema: &Value, default: jsonschema::Draft) -> Result<jsonschema
 /// Compiles one schema (its resolved form, see [`resources`](super::resources)) as read from
 /// `base`; every schema it refers to comes from `retriever`, the registry's own. `F` is the
 /// representation the validator reads: `serde_json::Value` or a parsed
-/// [`Document`](crate::message::document::Document).
+/// [`Document`](crate::message::document::Document). An error says what is wrong, and where
+/// in the schema (a JSON pointer) when the compiler names a place.
 pub fn compile<F: jsonschema::json::Json>(
     resolved: &Value,
     draft: jsonschema::Draft,
     base: &str,
     retriever: super::resources::Retriever,
     patterns: &jsonschema::PatternCache,
-) -> Result<jsonschema::Validator<F>, String> {
+) -> Result<jsonschema::Validator<F>, (Option<String>, String)> {
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         jsonschema::options_for::<F>()
             .with_retriever(retriever)
@@ -230,17 +258,21 @@ pub fn compile<F: jsonschema::json::Json>(
     }));
     match built {
         Ok(Ok(validator)) => Ok(validator),
-        Ok(Err(error)) => Err(format!("invalid schema: {}", describe_schema_error(&error))),
-        Err(_) => Err("invalid schema: the schema compiler failed on it".into()),
-    }
-}
-
-fn describe_schema_error(error: &jsonschema::ValidationError<'_>) -> String {
-    let text = crate::message::json::truncate(&error.to_string(), 300).to_owned();
-    let path = error.instance_path().to_string();
-    if path.is_empty() {
-        text
-    } else {
-        format!("at {path}: {text}")
+        Ok(Err(error)) => {
+            let text = crate::message::json::truncate(&error.to_string(), 300).to_owned();
+            let pointer = error.instance_path().to_string();
+            Err(if pointer.is_empty() {
+                (None, format!("invalid schema: {text}"))
+            } else {
+                (
+                    Some(pointer.clone()),
+                    format!("invalid schema: at {pointer}: {text}"),
+                )
+            })
+        }
+        Err(_) => Err((
+            None,
+            "invalid schema: the schema compiler failed on it".into(),
+        )),
     }
 }

@@ -65,6 +65,8 @@ fn load_with(root: &Path, run_cases: bool) -> Result<Registry, RegistryError> {
         run_cases,
         default_draft: contract::DEFAULT_DRAFT,
         schemas: Arc::default(),
+        broken: BTreeSet::new(),
+        skipped: BTreeMap::new(),
     };
     loader.digest.update(config_source.as_bytes());
     let registry = loader.load(&config_source);
@@ -89,11 +91,30 @@ struct Loader {
     default_draft: jsonschema::Draft,
     /// Every schema by each URI it is known by, once the contracts are read.
     schemas: Arc<resources::Index>,
+    /// What did not load because of problems of its own (contract versions `ctx/Name@N`,
+    /// contracts `ctx/Name`, translators `ctx/name`): what names it is skipped, not refused
+    /// again, and one line says so.
+    broken: BTreeSet<String>,
+    /// What each broken thing made skip: the routes (and translators) that name it.
+    skipped: BTreeMap<String, Vec<String>>,
 }
 
 impl Loader {
     fn problem(&mut self, file: impl AsRef<Path>, message: impl Into<String>) {
         self.problems.push(RegistryProblem::new(file, message));
+    }
+
+    /// Whether `id` did not load because of problems of its own (or its contract did not).
+    fn is_broken(&self, id: &ContractId) -> bool {
+        self.broken.contains(&id.to_string()) || self.broken.contains(&id.name().to_string())
+    }
+
+    /// Notes that `what` was skipped because `cause` is broken.
+    fn skip(&mut self, cause: &str, what: String) {
+        let skipped = self.skipped.entry(cause.to_owned()).or_default();
+        if !skipped.contains(&what) {
+            skipped.push(what);
+        }
     }
 
     fn load(&mut self, config_source: &str) -> Registry {
@@ -145,6 +166,15 @@ impl Loader {
             ),
             None => Vec::new(),
         };
+        for (cause, skipped) in std::mem::take(&mut self.skipped) {
+            self.problem(
+                CONFIG_FILE,
+                format!(
+                    "{} skipped: {cause} did not load (its own problems are reported at its files)",
+                    skipped.join(", ")
+                ),
+            );
+        }
         let run_cases = self.run_cases;
         for translator in translators.values().filter(|_| run_cases) {
             for problem in cases::run(translator) {
@@ -235,8 +265,11 @@ impl Loader {
                         continue;
                     }
                 };
-                if let Some(contract) = self.read_contract(name, &entry) {
-                    pending.push(contract);
+                match self.read_contract(name.clone(), &entry) {
+                    Some(contract) => pending.push(contract),
+                    None => {
+                        self.broken.insert(name.to_string());
+                    }
                 }
             }
         }
@@ -249,6 +282,7 @@ impl Loader {
             let mut versions = BTreeMap::new();
             for document in pending.documents {
                 if document.refused {
+                    self.broken.insert(document.id.to_string());
                     continue;
                 }
                 let Some(resource) = read.get(&document.id) else {
@@ -286,7 +320,19 @@ impl Loader {
                         self.check_examples(&version, &pending.dir);
                         versions.insert(document.id.version(), version);
                     }
-                    Err(message) => self.problem(&document.file, message),
+                    Err(message) => {
+                        self.broken.insert(document.id.to_string());
+                        // Every way it breaks its meta-schema, where there are any: all of a
+                        // file's problems in one run.
+                        let every = contract::meta_errors(draft, &document.schema);
+                        if every.is_empty() {
+                            self.compile_problem(&document, message);
+                        } else {
+                            for (pointer, message) in every {
+                                self.compile_problem(&document, (Some(pointer), message));
+                            }
+                        }
+                    }
                 }
             }
             contracts.insert(
@@ -470,6 +516,19 @@ impl Loader {
             }
         }
         (index, read)
+    }
+
+    /// A schema that did not compile: at the place in it the compiler names, when it names one.
+    fn compile_problem(
+        &mut self,
+        document: &PendingDocument,
+        (pointer, message): (Option<String>, String),
+    ) {
+        let (line, column) = pointer
+            .and_then(|pointer| resources::position(&document.text, &pointer))
+            .unzip();
+        self.problems
+            .push(RegistryProblem::new(&document.file, message).at(line, column));
     }
 
     /// Problems at pointers into one schema file, with their lines and columns.
@@ -673,17 +732,22 @@ impl Loader {
                 );
                 continue;
             }
-            let Some(example) = self.read_json(&entry, MAX_FILE_BYTES) else {
+            let Some((example, text)) = self.read_json_text(&entry, MAX_FILE_BYTES) else {
                 continue;
             };
             for error in version.validator.iter_errors(&example).take(20) {
-                self.problem(
-                    self.relative(&entry),
-                    format!(
-                        "example is invalid against {}: {}",
-                        version.id,
-                        describe(&error)
-                    ),
+                let (line, column) =
+                    resources::position(&text, &error.instance_path().to_string()).unzip();
+                self.problems.push(
+                    RegistryProblem::new(
+                        self.relative(&entry),
+                        format!(
+                            "example is invalid against {}: {}",
+                            version.id,
+                            describe(&error)
+                        ),
+                    )
+                    .at(line, column),
                 );
             }
         }
@@ -731,9 +795,13 @@ impl Loader {
                         continue;
                     }
                 };
-                if let Some(translator) = self.read_translator(id.clone(), &dir, &files, contracts)
-                {
-                    translators.insert(id, Arc::new(translator));
+                match self.read_translator(id.clone(), &dir, &files, contracts) {
+                    Some(translator) => {
+                        translators.insert(id, Arc::new(translator));
+                    }
+                    None => {
+                        self.broken.insert(id.to_string());
+                    }
                 }
             }
         }
@@ -800,21 +868,27 @@ impl Loader {
         };
         let declaration = declaration?;
         let declaration_file = self.relative(&declaration_path);
+        let translator_id = id.to_string();
         let mut contract = |field: &str, text: &str| -> Option<Arc<ContractVersion>> {
-            let found = ContractId::parse(text)
-                .map_err(|error| error.to_string())
-                .and_then(|id| {
-                    contracts
-                        .get(id.name())
-                        .and_then(|contract| contract.version(id.version()))
-                        .cloned()
-                        .ok_or_else(|| {
-                            format!("{field} names {id}, which the registry does not have")
-                        })
-                });
-            found
-                .map_err(|message| self.problem(&declaration_file, message))
-                .ok()
+            let parsed = ContractId::parse(text).map_err(|error| error.to_string());
+            let found = parsed.clone().and_then(|id| {
+                contracts
+                    .get(id.name())
+                    .and_then(|contract| contract.version(id.version()))
+                    .cloned()
+                    .ok_or_else(|| format!("{field} names {id}, which the registry does not have"))
+            });
+            match (found, parsed) {
+                (Ok(version), _) => Some(version),
+                (Err(_), Ok(id)) if self.is_broken(&id) => {
+                    self.skip(&id.to_string(), format!("translator {translator_id}"));
+                    None
+                }
+                (Err(message), _) => {
+                    self.problem(&declaration_file, message);
+                    None
+                }
+            }
         };
         let input = contract("input", &declaration.input);
         let output = contract("output", &declaration.output);
@@ -1118,6 +1192,8 @@ impl RouteCheck<'_> {
             self.problem("upstream and downstream are the same context");
         }
 
+        let skipped_before = self.loader.skipped.values().map(Vec::len).sum::<usize>();
+        let route_label = format!("route {}", truncate(file.name.get_ref(), 64));
         let version = |text: &str| -> Result<Arc<ContractVersion>, String> {
             let id = ContractId::parse(text).map_err(|error| error.to_string())?;
             contracts
@@ -1126,10 +1202,19 @@ impl RouteCheck<'_> {
                 .cloned()
                 .ok_or_else(|| format!("contract {id} does not exist in the registry"))
         };
+        // A contract or translator that is broken itself is not reported again per route.
+        let broken_version = |loader: &Loader, text: &str| {
+            ContractId::parse(text).is_ok_and(|id| loader.is_broken(&id))
+        };
         let translator = match &file.translator {
             Some(text) => match TranslatorId::parse(text) {
                 Ok(id) => match translators.get(&id) {
                     Some(translator) => Some(translator.clone()),
+                    None if self.loader.broken.contains(&id.to_string()) => {
+                        self.loader
+                            .skip(&format!("translator {id}"), route_label.clone());
+                        None
+                    }
                     None => {
                         self.problem(format!("translator {id} does not exist (or did not load)"));
                         None
@@ -1148,6 +1233,9 @@ impl RouteCheck<'_> {
             match AcceptPattern::parse(text) {
                 None => match version(text) {
                     Ok(version) => accepts.push(version),
+                    Err(_) if broken_version(self.loader, text) => {
+                        self.loader.skip(text, route_label.clone());
+                    }
                     Err(message) => self.problem(message),
                 },
                 Some(Err(message)) => self.problem(format!("accepts {text:?}: {message}")),
@@ -1189,6 +1277,10 @@ impl RouteCheck<'_> {
         let output = match &file.output {
             Some(text) => match version(text) {
                 Ok(version) => Some(version),
+                Err(_) if broken_version(self.loader, text) => {
+                    self.loader.skip(text, route_label.clone());
+                    None
+                }
                 Err(message) => {
                     self.problem(message);
                     None
@@ -1239,6 +1331,10 @@ impl RouteCheck<'_> {
         else {
             return None;
         };
+        // Skipped because of something broken: the one line after the routes says so.
+        if self.loader.skipped.values().map(Vec::len).sum::<usize>() != skipped_before {
+            return None;
+        }
         let downstream_name = downstream.name.clone();
         let lookups = self.lookups(&name, mode, &file.lookups, downstream);
         let route = self.shape(

@@ -639,3 +639,41 @@ fn an_unknown_format_is_an_annotation_and_check_warns_of_it_where_it_is() {
     }
     assert!(!text.contains("\"date-time\" is not"), "{text}");
 }
+
+#[test]
+fn check_reports_every_problem_of_a_schema_in_one_run_each_at_its_line_and_column() {
+    let fixture = Fixture::new("conformist", None, "");
+    write(
+        fixture.root(),
+        "contracts/up/Thing/v1.json",
+        "{\"type\": \"objekt\",\n \"properties\": {\"a\": {\"minimum\": \"x\"},\n  \"b\": {\"required\": 5}}}",
+    );
+    write(
+        fixture.root(),
+        "contracts/up/Published/examples/v1/bad.json",
+        "{\"id\": \"p-1\",\n \"n\": \"five\"}",
+    );
+    let problems = problems(fixture.root());
+    for expected in [
+        "contracts/up/Thing/v1.json:1:10: invalid schema: at /type",
+        "contracts/up/Thing/v1.json:2:34: invalid schema: at /properties/a/minimum",
+        "contracts/up/Thing/v1.json:3:21: invalid schema: at /properties/b/required",
+        "contracts/up/Published/examples/v1/bad.json:2:7: example is invalid against up/Published@1",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} in {problems:?}"
+        );
+    }
+    // The route that takes the broken contract is not reported once more on its own: one line
+    // says it was skipped and why.
+    assert!(
+        problems.iter().any(|p| p
+            == "contextgate.toml: route up-to-down skipped: up/Thing@1 did not load (its own problems are reported at its files)"),
+        "{problems:?}"
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("does not exist")),
+        "no knock-on line: {problems:?}"
+    );
+}
