@@ -214,37 +214,7 @@ pub fn against(registry: &Registry, baseline: &Path) -> Vec<Finding> {
             if old.contains_key(number) || *number == 1 {
                 continue;
             }
-            let file = display(&dir.join(format!("v{number}.json")));
-            let report = check_version(contract, *number, &version.resolved, &documents);
-            let mut finding = match (&report.compatible, contract.accepted_breaking.get(number)) {
-                (true, _) => None,
-                (false, Some(reason)) => Some(Finding::new(
-                    Severity::Notice,
-                    "breaking-accepted",
-                    file.clone(),
-                    format!(
-                        "version {number} of {} breaks {} compatibility, accepted in contract.toml: {reason}",
-                        contract.name,
-                        contract.compatibility.as_str()
-                    ),
-                )),
-                (false, None) => Some(Finding::new(
-                    Severity::Error,
-                    "incompatible",
-                    file.clone(),
-                    format!(
-                        "version {number} of {} is not {} compatible ({} policy): {}",
-                        contract.name,
-                        contract.compatibility.as_str(),
-                        policy_name(contract.policy),
-                        summary(&report)
-                    ),
-                )),
-            };
-            if let Some(finding) = &mut finding {
-                finding.compatibility = Some(report);
-            }
-            findings.extend(finding);
+            findings.extend(judge(contract, *number, version, &documents));
             findings.extend(consumers_of_previous(
                 registry,
                 contract,
@@ -253,6 +223,66 @@ pub fn against(registry: &Registry, baseline: &Path) -> Vec<Finding> {
             ));
         }
     }
+    findings.sort_by(|a, b| (a.severity, &a.file).cmp(&(b.severity, &b.file)));
+    findings
+}
+
+/// Version `number` of `contract` against its earlier versions at the contract's level: an
+/// error when it breaks them, a notice when the break is accepted in `contract.toml`, nothing
+/// when it is compatible.
+fn judge(
+    contract: &Contract,
+    number: u32,
+    version: &crate::registry::ContractVersion,
+    documents: &BTreeMap<String, Value>,
+) -> Option<Finding> {
+    let file = display(&contract_dir(&contract.name).join(format!("v{number}.json")));
+    let report = check_version(contract, number, &version.resolved, documents);
+    let mut finding = match (&report.compatible, contract.accepted_breaking.get(&number)) {
+        (true, _) => None,
+        (false, Some(reason)) => Some(Finding::new(
+            Severity::Notice,
+            "breaking-accepted",
+            file,
+            format!(
+                "version {number} of {} breaks {} compatibility, accepted in contract.toml: {reason}",
+                contract.name,
+                contract.compatibility.as_str()
+            ),
+        )),
+        (false, None) => Some(Finding::new(
+            Severity::Error,
+            "incompatible",
+            file,
+            format!(
+                "version {number} of {} is not {} compatible ({} policy): {}",
+                contract.name,
+                contract.compatibility.as_str(),
+                policy_name(contract.policy),
+                summary(&report)
+            ),
+        )),
+    }?;
+    finding.compatibility = Some(report);
+    Some(finding)
+}
+
+/// The history inside the registry: every version from 2 on against its contract's earlier
+/// versions, at the contract's level and policy (what `check` judges without `--against`).
+pub fn history(registry: &Registry) -> Vec<Finding> {
+    let documents = documents(registry);
+    let mut findings: Vec<Finding> = registry
+        .contracts
+        .values()
+        .flat_map(|contract| {
+            let documents = &documents;
+            contract
+                .versions
+                .iter()
+                .skip(1)
+                .filter_map(move |(number, version)| judge(contract, *number, version, documents))
+        })
+        .collect();
     findings.sort_by(|a, b| (a.severity, &a.file).cmp(&(b.severity, &b.file)));
     findings
 }

@@ -33,6 +33,18 @@ pub fn run(root: &Path, format: Format, against: Option<&str>) -> u8 {
                     }
                 },
             };
+            // The history inside the folder, each version against the earlier ones; what
+            // `--against` judged already is not said twice.
+            for finding in evolution::history(&registry) {
+                let said = findings.iter().any(|known| {
+                    known.rule == finding.rule
+                        && known.file == finding.file
+                        && known.message == finding.message
+                });
+                if !said {
+                    findings.push(finding);
+                }
+            }
             findings.extend(undeclared_drafts(&registry));
             findings.extend(unknown_formats(&registry));
             findings.extend(expansions(&registry));

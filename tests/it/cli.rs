@@ -365,3 +365,44 @@ fn serve_help_names_the_environment_but_never_shows_a_secret_from_it() {
         }
     }
 }
+
+#[test]
+fn check_judges_the_history_inside_the_folder_without_a_baseline() {
+    let dir = shipped_registry_copy();
+    let root = dir.path();
+    let mut v3: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("contracts/orders/OrderPlaced/v2.json")).unwrap(),
+    )
+    .unwrap();
+    // A new required property: data valid under v2 is refused by v3.
+    v3["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(Value::from("gift_wrap"));
+    v3["properties"]["gift_wrap"] = serde_json::json!({"type": "boolean"});
+    write(
+        root,
+        "contracts/orders/OrderPlaced/v3.json",
+        &v3.to_string(),
+    );
+    let output = contextgate(&["check", "--registry", root.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "contracts/orders/OrderPlaced/v3.json: version 3 of orders/OrderPlaced is not backward compatible (lenient policy)"
+        ) && stdout.contains("is valid under v2, rejected by v3"),
+        "{stdout}"
+    );
+    let metadata = root.join("contracts/orders/OrderPlaced/contract.toml");
+    let mut toml = std::fs::read_to_string(&metadata).unwrap();
+    toml.push_str("\n[accept_breaking]\nv3 = \"Gift wrapping is mandatory from now on.\"\n");
+    std::fs::write(&metadata, toml).unwrap();
+    let output = contextgate(&["check", "--registry", root.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("notice: version 3 of orders/OrderPlaced breaks backward compatibility, accepted in contract.toml: Gift wrapping"),
+        "{stdout}"
+    );
+}
