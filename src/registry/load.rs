@@ -1787,7 +1787,7 @@ pub fn describe(error: &jsonschema::ValidationError<'_>) -> String {
     };
     format!(
         "{pointer}: {} ({})",
-        truncate(&error.to_string(), 300),
+        crate::stages::validate::explain(error),
         error.kind().keyword()
     )
 }

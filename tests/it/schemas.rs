@@ -677,3 +677,35 @@ fn check_reports_every_problem_of_a_schema_in_one_run_each_at_its_line_and_colum
         "no knock-on line: {problems:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_one_of_says_what_failed_in_each_branch_closest_first() {
+    use contextgate::stages::{Reason, Stage};
+    let fixture = Fixture::new("conformist", None, "");
+    write(
+        fixture.root(),
+        "contracts/up/Thing/v1.json",
+        &json!({"type": "object", "required": ["id", "n"],
+        "properties": {"id": {"type": "string"}, "n": {"type": "number"},
+            "assignee": {"oneOf": [
+                {"type": "null"},
+                {"type": "object", "required": ["login"],
+                 "properties": {"login": {"type": "string", "minLength": 2}}}
+            ]}}})
+        .to_string(),
+    );
+    let verdict = fixture
+        .run(&json!({"id": "t-1", "n": 1, "assignee": {"login": "x"}}))
+        .await;
+    let failure = dead_letter(&verdict, Stage::ValidateIn, Reason::ContractViolation);
+    let problem = failure
+        .problems
+        .iter()
+        .find(|problem| problem.pointer.as_deref() == Some("/assignee"))
+        .unwrap_or_else(|| panic!("{failure}"));
+    assert_eq!(
+        problem.message,
+        "no branch of oneOf holds; closest first — branch 2: at /login: \"x\" is shorter than 2 \
+         characters | branch 1: {\"login\":\"x\"} is not of type \"null\""
+    );
+}
