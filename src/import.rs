@@ -463,7 +463,7 @@ fn plan(
     // and internal when another contract refers to them.
     let draft = current.default_draft;
     let mut index = resources::Index::default();
-    let mut references: Vec<(String, Vec<String>)> = Vec::new();
+    let mut references: Vec<(String, Option<url::Url>, Vec<resources::Reference>)> = Vec::new();
     for (position, (group, versions)) in groups.iter().enumerate() {
         for (number, file) in (1..).zip(versions) {
             let Ok(source) = resources::source_uri(context, &file.path) else {
@@ -475,9 +475,13 @@ fn plan(
                 "contextgate://registry/planned/{position}/{number}"
             ))
             .expect("a planned URI parses");
-            if let Ok(resource) =
-                resources::read(&file.schema, draft, context, registry_uri, Some(source))
-            {
+            if let Ok(resource) = resources::read(
+                &file.schema,
+                draft,
+                context,
+                registry_uri,
+                Some(source.clone()),
+            ) {
                 let indexed = resources::Indexed {
                     contract: group.clone(),
                     owner: context.clone(),
@@ -487,27 +491,24 @@ fn plan(
                     resolved: std::sync::Arc::new(Value::Null),
                 };
                 let _ = index.add(indexed, &resource.names);
-                references.push((
-                    group.clone(),
-                    resource
-                        .references
-                        .into_iter()
-                        .map(|reference| reference.target)
-                        .collect(),
-                ));
+                references.push((group.clone(), Some(source), resource.references));
             }
         }
     }
     // A schema referred to whole (at its root, with or without a fragment) is a shared part;
     // one whose nested `$id` is referred to stays what it is.
     let mut referenced: BTreeSet<String> = BTreeSet::new();
-    for (group, targets) in &references {
-        for target in targets {
-            if let Some((position, "")) = index.get(target) {
-                let target_group = &index.resources[position].contract;
-                if target_group != group {
-                    referenced.insert(target_group.clone());
-                }
+    for (group, source, targets) in &references {
+        for reference in targets {
+            let Some(position) = index.resolve(reference, context, source.as_ref()) else {
+                continue;
+            };
+            let whole = index
+                .get(&reference.target)
+                .is_some_and(|(_, pointer)| pointer.is_empty());
+            let target_group = &index.resources[position].contract;
+            if whole && target_group != group {
+                referenced.insert(target_group.clone());
             }
         }
     }

@@ -472,9 +472,13 @@ impl Loader {
                 };
                 let mut problems = Vec::new();
                 let mut reaches = BTreeSet::new();
+                let source = document
+                    .source
+                    .as_deref()
+                    .and_then(|path| resources::source_uri(contract.name.context(), path).ok());
                 for reference in references {
                     let shown = truncate(&reference.text, 200);
-                    match index.get(&reference.target) {
+                    match index.resolve(reference, contract.name.context(), source.as_ref()) {
                         None => problems.push(resources::SchemaProblem {
                             pointer: reference.pointer.clone(),
                             message: format!(
@@ -484,7 +488,7 @@ impl Loader {
                                 truncate(&reference.target, 200)
                             ),
                         }),
-                        Some((position, _)) => {
+                        Some(position) => {
                             let target = &index.resources[position];
                             if target.visibility == Visibility::Internal
                                 && &target.owner != contract.name.context()

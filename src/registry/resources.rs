@@ -451,6 +451,42 @@ impl Index {
             .map(|(resource, pointer)| (*resource, pointer.as_str()))
     }
 
+    /// The resource a reference names: its target as JSON Schema resolves it, or — when no
+    /// schema claims that URI — its address read from the referring file's own source path and
+    /// then from its context's root, the ways collections are laid out for tools that load files
+    /// by path or key them by `$id` (`{"$id": "https://example.com/a.json", "$ref": "b.json"}`
+    /// beside a `b.json` without `$id`). A fallback that finds a schema makes the target URI a
+    /// name of it (so the compiler's retriever gives the same answer); a URI of the registry's
+    /// namespace outside the context's own source root never becomes one.
+    pub fn resolve(
+        &mut self,
+        reference: &Reference,
+        owner: &ContextName,
+        source: Option<&Url>,
+    ) -> Option<usize> {
+        if let Some((resource, _)) = self.get(&reference.target) {
+            return Some(resource);
+        }
+        let own_root = context_root(owner);
+        if reference.target.starts_with(REGISTRY_NAMESPACE)
+            && !reference.target.starts_with(own_root.as_str())
+        {
+            return None;
+        }
+        let address = reference.text.split('#').next().unwrap_or_default();
+        if address.is_empty() {
+            return None;
+        }
+        let found = source
+            .into_iter()
+            .chain([&own_root])
+            .filter_map(|base| base.join(address).ok())
+            .map(|candidate| without_fragment(candidate).to_string())
+            .find_map(|candidate| self.names.get(&candidate).cloned())?;
+        self.names.insert(reference.target.clone(), found.clone());
+        Some(found.0)
+    }
+
     /// Every URI and the schema it names, as `compat` reads the `$ref` world.
     pub fn documents(&self) -> BTreeMap<String, Value> {
         self.names

@@ -575,3 +575,72 @@ async fn patterns_in_accepts_expand_at_load_and_check_shows_the_expansion() {
         "{malformed:?}"
     );
 }
+
+#[tokio::test]
+async fn refs_from_an_absolute_id_to_files_without_one_resolve_by_path() {
+    // Laid out for tools that load files by path: the `$ref` is relative to the `$id`'s URL by
+    // the specification, but only the file beside it holds the schema.
+    let fixture = Fixture::new("conformist", None, "");
+    let registry = fixture.root();
+    let collection = tempfile::TempDir::new().unwrap();
+    json_file(
+        collection.path(),
+        "billing/invoice.json",
+        &json!({"$schema": DRAFT_07, "$id": "https://schemas.example.com/billing/invoice",
+            "type": "object", "required": ["total"],
+            "properties": {"total": {"$ref": "money.json"},
+                "lines": {"type": "array", "items": {"$ref": "shared/line.json#/definitions/line"}}}}),
+    );
+    json_file(
+        collection.path(),
+        "billing/money.json",
+        &json!({"$schema": DRAFT_07, "type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": "integer", "minimum": 0}}}),
+    );
+    json_file(
+        collection.path(),
+        "shared/line.json",
+        &json!({"$schema": DRAFT_07, "definitions": {"line": {"type": "object",
+            "required": ["sku"], "properties": {"sku": {"type": "string"}}}}}),
+    );
+    let imported = import(registry, "billing", collection.path(), &[]);
+    let output = text(&imported);
+    assert_eq!(imported.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("+ billing/BillingMoney (event, internal)")
+            && output.contains("+ billing/SharedLine (event, internal)")
+            && output.contains("+ billing/BillingInvoice (event, published)"),
+        "{output}"
+    );
+    route_from(registry, "billing", &["billing/BillingInvoice@1"]);
+    let pipeline = fixture.pipeline();
+    let invoice =
+        |amount: i64, sku: Value| json!({"total": {"amount": amount}, "lines": [{"sku": sku}]});
+    assert!(
+        served(
+            &pipeline,
+            "billing",
+            "billing/BillingInvoice@1",
+            &invoice(5, json!("a"))
+        )
+        .await
+    );
+    assert!(
+        !served(
+            &pipeline,
+            "billing",
+            "billing/BillingInvoice@1",
+            &invoice(-5, json!("a"))
+        )
+        .await
+    );
+    assert!(
+        !served(
+            &pipeline,
+            "billing",
+            "billing/BillingInvoice@1",
+            &invoice(5, json!(1))
+        )
+        .await
+    );
+}
