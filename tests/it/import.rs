@@ -391,6 +391,35 @@ async fn semver_yaml_versions_import_in_order_with_their_labels_and_breaking_ste
         .contract_version(&contextgate::registry::ContractId::parse("shop/OrdersPlaced@3").unwrap())
         .unwrap();
     assert_eq!(version.label.as_deref(), Some("1.10.0"));
+
+    // The API lists each version's label beside its number.
+    let gateway = contextgate::gateway::Gateway::new(
+        fixture.pipeline(),
+        contextgate::bus::Bus::InProcess(contextgate::bus::InProcessBus::default()),
+    );
+    let base = serve_gateway(gateway).await;
+    let listed: Value = serde_json::from_slice(
+        &http()
+            .get(format!("{base}/v1/contexts/shop/contracts"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let placed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|contract| contract["name"] == "shop/OrdersPlaced")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(placed["versions"], json!([1, 2, 3]));
+    assert_eq!(
+        placed["labels"],
+        json!({"1": "1.0.0", "2": "1.9.0", "3": "1.10.0"})
+    );
 }
 
 fn git(folder: &Path, args: &[&str]) {
