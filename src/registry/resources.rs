@@ -694,6 +694,14 @@ mod tests {
         ContextName::parse("github").unwrap()
     }
 
+    fn names_of(resource: &Resource) -> Vec<&str> {
+        resource
+            .names
+            .iter()
+            .map(|name| name.uri.as_str())
+            .collect()
+    }
+
     fn registry() -> Url {
         Url::parse("contextgate://registry/contracts/github/IssuesOpened/v1.json").unwrap()
     }
@@ -716,11 +724,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let names: Vec<&str> = resource
-            .names
-            .iter()
-            .map(|name| name.uri.as_str())
-            .collect();
+        let names = names_of(&resource);
         assert_eq!(
             names,
             [
@@ -781,11 +785,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let names: Vec<&str> = resource
-            .names
-            .iter()
-            .map(|name| name.uri.as_str())
-            .collect();
+        let names = names_of(&resource);
         assert_eq!(
             names[1..],
             ["http://example.com/root.json", "http://example.com/b.json"]

@@ -8,11 +8,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 fn contextgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    run_binary(args)
 }
 
 fn text(bytes: &[u8]) -> String {

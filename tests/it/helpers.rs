@@ -70,6 +70,15 @@ pub(crate) async fn serve_gateway_with(
     base
 }
 
+/// Runs the real binary with `args`, standard input closed, and waits for it.
+pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// Loads a registry folder into a pipeline; panics with every problem if it does not load.
 pub(crate) fn pipeline(root: &Path) -> Pipeline {
     match registry::load(root) {

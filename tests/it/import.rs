@@ -5,7 +5,7 @@
 //! history with a breaking step. Each is imported, checked, and given payloads of its own.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use contextgate::stages::{Reason, Stage};
 use serde_json::{Value, json};
@@ -13,11 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 fn contextgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    run_binary(args)
 }
 
 fn text(output: &Output) -> String {

@@ -257,6 +257,14 @@ fn valid(pipeline: &contextgate::pipeline::Pipeline, instance: Value) -> bool {
         .is_valid(&instance)
 }
 
+/// `contextgate check` on the fixture: it must pass; what it printed.
+fn check_passes(fixture: &Fixture) -> String {
+    let output = run_binary(&["check", "--registry", fixture.root().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}");
+    text
+}
+
 /// The four spellings of a draft's URI.
 fn spellings(path: &str) -> [String; 4] {
     [
@@ -324,13 +332,7 @@ fn a_schema_without_schema_is_read_as_the_default_draft_and_check_says_so() {
         let pipeline = loaded.unwrap_or_else(|problems| panic!("{top}: {problems:?}"));
         assert!(valid(&pipeline, json!({"t": ["a", 1]})), "{top}");
         assert!(!valid(&pipeline, json!({"t": [1]})), "{top}");
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_contextgate"))
-            .args(["check", "--registry"])
-            .arg(fixture.root())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{text}");
+        let text = check_passes(&fixture);
         assert!(
             text.contains("contract version(s) declare no $schema")
                 && text.contains(&format!("read as draft {label}")),
@@ -619,13 +621,7 @@ fn an_unknown_format_is_an_annotation_and_check_warns_of_it_where_it_is() {
         !valid(&pipeline, json!({"mail": "no at sign"})),
         "idn-email is checked"
     );
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_contextgate"))
-        .args(["check", "--registry"])
-        .arg(fixture.root())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}");
+    let text = check_passes(&fixture);
     for (line, format) in [(3, "uuid"), (4, "emial")] {
         assert!(
             text.lines().any(
