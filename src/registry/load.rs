@@ -67,6 +67,7 @@ fn load_with(root: &Path, run_cases: bool) -> Result<Registry, RegistryError> {
         schemas: Arc::default(),
         broken: BTreeSet::new(),
         skipped: BTreeMap::new(),
+        tomls: BTreeMap::new(),
     };
     loader.digest.update(config_source.as_bytes());
     let registry = loader.load(&config_source);
@@ -97,11 +98,20 @@ struct Loader {
     broken: BTreeSet<String>,
     /// What each broken thing made skip: the routes (and translators) that name it.
     skipped: BTreeMap<String, Vec<String>>,
+    /// The text of each TOML file read (`contract.toml`, translator declarations), by its path
+    /// relative to the root: a problem about one of its keys is placed at that key's line.
+    tomls: BTreeMap<PathBuf, String>,
 }
 
 impl Loader {
     fn problem(&mut self, file: impl AsRef<Path>, message: impl Into<String>) {
-        self.problems.push(RegistryProblem::new(file, message));
+        let message = message.into();
+        let line = self
+            .tomls
+            .get(file.as_ref())
+            .and_then(|text| key_line(text, &message));
+        self.problems
+            .push(RegistryProblem::new(file, message).at(line, line.map(|_| 1)));
     }
 
     /// Whether `id` did not load because of problems of its own (or its contract did not).
@@ -1084,6 +1094,9 @@ impl Loader {
 
     fn read_toml<T: serde::de::DeserializeOwned>(&mut self, path: &Path) -> Option<T> {
         let text = self.read_text(path, MAX_FILE_BYTES)?;
+        if path.file_name().is_some_and(|name| name != CONFIG_FILE) {
+            self.tomls.insert(self.relative(path), text.clone());
+        }
         match toml::from_str(&text) {
             Ok(value) => Some(value),
             Err(error) => {
@@ -1762,6 +1775,46 @@ fn fingerprint(
         fingerprint.update([0]);
     }
     fingerprint.finalize().into()
+}
+
+/// The line of the key a problem message about a TOML file starts with: `kind "x" is ...` →
+/// the `kind =` line; `accept_breaking.v3: ...` → `v3 =` under `[accept_breaking]`;
+/// `versions.v4: ...` → `[versions.v4]`; `input names ...` → the `input =` line.
+fn key_line(text: &str, message: &str) -> Option<usize> {
+    let first = message.split([' ', ':']).next()?;
+    let starts_key = |line: &str, key: &str| {
+        line.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let numbered = || {
+        text.lines()
+            .enumerate()
+            .map(|(index, line)| (index + 1, line))
+    };
+    match first.split_once('.') {
+        Some((table, key)) => {
+            let header = format!("[{table}.{key}]");
+            numbered()
+                .find(|(_, line)| line.trim() == header)
+                .map(|(number, _)| number)
+                .or_else(|| {
+                    let mut inside = false;
+                    numbered().find_map(|(number, line)| {
+                        let trimmed = line.trim();
+                        if trimmed.starts_with('[') {
+                            inside = trimmed == format!("[{table}]");
+                            None
+                        } else {
+                            (inside && starts_key(line, key)).then_some(number)
+                        }
+                    })
+                })
+        }
+        None => numbered()
+            .find(|(_, line)| starts_key(line, first))
+            .map(|(number, _)| number),
+    }
 }
 
 /// 1-based line and column of a byte offset.

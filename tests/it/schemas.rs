@@ -705,3 +705,29 @@ async fn a_failed_one_of_says_what_failed_in_each_branch_closest_first() {
          characters | branch 1: {\"login\":\"x\"} is not of type \"null\""
     );
 }
+
+#[test]
+fn problems_in_contract_toml_are_placed_at_their_key() {
+    let fixture = Fixture::new("conformist", None, "");
+    write(
+        fixture.root(),
+        "contracts/up/Thing/contract.toml",
+        "# a comment\nkind = \"evnt\"\nvisibility = \"published\"\n",
+    );
+    write(
+        fixture.root(),
+        "contracts/up/Published/contract.toml",
+        "kind = \"event\"\n\n[accept_breaking]\nv1 = \"too early\"\n\n[versions.v4]\nsource = \"x.json\"\n",
+    );
+    let problems = problems(fixture.root());
+    for expected in [
+        "contracts/up/Thing/contract.toml:2:1: kind \"evnt\" is not event or command",
+        "contracts/up/Published/contract.toml:4:1: accept_breaking.v1: keys are versions from 2 on",
+        "contracts/up/Published/contract.toml:6:1: versions.v4: the contract has no such version",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} in {problems:?}"
+        );
+    }
+}
