@@ -296,6 +296,37 @@ async fn a_webhook_collection_imports_without_edits_and_validates_its_payloads()
         "draft-04's exclusiveMaximum is a flag"
     );
 
+    // Served over HTTP as `contextgate serve` runs it: a valid webhook is forwarded, an invalid
+    // one dead-lettered with the reason.
+    let gateway = contextgate::gateway::Gateway::new(
+        fixture.pipeline(),
+        contextgate::bus::Bus::InProcess(contextgate::bus::InProcessBus::default()),
+    );
+    let base = serve_gateway(gateway).await;
+    let post = |data: Value| {
+        let base = base.clone();
+        async move {
+            let answer = http()
+                .post(format!("{base}/v1/contexts/github/messages"))
+                .header("content-type", "application/cloudevents+json")
+                .body(event_body(
+                    "github/IssuesOpened@1",
+                    "w-1",
+                    &data.to_string(),
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 202);
+            let report: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+            report["routes"][0]["outcome"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(post(opened.clone()).await, "forward");
+    let mut closed = opened.clone();
+    closed["issue"]["state"] = json!("closed");
+    assert_eq!(post(closed).await, "dead-letter");
+
     // Importing again would overwrite: refused, nothing changed.
     let again = import(registry, "github", collection.path(), &[]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
