@@ -133,6 +133,8 @@ pub fn draft_named(uri: &str) -> Option<jsonschema::Draft> {
         "draft-07/schema" => jsonschema::Draft::Draft7,
         "draft-06/schema" => jsonschema::Draft::Draft6,
         "draft-04/schema" => jsonschema::Draft::Draft4,
+        // The version-less URI names the current draft (as the validator's resolver reads it).
+        "schema" => jsonschema::Draft::Draft202012,
         _ => return None,
     })
 }

@@ -311,6 +311,20 @@ fn every_draft_is_taken_in_every_spelling_of_its_uri_and_validates_as_that_draft
 }
 
 #[test]
+fn the_version_less_meta_schema_uri_names_the_current_draft() {
+    for uri in spellings("schema") {
+        let schema = json!({"$schema": uri, "type": "object",
+            "properties": {"t": {"type": "array", "prefixItems": [{"type": "string"}]}}});
+        let (_fixture, loaded) = thing_with(&schema, "");
+        let pipeline = loaded.unwrap_or_else(|problems| panic!("{uri}: {problems:?}"));
+        assert!(
+            !valid(&pipeline, json!({"t": [1]})),
+            "{uri}: read as 2020-12"
+        );
+    }
+}
+
+#[test]
 fn a_schema_without_schema_is_read_as_the_default_draft_and_check_says_so() {
     let tuple = json!({"type": "object",
         "properties": {"t": {"type": "array", "items": [{"type": "string"}]}}});
