@@ -225,6 +225,8 @@ fn is_candidate(path: &str) -> bool {
 
 /// Parses a file's text as JSON, or YAML by its extension.
 fn parse(path: &str, text: &str) -> Result<Value, String> {
+    // A byte-order mark some editors write is not part of the text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if path.ends_with(".json") {
         crate::message::json::parse_strict(text.as_bytes())
             .map(|parsed| parsed.value)
