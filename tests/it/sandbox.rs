@@ -106,9 +106,10 @@ async fn a_shared_string_copied_into_a_huge_output_is_refused_at_the_message_cap
                   let m = #{}; for i in 0..9999 { m[\"k\" + i] = s; } m }";
     let fixture = Fixture::new("anti-corruption", Some(script), "");
     // The script needs ~15 ms of its 50 ms budget; on a machine too busy for that it runs out
-    // of time first, which is not what is under test: it is run again (three times at most).
+    // of time first, which is not what is under test: it is run again (ten times at most: a
+    // suite sharing two cores with a compile has seen three in a row run out).
     let mut failure = None;
-    for _ in 0..3 {
+    for _ in 0..10 {
         let started = Instant::now();
         let verdict = fixture.run(&json!({"id": "a", "n": 1})).await;
         assert!(started.elapsed() < Duration::from_secs(3));
@@ -120,7 +121,7 @@ async fn a_shared_string_copied_into_a_huge_output_is_refused_at_the_message_cap
             break;
         }
     }
-    let failure = failure.expect("the script ran out of time three times");
+    let failure = failure.expect("the script ran out of time ten times");
 
     assert_eq!(
         (failure.stage, failure.reason),
