@@ -287,13 +287,7 @@ fn diff_within(
 }
 
 fn at<'a>(version: &Version<'a>) -> model::At<'a> {
-    model::At {
-        value: version.schema,
-        doc: model::Doc {
-            uri: version.uri,
-            root: version.schema,
-        },
-    }
+    model::At::new(version.schema, model::Doc::new(version.uri, version.schema))
 }
 
 /// A difference found while checking a level, with the comparison it came from.

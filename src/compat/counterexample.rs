@@ -102,13 +102,7 @@ pub(crate) fn search<'a>(
 }
 
 fn at<'a>(version: &Version<'a>) -> At<'a> {
-    At {
-        value: version.schema,
-        doc: Doc {
-            uri: version.uri,
-            root: version.schema,
-        },
-    }
+    At::new(version.schema, Doc::new(version.uri, version.schema))
 }
 
 /// The registry documents the two versions reach, as validator resources (the registry may hold
@@ -137,7 +131,7 @@ fn validator(
     version: &Version<'_>,
     registry: &jsonschema::Registry<'_>,
 ) -> Option<jsonschema::Validator> {
-    let draft = draft_of(version.schema);
+    let draft = model::draft_of(version.schema);
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         jsonschema::options()
             .offline()
@@ -154,14 +148,6 @@ fn validator(
             .build(version.schema)
     }));
     built.ok()?.ok()
-}
-
-fn draft_of(schema: &Value) -> jsonschema::Draft {
-    schema
-        .get("$schema")
-        .and_then(Value::as_str)
-        .and_then(crate::registry::contract::draft_named)
-        .unwrap_or(crate::registry::contract::DEFAULT_DRAFT)
 }
 
 struct Generator<'s, 'a> {
@@ -1110,10 +1096,7 @@ impl<'a> Generator<'_, 'a> {
         let bare = object
             .keys()
             .all(|keyword| ANNOTATIONS.contains(&keyword.as_str()))
-            || matches!(
-                draft_of(at.doc.root),
-                jsonschema::Draft::Draft4 | jsonschema::Draft::Draft6 | jsonschema::Draft::Draft7
-            );
+            || model::ignores_ref_siblings(at.doc.draft);
         if bare {
             self.resolve(at, reference)
         } else {
@@ -1155,12 +1138,7 @@ impl<'a> Generator<'_, 'a> {
         {
             let fits = self.fits_within(target, value, depth + 1, steps);
             // Up to draft-07, the keywords beside `$ref` are ignored.
-            let draft = draft_of(at.doc.root);
-            let ignores_siblings = matches!(
-                draft,
-                jsonschema::Draft::Draft4 | jsonschema::Draft::Draft6 | jsonschema::Draft::Draft7
-            );
-            if !fits || ignores_siblings {
+            if !fits || model::ignores_ref_siblings(at.doc.draft) {
                 return fits;
             }
         }
