@@ -537,6 +537,18 @@ pub(crate) fn reachable_documents<'a>(
     Ok(visited)
 }
 
+/// The `$ref`s of one document, each once, in no particular order: what a caller that loads
+/// documents must load for this one to resolve.
+pub(crate) fn references(root: &Value) -> Vec<&str> {
+    let mut found: Vec<&str> = schema_objects(root)
+        .into_iter()
+        .filter_map(|value| value.get("$ref").and_then(Value::as_str))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
 /// Keywords whose values are documents' data, never schemas: a `$ref` or an `$anchor` inside
 /// them is a member's spelling (`{"enum": [{"$ref": "x"}]}`), not a reference.
 const DATA_KEYWORDS: &[&str] = &["enum", "const", "default", "examples"];
