@@ -556,13 +556,23 @@ impl Checker {
 
 /// A validator for a typed view's own keywords (its type, when it requires it, and the string
 /// or number keywords); `None` for other shapes, for an object or array view with keywords of
-/// its type, or when the keywords do not compile.
+/// its type, for an object with keywords that apply to every type and are no part of the model
+/// (`if`, dynamic references, content keywords), or when the keywords do not compile.
 fn view_validator(node: &Node<'_>) -> Option<jsonschema::Validator> {
     let has_any = |keywords: &[&str]| {
         keywords
             .iter()
             .any(|keyword| node.at.get(keyword).is_some())
     };
+    if has_any(&[
+        "if",
+        "$dynamicRef",
+        "$recursiveRef",
+        "contentEncoding",
+        "contentMediaType",
+    ]) {
+        return None;
+    }
     let (name, requires, keywords): (&str, bool, &[&str]) = match node.shape {
         Shape::String { requires } => ("string", requires, model::STRING_KEYWORDS),
         Shape::Number { requires, integer } => (
