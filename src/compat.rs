@@ -173,6 +173,13 @@ impl<'a> Schemas<'a> {
     }
 }
 
+/// The `$ref`s one schema document makes, each once: only where schemas stand (a `$ref` inside
+/// `enum`, `const`, `default` or `examples` is data). A caller that reads schemas from files loads
+/// what these reach, so that [`Schemas`] holds every document a comparison needs.
+pub fn references(schema: &Value) -> Vec<&str> {
+    model::references(schema)
+}
+
 /// One version of a contract: its number, schema, and the URI its `$ref`s resolve from
 /// (`contextgate://registry/contracts/<ctx>/<Name>/v<N>.json`).
 #[derive(Debug, Clone, Copy)]
@@ -287,13 +294,7 @@ fn diff_within(
 }
 
 fn at<'a>(version: &Version<'a>) -> model::At<'a> {
-    model::At {
-        value: version.schema,
-        doc: model::Doc {
-            uri: version.uri,
-            root: version.schema,
-        },
-    }
+    model::At::new(version.schema, model::Doc::new(version.uri, version.schema))
 }
 
 /// A difference found while checking a level, with the comparison it came from.

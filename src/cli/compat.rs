@@ -2,12 +2,15 @@
 //! way a schema registry answers "may I register this?". Exit 0 compatible, 1 incompatible, 2 when
 //! it could not run (a file unreadable or not JSON, a `$ref` it cannot follow, too complex).
 //!
-//! The two files are versions 1 and 2 of one contract; `$ref`s resolve within each file (a
-//! `$ref` to another file is not followed: register both in a registry and use `check`).
+//! The two files are versions 1 and 2 of one contract. Each is known by the `file://` URI of its
+//! absolute path, and its relative `$ref`s are read from its own folder: the files they reach
+//! (and the files those reach, at most [`MAX_FILES`] in all) are loaded as the checker's other
+//! documents, as long as they lie in that folder's tree or a sibling folder's. Nothing is fetched
+//! from the network: a `$ref` to an `http(s)` URI stays unresolved, and the answer undecided.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -20,28 +23,101 @@ pub enum CompatFormat {
     Json,
 }
 
+/// The most files one schema's `$ref`s may reach, itself included.
+pub const MAX_FILES: usize = 256;
+
 fn read(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     serde_json::from_str(&text).map_err(|error| format!("{} is not JSON: {error}", path.display()))
 }
 
+/// Reads a schema file and every file its relative `$ref`s reach into `documents`, each by the
+/// `file://` URI its referrer names it by; returns the schema's own URI.
+fn load(path: &Path, documents: &mut BTreeMap<String, Value>) -> Result<String, String> {
+    let cannot_read =
+        |path: &Path, error: std::io::Error| format!("cannot read {}: {error}", path.display());
+    let absolute = std::fs::canonicalize(path).map_err(|error| cannot_read(path, error))?;
+    let folder = absolute
+        .parent()
+        .map_or_else(|| absolute.clone(), Path::to_path_buf);
+    let uri = url::Url::from_file_path(&absolute)
+        .map_err(|()| format!("{} has no file URI", absolute.display()))?;
+    let mut pending: Vec<(url::Url, PathBuf)> = vec![(uri.clone(), absolute)];
+    let mut n_files = 0;
+    while let Some((uri, file)) = pending.pop() {
+        if documents.contains_key(uri.as_str()) {
+            continue;
+        }
+        n_files += 1;
+        if n_files > MAX_FILES {
+            return Err(format!(
+                "{}: its $refs reach more than {MAX_FILES} files",
+                path.display()
+            ));
+        }
+        let schema = read(&file)?;
+        for reference in compat::references(&schema) {
+            let Ok(mut target) = uri.join(reference) else {
+                continue;
+            };
+            target.set_fragment(None);
+            if target.scheme() != "file" || target == uri {
+                continue;
+            }
+            let Ok(target_path) = target.to_file_path() else {
+                continue;
+            };
+            let target_path = std::fs::canonicalize(&target_path).map_err(|error| {
+                format!(
+                    "{}: $ref {reference:?}: {}",
+                    file.display(),
+                    cannot_read(&target_path, error)
+                )
+            })?;
+            if !is_near(&folder, &target_path) {
+                return Err(format!(
+                    "{}: $ref {reference:?} leaves {} and its sibling folders",
+                    file.display(),
+                    folder.display()
+                ));
+            }
+            pending.push((target, target_path));
+        }
+        documents.insert(uri.to_string(), schema);
+    }
+    Ok(uri.to_string())
+}
+
+/// Whether `file` lies in `folder`'s tree, or in the tree of a sibling folder (not directly in
+/// their parent).
+fn is_near(folder: &Path, file: &Path) -> bool {
+    if file.starts_with(folder) {
+        return true;
+    }
+    let Some(parent) = folder.parent() else {
+        return false;
+    };
+    file.strip_prefix(parent)
+        .is_ok_and(|relative| relative.components().count() >= 2)
+}
+
 pub fn run(old: &Path, new: &Path, level: Level, policy: Policy, format: CompatFormat) -> u8 {
-    let (old_schema, new_schema) = match (read(old), read(new)) {
+    let mut documents = BTreeMap::new();
+    let (old_uri, new_uri) = match (load(old, &mut documents), load(new, &mut documents)) {
         (Ok(old), Ok(new)) => (old, new),
         (Err(error), _) | (_, Err(error)) => {
             eprintln!("contextgate compat: {error}");
             return EXIT_COULD_NOT_RUN;
         }
     };
-    const OLD_URI: &str = "contextgate://compat/v1.json";
-    const NEW_URI: &str = "contextgate://compat/v2.json";
-    let documents = BTreeMap::from([
-        (OLD_URI.to_owned(), old_schema.clone()),
-        (NEW_URI.to_owned(), new_schema.clone()),
-    ]);
-    let history = [Version::new(1, &old_schema, OLD_URI)];
-    let update = Version::new(2, &new_schema, NEW_URI);
+    let (Some(old_schema), Some(new_schema)) = (documents.get(&old_uri), documents.get(&new_uri))
+    else {
+        eprintln!("contextgate compat: a schema file was not loaded");
+        return EXIT_COULD_NOT_RUN;
+    };
+    let history = [Version::new(1, old_schema, &old_uri)];
+    let update = Version::new(2, new_schema, &new_uri);
     let report = compat::check(&history, &update, level, policy, &Schemas::new(&documents));
     let mut stdout = std::io::stdout().lock();
     let text = match format {

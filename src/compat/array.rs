@@ -75,6 +75,8 @@ impl<'a> Model<'a> {
             (_, Some(Value::Array(tuple))) => {
                 (None, tuple.as_slice(), Rest::of(at, "additionalItems"))
             }
+            // `items: {}` (or `true`) allows what no `items` allows.
+            (_, Some(items)) if is_true(items) => (None, &[][..], Rest::of(at, "additionalItems")),
             (_, Some(items)) => (
                 Some(at.child(items)),
                 &[][..],
@@ -220,12 +222,17 @@ fn compare_counts(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: At<'_>, updat
         ),
     ];
     for (keyword, kinds) in counts {
+        let bound = if keyword == "minItems" {
+            diff::lower_count
+        } else {
+            diff::number
+        };
         diff::compare_bound(
             cx,
             out,
             keyword,
-            diff::number(original, keyword),
-            diff::number(update, keyword),
+            bound(original, keyword),
+            bound(update, keyword),
             kinds,
         );
     }

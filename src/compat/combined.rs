@@ -28,7 +28,7 @@ pub(crate) fn compare_with_plain<'a>(
             // A plain schema fits a union if it fits one of its members.
             let singleton = members.len() == 1;
             if !singleton && *criterion == Criterion::All {
-                return false;
+                return fits_every_member(cx, out, plain(original), members);
             }
             for member in members {
                 let found = diff::trial(cx, plain(original), *member);
@@ -67,6 +67,27 @@ pub(crate) fn compare_with_plain<'a>(
         }
         _ => false,
     }
+}
+
+/// Ours (Confluent calls it a type change): a plain schema fits an intersection when it fits
+/// every member, as `{"enum": ["a"]}` fits `{"type": "string", "enum": ["a"]}`. Returns whether
+/// it settled the pair (then with the members' differences, all compatible).
+fn fits_every_member<'a>(
+    cx: &mut Cx<'a, '_>,
+    out: &mut Vec<Found>,
+    original: Member<'a>,
+    members: &[Member<'a>],
+) -> bool {
+    let mut found = Vec::new();
+    for member in members {
+        let differences = diff::trial(cx, original, *member);
+        if !cx.all_compatible(&differences) {
+            return false;
+        }
+        found.extend(differences);
+    }
+    out.extend(found);
+    true
 }
 
 /// Two combined schemas: criterion change, then members matched pairwise.

@@ -21,6 +21,10 @@ use serde_json::{Map, Value, json};
 use super::model::{self, At, Doc};
 use super::{Schemas, Version};
 
+mod guide;
+
+use guide::Guide;
+
 /// A document that shows an incompatibility, already checked with both validators.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Counterexample {
@@ -72,6 +76,7 @@ pub(crate) fn search<'a>(
     };
     let root = at(original);
     let names = property_names(update.schema);
+    let guide = Guide::root(schemas, root, at(update));
     let patterns = Patterns::default();
     // A few alternatives find most counterexamples; only when they do not is the full set tried.
     let document = [FIRST_TRY, MAX_CANDIDATES]
@@ -86,7 +91,7 @@ pub(crate) fn search<'a>(
                 root_limit,
             };
             generator
-                .candidates(root, 0)
+                .candidates(root, &guide, 0)
                 .into_iter()
                 .find(|candidate| accepts.is_valid(candidate) && !rejects.is_valid(candidate))
         })?;
@@ -102,13 +107,7 @@ pub(crate) fn search<'a>(
 }
 
 fn at<'a>(version: &Version<'a>) -> At<'a> {
-    At {
-        value: version.schema,
-        doc: Doc {
-            uri: version.uri,
-            root: version.schema,
-        },
-    }
+    At::new(version.schema, Doc::new(version.uri, version.schema))
 }
 
 /// The registry documents the two versions reach, as validator resources (the registry may hold
@@ -137,7 +136,7 @@ fn validator(
     version: &Version<'_>,
     registry: &jsonschema::Registry<'_>,
 ) -> Option<jsonschema::Validator> {
-    let draft = draft_of(version.schema);
+    let draft = model::draft_of(version.schema);
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         jsonschema::options()
             .offline()
@@ -154,14 +153,6 @@ fn validator(
             .build(version.schema)
     }));
     built.ok()?.ok()
-}
-
-fn draft_of(schema: &Value) -> jsonschema::Draft {
-    schema
-        .get("$schema")
-        .and_then(Value::as_str)
-        .and_then(crate::registry::contract::draft_named)
-        .unwrap_or(crate::registry::contract::DEFAULT_DRAFT)
 }
 
 struct Generator<'s, 'a> {
@@ -248,6 +239,190 @@ fn property_names(schema: &Value) -> Vec<String> {
     names
 }
 
+/// The longest string, and the most items, a candidate is made with: a bound beyond it (a
+/// `maxLength` of a million) gets no candidate past it.
+const LONGEST: usize = 100_000;
+/// How many JSON values the items `minItems` asks for may hold in all; every array variant
+/// copies them.
+const MAX_PADDED_VALUES: usize = 4_096;
+/// How many JSON values one long array (past the other version's count) may hold.
+const MAX_LONG_VALUES: usize = 200_000;
+/// Alternatives holding more JSON values than this are not chosen for the fullest object.
+const LARGE: usize = 256;
+
+/// [`any_values`], and values aimed at the guide's bounds: strings and arrays just past its
+/// lengths and counts, numbers at and around its limits.
+fn any_values_for(guide: &Guide<'_>) -> Vec<Value> {
+    let mut values = any_values();
+    for length in guide_lengths(guide, "minLength", "maxLength") {
+        values.push(Value::String("x".repeat(length)));
+    }
+    for length in guide_lengths(guide, "minItems", "maxItems") {
+        if length <= MAX_LONG_VALUES {
+            values.push(Value::Array(vec![Value::Null; length]));
+        }
+    }
+    values.extend(guide_numbers(guide).into_iter().map(number_value));
+    values
+}
+
+/// The lengths just past a guide's bounds: one more than each maximum, one less than each
+/// positive minimum (within [`LONGEST`]).
+fn guide_lengths(guide: &Guide<'_>, minimum: &str, maximum: &str) -> Vec<usize> {
+    let whole = |bound: f64| (bound >= 0.0 && bound.fract() == 0.0).then_some(bound as usize);
+    let above = guide.numbers(maximum).into_iter().filter_map(whole);
+    let below = guide.numbers(minimum).into_iter().filter_map(whole);
+    let mut lengths: Vec<usize> = above
+        .map(|bound| bound.saturating_add(1))
+        .chain(below.filter(|bound| *bound > 0).map(|bound| bound - 1))
+        .filter(|length| *length <= LONGEST)
+        .collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths
+}
+
+/// Numbers at, just past and just short of a guide's limits, and halfway between its steps.
+fn guide_numbers(guide: &Guide<'_>) -> Vec<f64> {
+    let mut values = Vec::new();
+    for keyword in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+        for bound in guide.numbers(keyword) {
+            values.extend([bound, bound + 1.0, bound - 1.0, bound + 0.5, bound - 0.5]);
+        }
+    }
+    for step in guide.numbers("multipleOf") {
+        values.extend([step / 2.0, 1.5 * step]);
+    }
+    values.retain(|value| value.is_finite());
+    values
+}
+
+/// `base` (a tuple's items) cut or filled to `length` items: distinct ones when `unique` (the
+/// given item values first, then numbered variations of the first one), else copies of the
+/// first one.
+fn padded_to(base: &[Value], item_values: &[Value], unique: bool, length: usize) -> Vec<Value> {
+    let mut padded = base.to_vec();
+    padded.truncate(length);
+    let filler = item_values.first().cloned().unwrap_or(Value::Null);
+    if unique {
+        for value in item_values {
+            if padded.len() >= length {
+                break;
+            }
+            if !padded.iter().any(|item| json_equal(item, value)) {
+                padded.push(value.clone());
+            }
+        }
+        // Numbered variations differ from one another; only the few items above can clash.
+        let n_listed = padded.len();
+        let mut index: u64 = 0;
+        while padded.len() < length && index < 2 * length as u64 + 64 {
+            let variation = match &filler {
+                Value::Number(number) => {
+                    number_value(number.as_f64().unwrap_or(0.0) + index as f64)
+                }
+                Value::String(text) => Value::String(format!("{text}{index}")),
+                _ => break,
+            };
+            index += 1;
+            if !padded[..n_listed]
+                .iter()
+                .any(|item| json_equal(item, &variation))
+            {
+                padded.push(variation);
+            }
+        }
+    }
+    while padded.len() < length {
+        padded.push(filler.clone());
+    }
+    padded
+}
+
+/// A string of a format and `length` characters, for the formats that have spellings of many
+/// lengths; `None` for the others or a length the format cannot take. A date-time or a time
+/// past its shortest spelling may be one or two characters longer (a fraction needs a digit).
+fn format_of_length(format: &str, length: usize) -> Option<String> {
+    let padded = |prefix: &str, filler: &str, suffix: &str, length: usize| {
+        let fixed = prefix.len() + suffix.len();
+        (length >= fixed).then(|| format!("{prefix}{}{suffix}", filler.repeat(length - fixed)))
+    };
+    match format {
+        "uri" | "iri" | "uri-reference" | "iri-reference" => {
+            padded("https://example.com/", "x", "", length)
+        }
+        "date-time" if length > 20 => padded("2020-01-01T00:00:00.", "0", "Z", length.max(22)),
+        "time" if length > 9 => padded("00:00:00.", "0", "Z", length.max(11)),
+        "hostname" | "idn-hostname" => hostname_of_length(length),
+        "email" | "idn-email" if length <= 64 + 12 => padded("", "a", "@example.com", length)
+            .or_else(|| Some(format!("a@{}", hostname_of_length(length.checked_sub(2)?)?))),
+        "email" | "idn-email" => {
+            let domain = hostname_of_length(length.checked_sub(65)?)?;
+            Some(format!("{}@{domain}", "a".repeat(64)))
+        }
+        _ => None,
+    }
+}
+
+/// A host name of exactly `length` characters (labels of at most 63, at most 253 in all).
+fn hostname_of_length(length: usize) -> Option<String> {
+    if length == 0 || length > 253 {
+        return None;
+    }
+    let mut labels: Vec<usize> = Vec::new();
+    let mut left = length;
+    while left > 63 {
+        labels.push(63);
+        left -= 64;
+    }
+    if left == 0 {
+        // The last dot would end the name: move a character from the label before it.
+        *labels.last_mut()? -= 1;
+        left = 1;
+    }
+    labels.push(left);
+    let labels: Vec<String> = labels.into_iter().map(|n| "a".repeat(n)).collect();
+    Some(labels.join("."))
+}
+
+/// The lists' first items, then their second ones, and so on.
+fn interleaved(lists: Vec<Vec<Value>>) -> Vec<Value> {
+    let mut iterators: Vec<_> = lists.into_iter().map(Vec::into_iter).collect();
+    let mut values = Vec::new();
+    loop {
+        let before = values.len();
+        values.extend(iterators.iter_mut().filter_map(Iterator::next));
+        if values.len() == before {
+            return values;
+        }
+    }
+}
+
+/// Objects for a schema whose parts must all hold: the parts' first objects merged, then each
+/// part's other objects merged with the other parts' first ones (a part's own names win).
+fn merged_objects(parts: &[Vec<Map<String, Value>>]) -> Vec<Value> {
+    let merge = |chosen: usize, object: &Map<String, Value>| {
+        let mut merged = object.clone();
+        for (index, part) in parts.iter().enumerate() {
+            if index == chosen {
+                continue;
+            }
+            for (name, value) in part.first().into_iter().flatten() {
+                merged.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        Value::Object(merged)
+    };
+    let mut values = Vec::new();
+    if let Some(first) = parts.first().and_then(|objects| objects.first()) {
+        values.push(merge(0, first));
+    }
+    for (index, objects) in parts.iter().enumerate() {
+        values.extend(objects.iter().skip(1).map(|object| merge(index, object)));
+    }
+    values
+}
+
 /// One value of each JSON type, for places that accept anything.
 fn any_values() -> Vec<Value> {
     vec![
@@ -275,12 +450,12 @@ impl<'a> Generator<'_, 'a> {
     }
 
     /// Alternatives for one schema, the most ordinary first.
-    fn candidates(&self, at: At<'a>, depth: usize) -> Vec<Value> {
-        self.candidates_split(at, depth).0
+    fn candidates(&self, at: At<'a>, guide: &Guide<'a>, depth: usize) -> Vec<Value> {
+        self.candidates_split(at, guide, depth).0
     }
 
     /// [`Self::candidates`], with how many of them come first because they fit the schema.
-    fn candidates_split(&self, at: At<'a>, depth: usize) -> (Vec<Value>, usize) {
+    fn candidates_split(&self, at: At<'a>, guide: &Guide<'a>, depth: usize) -> (Vec<Value>, usize) {
         self.visits.set(self.visits.get() + 1);
         if self.visits.get() > MAX_VISITS {
             return (vec![Value::Null], 0);
@@ -293,7 +468,7 @@ impl<'a> Generator<'_, 'a> {
                 None => break,
             }
         }
-        let mut values = self.unbounded(at, depth);
+        let mut values = self.unbounded(at, guide, depth);
         let limit = self.limit_at(depth);
         if depth == 0 {
             // The document itself: the validators check every alternative anyway.
@@ -331,29 +506,36 @@ impl<'a> Generator<'_, 'a> {
         (kept, n_fitting)
     }
 
-    fn unbounded(&self, at: At<'a>, depth: usize) -> Vec<Value> {
+    fn unbounded(&self, at: At<'a>, guide: &Guide<'a>, depth: usize) -> Vec<Value> {
         let object = match at.value {
             Value::Bool(false) => return Vec::new(),
             Value::Object(object) => object,
-            _ => return any_values(),
+            _ => return any_values_for(guide),
         };
         if depth > 2 * MAX_DEPTH {
             return vec![Value::Null];
         }
         let mut values = Vec::new();
-        // The first object of each part that must hold (`$ref`, `allOf` members, the object's
-        // own keywords), merged: one part alone rarely fills what the others require.
-        let mut parts: Vec<Map<String, Value>> = Vec::new();
-        let mut first_object = |values: &[Value]| {
-            if let Some(Value::Object(first)) = values.iter().find(|value| value.is_object()) {
-                parts.push(first.clone());
+        // The objects of each part that must hold (`$ref`, `allOf` members, the object's own
+        // keywords): their first ones merged, as one part alone rarely fills what the others
+        // require, then each part's other objects merged with the others' first ones.
+        let mut parts: Vec<Vec<Map<String, Value>>> = Vec::new();
+        let mut add_part = |values: &[Value]| {
+            let objects: Vec<Map<String, Value>> = values
+                .iter()
+                .filter_map(Value::as_object)
+                .take(MAX_PER_NODE)
+                .cloned()
+                .collect();
+            if !objects.is_empty() {
+                parts.push(objects);
             }
         };
         if let Some(Value::String(reference)) = object.get("$ref")
             && let Some(target) = self.resolve(at, reference)
         {
-            let from_target = self.candidates(target, depth + 1);
-            first_object(&from_target);
+            let from_target = self.candidates(target, guide, depth + 1);
+            add_part(&from_target);
             values.extend(from_target);
         }
         if let Some(value) = object.get("const") {
@@ -363,42 +545,39 @@ impl<'a> Generator<'_, 'a> {
             values.extend(options.iter().cloned());
         }
         for keyword in ["allOf", "anyOf", "oneOf"] {
+            let mut from_members = Vec::new();
             for member in object
                 .get(keyword)
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                let from_member = self.candidates(at.child(member), depth + 1);
+                let from_member = self.candidates(at.child(member), guide, depth + 1);
                 if keyword == "allOf" {
-                    first_object(&from_member);
+                    add_part(&from_member);
                 }
-                values.extend(from_member);
+                from_members.push(from_member);
             }
+            // Taken in turn, so that a cap on alternatives leaves every member some.
+            values.extend(interleaved(from_members));
         }
         for keyword in ["then", "else"] {
             if let Some(branch) = object.get(keyword) {
-                values.extend(self.candidates(at.child(branch), depth + 1));
+                values.extend(self.candidates(at.child(branch), guide, depth + 1));
             }
         }
         let mut own = Vec::new();
         for kind in types_of(object) {
-            own.extend(self.typed(at, object, kind, depth));
+            own.extend(self.typed(at, object, kind, guide, depth));
         }
-        first_object(&own);
+        add_part(&own);
         values.extend(own);
         if parts.len() > 1 {
-            let mut merged = Map::new();
-            for part in parts {
-                for (name, value) in part {
-                    merged.entry(name).or_insert(value);
-                }
-            }
-            values.insert(0, Value::Object(merged));
+            values.splice(0..0, merged_objects(&parts));
         }
         if !object.contains_key("type") {
             // Keywords of one type do not stop values of another: try them all.
-            values.extend(any_values());
+            values.extend(any_values_for(guide));
         }
         values
     }
@@ -408,30 +587,39 @@ impl<'a> Generator<'_, 'a> {
         at: At<'a>,
         object: &'a Map<String, Value>,
         kind: &str,
+        guide: &Guide<'a>,
         depth: usize,
     ) -> Vec<Value> {
         match kind {
-            "string" => strings(object, self.patterns),
-            "integer" => numbers(object, true),
-            "number" => numbers(object, false),
+            "string" => strings(object, self.patterns, guide),
+            "integer" => numbers(object, true, guide),
+            "number" => numbers(object, false, guide),
             "boolean" => vec![json!(true), json!(false)],
             "null" => vec![Value::Null],
-            "object" => self.objects(at, object, depth),
-            "array" => self.arrays(at, object, depth),
-            _ => any_values(),
+            "object" => self.objects(at, object, guide, depth),
+            "array" => self.arrays(at, object, guide, depth),
+            _ => any_values_for(guide),
         }
     }
 
     /// Object alternatives: a base filling the required properties, the base with every declared
-    /// property, then variants changing one thing each. At the document's root, undeclared names
-    /// the other version mentions come first (adding and removing properties is the commonest
-    /// change); below it, the declared properties' own alternatives do, as only a few are kept.
-    /// The fullest (every declared property at its largest fitting alternative, so nested and
-    /// recursive objects are filled deep down) comes third below the root, last at the root,
-    /// first where only one alternative is kept.
-    fn objects(&self, at: At<'a>, object: &'a Map<String, Value>, depth: usize) -> Vec<Value> {
+    /// property, then variants changing one thing each. First among those, the names the other
+    /// version mentions here and this one does not declare (a property added beside the others).
+    /// At the document's root, undeclared names the other version mentions anywhere come next
+    /// (adding and removing properties is the commonest change); below it, the declared
+    /// properties' own alternatives do, as only a few are kept (those of properties the other
+    /// version changed first). The fullest (every declared property at its largest fitting
+    /// alternative, so nested and recursive objects are filled deep down) comes third below the
+    /// root, last at the root, first where only one alternative is kept.
+    fn objects(
+        &self,
+        at: At<'a>,
+        object: &'a Map<String, Value>,
+        guide: &Guide<'a>,
+        depth: usize,
+    ) -> Vec<Value> {
         let limit = self.limit_at(depth);
-        let shape = ObjectShape::of(self, at, object, depth);
+        let shape = ObjectShape::of(self, at, object, guide, depth);
         let mut values = vec![
             Value::Object(shape.base.clone()),
             Value::Object(shape.full()),
@@ -449,8 +637,8 @@ impl<'a> Generator<'_, 'a> {
         } else {
             [Section::Properties, Section::Missing, Section::Undeclared]
         };
-        let sections = order
-            .into_iter()
+        let sections = std::iter::once(Section::Added)
+            .chain(order)
             .chain([Section::Crowd, Section::Dependent]);
         for section in sections {
             let room = limit.saturating_sub(values.len() + 1);
@@ -458,12 +646,17 @@ impl<'a> Generator<'_, 'a> {
                 break;
             }
             values.extend(match section {
+                Section::Added => self.added_variants(&shape, guide, depth, room),
                 Section::Properties => shape.property_variants(room),
                 Section::Missing => shape.missing_required(),
                 Section::Undeclared => self.undeclared_variants(&shape, room),
                 Section::Crowd => self.crowd_variants(&shape, room),
-                Section::Dependent => self.dependent_variants(&shape, depth, room),
+                Section::Dependent => self.dependent_variants(&shape, guide, depth, room),
             });
+        }
+        for count in guide.numbers("maxProperties") {
+            // One more property than the other version allows.
+            values.push(Value::Object(shape.crowded_to(count as usize + 1)));
         }
         if depth == 0 {
             values.truncate(limit.saturating_sub(1));
@@ -471,6 +664,52 @@ impl<'a> Generator<'_, 'a> {
         }
         values.push(Value::Object(shape.crowded()));
         values.truncate(limit);
+        values
+    }
+
+    /// The base with one property the other version mentions here and this one does not
+    /// declare (or one named `undeclared`, where the other version limits undeclared ones),
+    /// holding what this one allows for it, aimed at what the other one asks of it.
+    fn added_variants(
+        &self,
+        shape: &ObjectShape<'a>,
+        guide: &Guide<'a>,
+        depth: usize,
+        limit: usize,
+    ) -> Vec<Value> {
+        let mut values = Vec::new();
+        let mut names = guide.added_names();
+        if guide.limits_undeclared() {
+            names.push("undeclared");
+        }
+        // On the base, and on the base with every declared property (which tells apart the
+        // members of a `oneOf` that the base alone may match all of).
+        let full = shape.full();
+        let bases = if full == shape.base {
+            vec![&shape.base]
+        } else {
+            vec![&shape.base, &full]
+        };
+        for name in names {
+            if shape.declares(name) {
+                continue;
+            }
+            let guide = guide.property(self.schemas, self.patterns, name);
+            let allowed = match shape.undeclared_schema(self, name) {
+                Some(schema) => self.candidates(schema, &guide, depth + 1),
+                None => any_values_for(&guide),
+            };
+            for value in allowed {
+                for base in &bases {
+                    if values.len() >= limit {
+                        return values;
+                    }
+                    let mut variant = (*base).clone();
+                    variant.insert(name.to_owned(), value.clone());
+                    values.push(Value::Object(variant));
+                }
+            }
+        }
         values
     }
 
@@ -524,6 +763,7 @@ impl<'a> Generator<'_, 'a> {
     fn dependent_variants(
         &self,
         shape: &ObjectShape<'a>,
+        guide: &Guide<'a>,
         depth: usize,
         limit: usize,
     ) -> Vec<Value> {
@@ -554,7 +794,7 @@ impl<'a> Generator<'_, 'a> {
                 .filter(|(_, schema)| schema.is_object())
             {
                 for candidate in self
-                    .candidates(shape.at.child(schema), depth + 1)
+                    .candidates(shape.at.child(schema), guide, depth + 1)
                     .into_iter()
                     .take(limit)
                 {
@@ -570,7 +810,13 @@ impl<'a> Generator<'_, 'a> {
         values
     }
 
-    fn arrays(&self, at: At<'a>, object: &'a Map<String, Value>, depth: usize) -> Vec<Value> {
+    fn arrays(
+        &self,
+        at: At<'a>,
+        object: &'a Map<String, Value>,
+        guide: &Guide<'a>,
+        depth: usize,
+    ) -> Vec<Value> {
         let tuple = match (object.get("prefixItems"), object.get("items")) {
             (Some(Value::Array(tuple)), _) | (_, Some(Value::Array(tuple))) => tuple.as_slice(),
             _ => &[],
@@ -580,17 +826,24 @@ impl<'a> Generator<'_, 'a> {
             Some(items) if object.contains_key("prefixItems") => Some(items),
             Some(items) => Some(items),
         };
-        let item_values = items.map_or_else(any_values, |items| {
-            self.candidates(at.child(items), depth + 1)
-        });
-        let minimum = object
-            .get("minItems")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            .min(16) as usize;
+        let item_guide = guide.item(self.schemas, None);
+        let (item_values, n_fitting) = match items {
+            Some(items) => self.candidates_split(at.child(items), &item_guide, depth + 1),
+            None => {
+                let values = any_values_for(&item_guide);
+                let n_fitting = values.len();
+                (values, n_fitting)
+            }
+        };
+        // Items made to fill an array: those that fit the items' schema.
+        let fitting = &item_values[..n_fitting.max(1).min(item_values.len())];
         let tuple_values: Vec<Vec<Value>> = tuple
             .iter()
-            .map(|item| self.candidates(at.child(item), depth + 1))
+            .enumerate()
+            .map(|(index, item)| {
+                let guide = guide.item(self.schemas, Some(index));
+                self.candidates(at.child(item), &guide, depth + 1)
+            })
             .collect();
         let base: Vec<Value> = tuple_values
             .iter()
@@ -599,22 +852,26 @@ impl<'a> Generator<'_, 'a> {
         let mut values = Vec::new();
         let filler = item_values.first().cloned().unwrap_or(Value::Null);
         let unique = object.get("uniqueItems") == Some(&Value::Bool(true));
-        let mut padded = base.clone();
-        if unique {
-            // Distinct items, the fitting ones first (as `candidates` orders them).
-            for value in &item_values {
-                if padded.len() >= minimum {
-                    break;
-                }
-                if !padded.iter().any(|item| json_equal(item, value)) {
-                    padded.push(value.clone());
-                }
+        // As many items as `minItems` asks, within a bound on the values every variant copies.
+        let count = |keyword: &str| object.get(keyword).and_then(Value::as_u64);
+        let most_padded = MAX_PADDED_VALUES / size(&filler).max(1);
+        let minimum = (count("minItems").unwrap_or(0) as usize).min(most_padded);
+        let padded = padded_to(&base, fitting, unique, minimum.max(base.len()));
+        values.push(Value::Array(padded.clone()));
+        // Just past each count the other version sets, where this one allows it: one long array
+        // each, never copied into other variants.
+        let allowed = |length: usize| {
+            count("minItems").is_none_or(|low| length as u64 >= low)
+                && count("maxItems").is_none_or(|high| length as u64 <= high)
+                && length * size(&filler).max(1) <= MAX_LONG_VALUES
+        };
+        let lengths = guide_lengths(guide, "minItems", "maxItems");
+        for length in lengths.into_iter().filter(|length| allowed(*length)) {
+            let long = padded_to(&base, fitting, unique, length);
+            if long.len() == length {
+                values.push(Value::Array(long));
             }
         }
-        while padded.len() < minimum {
-            padded.push(filler.clone());
-        }
-        values.push(Value::Array(padded.clone()));
         for (index, alternatives) in tuple_values.iter().enumerate() {
             for value in alternatives {
                 let mut variant = padded.clone();
@@ -637,7 +894,7 @@ impl<'a> Generator<'_, 'a> {
                 .unwrap_or(1)
                 .min(8) as usize;
             for value in self
-                .candidates(at.child(contains), depth + 1)
+                .candidates(at.child(contains), &item_guide, depth + 1)
                 .into_iter()
                 .take(4)
             {
@@ -660,6 +917,7 @@ impl<'a> Generator<'_, 'a> {
 /// The kinds of object variants, made in an order that depends on the depth.
 #[derive(Clone, Copy)]
 enum Section {
+    Added,
     Properties,
     Missing,
     Undeclared,
@@ -672,8 +930,9 @@ struct ObjectShape<'a> {
     at: At<'a>,
     object: &'a Map<String, Value>,
     required: Vec<&'a str>,
-    /// Each declared property with its alternatives.
-    declared: Vec<(&'a str, Vec<Value>)>,
+    /// Each declared property with its alternatives, and whether the other version asks
+    /// something else of it.
+    declared: Vec<(&'a str, Vec<Value>, bool)>,
     /// Alternatives for an undeclared property.
     undeclared: Vec<Value>,
     /// The required properties, each with its first alternative.
@@ -687,6 +946,7 @@ impl<'a> ObjectShape<'a> {
         generator: &Generator<'_, 'a>,
         at: At<'a>,
         object: &'a Map<String, Value>,
+        guide: &Guide<'a>,
         depth: usize,
     ) -> Self {
         let required: Vec<&str> = object
@@ -695,29 +955,33 @@ impl<'a> ObjectShape<'a> {
             .map(|names| names.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let mut fullest = Map::new();
-        let declared: Vec<(&str, Vec<Value>)> = object
+        let declared: Vec<(&str, Vec<Value>, bool)> = object
             .get("properties")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
             .map(|(name, schema)| {
-                let (values, n_fitting) = generator.candidates_split(at.child(schema), depth + 1);
+                let schema = at.child(schema);
+                let guide = guide.property(generator.schemas, generator.patterns, name);
+                let changed = !guide.is_same_as(schema);
+                let (values, n_fitting) = generator.candidates_split(schema, &guide, depth + 1);
+                // Very large alternatives (an array past a count) are the last choice.
                 let largest = values[..n_fitting]
                     .iter()
                     .rev()
-                    .max_by_key(|value| size(value))
+                    .max_by_key(|value| Some(size(value)).filter(|size| *size <= LARGE))
                     .or(values.first());
                 if let Some(largest) = largest {
                     fullest.insert(name.clone(), largest.clone());
                 }
-                (name.as_str(), values)
+                (name.as_str(), values, changed)
             })
             .collect();
         let undeclared_schema = ["additionalProperties", "unevaluatedProperties"]
             .iter()
             .find_map(|keyword| object.get(*keyword).filter(|schema| schema.is_object()));
         let undeclared = match undeclared_schema {
-            Some(schema) => generator.candidates(at.child(schema), depth + 1),
+            Some(schema) => generator.candidates(at.child(schema), &Guide::default(), depth + 1),
             None => any_values(),
         };
         let mut shape = ObjectShape {
@@ -741,14 +1005,38 @@ impl<'a> ObjectShape<'a> {
     }
 
     fn declares(&self, name: &str) -> bool {
-        self.declared.iter().any(|(declared, _)| *declared == name)
+        self.declared.iter().any(|(declared, ..)| *declared == name)
+    }
+
+    /// What an undeclared property of that name may hold, when a schema says (the first
+    /// matching `patternProperties` entry, else `additionalProperties`, else
+    /// `unevaluatedProperties`); `None` when it may hold anything.
+    fn undeclared_schema(&self, generator: &Generator<'_, 'a>, name: &str) -> Option<At<'a>> {
+        let patterned = self
+            .object
+            .get("patternProperties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .find(|(pattern, _)| generator.patterns.matches(pattern, name) == Some(true));
+        if let Some((_, schema)) = patterned {
+            return Some(self.at.child(schema));
+        }
+        ["additionalProperties", "unevaluatedProperties"]
+            .iter()
+            .filter_map(|keyword| self.object.get(*keyword))
+            .find(|schema| *schema != &Value::Bool(true))
+            .map(|schema| self.at.child(schema))
     }
 
     /// The first alternative for a property, declared or not.
     fn first_value(&self, name: &str) -> Value {
-        let declared = self.declared.iter().find(|(declared, _)| *declared == name);
+        let declared = self
+            .declared
+            .iter()
+            .find(|(declared, ..)| *declared == name);
         let first = match declared {
-            Some((_, values)) => values.first(),
+            Some((_, values, _)) => values.first(),
             None => self.undeclared.first(),
         };
         first.cloned().unwrap_or(Value::Null)
@@ -757,7 +1045,7 @@ impl<'a> ObjectShape<'a> {
     /// The base with every declared property.
     fn full(&self) -> Map<String, Value> {
         let mut full = self.base.clone();
-        for (name, values) in &self.declared {
+        for (name, values, _) in &self.declared {
             if let Some(value) = values.first() {
                 full.entry((*name).to_owned())
                     .or_insert_with(|| value.clone());
@@ -766,32 +1054,40 @@ impl<'a> ObjectShape<'a> {
         full
     }
 
-    /// The base with one declared property set to each of its alternatives, taking the
-    /// properties in turn (each one's first alternative, then each one's second, ...) so that
-    /// the limit leaves every property some.
+    /// The base with one declared property set to each of its alternatives: first every
+    /// alternative of the properties the other version changed, then the others' in turn (each
+    /// one's first alternative, then each one's second, ...) so that the limit leaves every
+    /// property some.
     fn property_variants(&self, limit: usize) -> Vec<Value> {
         let mut values = Vec::new();
+        let changed = self.declared.iter().filter(|(.., changed)| *changed);
+        let pairs = changed.flat_map(|(name, alternatives, _)| {
+            alternatives.iter().map(move |value| (*name, value))
+        });
         let longest = self
             .declared
             .iter()
-            .map(|(_, alternatives)| alternatives.len())
+            .map(|(_, alternatives, _)| alternatives.len())
             .max()
             .unwrap_or(0);
-        for index in 0..longest {
-            for (name, alternatives) in &self.declared {
-                let Some(value) = alternatives.get(index) else {
-                    continue;
-                };
-                if values.len() >= limit {
-                    return values;
-                }
-                if self.base.get(*name) == Some(value) {
-                    continue;
-                }
-                let mut variant = self.base.clone();
-                variant.insert((*name).to_owned(), value.clone());
-                values.push(Value::Object(variant));
+        let unchanged = (0..longest).flat_map(|index| {
+            self.declared
+                .iter()
+                .filter(|(.., changed)| !*changed)
+                .filter_map(move |(name, alternatives, _)| {
+                    alternatives.get(index).map(|value| (*name, value))
+                })
+        });
+        for (name, value) in pairs.chain(unchanged) {
+            if values.len() >= limit {
+                break;
             }
+            if self.base.get(name) == Some(value) {
+                continue;
+            }
+            let mut variant = self.base.clone();
+            variant.insert(name.to_owned(), value.clone());
+            values.push(Value::Object(variant));
         }
         values
     }
@@ -814,10 +1110,17 @@ impl<'a> ObjectShape<'a> {
             .and_then(Value::as_u64)
             .unwrap_or(2)
             .min(16);
+        self.crowded_to(self.base.len() + count as usize)
+    }
+
+    /// The base with undeclared properties up to `count` properties in all (at most 64 added).
+    fn crowded_to(&self, count: usize) -> Map<String, Value> {
         let mut crowded = self.base.clone();
         let filler = self.undeclared.first().cloned().unwrap_or(Value::Null);
-        for index in 0..count {
+        let mut index = 0;
+        while crowded.len() < count && index < 64 {
             crowded.insert(format!("undeclared{index}"), filler.clone());
+            index += 1;
         }
         crowded
     }
@@ -865,12 +1168,12 @@ fn types_of(object: &Map<String, Value>) -> Vec<&str> {
     }
 }
 
-fn strings(object: &Map<String, Value>, patterns: &Patterns) -> Vec<Value> {
+fn strings(object: &Map<String, Value>, patterns: &Patterns, guide: &Guide<'_>) -> Vec<Value> {
     let length = |keyword: &str| {
         object
             .get(keyword)
             .and_then(Value::as_u64)
-            .map(|n| n.min(256) as usize)
+            .map(|n| n.min(LONGEST as u64) as usize)
     };
     let mut values: Vec<Value> = Vec::new();
     let format = object.get("format").and_then(Value::as_str);
@@ -892,6 +1195,26 @@ fn strings(object: &Map<String, Value>, patterns: &Patterns) -> Vec<Value> {
         values.extend(spelled.into_iter().map(Value::String));
     }
     values.push(json!("x".repeat(minimum.max(1))));
+    // Just past each length the other version sets, keeping this one's pattern, format and
+    // lengths, right after the ordinary string (so that few alternatives still hold them).
+    let guided = guide_lengths(guide, "minLength", "maxLength")
+        .into_iter()
+        .filter(|target| {
+            *target >= minimum && length("maxLength").is_none_or(|maximum| *target <= maximum)
+        })
+        .filter_map(
+            |target| match (object.get("pattern").and_then(Value::as_str), format) {
+                (Some(pattern), _) => patterns.strings(pattern, target, Some(target)).pop(),
+                // A format without long spellings may be one the draft ignores.
+                (None, Some(format)) => {
+                    format_of_length(format, target).or_else(|| Some("x".repeat(target)))
+                }
+                (None, None) => Some("x".repeat(target)),
+            },
+        )
+        .map(Value::String);
+    let position = values.len().min(1);
+    values.splice(position..position, guided);
     values.push(json!("x".repeat(minimum)));
     if let Some(maximum) = length("maxLength") {
         values.push(json!("x".repeat(maximum)));
@@ -911,6 +1234,7 @@ fn strings(object: &Map<String, Value>, patterns: &Patterns) -> Vec<Value> {
         "abcdefghij",
         "2020-01-01",
         "a@example.com",
+        "a\nb",
     ] {
         values.push(json!(sample));
     }
@@ -933,8 +1257,9 @@ fn format_example(format: &str) -> Option<&'static str> {
     })
 }
 
-fn numbers(object: &Map<String, Value>, integer: bool) -> Vec<Value> {
+fn numbers(object: &Map<String, Value>, integer: bool, guide: &Guide<'_>) -> Vec<Value> {
     let mut values: Vec<f64> = vec![ordinary_number(object, integer)];
+    values.extend(guide_numbers(guide));
     values.extend([0.0, 1.0, -1.0, 100.0, 1_000_000.0]);
     for keyword in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
         if let Some(bound) = object.get(keyword).and_then(Value::as_f64) {
@@ -1026,6 +1351,9 @@ const MAX_PATTERNS: usize = 256;
 struct Patterns {
     compiled: RefCell<Vec<(Place, Option<regex::Regex>)>>,
     spelled: RefCell<Vec<Spelled>>,
+    /// A validator of each `format` met so far, by name and draft (`None` when it does not
+    /// build): a string spelled from a pattern may still not be a date.
+    formats: RefCell<Vec<(String, jsonschema::Draft, Option<jsonschema::Validator>)>>,
 }
 
 /// Where a string of the schemas lives: its address and length.
@@ -1057,6 +1385,34 @@ impl Patterns {
             }
         };
         compiled[index].1.as_ref().map(|regex| regex.is_match(text))
+    }
+
+    /// Whether `text` is a `format` as the validator checks it under `draft` (unknown formats
+    /// are anything); `None` when that is not known here.
+    fn format_matches(&self, format: &str, draft: jsonschema::Draft, text: &str) -> Option<bool> {
+        let mut formats = self.formats.borrow_mut();
+        let index = match formats
+            .iter()
+            .position(|(name, known, _)| name == format && *known == draft)
+        {
+            Some(index) => index,
+            None if formats.len() >= MAX_PATTERNS => return None,
+            None => {
+                let schema = json!({ "format": format });
+                let validator = jsonschema::options()
+                    .with_draft(draft)
+                    .should_validate_formats(true)
+                    .should_ignore_unknown_formats(true)
+                    .build(&schema)
+                    .ok();
+                formats.push((format.to_owned(), draft, validator));
+                formats.len() - 1
+            }
+        };
+        formats[index]
+            .2
+            .as_ref()
+            .map(|validator| validator.is_valid(&Value::String(text.to_owned())))
     }
 
     /// [`pattern_strings`], spelled once per pattern and lengths.
@@ -1110,10 +1466,7 @@ impl<'a> Generator<'_, 'a> {
         let bare = object
             .keys()
             .all(|keyword| ANNOTATIONS.contains(&keyword.as_str()))
-            || matches!(
-                draft_of(at.doc.root),
-                jsonschema::Draft::Draft4 | jsonschema::Draft::Draft6 | jsonschema::Draft::Draft7
-            );
+            || model::ignores_ref_siblings(at.doc.draft);
         if bare {
             self.resolve(at, reference)
         } else {
@@ -1155,12 +1508,7 @@ impl<'a> Generator<'_, 'a> {
         {
             let fits = self.fits_within(target, value, depth + 1, steps);
             // Up to draft-07, the keywords beside `$ref` are ignored.
-            let draft = draft_of(at.doc.root);
-            let ignores_siblings = matches!(
-                draft,
-                jsonschema::Draft::Draft4 | jsonschema::Draft::Draft6 | jsonschema::Draft::Draft7
-            );
-            if !fits || ignores_siblings {
+            if !fits || model::ignores_ref_siblings(at.doc.draft) {
                 return fits;
             }
         }
@@ -1211,6 +1559,10 @@ impl<'a> Generator<'_, 'a> {
             ("pattern", Value::String(text)) => schema
                 .as_str()
                 .and_then(|pattern| self.patterns.matches(pattern, text))
+                .unwrap_or(true),
+            ("format", Value::String(text)) => schema
+                .as_str()
+                .and_then(|format| self.patterns.format_matches(format, at.doc.draft, text))
                 .unwrap_or(true),
             (
                 "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" | "multipleOf",
@@ -1402,7 +1754,7 @@ fn json_equal(left: &Value, right: &Value) -> bool {
 // reach a length), an alternation its first branch that can be spelled, assertions as nothing.
 
 /// The longest string spelled from a pattern.
-const MAX_SPELLED: usize = 1_024;
+const MAX_SPELLED: usize = 2 * LONGEST;
 /// How long the "long" spelling of an unbounded pattern is.
 const LONG_SPELLING: usize = 16;
 
@@ -1413,8 +1765,15 @@ fn pattern_strings(pattern: &str, minimum: usize, maximum: Option<usize>) -> Vec
     let Some(hir) = parse_pattern(pattern) else {
         return Vec::new();
     };
+    // A match with nothing to look at after it stays one when characters follow it: a string
+    // too short for a length can then be padded (`[A-Z]{3}` → `AAAx`).
+    let paddable = hir
+        .properties()
+        .look_set()
+        .remove(regex_syntax::hir::Look::Start)
+        .is_empty();
     let mut spelled: Vec<String> = Vec::new();
-    for choice in [Choice::First, Choice::Last] {
+    for choice in [Choice::First, Choice::Ones, Choice::Last] {
         let Some(shortest) = spell(&hir, choice, 0) else {
             continue;
         };
@@ -1429,7 +1788,11 @@ fn pattern_strings(pattern: &str, minimum: usize, maximum: Option<usize>) -> Vec
             } else {
                 Some(shortest.clone())
             };
-            let Some(text) = text else { continue };
+            let Some(mut text) = text else { continue };
+            let short_by = target.saturating_sub(text.chars().count());
+            if paddable && short_by > 0 {
+                text.push_str(&"x".repeat(short_by));
+            }
             let length = text.chars().count();
             let fits = length >= minimum && maximum.is_none_or(|maximum| length <= maximum);
             if fits && !spelled.contains(&text) {
@@ -1462,6 +1825,9 @@ fn parse_pattern(pattern: &str) -> Option<Hir> {
 enum Choice {
     /// The most ordinary: a letter or digit where the class has one, the first branch.
     First,
+    /// As `First`, with `1` for digits: patterns of dates and times then spell valid ones
+    /// (`1111-11-11`, where `0000-00-00` is no date).
+    Ones,
     /// Another: the class's last printable ASCII member, the last branch that can be spelled.
     Last,
 }
@@ -1501,7 +1867,7 @@ fn spell_into(hir: &Hir, choice: Choice, text: &mut String, extra: &mut usize) -
                 spell_into(branch, choice, text, extra)
             };
             let found = match choice {
-                Choice::First => branches.iter().find_map(&mut spell_branch),
+                Choice::First | Choice::Ones => branches.iter().find_map(&mut spell_branch),
                 Choice::Last => branches.iter().rev().find_map(spell_branch),
             };
             if found.is_none() {
@@ -1541,10 +1907,12 @@ fn spell_into(hir: &Hir, choice: Choice, text: &mut String, extra: &mut usize) -
     }
 }
 
-/// A member of a class: for `First` a common letter or digit when the class has one, for
-/// `Last` its last printable ASCII member; else the first printable member, else any.
+/// A member of a class: for `First` a common letter or digit when the class has one, for `Ones`
+/// the same with `1` first, for `Last` its last printable ASCII member; else the first printable
+/// member, else any.
 fn class_member(class: &Class, choice: Choice) -> Option<char> {
     const PREFERRED: [char; 8] = ['a', '0', 'A', 'x', '-', '_', ' ', '.'];
+    const PREFERRED_ONES: [char; 8] = ['1', 'a', 'A', 'x', '-', '_', ' ', '.'];
     let ranges: Vec<(char, char)> = match class {
         Class::Unicode(class) => class
             .ranges()
@@ -1573,10 +1941,17 @@ fn class_member(class: &Class, choice: Choice) -> Option<char> {
         })
     };
     let chosen = match choice {
-        Choice::First => PREFERRED
-            .into_iter()
-            .find(|member| has(*member))
-            .or_else(|| printable().next().map(|(low, _)| low)),
+        Choice::First | Choice::Ones => {
+            let preferred = if choice == Choice::First {
+                PREFERRED
+            } else {
+                PREFERRED_ONES
+            };
+            preferred
+                .into_iter()
+                .find(|member| has(*member))
+                .or_else(|| printable().next().map(|(low, _)| low))
+        }
         Choice::Last => printable().next_back().map(|(_, high)| high),
     };
     chosen

@@ -375,6 +375,27 @@ fn compare_body<'a>(
     original: &Node<'a>,
     update: &Node<'a>,
 ) {
+    let mark = out.len();
+    compare_shapes(cx, out, original, update);
+    // Ours: an original that lists its values (an enum or a const, alone or with a type) is
+    // compatible whenever the update accepts every one of them, whatever the structural rules
+    // said (`{"type": "string", "enum": ["a"]}` → `{"type": "string", "enum": ["a"],
+    // "minLength": 1}`); only the compatible differences are kept then.
+    if !cx.all_compatible(&out[mark..]) && values_fit(original, update) {
+        let kept: Vec<Found> = out
+            .drain(mark..)
+            .filter(|found| found.kind.is_compatible(cx.policy))
+            .collect();
+        out.extend(kept);
+    }
+}
+
+fn compare_shapes<'a>(
+    cx: &mut Cx<'a, '_>,
+    out: &mut Vec<Found>,
+    original: &Node<'a>,
+    update: &Node<'a>,
+) {
     if combined::compare_with_plain(cx, out, original, update) {
         return;
     }
@@ -435,10 +456,159 @@ fn compare_body<'a>(
             );
         }
         (Shape::Enum(_) | Shape::Const(_), Shape::Enum(_) | Shape::Const(_)) => {
-            compare_values(cx, out, &original.shape, &update.shape);
+            compare_values(cx, out, original, update);
         }
         _ => {}
     }
+}
+
+/// Whether every value the original lists (an enum or a const, alone or beside other keywords
+/// of the same object) is valid under the update, as far as [`Checker`] can tell: Confluent
+/// calls any change between an enum and a typed schema a type change, though
+/// `{"enum": ["a", "b"]}` → `{"type": "string"}` keeps every document valid.
+fn values_fit(original: &Node<'_>, update: &Node<'_>) -> bool {
+    let listed: Vec<&Value> = match &original.shape {
+        Shape::Enum(values) => values.iter().collect(),
+        Shape::Const(value) => vec![*value],
+        Shape::Combined {
+            criterion: model::Criterion::All,
+            members,
+            synthetic: true,
+        } => {
+            let listed =
+                members
+                    .iter()
+                    .find_map(|member| match model::member_node(*member).shape {
+                        Shape::Enum(values) => Some(values.iter().collect()),
+                        Shape::Const(value) => Some(vec![value]),
+                        _ => None,
+                    });
+            let Some(listed) = listed else {
+                return false;
+            };
+            listed
+        }
+        _ => return false,
+    };
+    let Some(update) = Checker::of(update) else {
+        return false;
+    };
+    // Values the original itself rejects (its type, its other keywords) are no documents.
+    let original = Checker::of(original);
+    listed
+        .into_iter()
+        .filter(|value| reachable_in(original.as_ref(), value))
+        .all(|value| update.accepts(value))
+}
+
+fn reachable_in(checker: Option<&Checker>, value: &Value) -> bool {
+    checker.is_none_or(|checker| checker.accepts(value))
+}
+
+/// What a schema node accepts, for the nodes that are decided value by value: `true`/`false`,
+/// enums and consts, typed views on their own keywords (strings, numbers, booleans, null, and
+/// objects and arrays without keywords of their type), and the synthetic `allOf`/`anyOf` of
+/// those. Anything else (a `$ref`, `not`, a written combinator) has no checker.
+enum Checker {
+    Always(bool),
+    Values(Vec<Value>),
+    View(jsonschema::Validator),
+    All(Vec<Checker>),
+    Any(Vec<Checker>),
+}
+
+impl Checker {
+    fn of(node: &Node<'_>) -> Option<Checker> {
+        Some(match &node.shape {
+            Shape::Empty => Checker::Always(true),
+            Shape::False => Checker::Always(false),
+            Shape::Enum(values) => Checker::Values(values.to_vec()),
+            Shape::Const(value) => Checker::Values(vec![(*value).clone()]),
+            Shape::Combined {
+                criterion,
+                members,
+                synthetic: true,
+            } => {
+                let members = members
+                    .iter()
+                    .map(|member| Checker::of(&model::member_node(*member)))
+                    .collect::<Option<Vec<Checker>>>()?;
+                match criterion {
+                    model::Criterion::All => Checker::All(members),
+                    model::Criterion::Any => Checker::Any(members),
+                    model::Criterion::One => return None,
+                }
+            }
+            _ => Checker::View(view_validator(node)?),
+        })
+    }
+
+    fn accepts(&self, value: &Value) -> bool {
+        match self {
+            Checker::Always(accepts) => *accepts,
+            Checker::Values(values) => values.iter().any(|listed| json_equal(listed, value)),
+            Checker::View(validator) => validator.is_valid(value),
+            Checker::All(members) => members.iter().all(|member| member.accepts(value)),
+            Checker::Any(members) => members.iter().any(|member| member.accepts(value)),
+        }
+    }
+}
+
+/// A validator for a typed view's own keywords (its type, when it requires it, and the string
+/// or number keywords); `None` for other shapes, for an object or array view with keywords of
+/// its type, for an object with keywords that apply to every type and are no part of the model
+/// (`if`, dynamic references, content keywords), or when the keywords do not compile.
+fn view_validator(node: &Node<'_>) -> Option<jsonschema::Validator> {
+    let has_any = |keywords: &[&str]| {
+        keywords
+            .iter()
+            .any(|keyword| node.at.get(keyword).is_some())
+    };
+    if has_any(&[
+        "if",
+        "$dynamicRef",
+        "$recursiveRef",
+        "contentEncoding",
+        "contentMediaType",
+    ]) {
+        return None;
+    }
+    let (name, requires, keywords): (&str, bool, &[&str]) = match node.shape {
+        Shape::String { requires } => ("string", requires, model::STRING_KEYWORDS),
+        Shape::Number { requires, integer } => (
+            if integer { "integer" } else { "number" },
+            requires,
+            model::NUMBER_KEYWORDS,
+        ),
+        Shape::Boolean => ("boolean", true, &[]),
+        Shape::Null => ("null", true, &[]),
+        Shape::Object { requires } if !has_any(model::OBJECT_KEYWORDS) => ("object", requires, &[]),
+        Shape::Array { requires } if !has_any(model::ARRAY_KEYWORDS) => ("array", requires, &[]),
+        _ => return None,
+    };
+    let mut view = serde_json::Map::new();
+    if requires {
+        view.insert("type".into(), Value::from(name));
+    }
+    for keyword in keywords {
+        if let Some(value) = node.at.get(keyword) {
+            view.insert((*keyword).to_owned(), value.clone());
+        }
+    }
+    let view = Value::Object(view);
+    let built = std::panic::catch_unwind(|| {
+        jsonschema::options()
+            .with_draft(node.at.doc.draft)
+            .with_pattern_options(
+                jsonschema::PatternOptions::regex()
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 20),
+            )
+            .should_validate_formats(true)
+            .should_ignore_unknown_formats(true)
+            .build(&view)
+    });
+    built.ok()?.ok()
 }
 
 fn is_connect_bytes(at: At<'_>) -> bool {
@@ -508,9 +678,10 @@ fn compare_conditional<'a>(
     original: At<'a>,
     update: At<'a>,
 ) {
+    // An `if` without `then` or `else` asserts nothing.
     let conditional = |at: At<'a>| {
         let parts = [at.get("if"), at.get("then"), at.get("else")];
-        parts[0].is_some().then_some(parts)
+        (parts[0].is_some() && (parts[1].is_some() || parts[2].is_some())).then_some(parts)
     };
     match (conditional(original), conditional(update)) {
         (None, Some(_)) => cx.add_at(out, "if", ChangeKind::ConditionalAdded),
@@ -547,6 +718,12 @@ pub(crate) fn number(at: At<'_>, keyword: &str) -> Option<f64> {
     at.get(keyword).and_then(Value::as_f64)
 }
 
+/// A lower bound on a count (`minLength`, `minItems`, `minProperties`); 0 bounds nothing, so it
+/// reads as absent.
+pub(crate) fn lower_count(at: At<'_>, keyword: &str) -> Option<f64> {
+    number(at, keyword).filter(|bound| *bound > 0.0)
+}
+
 fn compare_string<'a>(cx: &Cx<'a, '_>, out: &mut Vec<Found>, original: At<'a>, update: At<'a>) {
     use ChangeKind as K;
     let lengths = [
@@ -569,17 +746,41 @@ fn compare_string<'a>(cx: &Cx<'a, '_>, out: &mut Vec<Found>, original: At<'a>, u
             ),
         ),
     ];
+    // Where the update sets a length, the original's format or pattern may already imply it (a
+    // `uuid` is 36 characters, `^[A-Z]{3}$` three): the original's bound is then the tighter of
+    // the two (ours).
+    let (shortest, longest) = implied_lengths(original);
     for (keyword, kinds) in lengths {
-        compare_bound(
-            cx,
-            out,
-            keyword,
-            number(original, keyword),
-            number(update, keyword),
-            kinds,
-        );
+        let minimum = keyword == "minLength";
+        let bound = |at: At<'a>| {
+            if minimum {
+                lower_count(at, keyword)
+            } else {
+                number(at, keyword)
+            }
+        };
+        let (update_bound, own) = (bound(update), bound(original));
+        let implied = if minimum { shortest } else { longest };
+        let original_bound = match (own, implied) {
+            (Some(own), Some(implied)) if update_bound.is_some() && minimum => {
+                Some(own.max(implied))
+            }
+            (Some(own), Some(implied)) if update_bound.is_some() => Some(own.min(implied)),
+            (None, Some(implied)) if update_bound.is_some() => Some(implied),
+            (own, _) => own,
+        };
+        compare_bound(cx, out, keyword, original_bound, update_bound, kinds);
     }
-    let text = |at: At<'a>, keyword: &str| at.get(keyword).and_then(Value::as_str);
+    // A pattern every string matches and a format the validator does not know constrain
+    // nothing: they read as absent.
+    let text = |at: At<'a>, keyword: &str| {
+        let text = at.get(keyword).and_then(Value::as_str)?;
+        let constrains = match keyword {
+            "pattern" => !matches_every_string(text),
+            _ => is_known_format(at.doc.draft, text),
+        };
+        constrains.then_some(text)
+    };
     for (keyword, kinds) in [
         (
             "pattern",
@@ -597,6 +798,138 @@ fn compare_string<'a>(cx: &Cx<'a, '_>, out: &mut Vec<Found>, original: At<'a>, u
             (Some(old), Some(new)) if old != new => cx.add_at(out, keyword, changed),
             _ => {}
         }
+    }
+}
+
+/// The shortest and longest strings a view's `format` and `pattern` allow, where they say.
+fn implied_lengths(at: At<'_>) -> (Option<f64>, Option<f64>) {
+    let (format_shortest, format_longest) = format_lengths(at);
+    let (pattern_shortest, pattern_longest) = at
+        .get("pattern")
+        .and_then(Value::as_str)
+        .map_or((None, None), pattern_lengths);
+    let tighter = |a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64| match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
+    };
+    (
+        tighter(format_shortest, pattern_shortest, f64::max),
+        tighter(format_longest, pattern_longest, f64::min),
+    )
+}
+
+/// The shortest and longest strings of a view's format, for the formats whose strings have such
+/// lengths as the validator checks them (the `jsonschema` crate's own length windows).
+fn format_lengths(at: At<'_>) -> (Option<f64>, Option<f64>) {
+    let format = at.get("format").and_then(Value::as_str).unwrap_or_default();
+    if !is_known_format(at.doc.draft, format) {
+        return (None, None);
+    }
+    match format {
+        "date" => (Some(10.0), Some(10.0)),
+        "uuid" => (Some(36.0), Some(36.0)),
+        "ipv4" => (Some(7.0), Some(15.0)),
+        "ipv6" => (Some(2.0), Some(45.0)),
+        "hostname" => (Some(1.0), Some(253.0)),
+        "date-time" => (Some(20.0), None),
+        "time" => (Some(9.0), None),
+        "duration" => (Some(3.0), None),
+        _ => (None, None),
+    }
+}
+
+/// A pattern's syntax tree, when `regex-syntax` reads it.
+fn parse_pattern(pattern: &str) -> Option<regex_syntax::hir::Hir> {
+    regex_syntax::ParserBuilder::new()
+        .nest_limit(64)
+        .build()
+        .parse(pattern)
+        .ok()
+}
+
+/// Whether a pattern matches every string: it can match the empty string without looking
+/// around, so an unanchored search (as `pattern` is) finds a match at the start of any string.
+fn matches_every_string(pattern: &str) -> bool {
+    parse_pattern(pattern).is_some_and(|hir| {
+        let properties = hir.properties();
+        properties.minimum_len() == Some(0) && properties.look_set().is_empty()
+    })
+}
+
+/// The shortest and longest strings, in characters, that a pattern allows: a string holds a
+/// match, so it is at least as long as the shortest match; a pattern anchored at both ends
+/// (`^...$`) is the whole string, so it is at most as long as the longest.
+fn pattern_lengths(pattern: &str) -> (Option<f64>, Option<f64>) {
+    use regex_syntax::hir::Look;
+    let Some(hir) = parse_pattern(pattern) else {
+        return (None, None);
+    };
+    let properties = hir.properties();
+    let anchored = properties.look_set_prefix().contains(Look::Start)
+        && properties.look_set_suffix().contains(Look::End);
+    let (shortest, longest) = match_lengths(&hir);
+    (
+        Some(shortest as f64).filter(|shortest| *shortest > 0.0),
+        longest.filter(|_| anchored).map(|longest| longest as f64),
+    )
+}
+
+/// The fewest and most characters a match of `hir` has (`None`: no most).
+fn match_lengths(hir: &regex_syntax::hir::Hir) -> (usize, Option<usize>) {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => (0, Some(0)),
+        HirKind::Literal(literal) => {
+            let n_chars = String::from_utf8_lossy(&literal.0).chars().count();
+            (n_chars, Some(n_chars))
+        }
+        HirKind::Class(_) => (1, Some(1)),
+        HirKind::Capture(capture) => match_lengths(&capture.sub),
+        HirKind::Repetition(repetition) => {
+            let (shortest, longest) = match_lengths(&repetition.sub);
+            let times = |count: u32| usize::try_from(count).unwrap_or(usize::MAX);
+            let most = match (longest, repetition.max) {
+                (Some(0), _) => Some(0),
+                (Some(longest), Some(max)) => longest.checked_mul(times(max)),
+                _ => None,
+            };
+            (shortest.saturating_mul(times(repetition.min)), most)
+        }
+        HirKind::Concat(parts) => parts.iter().map(match_lengths).fold(
+            (0, Some(0)),
+            |(shortest, longest), (part_shortest, part_longest)| {
+                (
+                    shortest.saturating_add(part_shortest),
+                    longest
+                        .zip(part_longest)
+                        .and_then(|(a, b)| a.checked_add(b)),
+                )
+            },
+        ),
+        HirKind::Alternation(branches) => {
+            let lengths: Vec<_> = branches.iter().map(match_lengths).collect();
+            let shortest = lengths.iter().map(|(shortest, _)| *shortest).min();
+            let longest = lengths
+                .iter()
+                .map(|(_, longest)| *longest)
+                .try_fold(0, |most, longest| longest.map(|longest| most.max(longest)));
+            (shortest.unwrap_or(0), longest)
+        }
+    }
+}
+
+/// Whether the validator asserts a format under a draft (the registry compiles contracts with
+/// formats asserted and unknown ones ignored; this is the `jsonschema` crate's list, with
+/// `idn-email` and `idn-hostname`).
+fn is_known_format(draft: jsonschema::Draft, format: &str) -> bool {
+    use jsonschema::Draft as D;
+    match format {
+        "date" | "date-time" | "email" | "hostname" | "idn-email" | "ipv4" | "ipv6" | "regex"
+        | "time" | "uri" => true,
+        "duration" | "uuid" => draft >= D::Draft201909,
+        "idn-hostname" | "iri" | "iri-reference" | "relative-json-pointer" => draft >= D::Draft7,
+        "json-pointer" | "uri-reference" | "uri-template" => draft >= D::Draft6,
+        _ => false,
     }
 }
 
@@ -718,14 +1051,21 @@ fn compare_not<'a>(cx: &mut Cx<'a, '_>, out: &mut Vec<Found>, original: At<'a>, 
     });
 }
 
-/// Enum and const as sets of values (JSON equality: `1` equals `1.0`).
-fn compare_values(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: &Shape<'_>, update: &Shape<'_>) {
-    let values = |shape: &Shape<'_>| -> Vec<Value> {
-        match shape {
+/// Enum and const as sets of values (JSON equality: `1` equals `1.0`). Only the values the
+/// schema itself can accept count: an enum member that fails the object's own `type` or `const`
+/// (`null` in `{"type": "string", "enum": ["a", null]}`) was never valid, so removing it breaks
+/// nothing (ours; Confluent compares the lists as written).
+fn compare_values(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: &Node<'_>, update: &Node<'_>) {
+    let values = |node: &Node<'_>| -> Vec<Value> {
+        let listed = match node.shape {
             Shape::Enum(values) => values.to_vec(),
-            Shape::Const(value) => vec![(*value).clone()],
+            Shape::Const(value) => vec![value.clone()],
             _ => Vec::new(),
-        }
+        };
+        listed
+            .into_iter()
+            .filter(|value| reachable(node.at, value))
+            .collect()
     };
     let (old, new) = (values(original), values(update));
     let contains_all = |set: &[Value], subset: &[Value]| {
@@ -733,11 +1073,12 @@ fn compare_values(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: &Shape<'_>, u
             .iter()
             .all(|value| set.iter().any(|other| json_equal(value, other)))
     };
-    let keyword = if matches!(original, Shape::Const(_)) && matches!(update, Shape::Const(_)) {
-        "const"
-    } else {
-        "enum"
-    };
+    let keyword =
+        if matches!(original.shape, Shape::Const(_)) && matches!(update.shape, Shape::Const(_)) {
+            "const"
+        } else {
+            "enum"
+        };
     let kind = if contains_all(&new, &old) && contains_all(&old, &new) {
         return;
     } else if contains_all(&new, &old) {
@@ -748,6 +1089,39 @@ fn compare_values(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: &Shape<'_>, u
         ChangeKind::EnumArrayChanged
     };
     cx.add_at(out, keyword, kind);
+}
+
+/// Whether a listed value can be valid under the schema object that lists it, as far as its
+/// `type`, `const` and `enum` say.
+fn reachable(at: At<'_>, value: &Value) -> bool {
+    let draft4 = at.doc.draft == jsonschema::Draft::Draft4;
+    let has_type = |name: &str| match name {
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => {
+            value.is_i64()
+                || value.is_u64()
+                || (!draft4 && value.as_f64().is_some_and(|number| number.fract() == 0.0))
+        }
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        _ => true,
+    };
+    let typed = match at.get("type") {
+        Some(Value::String(name)) => has_type(name),
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).any(has_type),
+        _ => true,
+    };
+    let constant = at
+        .get("const")
+        .is_none_or(|constant| json_equal(constant, value));
+    let listed = match at.get("enum") {
+        Some(Value::Array(options)) => options.iter().any(|option| json_equal(option, value)),
+        _ => true,
+    };
+    typed && constant && listed
 }
 
 /// JSON Schema equality: numbers by value, objects regardless of key order.
@@ -776,6 +1150,18 @@ mod tests {
         assert!(!is_multiple(0.25, 0.5));
         assert!(is_multiple(10.0, 2.0));
         assert!(!is_multiple(10.0, 0.0));
+    }
+
+    #[test]
+    fn patterns_imply_lengths_in_characters() {
+        assert_eq!(pattern_lengths("^[A-Z]{3}$"), (Some(3.0), Some(3.0)));
+        assert_eq!(pattern_lengths("[A-Z]{3}"), (Some(3.0), None));
+        assert_eq!(pattern_lengths("^\\p{L}{2}$"), (Some(2.0), Some(2.0)));
+        assert_eq!(pattern_lengths("^(?:a|bb)$"), (Some(1.0), Some(2.0)));
+        assert_eq!(pattern_lengths("^o-[0-9]+$"), (Some(3.0), None));
+        assert_eq!(pattern_lengths("^.*$"), (None, None));
+        assert!(matches_every_string(".*") && matches_every_string(""));
+        assert!(!matches_every_string("^.*$") && !matches_every_string("a*\\b"));
     }
 
     #[test]

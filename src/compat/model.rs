@@ -5,16 +5,68 @@
 //! A schema object that mixes kinds (`{"type": "string", "enum": [..]}`) is, as in everit, a
 //! synthetic `allOf` of its parts; each part is a *view* of the same object, named by a [`Part`].
 //! Nothing is copied: every node borrows the documents.
+//!
+//! Keywords are read as the document's draft (its `$schema`, in any spelling) reads them, as the
+//! validator does: a keyword the draft does not know (`prefixItems` before 2020-12, `const`
+//! in draft-04) constrains nothing, and up to draft-07 a `$ref` is its target alone, whatever
+//! stands beside it.
 
-use serde_json::{Map, Value};
+use jsonschema::Draft;
+use serde_json::Value;
 
 use super::{Schemas, Undecided};
 
-/// One schema document: where `$ref`s inside it resolve from.
+/// One schema document: where `$ref`s inside it resolve from, and the draft its keywords mean.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Doc<'a> {
     pub(crate) uri: &'a str,
     pub(crate) root: &'a Value,
+    pub(crate) draft: Draft,
+}
+
+impl<'a> Doc<'a> {
+    pub(crate) fn new(uri: &'a str, root: &'a Value) -> Self {
+        Doc {
+            uri,
+            root,
+            draft: draft_of(root),
+        }
+    }
+}
+
+/// The draft a document is read as: the one its `$schema` names (http or https, with or without
+/// `#`), else the registry's default, as the registry compiles it.
+pub(crate) fn draft_of(root: &Value) -> Draft {
+    root.get("$schema")
+        .and_then(Value::as_str)
+        .and_then(crate::registry::contract::draft_named)
+        .unwrap_or(crate::registry::contract::DEFAULT_DRAFT)
+}
+
+/// Whether a draft reads a `$ref` as its target alone, ignoring every keyword beside it.
+pub(crate) fn ignores_ref_siblings(draft: Draft) -> bool {
+    matches!(draft, Draft::Draft4 | Draft::Draft6 | Draft::Draft7)
+}
+
+/// Whether a draft knows a keyword, for the keywords some drafts know and others do not (the
+/// rest are read alike by every draft).
+fn draft_knows(draft: Draft, keyword: &str) -> bool {
+    match keyword {
+        "const"
+        | "contains"
+        | "propertyNames"
+        | "if"
+        | "then"
+        | "else"
+        | "dependentRequired"
+        | "dependentSchemas"
+        | "maxContains"
+        | "minContains"
+        | "unevaluatedItems"
+        | "unevaluatedProperties"
+        | "prefixItems" => draft.is_known_keyword(keyword),
+        _ => true,
+    }
 }
 
 /// A schema value and the document it lives in.
@@ -22,21 +74,36 @@ pub(crate) struct Doc<'a> {
 pub(crate) struct At<'a> {
     pub(crate) value: &'a Value,
     pub(crate) doc: Doc<'a>,
+    /// Up to draft-07, an object with a `$ref` is that reference alone: nothing else is read.
+    ref_only: bool,
 }
 
 impl<'a> At<'a> {
+    pub(crate) fn new(value: &'a Value, doc: Doc<'a>) -> Self {
+        let ref_only = ignores_ref_siblings(doc.draft)
+            && value
+                .as_object()
+                .is_some_and(|object| object.contains_key("$ref"));
+        At {
+            value,
+            doc,
+            ref_only,
+        }
+    }
+
+    /// A keyword's value, when the document's draft reads it here: not a keyword the draft does
+    /// not know (`prefixItems` before 2020-12), nor one beside a `$ref` up to draft-07.
     pub(crate) fn get(&self, keyword: &str) -> Option<&'a Value> {
-        self.value
-            .as_object()
-            .and_then(|object| object.get(keyword))
+        let object = self.value.as_object()?;
+        if (self.ref_only && keyword != "$ref") || !draft_knows(self.doc.draft, keyword) {
+            return None;
+        }
+        object.get(keyword)
     }
 
     /// A subschema of this one, in the same document.
     pub(crate) fn child(&self, value: &'a Value) -> At<'a> {
-        At {
-            value,
-            doc: self.doc,
-        }
+        At::new(value, self.doc)
     }
 }
 
@@ -171,7 +238,7 @@ const TYPES: [Type; 7] = [
     Type::Array,
 ];
 
-const OBJECT_KEYWORDS: &[&str] = &[
+pub(crate) const OBJECT_KEYWORDS: &[&str] = &[
     "properties",
     "required",
     "additionalProperties",
@@ -184,7 +251,7 @@ const OBJECT_KEYWORDS: &[&str] = &[
     "propertyNames",
     "unevaluatedProperties",
 ];
-const ARRAY_KEYWORDS: &[&str] = &[
+pub(crate) const ARRAY_KEYWORDS: &[&str] = &[
     "items",
     "prefixItems",
     "additionalItems",
@@ -196,14 +263,14 @@ const ARRAY_KEYWORDS: &[&str] = &[
     "maxContains",
     "unevaluatedItems",
 ];
-const NUMBER_KEYWORDS: &[&str] = &[
+pub(crate) const NUMBER_KEYWORDS: &[&str] = &[
     "minimum",
     "maximum",
     "exclusiveMinimum",
     "exclusiveMaximum",
     "multipleOf",
 ];
-const STRING_KEYWORDS: &[&str] = &["minLength", "maxLength", "pattern", "format"];
+pub(crate) const STRING_KEYWORDS: &[&str] = &["minLength", "maxLength", "pattern", "format"];
 
 fn type_index(kind: Type) -> u8 {
     TYPES.iter().position(|t| *t == kind).unwrap_or(0) as u8
@@ -211,12 +278,12 @@ fn type_index(kind: Type) -> u8 {
 
 /// Classifies a schema value as a whole.
 pub(crate) fn classify(at: At<'_>) -> Node<'_> {
-    let object = match at.value {
+    match at.value {
         Value::Bool(false) => return node(at, Part::Whole, Shape::False),
-        Value::Object(object) => object,
+        Value::Object(_) => {}
         _ => return node(at, Part::Whole, Shape::Empty),
-    };
-    let parts = parts_of(object);
+    }
+    let parts = parts_of(at);
     match parts.as_slice() {
         [] => node(at, Part::Whole, Shape::Empty),
         [only] => Node {
@@ -246,24 +313,25 @@ pub(crate) fn member_node(member: Member<'_>) -> Node<'_> {
     }
 }
 
-/// The parts of a schema object, in everit's extraction order.
-fn parts_of(object: &Map<String, Value>) -> Vec<Part> {
+/// The parts of a schema object, in everit's extraction order (only the keywords its draft reads
+/// there).
+fn parts_of(at: At<'_>) -> Vec<Part> {
     let mut parts = Vec::new();
-    if object.get("enum").is_some_and(Value::is_array) {
+    if at.get("enum").is_some_and(Value::is_array) {
         parts.push(Part::Enum);
     }
     for (index, keyword) in ["allOf", "anyOf", "oneOf"].iter().enumerate() {
-        if object.get(*keyword).is_some_and(Value::is_array) {
+        if at.get(keyword).is_some_and(Value::is_array) {
             parts.push(Part::Combined(index as u8));
         }
     }
-    if object.contains_key("not") {
+    if at.get("not").is_some() {
         parts.push(Part::Not);
     }
-    if object.contains_key("const") {
+    if at.get("const").is_some() {
         parts.push(Part::Const);
     }
-    match object.get("type") {
+    match at.get("type") {
         Some(Value::String(name)) => {
             if let Some(kind) = Type::parse(name) {
                 parts.push(Part::Typed(type_index(kind), true));
@@ -277,9 +345,9 @@ fn parts_of(object: &Map<String, Value>) -> Vec<Part> {
                 _ => parts.push(Part::TypeUnion),
             }
         }
-        _ => parts.extend(sniffed_types(object)),
+        _ => parts.extend(sniffed_types(at)),
     }
-    if object.get("$ref").is_some_and(Value::is_string) {
+    if at.get("$ref").is_some_and(Value::is_string) {
         parts.push(Part::Ref);
     }
     parts
@@ -299,8 +367,8 @@ fn declared_types(names: &[Value]) -> Vec<Type> {
     kinds
 }
 
-fn sniffed_types(object: &Map<String, Value>) -> Vec<Part> {
-    let has_any = |keywords: &[&str]| keywords.iter().any(|keyword| object.contains_key(*keyword));
+fn sniffed_types(at: At<'_>) -> Vec<Part> {
+    let has_any = |keywords: &[&str]| keywords.iter().any(|keyword| at.get(keyword).is_some());
     let mut parts = Vec::new();
     for (kind, keywords) in [
         (Type::Array, ARRAY_KEYWORDS),
@@ -319,16 +387,16 @@ fn sniffed_types(object: &Map<String, Value>) -> Vec<Part> {
 fn view(at: At<'_>, part: Part) -> Node<'_> {
     let shape = match (part, at.value) {
         (_, Value::Bool(false)) => Shape::False,
-        (_, Value::Object(object)) => shape_of(at, object, part),
+        (_, Value::Object(_)) => shape_of(at, part),
         _ => Shape::Empty,
     };
     node(at, part, shape)
 }
 
-fn shape_of<'a>(at: At<'a>, object: &'a Map<String, Value>, part: Part) -> Shape<'a> {
+fn shape_of(at: At<'_>, part: Part) -> Shape<'_> {
     match part {
         Part::Whole => classify(at).shape,
-        Part::Enum => match object.get("enum") {
+        Part::Enum => match at.get("enum") {
             Some(Value::Array(values)) => Shape::Enum(values),
             _ => Shape::Empty,
         },
@@ -338,7 +406,7 @@ fn shape_of<'a>(at: At<'a>, object: &'a Map<String, Value>, part: Part) -> Shape
                 1 => Criterion::Any,
                 _ => Criterion::One,
             };
-            let members = match object.get(criterion.keyword()) {
+            let members = match at.get(criterion.keyword()) {
                 Some(Value::Array(members)) => members
                     .iter()
                     .map(|member| Member {
@@ -354,13 +422,13 @@ fn shape_of<'a>(at: At<'a>, object: &'a Map<String, Value>, part: Part) -> Shape
                 synthetic: false,
             }
         }
-        Part::Not => object.get("not").map_or(Shape::Empty, Shape::Not),
-        Part::Const => object.get("const").map_or(Shape::Empty, Shape::Const),
+        Part::Not => at.get("not").map_or(Shape::Empty, Shape::Not),
+        Part::Const => at.get("const").map_or(Shape::Empty, Shape::Const),
         Part::Typed(index, requires) => {
             typed_shape(TYPES[usize::from(index) % TYPES.len()], requires)
         }
         Part::TypeUnion => {
-            let names = object.get("type").and_then(Value::as_array);
+            let names = at.get("type").and_then(Value::as_array);
             let members = names
                 .map(|names| declared_types(names))
                 .unwrap_or_default()
@@ -376,7 +444,7 @@ fn shape_of<'a>(at: At<'a>, object: &'a Map<String, Value>, part: Part) -> Shape
                 synthetic: true,
             }
         }
-        Part::Ref => object
+        Part::Ref => at
             .get("$ref")
             .and_then(Value::as_str)
             .map_or(Shape::Empty, Shape::Ref),
@@ -427,7 +495,7 @@ pub(crate) fn resolve<'a>(
             .documents
             .get_key_value(&absolute)
             .ok_or_else(unresolved)?;
-        Doc { uri, root }
+        Doc::new(uri, root)
     };
     let value = if fragment.is_empty() {
         Some(doc.root)
@@ -436,7 +504,9 @@ pub(crate) fn resolve<'a>(
     } else {
         find_anchor(doc.root, fragment)
     };
-    value.map(|value| At { value, doc }).ok_or_else(unresolved)
+    value
+        .map(|value| At::new(value, doc))
+        .ok_or_else(unresolved)
 }
 
 /// Checks that every `$ref` reachable from a schema resolves (as the registry's compiler would),
@@ -454,42 +524,79 @@ pub(crate) fn reachable_documents<'a>(
     let mut visited: Vec<Doc<'a>> = vec![root.doc];
     let mut documents = vec![root.doc];
     while let Some(doc) = documents.pop() {
-        let mut stack = vec![doc.root];
-        while let Some(value) = stack.pop() {
-            match value {
-                Value::Object(object) => {
-                    if let Some(Value::String(reference)) = object.get("$ref") {
-                        let target = resolve(schemas, At { value, doc }, reference)?;
-                        if !visited.iter().any(|seen| seen.uri == target.doc.uri) {
-                            visited.push(target.doc);
-                            documents.push(target.doc);
-                        }
-                    }
-                    stack.extend(object.values());
+        for value in schema_objects(doc.root) {
+            if let Some(Value::String(reference)) = value.get("$ref") {
+                let target = resolve(schemas, At::new(value, doc), reference)?;
+                if !visited.iter().any(|seen| seen.uri == target.doc.uri) {
+                    visited.push(target.doc);
+                    documents.push(target.doc);
                 }
-                Value::Array(items) => stack.extend(items),
-                _ => {}
             }
         }
     }
     Ok(visited)
 }
 
-fn find_anchor<'a>(root: &'a Value, anchor: &str) -> Option<&'a Value> {
+/// The `$ref`s of one document, each once, in no particular order: what a caller that loads
+/// documents must load for this one to resolve.
+pub(crate) fn references(root: &Value) -> Vec<&str> {
+    let mut found: Vec<&str> = schema_objects(root)
+        .into_iter()
+        .filter_map(|value| value.get("$ref").and_then(Value::as_str))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// Keywords whose values are documents' data, never schemas: a `$ref` or an `$anchor` inside
+/// them is a member's spelling (`{"enum": [{"$ref": "x"}]}`), not a reference.
+const DATA_KEYWORDS: &[&str] = &["enum", "const", "default", "examples"];
+/// Keywords whose values map names to schemas: the names are not keywords (a property may be
+/// called `$ref`, `enum` or `default`).
+const SCHEMA_MAPS: &[&str] = &[
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+    "dependencies",
+];
+
+/// Every schema object of a document, itself included: the values of its keywords are followed,
+/// except data ones, and the values of name-to-schema maps rather than the maps themselves.
+/// Unknown keywords are followed as if they held schemas (a `$ref` may point into them).
+fn schema_objects(root: &Value) -> Vec<&Value> {
+    let mut found = Vec::new();
     let mut stack = vec![root];
     while let Some(value) = stack.pop() {
         match value {
             Value::Object(object) => {
-                if object.get("$anchor").and_then(Value::as_str) == Some(anchor) {
-                    return Some(value);
+                found.push(value);
+                for (keyword, child) in object {
+                    let keyword = keyword.as_str();
+                    if DATA_KEYWORDS.contains(&keyword) {
+                        continue;
+                    }
+                    match child {
+                        Value::Object(map) if SCHEMA_MAPS.contains(&keyword) => {
+                            stack.extend(map.values());
+                        }
+                        _ => stack.push(child),
+                    }
                 }
-                stack.extend(object.values());
             }
             Value::Array(items) => stack.extend(items),
             _ => {}
         }
     }
-    None
+    found
+}
+
+fn find_anchor<'a>(root: &'a Value, anchor: &str) -> Option<&'a Value> {
+    schema_objects(root)
+        .into_iter()
+        .find(|value| value.get("$anchor").and_then(Value::as_str) == Some(anchor))
 }
 
 fn percent_decode(text: &str) -> String {
@@ -522,13 +629,10 @@ mod tests {
     use super::*;
 
     fn at(value: &Value) -> At<'_> {
-        At {
+        At::new(
             value,
-            doc: Doc {
-                uri: "contextgate://registry/contracts/t/T/v1.json",
-                root: value,
-            },
-        }
+            Doc::new("contextgate://registry/contracts/t/T/v1.json", value),
+        )
     }
 
     #[test]

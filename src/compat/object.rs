@@ -156,7 +156,10 @@ impl<'a> Model<'a> {
             patterns,
             additional: Rest::of(at, "additionalProperties"),
             unevaluated: Rest::of(at, "unevaluatedProperties"),
-            property_names: at.get("propertyNames").map(|names| at.child(names)),
+            property_names: at
+                .get("propertyNames")
+                .filter(|names| !is_empty_schema(names))
+                .map(|names| at.child(names)),
         }
     }
 
@@ -401,7 +404,10 @@ fn dependency_arrays<'a>(at: At<'a>) -> Vec<(&'a str, BTreeSet<&'a str>)> {
             .into_iter()
             .flatten()
         {
-            if let Value::Array(names) = value {
+            // An empty list requires nothing: it reads as absent.
+            if let Value::Array(names) = value
+                && !names.is_empty()
+            {
                 arrays.push((
                     name.as_str(),
                     names.iter().filter_map(Value::as_str).collect(),
@@ -422,7 +428,8 @@ fn dependency_schemas<'a>(at: At<'a>) -> Vec<(&'a str, At<'a>)> {
             .into_iter()
             .flatten()
         {
-            if !value.is_array() {
+            // `{}` and `true` require nothing: they read as absent.
+            if !value.is_array() && !is_empty_schema(value) {
                 schemas.push((name.as_str(), at.child(value)));
             }
         }
@@ -453,12 +460,17 @@ fn compare_counts(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: At<'_>, updat
         ),
     ];
     for (keyword, kinds) in counts {
+        let bound = if keyword == "minProperties" {
+            diff::lower_count
+        } else {
+            diff::number
+        };
         diff::compare_bound(
             cx,
             out,
             keyword,
-            diff::number(original, keyword),
-            diff::number(update, keyword),
+            bound(original, keyword),
+            bound(update, keyword),
             kinds,
         );
     }

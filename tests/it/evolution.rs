@@ -95,6 +95,113 @@ fn compat_answers_compatible_incompatible_and_could_not_run() {
     }
 }
 
+/// Writes `value` as JSON at `relative` under `dir`, making its folders.
+fn write_json_at(dir: &Path, relative: &str, value: &Value) {
+    let path = dir.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+}
+
+#[test]
+fn compat_reads_relative_refs_from_each_file_s_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let order = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["id", "total"],
+        "properties": {
+            "id": {"type": "string"},
+            "total": {"$ref": "common/money.json"},
+            "customer": {"$ref": "../shared/customer.json#/$defs/customer"}
+        }
+    });
+    let money = |maximum: Option<u64>| {
+        let mut amount = json!({"type": "integer", "minimum": 0});
+        if let Some(maximum) = maximum {
+            amount["maximum"] = json!(maximum);
+        }
+        json!({
+            "type": "object",
+            "required": ["amount", "currency"],
+            "properties": {
+                "amount": amount,
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}
+            }
+        })
+    };
+    let customer = json!({"$defs": {"customer": {"type": "object", "properties": {"name": {"type": "string"}}}}});
+    write_json_at(dir.path(), "v1/order.json", &order);
+    write_json_at(dir.path(), "v1/common/money.json", &money(None));
+    write_json_at(dir.path(), "v2/order.json", &order);
+    write_json_at(dir.path(), "v2/common/money.json", &money(Some(1_000_000)));
+    write_json_at(dir.path(), "shared/customer.json", &customer);
+
+    // The break is inside v2's own common/money.json: the answer names it where it is used, and
+    // the counterexample holds an amount just past the new maximum.
+    let output = contextgate(
+        dir.path(),
+        &[
+            "compat",
+            "v1/order.json",
+            "v2/order.json",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let incompatible: Vec<&Value> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|change| change["compatible"] == false)
+        .collect();
+    assert_eq!(incompatible.len(), 1, "{report:#}");
+    assert_eq!(incompatible[0]["type"], "MAXIMUM_ADDED");
+    assert_eq!(
+        incompatible[0]["path"],
+        "#/properties/total/properties/amount/maximum"
+    );
+    let document = &report["counterexample"]["document"];
+    assert!(
+        document["total"]["amount"]
+            .as_u64()
+            .is_some_and(|amount| amount > 1_000_000),
+        "{report:#}"
+    );
+    assert!(document["total"]["currency"].is_string(), "{report:#}");
+
+    // The same files on both sides are compatible.
+    let output = contextgate(dir.path(), &["compat", "v1/order.json", "v1/order.json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+
+    // A referenced file that is missing, or outside the file's folder and its siblings, stops
+    // the command (exit 2) and says which $ref.
+    write_json_at(
+        dir.path(),
+        "v3/order.json",
+        &json!({"properties": {"total": {"$ref": "common/missing.json"}}}),
+    );
+    write_json_at(dir.path(), "outside.json", &money(None));
+    write_json_at(
+        dir.path(),
+        "v4/order.json",
+        &json!({"properties": {"total": {"$ref": "../outside.json"}}}),
+    );
+    for (new, needle) in [
+        ("v3/order.json", "common/missing.json"),
+        ("v4/order.json", "leaves"),
+    ] {
+        let output = contextgate(dir.path(), &["compat", "v1/order.json", new]);
+        assert_eq!(output.status.code(), Some(2), "{new}");
+        assert!(
+            text(&output.stderr).contains(needle),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
