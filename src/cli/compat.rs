@@ -5,7 +5,7 @@
 //! The two files are versions 1 and 2 of one contract. Each is known by the `file://` URI of its
 //! absolute path, and its relative `$ref`s are read from its own folder: the files they reach
 //! (and the files those reach, at most [`MAX_FILES`] in all) are loaded as the checker's other
-//! documents, as long as they lie in that folder's tree or a sibling folder's. Nothing is fetched
+//! documents, as long as they lie in the tree of that folder's parent. Nothing is fetched
 //! from the network: a `$ref` to an `http(s)` URI stays unresolved, and the answer undecided.
 
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ fn load(path: &Path, documents: &mut BTreeMap<String, Value>) -> Result<String, 
             })?;
             if !is_near(&folder, &target_path) {
                 return Err(format!(
-                    "{}: $ref {reference:?} leaves {} and its sibling folders",
+                    "{}: $ref {reference:?} leaves the tree of {}'s parent folder",
                     file.display(),
                     folder.display()
                 ));
@@ -89,17 +89,10 @@ fn load(path: &Path, documents: &mut BTreeMap<String, Value>) -> Result<String, 
     Ok(uri.to_string())
 }
 
-/// Whether `file` lies in `folder`'s tree, or in the tree of a sibling folder (not directly in
-/// their parent).
+/// Whether `file` lies in the tree of `folder`'s parent: the file's own folder, a sibling
+/// folder (`../common/money.json`) or the parent itself (`../money.json`).
 fn is_near(folder: &Path, file: &Path) -> bool {
-    if file.starts_with(folder) {
-        return true;
-    }
-    let Some(parent) = folder.parent() else {
-        return false;
-    };
-    file.strip_prefix(parent)
-        .is_ok_and(|relative| relative.components().count() >= 2)
+    file.starts_with(folder.parent().unwrap_or(folder))
 }
 
 pub fn run(old: &Path, new: &Path, level: Level, policy: Policy, format: CompatFormat) -> u8 {

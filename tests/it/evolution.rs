@@ -183,14 +183,15 @@ fn compat_reads_relative_refs_from_each_file_s_folder() {
         &json!({"properties": {"total": {"$ref": "common/missing.json"}}}),
     );
     write_json_at(dir.path(), "outside.json", &money(None));
+    // Two folders up from deep/v4/: outside the tree of its parent (deep/).
     write_json_at(
         dir.path(),
-        "v4/order.json",
-        &json!({"properties": {"total": {"$ref": "../outside.json"}}}),
+        "deep/v4/order.json",
+        &json!({"properties": {"total": {"$ref": "../../outside.json"}}}),
     );
     for (new, needle) in [
         ("v3/order.json", "common/missing.json"),
-        ("v4/order.json", "leaves"),
+        ("deep/v4/order.json", "leaves"),
     ] {
         let output = contextgate(dir.path(), &["compat", "v1/order.json", new]);
         assert_eq!(output.status.code(), Some(2), "{new}");
