@@ -922,15 +922,7 @@ fn match_lengths(hir: &regex_syntax::hir::Hir) -> (usize, Option<usize>) {
 /// formats asserted and unknown ones ignored; this is the `jsonschema` crate's list, with
 /// `idn-email` and `idn-hostname`).
 fn is_known_format(draft: jsonschema::Draft, format: &str) -> bool {
-    use jsonschema::Draft as D;
-    match format {
-        "date" | "date-time" | "email" | "hostname" | "idn-email" | "ipv4" | "ipv6" | "regex"
-        | "time" | "uri" => true,
-        "duration" | "uuid" => draft >= D::Draft201909,
-        "idn-hostname" | "iri" | "iri-reference" | "relative-json-pointer" => draft >= D::Draft7,
-        "json-pointer" | "uri-reference" | "uri-template" => draft >= D::Draft6,
-        _ => false,
-    }
+    crate::registry::contract::format_checked(draft, format)
 }
 
 fn compare_number(cx: &Cx<'_, '_>, out: &mut Vec<Found>, original: At<'_>, update: At<'_>) {
