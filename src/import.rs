@@ -268,9 +268,16 @@ fn read_collection(options: &Options) -> Result<Vec<Read>, ImportError> {
         return Ok(files);
     }
     let rev = options.rev.as_deref().unwrap_or("HEAD");
-    let listed = git(source, &["ls-tree", "-r", "--name-only", rev, "--", "."])?;
+    // NUL-separated: git quotes names with other characters when it writes lines.
+    let listed = git(
+        source,
+        &["ls-tree", "-r", "-z", "--name-only", rev, "--", "."],
+    )?;
     let mut files = Vec::new();
-    for path in String::from_utf8_lossy(&listed).lines() {
+    for path in String::from_utf8_lossy(&listed)
+        .split('\0')
+        .filter(|path| !path.is_empty())
+    {
         if !is_candidate(path) {
             continue;
         }

@@ -473,6 +473,12 @@ fn a_git_history_becomes_versions_and_a_revision_is_read_as_it_was() {
         git(root, &["add", "-A"]);
         git(root, &["commit", "-q", "-m", message]);
     };
+    // A name git would quote in its line output.
+    json_file(
+        &schemas,
+        "paiement/reçu.json",
+        &json!({"type": "object", "properties": {"montant": {"type": "number"}}}),
+    );
     commit(
         json!({"type": "object", "properties": {"amount": {"type": "number"}}}),
         "first",
@@ -498,6 +504,11 @@ fn a_git_history_becomes_versions_and_a_revision_is_read_as_it_was() {
     );
     let plan = text(&dry);
     assert_eq!(dry.status.code(), Some(0), "{plan}");
+    assert!(
+        plan.contains("+ payments/PaiementReU (command, published)")
+            && plan.contains("← paiement/reçu.json"),
+        "{plan}"
+    );
     assert!(
         plan.contains("+ payments/PaymentCaptured (command, published)")
             && plan.contains("v2 [")
