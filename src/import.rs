@@ -4,10 +4,11 @@
 //!
 //! # The rules
 //! - **Files.** Every `.json`, `.yaml` and `.yml` file under the folder, except in hidden
-//!   folders, `node_modules`, and folders named `examples` or `example`. A file is a schema when
-//!   it is an object with `$schema`, `$id`, or a schema keyword at the top (`type`,
-//!   `properties`, `$ref`, `allOf`, ...), or when another schema refers to it; anything else is
-//!   skipped, and the plan says so. YAML is stored as the same value in JSON.
+//!   folders, `node_modules`, and folders named `examples` or `example`, and example files
+//!   (`example*`, `*.example.*`). A file is a schema when its `$schema` names a draft, or when it
+//!   has a schema keyword at the top (`type`, `properties`, `$ref`, `allOf`, ...) and each such
+//!   keyword has a value of the keyword's shape (`"type": "order"` is data), or when another
+//!   schema refers to it; anything else is skipped, and the plan says so. YAML is stored as the same value in JSON.
 //! - **Versions.** A file named by a semver (`placed/1.2.0.yaml`) is one version of the
 //!   contract its folder names; versions go in semver order, and each keeps its semver as its
 //!   label. With `--history`, each change of a file in the git history (up to `--rev`, or
@@ -218,9 +219,17 @@ fn is_candidate(path: &str) -> bool {
             .iter()
             .any(|folder| SKIPPED_FOLDERS.contains(folder))
         && !hidden(file)
+        && !is_example(file)
         && [".json", ".yaml", ".yml"]
             .iter()
             .any(|extension| file.ends_with(extension))
+}
+
+/// Example payloads kept beside schemas: `placed.example.json`, `example.json`,
+/// `examples.yaml`, `1.2.0.example.yaml`.
+fn is_example(file: &str) -> bool {
+    let file = file.to_ascii_lowercase();
+    file.starts_with("example") || file.contains(".example.") || file.contains(".examples.")
 }
 
 /// Parses a file's text as JSON, or YAML by its extension.
@@ -433,14 +442,58 @@ pub fn pascal_case(text: &str) -> String {
     name
 }
 
+/// Whether a file's value is a JSON Schema rather than data (an example payload may well have a
+/// `type` or `properties` member): its `$schema` names a draft, or it has a schema keyword at the
+/// top and every schema keyword there has a value of the shape the keyword takes.
 fn looks_like_schema(schema: &Value) -> bool {
-    schema.as_object().is_some_and(|object| {
-        object.contains_key("$schema")
-            || object.contains_key("$id")
-            || SCHEMA_KEYWORDS
+    const TYPES: [&str; 7] = [
+        "null", "boolean", "object", "array", "number", "string", "integer",
+    ];
+    let Some(object) = schema.as_object() else {
+        return false;
+    };
+    if object
+        .get("$schema")
+        .and_then(Value::as_str)
+        .is_some_and(|uri| registry::contract::draft_named(uri).is_some())
+    {
+        return true;
+    }
+    let a_schema = |value: &Value| value.is_object() || value.is_boolean();
+    let shaped = |keyword: &str, value: &Value| match keyword {
+        "type" => match value {
+            Value::String(name) => TYPES.contains(&name.as_str()),
+            Value::Array(names) => names
                 .iter()
-                .any(|keyword| object.contains_key(*keyword))
-    })
+                .all(|name| name.as_str().is_some_and(|name| TYPES.contains(&name))),
+            _ => false,
+        },
+        "properties" | "patternProperties" | "definitions" | "$defs" => value
+            .as_object()
+            .is_some_and(|members| members.values().all(a_schema)),
+        "required" => value
+            .as_array()
+            .is_some_and(|names| names.iter().all(Value::is_string)),
+        "enum" => value.is_array(),
+        "$ref" | "$id" => value.is_string(),
+        "allOf" | "anyOf" | "oneOf" => value
+            .as_array()
+            .is_some_and(|members| !members.is_empty() && members.iter().all(a_schema)),
+        "items" => {
+            a_schema(value)
+                || value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(a_schema))
+        }
+        "not" | "additionalProperties" => a_schema(value),
+        _ => true,
+    };
+    let mut present = SCHEMA_KEYWORDS
+        .iter()
+        .chain(&["$id"])
+        .filter_map(|keyword| object.get(*keyword).map(|value| (*keyword, value)))
+        .peekable();
+    present.peek().is_some() && present.all(|(keyword, value)| shaped(keyword, value))
 }
 
 fn plan(
@@ -528,8 +581,8 @@ fn plan(
             for file in versions.iter() {
                 skipped.push((
                     file.path.clone(),
-                    "not a JSON Schema (no $schema, $id or schema keyword at the top, and no \
-                     schema refers to it)"
+                    "not a JSON Schema (no $schema naming a draft, no schema keywords of their \
+                     shapes at the top, and no schema refers to it)"
                         .into(),
                 ));
             }

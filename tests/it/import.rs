@@ -147,11 +147,22 @@ fn webhook_collection(root: &Path) {
         ),
         &json!({"$schema": DRAFT_07, "type": "object"}),
     );
-    // Not schemas: a package manifest, and example payloads.
+    // Not schemas: a package manifest, example payloads (in a folder of them, beside the
+    // schemas, and one whose members look like keywords).
     json_file(
         root,
         "package.json",
         &json!({"name": "webhooks", "version": "1.0.0"}),
+    );
+    json_file(
+        root,
+        "issues/opened.example.json",
+        &json!({"action": "opened", "issue": {"number": 1}}),
+    );
+    json_file(
+        root,
+        "payloads/ping.json",
+        &json!({"type": "ping", "required": true, "properties": {"zen": "Keep it simple"}}),
     );
     json_file(
         root,
@@ -182,13 +193,14 @@ async fn a_webhook_collection_imports_without_edits_and_validates_its_payloads()
         "+ github/ReleasePublished (event, published)",
         "+ github/LegacyUpload (event, published)",
         "- package.json skipped: not a JSON Schema",
+        "- payloads/ping.json skipped: not a JSON Schema",
         "over 128 characters",
         "nothing written (--dry-run)",
     ] {
         assert!(plan.contains(expected), "{expected:?} in:\n{plan}");
     }
     assert!(
-        !plan.contains("examples/"),
+        !plan.contains("examples/") && !plan.contains("opened.example.json"),
         "examples are not read:\n{plan}"
     );
     assert!(!registry.join("contracts/github").exists());
