@@ -289,7 +289,7 @@ fn parse_kind(input: &str) -> Result<crate::registry::MessageKind, String> {
 
 fn parse_level(input: &str) -> Result<crate::compat::Level, String> {
     crate::compat::Level::parse(input).ok_or_else(|| {
-        "one of none, backward, backward-transitive, forward, forward-transitive, full,          full-transitive"
+        "one of none, backward, backward-transitive, forward, forward-transitive, full, full-transitive"
             .to_owned()
     })
 }

@@ -27,6 +27,9 @@
 //!   `$ref`s resolve as they did, see `registry::resources`) and `label` its semver or commit.
 //! - **History.** Each version is checked against the earlier ones at the contract's level; a
 //!   breaking step is recorded as `[accept_breaking] vN = "imported"`.
+//! - **Again.** A contract the context has already takes the versions the collection gained
+//!   after the ones it has, if those are the collection's first versions unchanged; otherwise
+//!   the import is refused (published versions are immutable).
 //! - **All or nothing.** The result is written to a copy of the registry and loaded there;
 //!   only a registry that loads without a problem is written back. `--dry-run` prints the plan
 //!   and the check, and writes nothing.
@@ -88,12 +91,16 @@ struct Read {
     commit: Option<String>,
 }
 
-/// One contract to create.
+/// One contract to create, or to add versions to.
 #[derive(Debug, Clone)]
 pub struct PlannedContract {
     pub name: ContractName,
     pub visibility: Visibility,
+    /// Every version, those the registry has already included (they come first).
     pub versions: Vec<PlannedVersion>,
+    /// How many of `versions` the registry has already (0 for a new contract): an import adds
+    /// the versions a collection gained since the last one.
+    pub existing: usize,
     /// Versions whose step breaks the contract's level, accepted with the reason "imported".
     pub breaking: BTreeSet<u32>,
 }
@@ -113,6 +120,8 @@ pub struct Plan {
     /// Whether `contextgate.toml` gets the context.
     pub adds_context: bool,
     pub contracts: Vec<PlannedContract>,
+    /// Contracts the registry has with every version the collection has.
+    pub up_to_date: Vec<ContractName>,
     /// Files not taken, and why.
     pub skipped: Vec<(String, String)>,
     /// Names changed to keep them apart, or to fit: (path, name given, why).
@@ -149,7 +158,8 @@ pub fn run(options: &Options) -> Result<Plan, ImportError> {
         let Some(contract) = loaded.contracts.get(&planned.name) else {
             continue;
         };
-        for (number, version) in contract.versions.iter().skip(1) {
+        let first_new = planned.existing.max(1);
+        for (number, version) in contract.versions.iter().skip(first_new) {
             let report =
                 crate::evolution::check_version(contract, *number, &version.resolved, &documents);
             if !report.compatible {
@@ -644,26 +654,56 @@ fn plan(
                 })
                 .collect(),
             breaking: BTreeSet::new(),
+            existing: 0,
         });
     }
-    for contract in &contracts {
+    // A contract the context has already takes the versions the collection gained since, as
+    // long as the ones it has are the collection's first ones, unchanged.
+    let mut up_to_date = Vec::new();
+    for contract in &mut contracts {
         let folder = options
             .registry
             .join("contracts")
             .join(context.as_str())
             .join(contract.name.name());
-        if folder.exists() {
+        let Some(existing) = current.contracts.get(&contract.name) else {
+            if folder.exists() {
+                return Err(ImportError::Unusable(format!(
+                    "contracts/{context}/{} exists but did not load",
+                    contract.name.name()
+                )));
+            }
+            continue;
+        };
+        let kept = existing.versions.len();
+        let same = kept <= contract.versions.len()
+            && existing
+                .versions
+                .values()
+                .zip(&contract.versions)
+                .all(|(version, planned)| version.schema == planned.schema);
+        if !same {
             return Err(ImportError::Unusable(format!(
-                "contracts/{context}/{} exists already: an import creates new contracts only",
-                contract.name.name()
+                "contracts/{context}/{} exists, and its {kept} version(s) are not the first \
+                 versions of {} unchanged: an import creates contracts, or adds the versions \
+                 a collection gained since",
+                contract.name.name(),
+                contract.versions[0].source
             )));
         }
+        contract.existing = kept;
+        contract.visibility = existing.visibility;
+        if kept == contract.versions.len() {
+            up_to_date.push(contract.name.clone());
+        }
     }
+    contracts.retain(|contract| !up_to_date.contains(&contract.name));
     Ok(Plan {
         context: context.clone(),
         kind: options.kind,
         adds_context: !current.contexts.contains_key(context),
         contracts,
+        up_to_date,
         skipped,
         renamed,
     })
@@ -732,6 +772,46 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImportError> {
         .map_err(|error| ImportError::Unusable(format!("cannot write {}: {error}", path.display())))
 }
 
+/// `contract.toml` of a contract the registry has, as written, with the new versions' sources
+/// and labels and their breaking steps added.
+fn added_versions(path: &Path, contract: &PlannedContract) -> Result<String, ImportError> {
+    let unusable =
+        |error: String| ImportError::Unusable(format!("cannot read {}: {error}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|error| unusable(error.to_string()))?;
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|error: toml_edit::TomlError| unusable(error.to_string()))?;
+    let implicit = || {
+        let mut table = toml_edit::Table::new();
+        table.set_implicit(true);
+        toml_edit::Item::Table(table)
+    };
+    for (number, version) in (1..).zip(&contract.versions).skip(contract.existing) {
+        let mut table = toml_edit::Table::new();
+        table.insert("source", toml_edit::value(version.source.as_str()));
+        if let Some(label) = &version.label {
+            table.insert("label", toml_edit::value(label.as_str()));
+        }
+        if let Some(versions) = document
+            .entry("versions")
+            .or_insert_with(implicit)
+            .as_table_like_mut()
+        {
+            versions.insert(&format!("v{number}"), toml_edit::Item::Table(table));
+        }
+    }
+    for number in &contract.breaking {
+        if let Some(accepted) = document
+            .entry("accept_breaking")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_like_mut()
+        {
+            accepted.insert(&format!("v{number}"), toml_edit::value("imported"));
+        }
+    }
+    Ok(document.to_string())
+}
+
 /// Writes the plan's contracts (and the context, if new) into the registry at `root`.
 fn write_plan(root: &Path, plan: &Plan) -> Result<(), ImportError> {
     if plan.adds_context {
@@ -762,11 +842,14 @@ fn write_plan(root: &Path, plan: &Plan) -> Result<(), ImportError> {
             .join("contracts")
             .join(plan.context.as_str())
             .join(contract.name.name());
-        write_file(
-            &folder.join("contract.toml"),
-            contract_toml(contract, plan.kind).as_bytes(),
-        )?;
-        for (number, version) in (1..).zip(&contract.versions) {
+        let metadata = folder.join("contract.toml");
+        let text = if contract.existing == 0 {
+            contract_toml(contract, plan.kind)
+        } else {
+            added_versions(&metadata, contract)?
+        };
+        write_file(&metadata, text.as_bytes())?;
+        for (number, version) in (1..).zip(&contract.versions).skip(contract.existing) {
             let mut text = serde_json::to_string_pretty(&version.schema)
                 .expect("a JSON value always serializes");
             text.push('\n');
@@ -792,8 +875,16 @@ pub fn describe_plan(plan: &Plan) -> String {
             Visibility::Published => "published",
             Visibility::Internal => "internal",
         };
-        let _ = writeln!(text, "+ {} ({kind}, {visibility})", contract.name);
-        for (number, version) in (1..).zip(&contract.versions) {
+        if contract.existing == 0 {
+            let _ = writeln!(text, "+ {} ({kind}, {visibility})", contract.name);
+        } else {
+            let _ = writeln!(
+                text,
+                "> {} ({visibility}): keeps its {} version(s), adds",
+                contract.name, contract.existing
+            );
+        }
+        for (number, version) in (1..).zip(&contract.versions).skip(contract.existing) {
             let label = version
                 .label
                 .as_deref()
@@ -807,18 +898,28 @@ pub fn describe_plan(plan: &Plan) -> String {
             let _ = writeln!(text, "    v{number}{label} ← {}{breaking}", version.source);
         }
     }
+    for name in &plan.up_to_date {
+        let _ = writeln!(
+            text,
+            "= {name}: has every version of the collection already"
+        );
+    }
     for (path, name, why) in &plan.renamed {
         let _ = writeln!(text, "~ {path} is named {name}: {why}");
     }
     for (path, why) in &plan.skipped {
         let _ = writeln!(text, "- {path} skipped: {why}");
     }
-    let versions: usize = plan.contracts.iter().map(|c| c.versions.len()).sum();
+    let versions: usize = plan
+        .contracts
+        .iter()
+        .map(|c| c.versions.len() - c.existing)
+        .sum();
     let breaking: usize = plan.contracts.iter().map(|c| c.breaking.len()).sum();
     let _ = writeln!(
         text,
-        "{} contract(s), {versions} version(s) ({breaking} breaking step(s) accepted as \
-         imported), {} file(s) skipped",
+        "{} contract(s) written, {versions} new version(s) ({breaking} breaking step(s) \
+         accepted as imported), {} file(s) skipped",
         plan.contracts.len(),
         plan.skipped.len()
     );

@@ -339,10 +339,26 @@ async fn a_webhook_collection_imports_without_edits_and_validates_its_payloads()
     closed["issue"]["state"] = json!("closed");
     assert_eq!(post(closed).await, "dead-letter");
 
-    // Importing again would overwrite: refused, nothing changed.
+    // Importing the same collection again changes nothing.
     let again = import(registry, "github", collection.path(), &[]);
-    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
-    assert!(text(&again).contains("exists already"), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        text(&again).contains("= github/IssuesOpened: has every version of the collection already")
+            && text(&again).contains("0 contract(s) written, 0 new version(s)"),
+        "{}",
+        text(&again)
+    );
+    // A collection whose file changed would change a published version: refused.
+    let mut changed = original.clone();
+    changed["title"] = json!("renamed");
+    json_file(collection.path(), "issues/opened.schema.json", &changed);
+    let refused = import(registry, "github", collection.path(), &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("contracts/github/IssuesOpened exists, and its 1 version(s) are not the first versions of issues/opened.schema.json unchanged"),
+        "{}",
+        text(&refused)
+    );
 }
 
 const DRAFT_07_HTTPS: &str = "https://json-schema.org/draft-07/schema#";
@@ -431,6 +447,42 @@ async fn semver_yaml_versions_import_in_order_with_their_labels_and_breaking_ste
         .unwrap();
     assert_eq!(version.label.as_deref(), Some("1.10.0"));
 
+    // The collection gains a version: importing again adds it after the others, keeps what the
+    // team wrote in contract.toml, and judges the new step.
+    let metadata = registry.join("contracts/shop/OrdersPlaced/contract.toml");
+    let edited = std::fs::read_to_string(&metadata).unwrap().replacen(
+        "visibility = \"published\"\n",
+        "visibility = \"published\"\ndescription = \"Orders, as the shop publishes them.\"\n",
+        1,
+    );
+    std::fs::write(&metadata, edited).unwrap();
+    // Fewer properties allowed: a break.
+    write(
+        root,
+        "orders/placed/2.0.0.yaml",
+        &placed("additionalProperties: false\nmaxProperties: 2\n"),
+    );
+    let again = import(registry, "shop", root, &[]);
+    let output = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("> shop/OrdersPlaced (published): keeps its 3 version(s), adds")
+            && output.contains("v4 [2.0.0] ← orders/placed/2.0.0.yaml — breaks the level")
+            && output.contains("= shop/CommonMoney: has every version of the collection already"),
+        "{output}"
+    );
+    let toml = std::fs::read_to_string(&metadata).unwrap();
+    assert!(
+        toml.contains("description = \"Orders, as the shop publishes them.\"")
+            && toml.contains(
+                "[versions.v4]\nsource = \"orders/placed/2.0.0.yaml\"\nlabel = \"2.0.0\""
+            )
+            && toml.contains("v4 = \"imported\""),
+        "{toml}"
+    );
+    let check = contextgate(&["check", "--registry", registry.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+
     // The API lists each version's label beside its number.
     let gateway = contextgate::gateway::Gateway::new(
         fixture.pipeline(),
@@ -454,10 +506,10 @@ async fn semver_yaml_versions_import_in_order_with_their_labels_and_breaking_ste
         .iter()
         .find(|contract| contract["name"] == "shop/OrdersPlaced")
         .unwrap_or_else(|| panic!("{listed}"));
-    assert_eq!(placed["versions"], json!([1, 2, 3]));
+    assert_eq!(placed["versions"], json!([1, 2, 3, 4]));
     assert_eq!(
         placed["labels"],
-        json!({"1": "1.0.0", "2": "1.9.0", "3": "1.10.0"})
+        json!({"1": "1.0.0", "2": "1.9.0", "3": "1.10.0", "4": "2.0.0"})
     );
 }
 
