@@ -18,13 +18,9 @@ const N: usize = 2_000;
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// The fixture's conformist `up-to-down`, and a second conformist route `up-to-side` from the
-/// same upstream to a context `side` that nobody subscribed to.
-pub(crate) fn two_routes() -> Fixture {
-    two_routes_with("")
-}
-
-/// [`two_routes`], with `route_extra` on both routes (an ordering key, say).
-fn two_routes_with(route_extra: &str) -> Fixture {
+/// same upstream to a context `side` that nobody subscribed to; `route_extra` on both routes (an
+/// ordering key, say).
+pub(crate) fn two_routes_with(route_extra: &str) -> Fixture {
     let fixture = Fixture::new("conformist", None, route_extra);
     fixture.append(&format!(
         r#"
