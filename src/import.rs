@@ -167,14 +167,21 @@ pub fn run(options: &Options) -> Result<Plan, ImportError> {
             }
         }
     }
-    write_plan(staged.path(), &plan)?;
-    if let Err(error) = registry::load(staged.path()) {
-        return match error {
-            RegistryError::Problems(problems) => {
-                Err(ImportError::Problems(problems, Box::new(plan)))
-            }
-            other => Err(ImportError::Unusable(other.to_string())),
-        };
+    // Loaded again only when breaking steps were written into the contracts' metadata.
+    if plan
+        .contracts
+        .iter()
+        .any(|contract| !contract.breaking.is_empty())
+    {
+        write_plan(staged.path(), &plan)?;
+        if let Err(error) = registry::load(staged.path()) {
+            return match error {
+                RegistryError::Problems(problems) => {
+                    Err(ImportError::Problems(problems, Box::new(plan)))
+                }
+                other => Err(ImportError::Unusable(other.to_string())),
+            };
+        }
     }
     if !options.dry_run {
         write_plan(&options.registry, &plan)?;
@@ -427,8 +434,14 @@ fn contract_path(path: &str) -> String {
 const MAX_NAME: usize = 128;
 
 /// PascalCase from any text: words split at every character that is not an ASCII letter or
-/// digit, each capitalised.
+/// digit, each capitalised; cut to [`MAX_NAME`] (see [`fit`]).
 pub fn pascal_case(text: &str) -> String {
+    fit(pascal_words(text))
+}
+
+/// The capitalised words of `text`, joined, whatever their length (`N` in front of a leading
+/// digit, `Schema` for no word at all).
+fn pascal_words(text: &str) -> String {
     let mut name = String::new();
     for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
         let mut chars = word.chars();
@@ -443,11 +456,16 @@ pub fn pascal_case(text: &str) -> String {
     if name.is_empty() {
         name.push_str("Schema");
     }
+    name
+}
+
+/// A name over [`MAX_NAME`] characters keeps its first 120 and 8 hex digits of a hash of the
+/// whole (lowercase hex is allowed in PascalCase), so that long names stay apart.
+fn fit(mut name: String) -> String {
     if name.len() > MAX_NAME {
         let digest = crate::registry::hex(&Sha256::digest(name.as_bytes()));
         name.truncate(MAX_NAME - 8);
         name.push_str(&digest[..8]);
-        // Only a letter or digit may follow: the hash is lowercase hex, allowed in PascalCase.
     }
     name
 }
@@ -611,7 +629,9 @@ fn plan(
             .and_then(|file| file.schema.get("title"))
             .and_then(Value::as_str)
             .filter(|_| options.naming == Naming::Title);
-        let wanted = pascal_case(title.unwrap_or(&group));
+        let whole = pascal_words(title.unwrap_or(&group));
+        let cut = whole.len() > MAX_NAME;
+        let wanted = fit(whole);
         let mut name = wanted.clone();
         let mut n = 2;
         while taken.contains(&name) {
@@ -625,11 +645,14 @@ fn plan(
         if name != wanted {
             renamed.push((group.clone(), name.clone(), format!("{wanted} was taken")));
         }
-        if title.is_none() && pascal_case_unbounded(&group).len() > MAX_NAME {
+        if cut {
             renamed.push((
                 group.clone(),
                 name.clone(),
-                format!("the name from the path is over {MAX_NAME} characters"),
+                format!(
+                    "the name from the {} is over {MAX_NAME} characters",
+                    if title.is_some() { "title" } else { "path" }
+                ),
             ));
         }
         taken.insert(name.clone());
@@ -707,10 +730,6 @@ fn plan(
         skipped,
         renamed,
     })
-}
-
-fn pascal_case_unbounded(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_alphanumeric()).collect()
 }
 
 // ---- writing ----------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! contextgate.toml                                  contexts and routes
-//! contracts/<context>/<Name>/contract.toml          kind, visibility, compatibility, description
-//! contracts/<context>/<Name>/v<N>.json              JSON Schema of version N (1, 2, ... no gaps)
+//! contracts/<context>/<Name>/contract.toml          kind, visibility, compatibility, description,
+//!                                                   [versions.vN] source and label (imported)
+//! contracts/<context>/<Name>/v<N>.json              JSON Schema of version N (1, 2, ... no gaps;
+//!                                                   `$id`s and `$ref`s: see `resources`)
 //! contracts/<context>/<Name>/examples/v<N>/*.json   example data, valid against version N
 //! translators/<context>/<name>.rhai                 the script: fn translate(data[, meta])
 //! translators/<context>/<name>.toml                 input and output contract versions

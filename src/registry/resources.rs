@@ -694,6 +694,11 @@ mod tests {
         ContextName::parse("github").unwrap()
     }
 
+    /// `schema` read as `github/IssuesOpened@1`, under `draft`, without a source path.
+    fn read_as(schema: &Value, draft: jsonschema::Draft) -> Resource {
+        read(schema, draft, &context(), registry(), None).unwrap()
+    }
+
     fn names_of(resource: &Resource) -> Vec<&str> {
         resource
             .names
@@ -716,14 +721,7 @@ mod tests {
                 "data": {"enum": [{"$id": "not-an-id", "$ref": "not-a-ref"}]}
             }
         });
-        let resource = read(
-            &schema,
-            jsonschema::Draft::Draft7,
-            &context(),
-            registry(),
-            None,
-        )
-        .unwrap();
+        let resource = read_as(&schema, jsonschema::Draft::Draft7);
         let names = names_of(&resource);
         assert_eq!(
             names,
@@ -777,14 +775,7 @@ mod tests {
             "id": "http://example.com/root.json",
             "properties": {"id": {"type": "string"}, "b": {"id": "b.json"}}
         });
-        let resource = read(
-            &schema,
-            jsonschema::Draft::Draft4,
-            &context(),
-            registry(),
-            None,
-        )
-        .unwrap();
+        let resource = read_as(&schema, jsonschema::Draft::Draft4);
         let names = names_of(&resource);
         assert_eq!(
             names[1..],
