@@ -42,6 +42,7 @@ pub mod dry_run;
 pub mod health;
 pub mod ingest;
 pub mod openapi;
+pub mod replays;
 pub mod routes;
 pub mod translators;
 pub mod writes;
@@ -425,6 +426,11 @@ fn admin() -> Router<AppState> {
         .route(
             "/v1/routes/{route}/dead-letters/{id}/redrive",
             post(dead_letters::redrive_one),
+        )
+        .route("/v1/replays", post(replays::start).get(replays::list))
+        .route(
+            "/v1/replays/{id}",
+            get(replays::get).delete(replays::cancel),
         )
 }
 

@@ -22,6 +22,7 @@ pub mod check;
 pub mod compat;
 pub mod registry;
 pub mod serve;
+pub mod replay;
 pub mod translate;
 
 /// contextgate: an integration gateway between bounded contexts.
@@ -87,7 +88,14 @@ pub enum Command {
         /// https look-ups in addition to the system's roots (an internal CA).
         #[arg(long, value_name = "PEM", env = "CONTEXTGATE_LOOKUP_CA_FILE")]
         lookup_ca_file: Option<PathBuf>,
+        /// Where the gateway keeps what outlives it: the in-process bus's archives (replays
+        /// need one) and every bus's replay jobs, which resume from here after a restart.
+        #[arg(long, value_name = "DIR", env = "CONTEXTGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
+    /// Replay a window of a context's archive through the routes as they are now, on a running
+    /// gateway: start the job and show its progress until it ends.
+    Replay(replay::ReplayArgs),
     /// The registry store of a fleet: publish a checked folder as its next revision, fetch a
     /// revision into a folder, read the log of revisions.
     Registry {
@@ -320,6 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             instance_id,
             amqp,
             lookup_ca_file,
+            data_dir,
         } => {
             let instance = instance_id.unwrap_or_else(crate::bus::amqp::InstanceId::from_host);
             // Before anything records a metric: every series carries it.
@@ -343,9 +352,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 credentials.as_deref(),
                 settings,
                 cli.log_format,
+                data_dir.as_deref(),
             )
             .await
         }
+        Command::Replay(args) => replay::run(args).await,
         Command::Registry { command } => registry::run(command).await,
         Command::HashToken => {
             let mut token = String::new();

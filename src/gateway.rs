@@ -15,10 +15,13 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::archive::contexts::Archives;
 use crate::bus::amqp::IngestError;
 use crate::bus::dead_letters::{MAX_SCAN, Redriven};
 use crate::bus::{Bus, DeadLettersFull, InProcessBus};
+use crate::dedup::{self, Claim, Key};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
+use crate::replay::{self, Acted, Replays};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::Failure;
 use crate::telemetry;
@@ -32,6 +35,19 @@ pub struct Gateway {
     registration: Arc<tokio::sync::Mutex<()>>,
     /// In a fleet: the registry store this instance follows and commits registrations to.
     following: Option<Arc<following::Following>>,
+    /// What each route forwarded within its dedup window (on RabbitMQ, the bus's own).
+    windows: Arc<dedup::Windows>,
+    /// Replay jobs.
+    replays: Arc<Replays>,
+    /// In process with a data directory: every context's inputs, kept for replays.
+    archives: Option<Arc<Archives>>,
+}
+
+/// Where a gateway keeps what outlives the process.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--data-dir`: the in-process archives and the replay jobs' state.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Held while the registry changes; owned, so that work it guards can outlive a cancelled request.
@@ -67,13 +83,120 @@ impl Gateway {
         bus: Bus,
         following: Option<Arc<following::Following>>,
     ) -> Arc<Self> {
+        Self::with_options(pipeline, bus, following, Options::default())
+    }
+
+    /// A gateway with a data directory (`--data-dir`) for its archives and replay jobs.
+    pub fn with_options(
+        pipeline: Pipeline,
+        bus: Bus,
+        following: Option<Arc<following::Following>>,
+        options: Options,
+    ) -> Arc<Self> {
         telemetry::declare(pipeline.registry(), transport(&bus));
+        let windows = match &bus {
+            Bus::Amqp(bus) => bus.windows().clone(),
+            Bus::InProcess(_) => Arc::default(),
+        };
+        let archives = match (&bus, &options.data_dir) {
+            (Bus::InProcess(_), Some(dir)) => Some(Arc::new(Archives::new(dir))),
+            _ => None,
+        };
         Arc::new(Self {
             pipeline: watch::Sender::new(pipeline),
             bus,
             registration: Arc::default(),
             following,
+            replays: Arc::new(Replays::new(options.data_dir.as_deref(), windows.clone())),
+            windows,
+            archives,
         })
+    }
+
+    /// Replay jobs.
+    pub fn replays(&self) -> &Arc<Replays> {
+        &self.replays
+    }
+
+    /// In process: the file archives (with a data directory).
+    pub fn archives(&self) -> Option<&Arc<Archives>> {
+        self.archives.as_ref()
+    }
+
+    /// Why this gateway cannot replay, if it cannot: in process without a data directory
+    /// there is no archive.
+    pub fn cannot_replay(&self) -> Option<&'static str> {
+        match (&self.bus, &self.archives) {
+            (Bus::InProcess(_), None) => Some(
+                "the in-process bus archives nothing without a data directory (serve --data-dir)",
+            ),
+            _ => None,
+        }
+    }
+
+    /// Starts a replay job (new, or stored by an earlier process) in a task of its own.
+    pub fn start_replay(self: &Arc<Self>, job: replay::Job) -> Result<replay::Job, String> {
+        if let Some(why) = self.cannot_replay() {
+            return Err(why.to_owned());
+        }
+        let running = self.replays.start(job)?;
+        let shown = running.job();
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let pipelines = {
+                let gateway = gateway.clone();
+                move || gateway.pipeline()
+            };
+            match (&gateway.bus, &gateway.archives) {
+                (Bus::InProcess(_), Some(archives)) => {
+                    let sink = InProcessSink(gateway.clone());
+                    gateway
+                        .replays
+                        .run(running, pipelines, archives.as_ref(), &sink)
+                        .await;
+                }
+                (Bus::Amqp(bus), _) => {
+                    let (source, sink) = crate::bus::amqp::replay::ends(bus);
+                    gateway.replays.run(running, pipelines, &source, &sink).await;
+                }
+                (Bus::InProcess(_), None) => {}
+            }
+        });
+        Ok(shown)
+    }
+
+    /// Resumes the replay jobs an earlier process left running (with a data directory).
+    pub fn resume_replays(self: &Arc<Self>) {
+        for mut job in self.replays.stored() {
+            if job.status != replay::Status::Running {
+                let _ = self.replays.start(job);
+                continue;
+            }
+            job.resumed += 1;
+            tracing::info!(job = %job.id, next = job.next, "A replay job resumes.");
+            if let Err(error) = self.start_replay(job) {
+                tracing::error!(%error, "A stored replay job could not resume.");
+            }
+        }
+    }
+
+    /// A dry run of a replay: what its window holds.
+    pub async fn survey(&self, spec: &replay::Spec) -> Result<replay::Survey, String> {
+        if let Some(why) = self.cannot_replay() {
+            return Err(why.to_owned());
+        }
+        const DRY_RUN_LIMIT: u64 = 1_000_000;
+        let pipeline = self.pipeline();
+        match (&self.bus, &self.archives) {
+            (Bus::InProcess(_), Some(archives)) => {
+                replay::survey(spec, &pipeline, archives.as_ref(), DRY_RUN_LIMIT).await
+            }
+            (Bus::Amqp(bus), _) => {
+                let (source, _) = crate::bus::amqp::replay::ends(bus);
+                replay::survey(spec, &pipeline, &source, DRY_RUN_LIMIT).await
+            }
+            (Bus::InProcess(_), None) => Err("no archive".into()),
+        }
     }
 
     /// The registry store this instance follows, in a fleet.
@@ -177,17 +300,33 @@ impl Gateway {
                 return Ingested::Refused(failure);
             }
         };
-        let verdicts = pipeline.run_routes(&input, routes).await;
+        if let Some(archives) = &self.archives {
+            archives.append(&pipeline, from, &delivery);
+        }
+        let mut verdicts = pipeline.run_routes(&input, routes).await;
         let delivery = Arc::new(delivery);
+        let key = Key::of(&input.message.attributes.source, &input.message.attributes.id);
         let mut not_kept = None;
-        for verdict in &verdicts {
-            if let Some(route) = verdict
+        for verdict in &mut verdicts {
+            let Some(route) = verdict
                 .route
                 .as_ref()
                 .and_then(|name| pipeline.registry().route(name).cloned())
-                && let Err(full) = self
-                    .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
-                    .await
+            else {
+                continue;
+            };
+            let window = route.dedup.filter(|_| matches!(verdict.outcome, Outcome::Forward { .. }));
+            if let Some(window) = window {
+                if self.windows.claim(&route.name, key) == Claim::Duplicate {
+                    verdict.outcome = duplicate(&route);
+                    continue;
+                }
+                // In process a forward is delivered as it is acted on.
+                self.windows.confirm(&route.name, key, window);
+            }
+            if let Err(full) = self
+                .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
+                .await
             {
                 not_kept = Some(full);
             }
@@ -317,6 +456,45 @@ impl Gateway {
                 tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
         });
+    }
+}
+
+/// The outcome of an input its route already forwarded within the dedup window (counted here).
+pub fn duplicate(route: &Route) -> Outcome {
+    let name = route.name.to_string();
+    metrics::counter!(telemetry::MESSAGES_DUPLICATE, "route" => name.clone()).increment(1);
+    metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
+    Outcome::Drop {
+        reason: "duplicate".to_owned(),
+    }
+}
+
+/// A replay's outcomes acted on in process, as a live input's are.
+struct InProcessSink(Arc<Gateway>);
+
+impl replay::Sink for InProcessSink {
+    async fn act(
+        &self,
+        route: &Arc<Route>,
+        outcome: Outcome,
+        archived: &replay::Archived,
+        _contract: &crate::registry::ContractId,
+    ) -> Result<Acted, String> {
+        let delivery = Arc::new(archived.delivery.clone());
+        let Bus::InProcess(bus) = &self.0.bus else {
+            return Err("the in-process sink runs on the in-process bus only".into());
+        };
+        let acted = match &outcome {
+            Outcome::Forward { .. } => Acted::Forwarded,
+            Outcome::Drop { .. } => Acted::Dropped,
+            Outcome::DeadLetter { .. } => Acted::DeadLettered,
+            Outcome::Retry { .. } => Acted::Retried,
+        };
+        self.0
+            .act(bus, route, outcome, &delivery, 1)
+            .await
+            .map_err(|full| full.to_string())?;
+        Ok(acted)
     }
 }
 

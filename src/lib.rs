@@ -18,7 +18,11 @@
 //! - [`stages`]: the flow, one verb per module (receive, validate, translate, lookup).
 //! - [`modes`]: the four relationships, each a short composition of stages.
 //! - [`pipeline`]: one input message → a verdict per route, with each route's failure policy.
+//! - [`dedup`]: idempotent routes: what each route forwarded within its dedup window.
 //! - [`bus`]: the transports: the in-process bus and RabbitMQ.
+//! - [`archive`]: every context's inputs kept for replays (a file archive in process; a
+//!   RabbitMQ stream on the broker).
+//! - [`replay`]: replay jobs: an archived window through today's routes.
 //! - [`store`]: the registry store of a fleet (PostgreSQL): every revision, committed only on
 //!   the head.
 //! - [`gateway`]: the pipeline joined to a bus: acts on every verdict; follows the store's head.
@@ -46,7 +50,13 @@ pub mod modes;
 //
 pub mod pipeline;
 //
+pub mod dedup;
+//
 pub mod bus;
+//
+pub mod archive;
+//
+pub mod replay;
 //
 pub mod store;
 //

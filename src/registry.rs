@@ -67,6 +67,69 @@ pub struct Context {
     pub description: Option<String>,
     /// Base URLs this context's enrich look-ups may query.
     pub lookup_allow: Vec<url::Url>,
+    /// How long and how much of its inputs are archived for replays; `None`: not archived.
+    pub archive: Option<Archive>,
+}
+
+/// A context's archive retention (`archive` in `contextgate.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Archive {
+    /// Inputs older than this go (whole segments at a time).
+    #[serde(with = "humantime_serde_secs")]
+    pub max_age: std::time::Duration,
+    /// The archive's size cap: the oldest segments go first.
+    pub max_bytes: u64,
+}
+
+impl Default for Archive {
+    /// Seven days, at most 1 GiB.
+    fn default() -> Self {
+        Self {
+            max_age: std::time::Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A duration serialized as `humantime` text (`7days`).
+mod humantime_serde_secs {
+    pub(super) fn serialize<S: serde::Serializer>(
+        duration: &std::time::Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*duration))
+    }
+}
+
+/// A size such as `1GiB`, `512MiB`, `64KiB`, `10MB` or `1048576` (bytes).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as \"1GiB\" or \"512MiB\""))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unit {other:?} is not B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Registry {

@@ -68,6 +68,17 @@ pub const MESSAGES_RETRIED: &str = "contextgate_messages_retried_total";
 pub const MESSAGES_DEAD_LETTERED: &str = "contextgate_messages_dead_lettered_total";
 /// Seconds from receiving an input to acting on all its verdicts.
 pub const PROCESSING_SECONDS: &str = "contextgate_processing_seconds";
+/// Inputs dropped as duplicates within their route's dedup window, by route (also counted as
+/// dropped).
+pub const MESSAGES_DUPLICATE: &str = "contextgate_messages_duplicate_total";
+/// Dedup keys that left a window early because it held `dedup::MAX_KEYS`.
+pub const DEDUP_EVICTED: &str = "contextgate_dedup_evicted_total";
+/// Inputs appended to a context's archive, by context (in process; on RabbitMQ the stream is
+/// bound to the outbound exchange and only unrouted inputs are appended by the gateway).
+pub const ARCHIVED: &str = "contextgate_archived_total";
+/// Archived inputs a replay job took, by job outcome (`forwarded`, `dropped`, `dead-lettered`,
+/// `duplicate`, `retried`, `skipped`).
+pub const REPLAYED: &str = "contextgate_replayed_total";
 /// Messages pushed out of a full in-process inbox, by context.
 pub const INBOX_OVERFLOW: &str = "contextgate_inbox_overflow_total";
 /// In-process dead letters refused because the dead letters were at their bound, by route.
@@ -179,6 +190,26 @@ fn describe() {
         "Seconds from taking an input to acting on all its verdicts."
     );
     describe_counter!(
+        MESSAGES_DUPLICATE,
+        Unit::Count,
+        "Inputs dropped as duplicates within their route's dedup window, by route (also counted as dropped)."
+    );
+    describe_counter!(
+        DEDUP_EVICTED,
+        Unit::Count,
+        "Dedup keys that left a route's window early because it was full."
+    );
+    describe_counter!(
+        ARCHIVED,
+        Unit::Count,
+        "Inputs the gateway appended to a context's archive, by context."
+    );
+    describe_counter!(
+        REPLAYED,
+        Unit::Count,
+        "Archived inputs taken by replay jobs, by outcome."
+    );
+    describe_counter!(
         INBOX_OVERFLOW,
         Unit::Count,
         "In process: messages pushed out of a full inbox, by context."
@@ -255,6 +286,9 @@ pub fn declare(registry: &Registry, transport: Transport) {
             }
         }
         metrics::counter!(MESSAGES_DROPPED, "route" => route.clone()).increment(0);
+        if route != "none" {
+            metrics::counter!(MESSAGES_DUPLICATE, "route" => route.clone()).increment(0);
+        }
         for stage in Stage::ALL {
             metrics::counter!(MESSAGES_DEAD_LETTERED, "route" => route.clone(), "stage" => stage.as_str())
                 .increment(0);

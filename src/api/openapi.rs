@@ -38,6 +38,10 @@ use super::ProblemDocument;
         super::dead_letters::delete,
         super::dead_letters::redrive_one,
         super::dead_letters::redrive_all,
+        super::replays::start,
+        super::replays::list,
+        super::replays::get,
+        super::replays::cancel,
         super::health::live,
         super::health::ready,
         super::health::metrics,
@@ -50,6 +54,7 @@ use super::ProblemDocument;
         (name = "translators", description = "Rhai translators, owned per relationship mode."),
         (name = "routes", description = "Routes between contexts, owned by their downstream."),
         (name = "dead letters", description = "What could not be delivered, and its redrive."),
+        (name = "replays", description = "A window of a context's archive through today's routes."),
         (name = "operations", description = "Health, metrics, this document."),
     )
 )]

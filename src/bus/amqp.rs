@@ -50,6 +50,7 @@ use crate::telemetry;
 pub mod dead_letters;
 pub mod fleet;
 pub mod publisher;
+pub mod replay;
 pub mod sequencer;
 pub mod settle;
 pub mod topology;
@@ -229,6 +230,8 @@ pub struct Session {
     pub status: Arc<Status>,
     /// The dead-letter streams the API has read in this session, with their indexes.
     pub dead_letters: dead_letters::DeadLetterStreams,
+    /// What each route forwarded within its dedup window (the bus's, kept across sessions).
+    pub windows: Arc<crate::dedup::Windows>,
     /// The delay steps whose queues this session declared (each when a retry first needs it).
     delays: tokio::sync::Mutex<HashSet<Duration>>,
     broken: watch::Sender<Option<String>>,
@@ -279,6 +282,8 @@ pub struct AmqpBus {
     current: RwLock<Option<Arc<Session>>>,
     /// Earlier versions' dead-letter queues were looked for (once per process).
     migrated: AtomicBool,
+    /// What each route forwarded within its dedup window.
+    windows: Arc<crate::dedup::Windows>,
 }
 
 /// Why HTTP ingest could not hand a message to the broker.
@@ -478,7 +483,13 @@ impl AmqpBus {
             status: Arc::default(),
             current: RwLock::default(),
             migrated: AtomicBool::new(false),
+            windows: Arc::default(),
         }
+    }
+
+    /// What each route forwarded within its dedup window, in this process.
+    pub fn windows(&self) -> &Arc<crate::dedup::Windows> {
+        &self.windows
     }
 
     pub fn status(&self) -> &Arc<Status> {
@@ -490,7 +501,7 @@ impl AmqpBus {
     }
 
     /// The session now, while connected.
-    fn current_session(&self) -> Result<Arc<Session>, IngestError> {
+    pub(crate) fn current_session(&self) -> Result<Arc<Session>, IngestError> {
         self.current
             .read()
             .expect("no code panics while holding the session lock")
@@ -620,6 +631,7 @@ impl AmqpBus {
             status: self.status.clone(),
             delays: tokio::sync::Mutex::default(),
             dead_letters: dead_letters::DeadLetterStreams::default(),
+            windows: self.windows.clone(),
             broken,
         });
         let mut consumers = Consumers::new();
@@ -720,7 +732,7 @@ impl AmqpBus {
         )
         .await?;
         let _ = declaring.close(200, "topology declared".into()).await;
-        Ok(())
+        topology::declare_archives(publish, &self.names, registry).await
     }
 
     /// Runs the session on a new registry: its topology declared, removed routes' consumers

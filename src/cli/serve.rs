@@ -31,6 +31,7 @@ pub async fn run(
     credentials: Option<&Path>,
     amqp: Option<AmqpSettings>,
     log_format: crate::telemetry::LogFormat,
+    data_dir: Option<&Path>,
 ) -> anyhow::Result<u8> {
     let (registry, following) = match store {
         None => match super::load_registry(root, "serve") {
@@ -75,7 +76,39 @@ pub async fn run(
         None => Bus::InProcess(InProcessBus::default()),
         Some(bus) => Bus::Amqp(bus.clone()),
     };
-    let gateway = Gateway::with_store(pipeline, bus, following.clone());
+    if let Some(dir) = data_dir
+        && let Err(error) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "contextgate serve: cannot use the data directory {}: {error}",
+            dir.display()
+        );
+        return Ok(EXIT_COULD_NOT_RUN);
+    }
+    let gateway = Gateway::with_options(
+        pipeline,
+        bus,
+        following.clone(),
+        crate::gateway::Options {
+            data_dir: data_dir.map(Path::to_path_buf),
+        },
+    );
+    if amqp.is_none() && data_dir.is_none() {
+        tracing::info!("No --data-dir: the in-process bus archives nothing, so replays are not available.");
+    }
+    if let Some(archives) = gateway.archives().cloned() {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::archive::contexts::ENFORCE_EVERY);
+            loop {
+                every.tick().await;
+                let pipeline = gateway.pipeline();
+                let archives = archives.clone();
+                let _ = tokio::task::spawn_blocking(move || archives.enforce(&pipeline)).await;
+            }
+        });
+    }
+    gateway.resume_replays();
     // In a fleet the store is the registry (the folder only seeded it): followed, not watched.
     let _watching = match &following {
         Some(following) => {

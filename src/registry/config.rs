@@ -32,6 +32,30 @@ pub struct ContextFile {
     /// Base URLs this context's enrich look-ups may query (each ends with `/`); nothing else.
     #[serde(default)]
     pub lookup_allow: Vec<String>,
+    /// The archive of the context's inputs (what replays read): `{ max_age = "7d", max_bytes =
+    /// "1GiB" }` (those are the defaults, and it is on unless set), or `false` for none.
+    #[serde(default)]
+    pub archive: Option<ArchiveFile>,
+}
+
+/// `archive` of a context: `false` (or `true` for the defaults), or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "archive must be false, true, or a table such as { max_age = \"7d\", max_bytes = \"1GiB\" }")]
+pub enum ArchiveFile {
+    On(bool),
+    Kept(ArchiveTable),
+}
+
+/// `archive = { max_age = "7d", max_bytes = "1GiB" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveTable {
+    /// How long an input is kept (default `7d`).
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// How many bytes the archive keeps at most, oldest first out (default `1GiB`).
+    #[serde(default)]
+    pub max_bytes: Option<String>,
 }
 
 /// `[[routes]]` (and a route over the API: the same fields, as JSON).
@@ -82,6 +106,10 @@ pub struct RouteFile<N = Spanned<String>> {
     /// HTTP look-ups of an enrich route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lookups: Vec<LookupFile>,
+    /// Idempotence: an input (by `source` and `id`) already forwarded on this route within this
+    /// window is dropped as a `duplicate` (`10m`; none unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<String>,
 }
 
 impl<N> RouteFile<N> {
@@ -103,6 +131,7 @@ impl<N> RouteFile<N> {
             on_failure: self.on_failure,
             retry: self.retry,
             lookups: self.lookups,
+            dedup: self.dedup,
         }
     }
 }

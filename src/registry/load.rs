@@ -23,7 +23,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::cases;
-use super::config::{ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
+use super::config::{
+    ArchiveFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile,
+};
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 use super::resources;
@@ -32,7 +34,7 @@ use super::route::{
     MAX_LOOKUP_TIMEOUT, MAX_SHARDS, Mode, OrderingKey, Policy, Route, UrlTemplate, Wire,
 };
 use super::translator::{self, Case, Translator};
-use super::{Context, Registry, RegistryError, RegistryProblem};
+use super::{Archive, Context, Registry, RegistryError, RegistryProblem};
 use crate::compat::{self, Level};
 use crate::message::json::{parse_strict, truncate};
 
@@ -40,6 +42,10 @@ use crate::message::json::{parse_strict, truncate};
 pub const CONFIG_FILE: &str = "contextgate.toml";
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 const MAX_MAX_OUTPUTS: usize = 100;
+/// The longest dedup window a route may keep (its keys are held in memory, see `dedup`).
+const MAX_DEDUP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The smallest archive: a segment is an eighth of it, at least 4 KiB (`archive::file`).
+const MIN_ARCHIVE_BYTES: u64 = 64 * 1024;
 
 /// Loads and checks the registry at `root`, translator cases included.
 pub fn load(root: &Path) -> Result<Registry, RegistryError> {
@@ -239,16 +245,57 @@ impl Loader {
                     ),
                 }
             }
+            let archive = self.archive(&name, file.archive.as_ref());
             contexts.insert(
                 name.clone(),
                 Context {
                     name,
                     description: file.description.clone(),
                     lookup_allow,
+                    archive,
                 },
             );
         }
         contexts
+    }
+
+    /// A context's archive: on with the defaults unless `archive = false`; each setting checked.
+    fn archive(&mut self, name: &ContextName, file: Option<&ArchiveFile>) -> Option<Archive> {
+        let table = match file {
+            Some(ArchiveFile::On(false)) => return None,
+            None | Some(ArchiveFile::On(true)) => return Some(Archive::default()),
+            Some(ArchiveFile::Kept(table)) => table,
+        };
+        let mut archive = Archive::default();
+        if let Some(text) = &table.max_age {
+            match humantime::parse_duration(text) {
+                Ok(age) if age >= Duration::from_secs(1) => archive.max_age = age,
+                Ok(_) => self.problem(
+                    CONFIG_FILE,
+                    format!("context {name}: archive.max_age {text:?} must be at least 1s"),
+                ),
+                Err(error) => self.problem(
+                    CONFIG_FILE,
+                    format!(
+                        "context {name}: archive.max_age {text:?} is not a duration such as \"7d\": {error}"
+                    ),
+                ),
+            }
+        }
+        if let Some(text) = &table.max_bytes {
+            match crate::registry::parse_bytes(text) {
+                Ok(bytes) if bytes >= MIN_ARCHIVE_BYTES => archive.max_bytes = bytes,
+                Ok(_) => self.problem(
+                    CONFIG_FILE,
+                    format!("context {name}: archive.max_bytes {text:?} must be at least 64KiB"),
+                ),
+                Err(error) => self.problem(
+                    CONFIG_FILE,
+                    format!("context {name}: archive.max_bytes {error}"),
+                ),
+            }
+        }
+        Some(archive)
     }
 
     // ---- contracts ------------------------------------------------------------------------
@@ -1344,6 +1391,22 @@ impl RouteCheck<'_> {
             ));
         }
         let policy = self.policy(file);
+        let dedup = match file.dedup.as_deref() {
+            None => None,
+            Some(text) => match self.duration("dedup", text) {
+                Some(window) if (Duration::from_secs(1)..=MAX_DEDUP).contains(&window) => {
+                    Some(window)
+                }
+                Some(_) => {
+                    self.problem(format!(
+                        "dedup {text:?} must be between 1s and {}",
+                        humantime::format_duration(MAX_DEDUP)
+                    ));
+                    None
+                }
+                None => None,
+            },
+        };
 
         let (Some(name), Some(upstream), Some(downstream), Some(mode)) =
             (name, upstream, downstream, mode)
@@ -1373,6 +1436,7 @@ impl RouteCheck<'_> {
                 policy: policy?,
                 lookups,
                 expansions,
+                dedup,
             },
             file.translator.is_some(),
             !file.accepts.is_empty(),

@@ -513,6 +513,9 @@ pub struct Route {
     pub lookups: Vec<Lookup>,
     /// What each pattern in `accepts` expanded to at load (`check` shows it).
     pub expansions: Vec<Expansion>,
+    /// The dedup window: an input already forwarded on this route within it (by `source` and
+    /// `id`) is dropped as a duplicate. `None`: no window (replays still use one, see `replay`).
+    pub dedup: Option<std::time::Duration>,
 }
 
 /// One pattern of a route's `accepts`, expanded: the versions it took, and those it matched but

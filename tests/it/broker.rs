@@ -284,6 +284,7 @@ impl Cleanup {
         for context in registry.contexts.keys() {
             exchanges.push(names.outbound(context));
             exchanges.push(names.inbound(context));
+            queues.push(names.archive(context));
         }
         Self {
             url: url.to_owned(),

@@ -42,6 +42,8 @@ mod openapi;
 mod postgres;
 /// Registering contract versions over HTTP, persisted and applied at once (issue 4).
 mod registration;
+/// Archive and replay, idempotent routes (issue 14).
+mod replay;
 /// Routes and dead letters over HTTP, the ownership matrix, the watched registry folder.
 mod routes;
 /// The script sandbox through the pipeline (RELIABILITY C6–C15).

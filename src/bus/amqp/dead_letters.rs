@@ -563,7 +563,7 @@ fn header_of(properties: &BasicProperties, name: &str) -> Option<AMQPValue> {
 }
 
 /// The offset RabbitMQ gives each delivery from a stream.
-fn stream_offset(properties: &BasicProperties) -> Option<u64> {
+pub(super) fn stream_offset(properties: &BasicProperties) -> Option<u64> {
     integer_of(
         properties
             .headers()

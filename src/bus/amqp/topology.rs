@@ -99,6 +99,11 @@ impl Names {
         format!("{}route.{route}.shard.{shard}", self.prefix)
     }
 
+    /// The archive of a context's inputs: a stream bound to its outbound exchange.
+    pub fn archive(&self, context: &ContextName) -> String {
+        format!("{}{context}.archive", self.prefix)
+    }
+
     /// The fanout exchange of the fleet's heartbeats.
     pub fn fleet(&self) -> String {
         format!("{}fleet", self.prefix)
@@ -284,6 +289,88 @@ async fn declare_route(
     let dead = names.dead_letter_queue(Some(name));
     declare_queue(channel, &dead, stream()).await?;
     bind(channel, &dead, &names.dead_letters(), name).await
+}
+
+/// Declares each context's archive stream with its retention and binds it to the context's
+/// outbound exchange for every message type a route takes from it (the rest reaches the
+/// unrouted consumer, which appends it: a binding for every type would leave the outbound
+/// exchange's alternate exchange nothing). Types of the context's contracts that no route
+/// takes are unbound, so a route removed stops archiving its types twice. A context with
+/// `archive = false` has every such binding removed; its stream, if any, is left as it is.
+///
+/// Each context on a channel of its own: a stream declared before with other retention makes
+/// the broker refuse (`PRECONDITION_FAILED`, which closes the channel) — then the stream is
+/// kept as it is, with a warning (change it with a policy, or delete it).
+pub async fn declare_archives(
+    connection: &lapin::Connection,
+    names: &Names,
+    registry: &Registry,
+) -> lapin::Result<()> {
+    for (context, found) in &registry.contexts {
+        let archive_stream = names.archive(context);
+        let outbound = names.outbound(context);
+        let taken: BTreeSet<String> = registry
+            .routes
+            .iter()
+            .filter(|route| &route.upstream == context)
+            .flat_map(|route| route.accepts.iter())
+            .map(|version| version.id.name().event_type())
+            .collect();
+        let all: BTreeSet<String> = registry
+            .contracts
+            .keys()
+            .filter(|name| name.context() == context)
+            .map(|name| name.event_type())
+            .collect();
+        let mut channel = connection.create_channel().await?;
+        if let Some(archive) = found.archive {
+            let mut arguments = stream();
+            let age = archive.max_age.as_secs().max(1);
+            arguments.insert("x-max-age".into(), string(&format!("{age}s")));
+            arguments.insert(
+                "x-max-length-bytes".into(),
+                AMQPValue::LongLongInt(i64::try_from(archive.max_bytes).unwrap_or(i64::MAX)),
+            );
+            arguments.insert(
+                "x-stream-max-segment-size-bytes".into(),
+                AMQPValue::LongLongInt(archive_segment(archive.max_bytes)),
+            );
+            if let Err(error) = declare_queue(&channel, &archive_stream, arguments).await {
+                tracing::warn!(%context, %archive_stream, %error, "The archive stream exists with other settings: it is kept as it is (change its retention with a policy, or delete it).");
+                channel = connection.create_channel().await?;
+            }
+            for message_type in &taken {
+                bind(&channel, &archive_stream, &outbound, message_type).await?;
+            }
+        }
+        let unwanted = all
+            .iter()
+            .filter(|message_type| found.archive.is_none() || !taken.contains(*message_type));
+        for message_type in unwanted {
+            if let Err(error) = channel
+                .queue_unbind(
+                    archive_stream.as_str().into(),
+                    outbound.as_str().into(),
+                    message_type.as_str().into(),
+                    FieldTable::default(),
+                )
+                .await
+            {
+                // No such stream (never archived): nothing to unbind.
+                tracing::debug!(%archive_stream, %error, "Unbinding from an archive failed.");
+                channel = connection.create_channel().await?;
+            }
+        }
+        let _ = channel.close(200, "archive declared".into()).await;
+    }
+    Ok(())
+}
+
+/// A stream's segment size for an archive of `max_bytes`: an eighth of it, so that retention by
+/// size (whole segments) keeps close to it, between 64 KiB and RabbitMQ's default 500 MB.
+/// RabbitMQ applies retention, by size and by age, when a segment is full and the next begins.
+fn archive_segment(max_bytes: u64) -> i64 {
+    i64::try_from((max_bytes / 8).clamp(64 << 10, 500_000_000)).unwrap_or(500_000_000)
 }
 
 /// Declares the delay queue of `step`: every message waits `step` in it, then goes back to its

@@ -29,6 +29,7 @@ use super::Session;
 use super::publisher::{Confirmed, Pending};
 use super::settle::{self, Settle, Settler, Settling};
 use super::wire::{self, DeadLetterInfo, Taken};
+use crate::dedup::{Claim, Key};
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::receive::Input;
@@ -301,6 +302,24 @@ async fn act(
     let tag = job.taken.tag;
     match outcome {
         Outcome::Forward { messages } => {
+            // An idempotent route: the input's key is claimed now, confirmed with the outputs.
+            let claimed = route.dedup.zip(job.received.as_ref().ok()).map(|(window, input)| {
+                let attributes = &input.message.attributes;
+                (window, Key::of(&attributes.source, &attributes.id))
+            });
+            if let Some((_, key)) = claimed
+                && session.windows.claim(&route.name, key) == Claim::Duplicate
+            {
+                let _ = crate::gateway::duplicate(route);
+                tracing::debug!(route = %route.name, "Input dropped as a duplicate.");
+                work.finish(&job, Settle::Ack(tag), settler);
+                return;
+            }
+            let release = |session: &Session| {
+                if let Some((_, key)) = claimed {
+                    session.windows.release(&route.name, key);
+                }
+            };
             let exchange = &work.exchange;
             let mut pending = Vec::with_capacity(messages.len());
             for message in &messages {
@@ -313,6 +332,7 @@ async fn act(
                 {
                     Ok(sent) => pending.push(sent),
                     Err(error) => {
+                        release(session);
                         session.fail(format!("publishing to {exchange} failed: {error}"));
                         let _ = settler.send(Settling::Now(Settle::Requeue(tag)));
                         return;
@@ -326,7 +346,14 @@ async fn act(
                 let route = &work.route;
                 let exchange = &work.exchange;
                 let count = pending.len() as u64;
-                match confirm_all(pending).await {
+                let confirmed = confirm_all(pending).await;
+                if let Some((window, key)) = claimed {
+                    match &confirmed {
+                        Ok(Confirmed::Delivered) => session.windows.confirm(&route.name, key, window),
+                        _ => session.windows.release(&route.name, key),
+                    }
+                }
+                match confirmed {
                     Ok(Confirmed::Delivered) => {
                         work.forwarded.increment(count);
                         Settle::Ack(tag)
@@ -536,6 +563,13 @@ pub async fn consume_unrouted(
     )
     .await?
     {
+        // Inputs no route queue took are archived here (the archive stream is bound only to
+        // the types routes take, so that the outbound exchange's alternate exchange still
+        // sees these); an input whose copy the broker did not store goes back to the queue.
+        if !archive_unrouted(&session, &taken).await {
+            settle::requeue(&channel, taken.tag).await?;
+            continue;
+        }
         let settle = match unrouted_failure(&session, &taken) {
             None => {
                 metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => "none").increment(1);
@@ -557,6 +591,59 @@ pub async fn consume_unrouted(
         }
     }
     Ok(())
+}
+
+/// Appends an unrouted input to its context's archive, if the context has one; `false` when
+/// the broker did not store the copy.
+async fn archive_unrouted(session: &Session, taken: &Taken) -> bool {
+    let Some(context) = session
+        .names
+        .context_of_outbound(&taken.exchange)
+        .and_then(|context| ContextName::parse(context).ok())
+    else {
+        return true;
+    };
+    if session
+        .pipeline()
+        .registry()
+        .contexts
+        .get(&context)
+        .and_then(|found| found.archive)
+        .is_none()
+    {
+        return true;
+    }
+    let stream = session.names.archive(&context);
+    let sent = session
+        .publisher
+        .send("", &stream, &taken.body, taken.properties.clone())
+        .await;
+    match sent {
+        Ok(pending) => match pending.confirmed().await {
+            Ok(Confirmed::Delivered) => {
+                metrics::counter!(telemetry::ARCHIVED, "context" => context.to_string())
+                    .increment(1);
+                true
+            }
+            Ok(Confirmed::Unroutable(_)) => {
+                // No archive stream (its declaration was refused): not archived, not held up.
+                tracing::warn!(%context, %stream, "The archive stream is missing: an unrouted input was not archived.");
+                true
+            }
+            Ok(Confirmed::Refused(why)) => {
+                tracing::warn!(%context, %why, "An unrouted input could not be archived; it goes back to its queue.");
+                false
+            }
+            Err(error) => {
+                session.fail(format!("archiving an unrouted input failed: {error}"));
+                false
+            }
+        },
+        Err(error) => {
+            session.fail(format!("archiving an unrouted input failed: {error}"));
+            false
+        }
+    }
 }
 
 /// How a consumer lets go of its queue when told to stop.

@@ -1,0 +1,236 @@
+//! Idempotent routes: the inputs a route forwarded within its dedup window, by `source` and
+//! `id`, so that a repeat is dropped as a `duplicate` instead of forwarded again.
+//!
+//! A key is *claimed* when a route's outcome is to forward the input, *confirmed* once the
+//! outputs were delivered (in process at once; on RabbitMQ after the broker's confirms), and
+//! *released* when they were not (a requeue, a dead letter, a retry): so a copy that arrives
+//! while the first is in flight is a duplicate, and a copy of an input that did not go through
+//! is not — nothing is lost to dedup. A confirmed key stays for the window, then leaves.
+//!
+//! Each process keeps one [`Windows`]: per route, the keys in memory, at most [`MAX_KEYS`]
+//! (past that the oldest leave early, counted in `contextgate_dedup_evicted_total`). On
+//! RabbitMQ the instances of a fleet share what they confirmed through a stream per route
+//! (`bus::amqp::dedup`), which each instance reads into its own windows (`Windows::seen`).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::registry::RouteName;
+
+/// The most keys one route's window holds in one process (about 48 bytes each).
+pub const MAX_KEYS: usize = 1_000_000;
+
+/// The window of a replay on a route without `dedup` of its own.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(600);
+
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is now held by this input: confirm or release it.
+    Claimed,
+    /// Forwarded within the window, or in flight: a duplicate.
+    Duplicate,
+}
+
+/// An input's identity on a route: a 128-bit digest of its `source` and `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key(u128);
+
+impl Key {
+    pub fn of(source: &str, id: &str) -> Self {
+        let half = |salt: u8| {
+            let mut hasher = DefaultHasher::new();
+            salt.hash(&mut hasher);
+            source.hash(&mut hasher);
+            id.hash(&mut hasher);
+            hasher.finish()
+        };
+        Self((u128::from(half(1)) << 64) | u128::from(half(2)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    InFlight,
+    /// Forwarded; leaves the window at this instant.
+    Until(Instant),
+}
+
+/// One route's keys.
+#[derive(Debug, Default)]
+struct Window {
+    keys: HashMap<Key, State>,
+    /// Confirmed keys in the order they leave (with the instant they were queued to leave, so a
+    /// key confirmed again is not removed by its older entry).
+    leaving: VecDeque<(Instant, Key)>,
+}
+
+impl Window {
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(until, key)) = self.leaving.front() {
+            if until > now && self.leaving.len() <= MAX_KEYS {
+                break;
+            }
+            self.leaving.pop_front();
+            if self.keys.get(&key) == Some(&State::Until(until)) {
+                self.keys.remove(&key);
+                if until > now {
+                    metrics::counter!(crate::telemetry::DEDUP_EVICTED).increment(1);
+                }
+            }
+        }
+    }
+
+    fn forwarded(&mut self, key: Key, until: Instant) {
+        match self.keys.get(&key) {
+            // In flight here: its own confirm decides.
+            Some(State::InFlight) => {}
+            Some(State::Until(already)) if *already >= until => {}
+            _ => {
+                self.keys.insert(key, State::Until(until));
+                self.leaving.push_back((until, key));
+            }
+        }
+    }
+}
+
+/// Every route's window in this process.
+#[derive(Debug, Default)]
+pub struct Windows {
+    routes: Mutex<HashMap<RouteName, Window>>,
+}
+
+impl Windows {
+    /// Claims `key` on `route`: a duplicate when it was forwarded within the window or is in
+    /// flight.
+    pub fn claim(&self, route: &RouteName, key: Key) -> Claim {
+        let now = Instant::now();
+        let mut routes = self.lock();
+        let window = routes.entry(route.clone()).or_default();
+        window.expire(now);
+        match window.keys.get(&key) {
+            Some(State::InFlight) => Claim::Duplicate,
+            Some(State::Until(until)) if *until > now => Claim::Duplicate,
+            _ => {
+                window.keys.insert(key, State::InFlight);
+                Claim::Claimed
+            }
+        }
+    }
+
+    /// The claimed input was forwarded: its key stays for `window`.
+    pub fn confirm(&self, route: &RouteName, key: Key, window: Duration) {
+        let until = Instant::now() + window;
+        let mut routes = self.lock();
+        let keys = routes.entry(route.clone()).or_default();
+        if keys.keys.get(&key) == Some(&State::InFlight) {
+            keys.keys.remove(&key);
+        }
+        keys.forwarded(key, until);
+    }
+
+    /// The claimed input was not forwarded: a later copy may go.
+    pub fn release(&self, route: &RouteName, key: Key) {
+        let mut routes = self.lock();
+        if let Some(window) = routes.get_mut(route)
+            && window.keys.get(&key) == Some(&State::InFlight)
+        {
+            window.keys.remove(&key);
+        }
+    }
+
+    /// Another instance forwarded `key` on `route`, `age` ago: it stays for the rest of `window`.
+    pub fn seen(&self, route: &RouteName, key: Key, age: Duration, window: Duration) {
+        let Some(left) = window.checked_sub(age) else {
+            return;
+        };
+        let until = Instant::now() + left;
+        self.lock().entry(route.clone()).or_default().forwarded(key, until);
+    }
+
+    /// Keys held for `route` (in flight or forwarded, not yet expired).
+    pub fn len(&self, route: &RouteName) -> usize {
+        let mut routes = self.lock();
+        routes.get_mut(route).map_or(0, |window| {
+            window.expire(Instant::now());
+            window.keys.len()
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RouteName, Window>> {
+        // A panic while holding it leaves whole entries behind: the map is still usable.
+        self.routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> RouteName {
+        RouteName::parse("orders-to-shipping").unwrap()
+    }
+
+    #[test]
+    fn a_forwarded_key_is_a_duplicate_within_the_window_and_not_after() {
+        let windows = Windows::default();
+        let key = Key::of("/orders", "1");
+        assert_eq!(windows.claim(&route(), key), Claim::Claimed);
+        assert_eq!(windows.claim(&route(), key), Claim::Duplicate, "in flight");
+        windows.confirm(&route(), key, Duration::from_millis(50));
+        assert_eq!(windows.claim(&route(), key), Claim::Duplicate);
+        assert_eq!(
+            windows.claim(&route(), Key::of("/orders", "2")),
+            Claim::Claimed
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(windows.claim(&route(), key), Claim::Claimed, "expired");
+    }
+
+    #[test]
+    fn a_released_key_lets_the_next_copy_through() {
+        let windows = Windows::default();
+        let key = Key::of("/orders", "1");
+        assert_eq!(windows.claim(&route(), key), Claim::Claimed);
+        windows.release(&route(), key);
+        assert_eq!(windows.claim(&route(), key), Claim::Claimed);
+    }
+
+    #[test]
+    fn keys_are_per_route_and_per_source_and_id() {
+        let windows = Windows::default();
+        let other = RouteName::parse("orders-to-billing").unwrap();
+        let key = Key::of("/orders", "1");
+        windows.claim(&route(), key);
+        windows.confirm(&route(), key, Duration::from_secs(60));
+        assert_eq!(windows.claim(&other, key), Claim::Claimed);
+        assert_ne!(Key::of("/orders", "1"), Key::of("/orders1", ""));
+        assert_ne!(Key::of("/a", "1"), Key::of("/b", "1"));
+    }
+
+    #[test]
+    fn a_key_seen_from_another_instance_counts_for_the_rest_of_its_window() {
+        let windows = Windows::default();
+        let key = Key::of("/orders", "7");
+        windows.seen(
+            &route(),
+            key,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
+        assert_eq!(windows.claim(&route(), key), Claim::Duplicate);
+        let old = Key::of("/orders", "8");
+        windows.seen(
+            &route(),
+            old,
+            Duration::from_secs(90),
+            Duration::from_secs(60),
+        );
+        assert_eq!(windows.claim(&route(), old), Claim::Claimed, "older than the window");
+        assert_eq!(windows.len(&route()), 2);
+    }
+}

@@ -1,0 +1,191 @@
+//! Archive and replay (issue 14): a window of a context's archive replayed through the routes as
+//! they are now — in process through the file archive under `--data-dir`, and on RabbitMQ
+//! through the context's archive stream — with idempotent routes dropping what they already
+//! forwarded.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contextgate::bus::{Bus, InProcessBus};
+use contextgate::gateway::{Gateway, Options};
+use serde_json::{Value, json};
+
+use crate::helpers::{Fixture, event_body, http, serve_gateway, write};
+
+/// Dead-letters every input with `n` over 5 — the bug the replay comes after.
+const BROKEN: &str = r#"
+fn translate(input, meta) {
+    if input.n > 5 { throw "n over 5 is not handled yet"; }
+    #{ id: input.id, total: input.n }
+}
+"#;
+/// The fix.
+const FIXED: &str = r#"
+fn translate(input, meta) {
+    #{ id: input.id, total: input.n }
+}
+"#;
+
+/// The fixture's anti-corruption route `up-to-down` with a 10-minute dedup window.
+pub(crate) fn idempotent_route() -> Fixture {
+    Fixture::new("anti-corruption", Some(BROKEN), "dedup = \"10m\"")
+}
+
+pub(crate) fn fix(fixture: &Fixture) {
+    write(fixture.root(), "translators/down/map.rhai", FIXED);
+}
+
+async fn post_input(base: &str, n: u32) {
+    let body = event_body("up/Thing@1", &format!("e-{n}"), &json!({"id": format!("t-{n}"), "n": n}).to_string());
+    let answer = http()
+        .post(format!("{base}/v1/contexts/up/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+}
+
+/// POSTs JSON: the status and the answer as JSON.
+pub(crate) async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let answer = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// GETs JSON.
+pub(crate) async fn get_json(url: &str) -> Value {
+    let text = http().get(url).send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+async fn take_inbox(base: &str) -> Vec<Value> {
+    serde_json::from_value(get_json(&format!("{base}/v1/contexts/down/inbox?max=1000")).await)
+        .unwrap()
+}
+
+/// Starts a replay and waits for its end: the job as it ended.
+pub(crate) async fn replay_to_the_end(base: &str, request: Value) -> Value {
+    let (status, job) = post_json(&format!("{base}/v1/replays"), &request).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    for _ in 0..600 {
+        let job = get_json(&format!("{base}/v1/replays/{id}")).await;
+        if job["status"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("replay {id} did not end within a minute");
+}
+
+fn ids(messages: &[Value]) -> BTreeSet<String> {
+    messages
+        .iter()
+        .map(|message| message["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_window_replayed_after_a_fix_sends_the_dead_letters_through_and_drops_duplicates()
+ {
+    let fixture = idempotent_route();
+    let data = tempfile::tempdir().unwrap();
+    let gateway = Gateway::with_options(
+        fixture.pipeline(),
+        Bus::InProcess(InProcessBus::default()),
+        None,
+        Options {
+            data_dir: Some(data.path().to_path_buf()),
+        },
+    );
+    let base = serve_gateway(gateway.clone()).await;
+    for n in 1..=10 {
+        post_input(&base, n).await;
+    }
+    let first = take_inbox(&base).await;
+    assert_eq!(first.len(), 5, "n 1 to 5 went through, 6 to 10 are dead letters");
+    assert!(
+        data.path().join("archive/up").is_dir(),
+        "the inputs are archived under --data-dir"
+    );
+
+    // A dry run says what the window holds.
+    let (status, survey) = post_json(
+        &format!("{base}/v1/replays?dry_run=true"),
+        &json!({"context": "up", "from": "1h"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{survey}");
+    assert_eq!(survey["total"], 10, "{survey}");
+    assert_eq!(survey["by_type"]["up.Thing"], 10, "{survey}");
+    assert_eq!(survey["by_route"]["up-to-down"], 10, "{survey}");
+
+    fix(&fixture);
+    assert!(gateway.reload().await.unwrap(), "the fix is loaded");
+    let job = replay_to_the_end(&base, json!({"context": "up", "from": "1h", "rate": 1000})).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let counts = &job["counts"];
+    assert_eq!(counts["read"], 10, "{job}");
+    assert_eq!(counts["forwarded"], 5, "the dead letters went through: {job}");
+    assert_eq!(counts["duplicate"], 5, "what went through before is dropped: {job}");
+    assert_eq!(counts["dead_lettered"], 0, "{job}");
+    let replayed = take_inbox(&base).await;
+    assert_eq!(replayed.len(), 5);
+    let totals: BTreeSet<i64> = replayed
+        .iter()
+        .map(|message| message["data"]["total"].as_i64().unwrap())
+        .collect();
+    assert_eq!(totals, (6..=10).collect(), "the ones that failed before");
+    for message in &replayed {
+        assert_eq!(message["contextgatereplay"], job["id"], "{message}");
+    }
+
+    // Without dedup everything comes out again, with the ids it had the first time.
+    let again = replay_to_the_end(
+        &base,
+        json!({"context": "up", "from": "1h", "rate": 1000, "dedup": false}),
+    )
+    .await;
+    assert_eq!(again["counts"]["forwarded"], 10, "{again}");
+    let all = take_inbox(&base).await;
+    assert_eq!(all.len(), 10);
+    assert!(ids(&first).is_subset(&ids(&all)), "same output ids as the first time");
+    assert!(ids(&replayed).is_subset(&ids(&all)));
+
+    // A live repeat of an input the route forwarded is dropped too (dedup on the live path).
+    post_input(&base, 1).await;
+    assert!(take_inbox(&base).await.is_empty(), "a repeat within the window is a duplicate");
+
+    // The jobs are kept under the data directory, and listed.
+    let jobs = get_json(&format!("{base}/v1/replays")).await;
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    assert!(
+        data.path()
+            .join(format!("replays/{}.json", job["id"].as_str().unwrap()))
+            .is_file()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_without_a_data_directory_a_replay_is_refused_with_the_reason() {
+    let fixture = idempotent_route();
+    let gateway = Gateway::new(fixture.pipeline(), Bus::InProcess(InProcessBus::default()));
+    let base = serve_gateway(Arc::clone(&gateway)).await;
+    let (status, problem) =
+        post_json(&format!("{base}/v1/replays"), &json!({"context": "up", "from": "1h"})).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("--data-dir"),
+        "{problem}"
+    );
+}
