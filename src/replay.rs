@@ -310,7 +310,7 @@ impl Job {
 /// What a dry run found in a window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Survey {
-    /// Archived inputs in the window.
+    /// Archived inputs in the window (markers and the broker's own records not counted).
     pub total: u64,
     /// Inputs the job would take, per message type.
     pub by_type: BTreeMap<String, u64>,
@@ -760,16 +760,13 @@ pub async fn survey<S: Source>(
 ) -> Result<Survey, String> {
     let context = ContextName::parse(&spec.context).map_err(|error| error.to_string())?;
     let (first, end) = source.window(&context, spec.from(), spec.to()).await?;
-    let mut survey = Survey {
-        total: end.saturating_sub(first),
-        ..Survey::default()
-    };
-    if survey.total > limit {
+    let span = end.saturating_sub(first);
+    if span > limit {
         return Err(format!(
-            "the window holds {} inputs, more than a dry run reads ({limit}): narrow it",
-            survey.total
+            "the window holds about {span} inputs, more than a dry run reads ({limit}): narrow it"
         ));
     }
+    let mut survey = Survey::default();
     let mut next = first;
     while next < end {
         let (batch, after) = source.read(&context, next, end, 1_000).await?;
@@ -777,6 +774,7 @@ pub async fn survey<S: Source>(
             break;
         }
         for archived in batch {
+            survey.total += 1;
             match spec.routes_for(pipeline, &archived.delivery) {
                 Ok((input, routes)) => {
                     *survey

@@ -189,3 +189,222 @@ async fn in_process_without_a_data_directory_a_replay_is_refused_with_the_reason
         "{problem}"
     );
 }
+
+/// A gateway on RabbitMQ with its HTTP API, over `fixture`, and a queue bound to `down.in`.
+struct OnBroker {
+    gateway: Arc<Gateway>,
+    base: String,
+    client: crate::broker::Client,
+    inbox: String,
+    names: contextgate::bus::amqp::Names,
+    stop: tokio::sync::watch::Sender<bool>,
+    _data: tempfile::TempDir,
+    _cleanup: crate::broker::Cleanup,
+}
+
+async fn on_broker(fixture: &Fixture, tag: &str) -> OnBroker {
+    use contextgate::bus::AmqpBus;
+    use contextgate::bus::amqp::Names;
+    let pipeline = fixture.pipeline();
+    let url = crate::broker::amqp_url();
+    let prefix = crate::broker::unique_prefix(tag);
+    let names = Names::new(prefix.clone());
+    let cleanup = crate::broker::Cleanup::new(&url, &names, pipeline.registry());
+    let inbox = format!("{prefix}inbox.down");
+    cleanup.queue(&inbox);
+    let client = crate::broker::Client::connect(&url).await;
+    let data = tempfile::tempdir().unwrap();
+    let bus = Arc::new(AmqpBus::new(crate::broker::settings(&url, &prefix)));
+    let gateway = Gateway::with_options(
+        pipeline,
+        Bus::Amqp(bus.clone()),
+        None,
+        Options {
+            data_dir: Some(data.path().to_path_buf()),
+        },
+    );
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let pipelines = gateway.pipelines();
+    tokio::spawn(async move { bus.run(pipelines, stopping).await });
+    assert!(
+        gateway.settled(Duration::from_secs(20)).await,
+        "the gateway did not get ready on RabbitMQ at {url}"
+    );
+    client
+        .subscribe(&inbox, &names.inbound(&crate::broker::context("down")))
+        .await;
+    let base = serve_gateway(gateway.clone()).await;
+    OnBroker {
+        gateway,
+        base,
+        client,
+        inbox,
+        names,
+        stop,
+        _data: data,
+        _cleanup: cleanup,
+    }
+}
+
+fn message_id(message: &lapin::message::BasicGetMessage) -> String {
+    message
+        .delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .expect("outputs carry their id")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rabbitmq_a_window_replayed_after_a_fix_sends_the_dead_letters_through_and_drops_duplicates()
+ {
+    let fixture = idempotent_route();
+    let live = on_broker(&fixture, "replay-fix").await;
+    let base = &live.base;
+    for n in 1..=10 {
+        post_input(base, n).await;
+    }
+    // An event no route takes reaches the archive through the unrouted consumer.
+    let body = event_body("up/Published@1", "p-1", &json!({"id": "p", "n": 1}).to_string());
+    let answer = http()
+        .post(format!("{base}/v1/contexts/up/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let first = live
+        .client
+        .take(&live.inbox, 5, Duration::from_secs(20))
+        .await;
+    live.client
+        .assert_empty(&live.inbox, Duration::from_millis(500))
+        .await;
+    let first_ids: BTreeSet<String> = first.iter().map(message_id).collect();
+
+    // Wait for the unrouted event's copy, then a dry run sees all eleven.
+    let mut survey = Value::Null;
+    for _ in 0..50 {
+        let (status, found) = post_json(
+            &format!("{base}/v1/replays?dry_run=true"),
+            &json!({"context": "up", "from": "1h"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        survey = found;
+        if survey["total"] == 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(survey["total"], 11, "{survey}");
+    assert_eq!(survey["by_type"]["up.Thing"], 10, "{survey}");
+    assert_eq!(survey["skipped"], 1, "the event no route takes: {survey}");
+
+    fix(&fixture);
+    assert!(live.gateway.reload().await.unwrap());
+    assert!(live.gateway.settled(Duration::from_secs(20)).await);
+    let job = replay_to_the_end(base, json!({"context": "up", "from": "1h", "rate": 1000})).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let counts = &job["counts"];
+    assert_eq!(counts["read"], 11, "the survey's marker is not an input: {job}");
+    assert_eq!(counts["forwarded"], 5, "{job}");
+    assert_eq!(counts["duplicate"], 5, "{job}");
+    assert_eq!(counts["skipped"], 1, "{job}");
+    let replayed = live
+        .client
+        .take(&live.inbox, 5, Duration::from_secs(20))
+        .await;
+    live.client
+        .assert_empty(&live.inbox, Duration::from_millis(500))
+        .await;
+    for message in &replayed {
+        assert_eq!(
+            crate::broker::header(message, "cloudEvents_contextgatereplay").as_deref(),
+            job["id"].as_str(),
+            "outputs name the replay job"
+        );
+        assert!(!first_ids.contains(&message_id(message)));
+    }
+
+    let again = replay_to_the_end(
+        base,
+        json!({"context": "up", "from": "1h", "rate": 1000, "dedup": false}),
+    )
+    .await;
+    assert_eq!(again["counts"]["forwarded"], 10, "{again}");
+    let all = live
+        .client
+        .take(&live.inbox, 10, Duration::from_secs(20))
+        .await;
+    let all_ids: BTreeSet<String> = all.iter().map(message_id).collect();
+    assert_eq!(all_ids.len(), 10);
+    assert!(
+        first_ids.is_subset(&all_ids),
+        "the inputs forwarded the first time come out with the same ids"
+    );
+    live.stop.send_replace(true);
+    let _ = live.names;
+}
+
+/// How many inputs the archive of `up` holds now, by a dry run.
+async fn archived(base: &str) -> u64 {
+    let (status, survey) = post_json(
+        &format!("{base}/v1/replays?dry_run=true"),
+        &json!({"context": "up", "from": "30d"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{survey}");
+    survey["total"].as_u64().unwrap()
+}
+
+async fn publish_inputs(live: &OnBroker, from: u32, count: u32) {
+    let names = &live.names;
+    for n in from..from + count {
+        let data = json!({"id": format!("t-{n}"), "n": n, "pad": "x".repeat(1_000)}).to_string();
+        live.client
+            .publish_stored(
+                &names.outbound(&crate::broker::context("up")),
+                "up.Thing",
+                data.as_bytes(),
+                crate::broker::binary_event("up/Thing@1", &format!("e-{n}")),
+            )
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rabbitmq_the_archive_keeps_to_its_max_bytes_and_its_max_age() {
+    // By size: 64 KiB (segments of 64 KiB); 200 inputs of about 1 KiB overflow it.
+    let by_size = Fixture::new("conformist", None, "");
+    by_size.append("\n[contexts.up.archive]\nmax_bytes = \"64KiB\"\n");
+    let live = on_broker(&by_size, "archive-bytes").await;
+    publish_inputs(&live, 0, 200).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = archived(&live.base).await;
+    assert!(
+        (1..200).contains(&kept),
+        "the archive keeps to 64 KiB (whole segments): {kept} of 200 kept"
+    );
+    live.stop.send_replace(true);
+
+    // By age: 2 s, with room for everything (512 KiB, segments of 64 KiB); what is older than
+    // 2 s goes when a segment is full.
+    let by_age = Fixture::new("conformist", None, "");
+    by_age.append("\n[contexts.up.archive]\nmax_age = \"2s\"\nmax_bytes = \"512KiB\"\n");
+    let live = on_broker(&by_age, "archive-age").await;
+    publish_inputs(&live, 0, 150).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(archived(&live.base).await, 150, "nothing is over the size");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    publish_inputs(&live, 150, 150).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = archived(&live.base).await;
+    assert!(
+        kept < 200,
+        "the first 150 (over 2 s old) are gone but for a part segment: {kept} of 300 kept"
+    );
+    live.stop.send_replace(true);
+}
