@@ -408,3 +408,97 @@ async fn on_rabbitmq_the_archive_keeps_to_its_max_bytes_and_its_max_age() {
     );
     live.stop.send_replace(true);
 }
+
+/// `serve` on RabbitMQ over `root`, with `data` as its data directory.
+fn serve_on_broker(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    prefix: &str,
+) -> (crate::helpers::KillOnDrop, String) {
+    let (child, base) = crate::helpers::serve_binary(
+        std::process::Command::new(env!("CARGO_BIN_EXE_contextgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--amqp-prefix", prefix])
+            .arg("--registry")
+            .arg(root)
+            .arg("--data-dir")
+            .arg(data)
+            .env("CONTEXTGATE_AMQP_URL", crate::broker::amqp_url()),
+    );
+    (crate::helpers::KillOnDrop(child), base)
+}
+
+async fn wait_ready(base: &str) {
+    for _ in 0..400 {
+        if let Ok(answer) = http().get(format!("{base}/health/ready")).send().await
+            && answer.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway at {base} did not get ready on RabbitMQ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_cut_off_by_a_sigkill_resumes_after_the_restart_and_loses_nothing() {
+    const N: usize = 2_000;
+    let fixture = Fixture::new("conformist", None, "");
+    let url = crate::broker::amqp_url();
+    let prefix = crate::broker::unique_prefix("replay-kill");
+    let names = contextgate::bus::amqp::Names::new(prefix.clone());
+    let cleanup = crate::broker::Cleanup::new(&url, &names, fixture.pipeline().registry());
+    let inbox = format!("{prefix}inbox.down");
+    cleanup.queue(&inbox);
+    let data = tempfile::tempdir().unwrap();
+    let client = crate::broker::Client::connect(&url).await;
+
+    let (gateway, base) = serve_on_broker(fixture.root(), data.path(), &prefix);
+    wait_ready(&base).await;
+    client
+        .subscribe(&inbox, &names.inbound(&crate::broker::context("down")))
+        .await;
+    let sent = crate::broker::publish_backlog(&client, &names, "k", N).await;
+    client.take(&inbox, N, Duration::from_secs(60)).await;
+
+    let (status, job) = post_json(
+        &format!("{base}/v1/replays"),
+        &json!({"context": "up", "from": "1h", "rate": 1000, "dedup": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = get_json(&format!("{base}/v1/replays/{id}")).await;
+    assert_eq!(before["status"], "running", "cut off mid-replay: {before}");
+    drop(gateway); // SIGKILL
+
+    let (_gateway, base) = serve_on_broker(fixture.root(), data.path(), &prefix);
+    wait_ready(&base).await;
+    let mut job = Value::Null;
+    for _ in 0..600 {
+        job = get_json(&format!("{base}/v1/replays/{id}")).await;
+        if job["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "done", "{job}");
+    assert!(job["resumed"].as_u64().unwrap() >= 1, "{job}");
+    let replayed = crate::broker::ids_in(
+        &url,
+        &inbox,
+        N,
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .await;
+    let lost: Vec<_> = sent
+        .iter()
+        .filter(|id| !replayed.contains_key(*id))
+        .collect();
+    assert!(lost.is_empty(), "lost {} of {N}: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        replayed.keys().all(|id| sent.contains(id)),
+        "nothing came out that was not sent"
+    );
+}
