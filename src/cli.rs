@@ -21,8 +21,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod check;
 pub mod compat;
 pub mod registry;
-pub mod serve;
 pub mod replay;
+pub mod serve;
 pub mod translate;
 
 /// contextgate: an integration gateway between bounded contexts.
@@ -351,8 +351,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 listen,
                 credentials.as_deref(),
                 settings,
-                cli.log_format,
-                data_dir.as_deref(),
+                serve::Local {
+                    log_format: cli.log_format,
+                    data_dir: data_dir.as_deref(),
+                },
             )
             .await
         }

@@ -147,7 +147,10 @@ impl Windows {
             return;
         };
         let until = Instant::now() + left;
-        self.lock().entry(route.clone()).or_default().forwarded(key, until);
+        self.lock()
+            .entry(route.clone())
+            .or_default()
+            .forwarded(key, until);
     }
 
     /// Keys held for `route` (in flight or forwarded, not yet expired).
@@ -230,7 +233,11 @@ mod tests {
             Duration::from_secs(90),
             Duration::from_secs(60),
         );
-        assert_eq!(windows.claim(&route(), old), Claim::Claimed, "older than the window");
+        assert_eq!(
+            windows.claim(&route(), old),
+            Claim::Claimed,
+            "older than the window"
+        );
         assert_eq!(windows.len(&route()), 2);
     }
 }

@@ -21,8 +21,8 @@ use crate::bus::dead_letters::{MAX_SCAN, Redriven};
 use crate::bus::{Bus, DeadLettersFull, InProcessBus};
 use crate::dedup::{self, Claim, Key};
 use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
-use crate::replay::{self, Acted, Replays};
 use crate::registry::{ContextName, Route, RouteName};
+use crate::replay::{self, Acted, Replays};
 use crate::stages::Failure;
 use crate::telemetry;
 
@@ -157,7 +157,10 @@ impl Gateway {
                 }
                 (Bus::Amqp(bus), _) => {
                     let (source, sink) = crate::bus::amqp::replay::ends(bus);
-                    gateway.replays.run(running, pipelines, &source, &sink).await;
+                    gateway
+                        .replays
+                        .run(running, pipelines, &source, &sink)
+                        .await;
                 }
                 (Bus::InProcess(_), None) => {}
             }
@@ -305,7 +308,10 @@ impl Gateway {
         }
         let mut verdicts = pipeline.run_routes(&input, routes).await;
         let delivery = Arc::new(delivery);
-        let key = Key::of(&input.message.attributes.source, &input.message.attributes.id);
+        let key = Key::of(
+            &input.message.attributes.source,
+            &input.message.attributes.id,
+        );
         let mut not_kept = None;
         for verdict in &mut verdicts {
             let Some(route) = verdict
@@ -315,7 +321,9 @@ impl Gateway {
             else {
                 continue;
             };
-            let window = route.dedup.filter(|_| matches!(verdict.outcome, Outcome::Forward { .. }));
+            let window = route
+                .dedup
+                .filter(|_| matches!(verdict.outcome, Outcome::Forward { .. }));
             if let Some(window) = window {
                 if self.windows.claim(&route.name, key) == Claim::Duplicate {
                     verdict.outcome = duplicate(&route);

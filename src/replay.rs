@@ -110,8 +110,8 @@ impl Spec {
     /// Checks a request against the registry now; `now` fills `to` and reads durations ago.
     pub fn check(request: &Request, pipeline: &Pipeline, now: SystemTime) -> Result<Self, String> {
         let registry = pipeline.registry();
-        let context = ContextName::parse(&request.context)
-            .map_err(|error| format!("context: {error}"))?;
+        let context =
+            ContextName::parse(&request.context).map_err(|error| format!("context: {error}"))?;
         let Some(found) = registry.contexts.get(&context) else {
             return Err(format!("context {context} is not in the registry"));
         };
@@ -141,11 +141,9 @@ impl Spec {
                 }
             }
             (None, Some(downstream)) => {
-                if !registry
-                    .routes
-                    .iter()
-                    .any(|route| route.upstream == context && route.downstream.as_str() == downstream)
-                {
+                if !registry.routes.iter().any(|route| {
+                    route.upstream == context && route.downstream.as_str() == downstream
+                }) {
                     return Err(format!("no route goes from {context} to {downstream}"));
                 }
                 Target::Downstream(downstream.clone())
@@ -154,7 +152,9 @@ impl Spec {
         };
         let rate = request.rate.unwrap_or(DEFAULT_RATE);
         if !(1..=MAX_RATE).contains(&rate) {
-            return Err(format!("rate must be between 1 and {MAX_RATE} inputs a second"));
+            return Err(format!(
+                "rate must be between 1 and {MAX_RATE} inputs a second"
+            ));
         }
         if request.types.len() > 100 || request.types.iter().any(|kind| kind.len() > 256) {
             return Err("types: at most 100, each at most 256 characters".into());
@@ -188,12 +188,7 @@ impl Spec {
         let (input, routes) = pipeline
             .accept(&context, delivery)
             .map_err(|_| Skipped::Refused)?;
-        if !self.types.is_empty()
-            && !self
-                .types
-                .iter()
-                .any(|kind| *kind == input.message.attributes.event_type)
-        {
+        if !self.types.is_empty() && !self.types.contains(&input.message.attributes.event_type) {
             return Err(Skipped::Filtered);
         }
         let routes: Vec<_> = routes
@@ -234,7 +229,9 @@ fn time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
 
 pub fn millis(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 pub fn at(millis: i64) -> SystemTime {
@@ -303,7 +300,8 @@ pub struct Window {
 impl Job {
     /// Archive records in the window (markers included on RabbitMQ), once found.
     pub fn total(&self) -> Option<u64> {
-        self.window.map(|window| window.end.saturating_sub(window.first))
+        self.window
+            .map(|window| window.end.saturating_sub(window.first))
     }
 }
 
@@ -434,9 +432,11 @@ impl Replays {
             if path.extension().is_none_or(|extension| extension != "json") {
                 continue;
             }
-            match std::fs::read(&path).map_err(|error| error.to_string()).and_then(|bytes| {
-                serde_json::from_slice::<Job>(&bytes).map_err(|error| error.to_string())
-            }) {
+            match std::fs::read(&path)
+                .map_err(|error| error.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<Job>(&bytes).map_err(|error| error.to_string())
+                }) {
                 Ok(job) => jobs.push(job),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "A stored replay job could not be read; it is left as it is.");
@@ -467,7 +467,9 @@ impl Replays {
                 jobs.remove(id);
             }
             if jobs.len() >= MAX_JOBS {
-                return Err(format!("{MAX_JOBS} replay jobs are running; wait for one to end"));
+                return Err(format!(
+                    "{MAX_JOBS} replay jobs are running; wait for one to end"
+                ));
             }
         }
         jobs.insert(job.id.clone(), running.clone());
@@ -535,7 +537,11 @@ impl Replays {
             (job.id.clone(), job.spec.clone())
         };
         let Ok(context) = ContextName::parse(&spec.context) else {
-            self.finish(&running, Status::Failed, Some("the job's context is not a context name".into()));
+            self.finish(
+                &running,
+                Status::Failed,
+                Some("the job's context is not a context name".into()),
+            );
             return;
         };
         let mut backoff = Duration::from_millis(200);
@@ -638,15 +644,15 @@ impl Replays {
         let permit = crate::scripting::script_permit().await;
         let routed = spec.routes_for(pipeline, &archived.delivery);
         drop(permit);
-        let (input, routes) = match routed {
-            Ok(routed) => routed,
-            Err(_) => {
-                counts.skipped += 1;
-                metrics::counter!(telemetry::REPLAYED, "outcome" => "skipped").increment(1);
-                return Ok(());
-            }
+        let Ok((input, routes)) = routed else {
+            counts.skipped += 1;
+            metrics::counter!(telemetry::REPLAYED, "outcome" => "skipped").increment(1);
+            return Ok(());
         };
-        let key = Key::of(&input.message.attributes.source, &input.message.attributes.id);
+        let key = Key::of(
+            &input.message.attributes.source,
+            &input.message.attributes.id,
+        );
         for route in routes {
             let outcome = pipeline.run_on(&route, &input, 1).await;
             let window = route.dedup.unwrap_or(dedup::REPLAY_WINDOW);
@@ -804,10 +810,7 @@ mod tests {
             time("90m", now).unwrap(),
             SystemTime::UNIX_EPOCH + Duration::from_secs(10_000 - 5_400)
         );
-        assert_eq!(
-            millis(time("1970-01-01T00:00:01.5Z", now).unwrap()),
-            1_500
-        );
+        assert_eq!(millis(time("1970-01-01T00:00:01.5Z", now).unwrap()), 1_500);
         assert!(time("yesterday", now).unwrap_err().contains("RFC 3339"));
         assert_eq!(millis(at(1_234)), 1_234);
     }

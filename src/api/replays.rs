@@ -69,11 +69,7 @@ pub async fn start(
 )]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Vec<Job>> {
     let jobs = state.gateway.replays().list();
-    Json(
-        jobs.into_iter()
-            .filter(|job| sees(&caller, job))
-            .collect(),
-    )
+    Json(jobs.into_iter().filter(|job| sees(&caller, job)).collect())
 }
 
 /// One job: its status, progress and counts.

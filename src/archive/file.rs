@@ -217,7 +217,7 @@ impl FileArchive {
                 None => return Ok(inner.next_offset()),
             }
         };
-        while let Some(decoded) = span.reader.next()? {
+        while let Some(decoded) = span.reader.next_decoded()? {
             if decoded.time_millis >= since {
                 return Ok(decoded.record.offset);
             }
@@ -404,7 +404,9 @@ impl Inner {
             if let Err(cut_error) = self.file.set_len(position) {
                 tracing::warn!(segment = %self.active.path.display(), error = %cut_error, "Could not cut a failed append off an archive segment.");
             }
-            return Err(in_file("cannot write archive segment", &self.active.path)(error));
+            return Err(in_file("cannot write archive segment", &self.active.path)(
+                error,
+            ));
         }
         self.active.push(offset, position, len, time_millis);
         Ok(offset)
@@ -446,7 +448,11 @@ impl Inner {
             match fs::remove_file(&oldest.path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(in_file("cannot delete archive segment", &oldest.path)(error)),
+                Err(error) => {
+                    return Err(in_file("cannot delete archive segment", &oldest.path)(
+                        error,
+                    ));
+                }
             }
             n_removed += oldest.next_offset - oldest.first_offset;
             self.sealed_bytes -= oldest.bytes;
@@ -462,7 +468,9 @@ impl Inner {
         } else if offset >= self.active.first_offset {
             Some(&self.active)
         } else {
-            let i = self.sealed.partition_point(|segment| segment.next_offset <= offset);
+            let i = self
+                .sealed
+                .partition_point(|segment| segment.next_offset <= offset);
             self.sealed.get(i)
         }
     }
@@ -533,21 +541,33 @@ impl Segment {
                 newest_millis: time_millis,
             }),
         }
-        self.newest_millis = Some(self.newest_millis.map_or(time_millis, |newest| newest.max(time_millis)));
+        self.newest_millis = Some(
+            self.newest_millis
+                .map_or(time_millis, |newest| newest.max(time_millis)),
+        );
         self.next_offset = offset + 1;
         self.bytes = position + len;
     }
 
     /// Opens the file and reads from `start` (the segment's beginning when None) to its end now.
     fn reader_at(&self, start: Option<&IndexEntry>) -> io::Result<SegmentReader> {
-        let (offset, position) = start.map_or((self.first_offset, 0), |entry| (entry.offset, entry.position));
-        let file = File::open(&self.path).map_err(in_file("cannot open archive segment", &self.path))?;
+        let (offset, position) = start.map_or((self.first_offset, 0), |entry| {
+            (entry.offset, entry.position)
+        });
+        let file =
+            File::open(&self.path).map_err(in_file("cannot open archive segment", &self.path))?;
         SegmentReader::new(file, self.path.clone(), position, self.bytes, offset)
     }
 }
 
 impl SegmentReader {
-    fn new(mut file: File, path: PathBuf, position: u64, end: u64, offset: u64) -> io::Result<Self> {
+    fn new(
+        mut file: File,
+        path: PathBuf,
+        position: u64,
+        end: u64,
+        offset: u64,
+    ) -> io::Result<Self> {
         file.seek(SeekFrom::Start(position))
             .map_err(in_file("cannot seek in archive segment", &path))?;
         Ok(Self {
@@ -561,17 +581,17 @@ impl SegmentReader {
 
     /// The next record, or None at the end.
     fn next_record(&mut self) -> io::Result<Option<Record>> {
-        Ok(self.next()?.map(|decoded| decoded.record))
+        Ok(self.next_decoded()?.map(|decoded| decoded.record))
     }
 
     /// The next record with its time in unix ms, or None at the end.
-    fn next(&mut self) -> io::Result<Option<Decoded>> {
-        self.next_decoded()
+    fn next_decoded(&mut self) -> io::Result<Option<Decoded>> {
+        self.next_or_damage()
             .map_err(|damage| damage.into_error(&self.path))
     }
 
     /// The next record with what the index needs, or None at the end.
-    fn next_decoded(&mut self) -> Result<Option<Decoded>, Damage> {
+    fn next_or_damage(&mut self) -> Result<Option<Decoded>, Damage> {
         if self.position >= self.end {
             return Ok(None);
         }
@@ -607,7 +627,8 @@ impl SegmentReader {
         if crc32fast::hash(&payload) != u32::from_le_bytes([c0, c1, c2, c3]) {
             return Err(damage(DamageKind::Torn("checksum mismatch".to_owned())));
         }
-        let (record, time_millis) = decode(Bytes::from(payload)).map_err(|reason| damage(DamageKind::Invalid(reason)))?;
+        let (record, time_millis) =
+            decode(Bytes::from(payload)).map_err(|reason| damage(DamageKind::Invalid(reason)))?;
         if record.offset != self.next_offset {
             return Err(damage(DamageKind::Invalid(format!(
                 "offset {}, where {} was due",
@@ -638,12 +659,18 @@ impl SegmentReader {
 impl Damage {
     fn into_error(self, path: &Path) -> io::Error {
         let (kind, reason) = match self.kind {
-            DamageKind::Torn(reason) | DamageKind::Invalid(reason) => (io::ErrorKind::InvalidData, reason),
+            DamageKind::Torn(reason) | DamageKind::Invalid(reason) => {
+                (io::ErrorKind::InvalidData, reason)
+            }
             DamageKind::Io(error) => (error.kind(), error.to_string()),
         };
         io::Error::new(
             kind,
-            format!("archive segment {}: record at byte {}: {reason}", path.display(), self.position),
+            format!(
+                "archive segment {}: record at byte {}: {reason}",
+                path.display(),
+                self.position
+            ),
         )
     }
 }
@@ -658,11 +685,16 @@ fn recover_segment(path: PathBuf, first_offset: u64, is_last: bool) -> io::Resul
     let mut reader = SegmentReader::new(file, path.clone(), 0, end, first_offset)?;
     let mut segment = Segment::empty(path, first_offset);
     loop {
-        match reader.next_decoded() {
+        match reader.next_or_damage() {
             Ok(None) => return Ok(segment),
             Ok(Some(decoded)) => {
                 let position = segment.bytes;
-                segment.push(decoded.record.offset, position, decoded.len, decoded.time_millis);
+                segment.push(
+                    decoded.record.offset,
+                    position,
+                    decoded.len,
+                    decoded.time_millis,
+                );
             }
             Err(Damage {
                 position,
@@ -739,7 +771,10 @@ fn encode(delivery: &Delivery, time_millis: i64) -> Result<Vec<u8>, String> {
             "a body of {body_len} bytes is more than an archived record takes ({MAX_BODY_BYTES})"
         ));
     }
-    let content_type_len = delivery.content_type.as_ref().map_or(0, |content_type| 4 + content_type.len());
+    let content_type_len = delivery
+        .content_type
+        .as_ref()
+        .map_or(0, |content_type| 4 + content_type.len());
     let headers_len: usize = delivery
         .headers
         .iter()
@@ -864,7 +899,8 @@ impl Cursor<'_> {
 
     fn string(&mut self) -> Result<String, String> {
         let range = self.bytes()?;
-        String::from_utf8(self.payload[range].to_vec()).map_err(|_| "a text field is not UTF-8".to_owned())
+        String::from_utf8(self.payload[range].to_vec())
+            .map_err(|_| "a text field is not UTF-8".to_owned())
     }
 
     fn take(&mut self, len: usize) -> Result<std::ops::Range<usize>, String> {
@@ -882,8 +918,9 @@ impl Cursor<'_> {
 
 /// Unix milliseconds, rounded down; 0 before the epoch.
 fn millis_floor(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    })
 }
 
 /// Unix milliseconds, rounded up, so that a stored time `r` is at or after `time` exactly when
@@ -900,8 +937,13 @@ fn invalid_data(message: String) -> io::Error {
 }
 
 /// Adds what was done and to which file to an I/O error, keeping its kind.
-fn in_file<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> io::Error + 'a {
-    move |error| io::Error::new(error.kind(), format!("{action} {}: {error}", path.display()))
+fn in_file(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> io::Error {
+    move |error| {
+        io::Error::new(
+            error.kind(),
+            format!("{action} {}: {error}", path.display()),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -911,9 +953,10 @@ mod tests {
     const DAY: Duration = Duration::from_secs(24 * 3600);
     const HOUR: Duration = Duration::from_secs(3600);
 
+    /// Retention by size only: no record is ever too old.
     fn retention(max_bytes: u64) -> Retention {
         Retention {
-            max_age: 365 * DAY,
+            max_age: Duration::MAX,
             max_bytes,
         }
     }
@@ -944,8 +987,15 @@ mod tests {
 
     fn assert_is_input(record: &Record, n: u64, body_len: usize) {
         assert_eq!(record.offset, n);
-        assert_eq!(record.delivery.body, delivery(n, body_len).body, "body of record {n}");
-        assert_eq!(record.delivery.headers, vec![("ce-id".to_owned(), n.to_string())]);
+        assert_eq!(
+            record.delivery.body,
+            delivery(n, body_len).body,
+            "body of record {n}"
+        );
+        assert_eq!(
+            record.delivery.headers,
+            vec![("ce-id".to_owned(), n.to_string())]
+        );
     }
 
     #[test]
@@ -958,7 +1008,8 @@ mod tests {
     fn append_then_read_keeps_every_field_and_numbers_offsets_from_zero() {
         let dir = tempfile::tempdir().unwrap();
         let archive = FileArchive::open(dir.path(), retention(1 << 30)).unwrap();
-        let base = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123) + Duration::from_micros(456);
+        let base =
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_123) + Duration::from_micros(456);
         let deliveries: Vec<Delivery> = (0..10u8)
             .map(|n| Delivery {
                 content_type: (n % 2 == 0).then(|| format!("application/vnd.test+{n}")),
@@ -967,14 +1018,22 @@ mod tests {
                     ("a".to_owned(), "é".to_owned()),
                     ("b".to_owned(), format!("second {n}")),
                 ],
-                body: Bytes::from((0..u16::from(n) * 30).map(|i| (i % 256) as u8).collect::<Vec<_>>()),
+                body: Bytes::from(
+                    (0..u16::from(n) * 30)
+                        .map(|i| (i % 256) as u8)
+                        .collect::<Vec<_>>(),
+                ),
             })
             .collect();
 
         let offsets: Vec<u64> = deliveries
             .iter()
             .enumerate()
-            .map(|(n, delivery)| archive.append(delivery, base + Duration::from_secs(n as u64)).unwrap())
+            .map(|(n, delivery)| {
+                archive
+                    .append(delivery, base + Duration::from_secs(n as u64))
+                    .unwrap()
+            })
             .collect();
 
         assert_eq!(offsets, (0..10).collect::<Vec<_>>());
@@ -989,7 +1048,12 @@ mod tests {
             let millis = 1_700_000_000_123 + 1000 * n as u64;
             assert_eq!(record.time, UNIX_EPOCH + Duration::from_millis(millis));
         }
-        let offsets_of = |records: Vec<Record>| records.iter().map(|record| record.offset).collect::<Vec<_>>();
+        let offsets_of = |records: Vec<Record>| {
+            records
+                .iter()
+                .map(|record| record.offset)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(offsets_of(archive.read(4, 3).unwrap()), vec![4, 5, 6]);
         assert_eq!(offsets_of(archive.read(8, 10).unwrap()), vec![8, 9]);
         assert!(archive.read(10, 5).unwrap().is_empty());
@@ -1029,7 +1093,10 @@ mod tests {
                 assert_is_input(record, from + i as u64, 20);
             }
         }
-        assert_eq!(archive.bytes(), files.iter().map(|(_, len)| len).sum::<u64>());
+        assert_eq!(
+            archive.bytes(),
+            files.iter().map(|(_, len)| len).sum::<u64>()
+        );
     }
 
     #[test]
@@ -1102,8 +1169,18 @@ mod tests {
         let last = last_segment(dir.path());
         let good_len = fs::metadata(&last).unwrap().len();
         let mut file = OpenOptions::new().append(true).open(&last).unwrap();
-        file.write_all(&[RECORD_MARKER, 0xff, 0xff, 0xff, 0x7f, 0xde, 0xad, 0xbe, 0xef])
-            .unwrap();
+        file.write_all(&[
+            RECORD_MARKER,
+            0xff,
+            0xff,
+            0xff,
+            0x7f,
+            0xde,
+            0xad,
+            0xbe,
+            0xef,
+        ])
+        .unwrap();
         drop(file);
 
         let archive = FileArchive::open(dir.path(), retention(1 << 20)).unwrap();
@@ -1130,14 +1207,21 @@ mod tests {
 
         for n in 0..300 {
             assert_eq!(archive.append(&delivery(n, 1000), now).unwrap(), n);
-            assert!(archive.bytes() <= max_bytes + segment_bytes, "{} bytes", archive.bytes());
+            assert!(
+                archive.bytes() <= max_bytes + segment_bytes,
+                "{} bytes",
+                archive.bytes()
+            );
         }
 
         let first = archive.first_offset();
         assert!(first > 200, "first offset {first}");
         let files = segment_files(dir.path());
         assert_eq!(files[0].0, first);
-        assert_eq!(archive.bytes(), files.iter().map(|(_, len)| len).sum::<u64>());
+        assert_eq!(
+            archive.bytes(),
+            files.iter().map(|(_, len)| len).sum::<u64>()
+        );
         let records = archive.read(0, 1000).unwrap();
         assert_eq!(records.len() as u64, 300 - first);
         for (i, record) in records.iter().enumerate() {
@@ -1147,7 +1231,11 @@ mod tests {
         drop(archive);
         let archive = FileArchive::open(dir.path(), retention(max_bytes)).unwrap();
         assert_eq!(
-            (archive.first_offset(), archive.next_offset(), archive.bytes()),
+            (
+                archive.first_offset(),
+                archive.next_offset(),
+                archive.bytes()
+            ),
             (first, 300, bytes)
         );
 
@@ -1176,10 +1264,18 @@ mod tests {
         for n in 100..150 {
             archive.append(&delivery(n, 1000), now).unwrap();
         }
-        let starts: Vec<u64> = segment_files(dir.path()).iter().map(|(first, _)| *first).collect();
+        let starts: Vec<u64> = segment_files(dir.path())
+            .iter()
+            .map(|(first, _)| *first)
+            .collect();
         assert!(starts.len() >= 3, "segments {starts:?}");
         // The first recent record's segment is the first one that is not all old.
-        let expected_first = starts.iter().copied().filter(|&first| first <= 100).max().unwrap();
+        let expected_first = starts
+            .iter()
+            .copied()
+            .filter(|&first| first <= 100)
+            .max()
+            .unwrap();
 
         archive.set_retention(Retention {
             max_age: HOUR,
@@ -1201,8 +1297,14 @@ mod tests {
 
         assert_eq!(removed, active_first - expected_first);
         assert_eq!(segment_files(dir.path()).len(), 1);
-        assert_eq!((archive.first_offset(), archive.next_offset()), (active_first, 150));
-        assert_eq!(archive.read(0, 1000).unwrap().len() as u64, 150 - active_first);
+        assert_eq!(
+            (archive.first_offset(), archive.next_offset()),
+            (active_first, 150)
+        );
+        assert_eq!(
+            archive.read(0, 1000).unwrap().len() as u64,
+            150 - active_first
+        );
         assert_eq!(archive.append(&delivery(150, 1000), now).unwrap(), 150);
     }
 
@@ -1215,7 +1317,11 @@ mod tests {
         let at = |millis: u64| base + Duration::from_millis(millis);
         for n in 0..200 {
             // Record 150's clock stepped back a second.
-            let time = if n == 150 { base - Duration::from_secs(1) } else { at(10 * n) };
+            let time = if n == 150 {
+                base - Duration::from_secs(1)
+            } else {
+                at(10 * n)
+            };
             archive.append(&delivery(n, 10), time).unwrap();
         }
         assert!(segment_files(dir.path()).len() >= 2);
@@ -1225,13 +1331,21 @@ mod tests {
         assert_eq!(archive.offset_at(base).unwrap(), 0);
         assert_eq!(archive.offset_at(at(55)).unwrap(), 6);
         assert_eq!(archive.offset_at(at(60)).unwrap(), 6);
-        assert_eq!(archive.offset_at(at(60) + Duration::from_micros(1)).unwrap(), 7);
+        assert_eq!(
+            archive
+                .offset_at(at(60) + Duration::from_micros(1))
+                .unwrap(),
+            7
+        );
         assert_eq!(archive.offset_at(at(10 * 70)).unwrap(), 70);
         assert_eq!(archive.offset_at(at(10 * 130 + 1)).unwrap(), 131);
         assert_eq!(archive.offset_at(at(10 * 150)).unwrap(), 151);
         assert_eq!(archive.offset_at(at(10 * 199)).unwrap(), 199);
         assert_eq!(archive.offset_at(at(10 * 199 + 1)).unwrap(), 200);
-        assert_eq!(archive.offset_at(SystemTime::now()).unwrap(), archive.next_offset());
+        assert_eq!(
+            archive.offset_at(SystemTime::now()).unwrap(),
+            archive.next_offset()
+        );
     }
 
     #[test]
@@ -1253,13 +1367,19 @@ mod tests {
         let error = archive.read(0, 100).unwrap_err();
 
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert!(error.to_string().contains("00000000000000000000.seg"), "{error}");
+        assert!(
+            error.to_string().contains("00000000000000000000.seg"),
+            "{error}"
+        );
         let later = files[1].0;
         assert_eq!(archive.read(later, 1).unwrap()[0].offset, later);
         drop(archive);
         let error = FileArchive::open(dir.path(), retention(64 << 10)).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert!(error.to_string().contains("00000000000000000000.seg"), "{error}");
+        assert!(
+            error.to_string().contains("00000000000000000000.seg"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1273,7 +1393,15 @@ mod tests {
 
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
         assert_eq!((archive.next_offset(), archive.bytes()), (0, 0));
-        assert_eq!(archive.append(&delivery(0, MAX_BODY_BYTES), SystemTime::now()).unwrap(), 0);
-        assert_eq!(archive.read(0, 1).unwrap()[0].delivery.body.len(), MAX_BODY_BYTES);
+        assert_eq!(
+            archive
+                .append(&delivery(0, MAX_BODY_BYTES), SystemTime::now())
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            archive.read(0, 1).unwrap()[0].delivery.body.len(),
+            MAX_BODY_BYTES
+        );
     }
 }

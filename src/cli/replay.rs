@@ -69,7 +69,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         "/v1/replays"
     };
-    let answer = match client.send(reqwest::Method::POST, path, Some(&request)).await {
+    let answer = match client
+        .send(reqwest::Method::POST, path, Some(&request))
+        .await
+    {
         Ok(answer) => answer,
         Err(error) => {
             eprintln!("contextgate replay: {error}");
@@ -141,7 +144,9 @@ async fn follow(client: &Client, mut job: Job) -> anyhow::Result<u8> {
     print(&format!(
         "replay job {} {}: read {}, forwarded {}, duplicate {}, dropped {}, dead-lettered {}, retried {}, skipped {}\n",
         job.id,
-        serde_json::to_value(job.status)?.as_str().unwrap_or("ended"),
+        serde_json::to_value(job.status)?
+            .as_str()
+            .unwrap_or("ended"),
         counts.read,
         counts.forwarded,
         counts.duplicate,
@@ -207,7 +212,12 @@ impl Client {
         }
         let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
-            .and_then(|problem| problem.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+            .and_then(|problem| {
+                problem
+                    .get("detail")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         Err(format!("the gateway answered {status}: {detail}"))
     }

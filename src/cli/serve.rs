@@ -23,6 +23,14 @@ use crate::gateway::following::Following;
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 
+/// What `serve` keeps on this machine: how it logs, and its data directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'a> {
+    pub log_format: crate::telemetry::LogFormat,
+    /// `--data-dir`.
+    pub data_dir: Option<&'a Path>,
+}
+
 pub async fn run(
     root: &Path,
     store: Option<&str>,
@@ -30,9 +38,12 @@ pub async fn run(
     listen: SocketAddr,
     credentials: Option<&Path>,
     amqp: Option<AmqpSettings>,
-    log_format: crate::telemetry::LogFormat,
-    data_dir: Option<&Path>,
+    local: Local<'_>,
 ) -> anyhow::Result<u8> {
+    let Local {
+        log_format,
+        data_dir,
+    } = local;
     let (registry, following) = match store {
         None => match super::load_registry(root, "serve") {
             Some(registry) => (registry, None),
@@ -94,7 +105,9 @@ pub async fn run(
         },
     );
     if amqp.is_none() && data_dir.is_none() {
-        tracing::info!("No --data-dir: the in-process bus archives nothing, so replays are not available.");
+        tracing::info!(
+            "No --data-dir: the in-process bus archives nothing, so replays are not available."
+        );
     }
     if let Some(archives) = gateway.archives().cloned() {
         let gateway = gateway.clone();

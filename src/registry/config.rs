@@ -40,7 +40,10 @@ pub struct ContextFile {
 
 /// `archive` of a context: `false` (or `true` for the defaults), or a table.
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "archive must be false, true, or a table such as { max_age = \"7d\", max_bytes = \"1GiB\" }")]
+#[serde(
+    untagged,
+    expecting = "archive must be false, true, or a table such as { max_age = \"7d\", max_bytes = \"1GiB\" }"
+)]
 pub enum ArchiveFile {
     On(bool),
     Kept(ArchiveTable),

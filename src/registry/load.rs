@@ -23,9 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::cases;
-use super::config::{
-    ArchiveFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile,
-};
+use super::config::{ArchiveFile, ConfigFile, ContractFile, LookupFile, RouteFile, TranslatorFile};
 use super::contract::{self, Contract, ContractVersion, MAX_SCHEMA_BYTES, MessageKind, Visibility};
 use super::names::{ContextName, ContractId, ContractName, RouteName, TranslatorId};
 use super::resources;

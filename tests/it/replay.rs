@@ -37,7 +37,11 @@ pub(crate) fn fix(fixture: &Fixture) {
 }
 
 async fn post_input(base: &str, n: u32) {
-    let body = event_body("up/Thing@1", &format!("e-{n}"), &json!({"id": format!("t-{n}"), "n": n}).to_string());
+    let body = event_body(
+        "up/Thing@1",
+        &format!("e-{n}"),
+        &json!({"id": format!("t-{n}"), "n": n}).to_string(),
+    );
     let answer = http()
         .post(format!("{base}/v1/contexts/up/messages"))
         .header("content-type", "application/cloudevents+json")
@@ -45,7 +49,11 @@ async fn post_input(base: &str, n: u32) {
         .send()
         .await
         .unwrap();
-    assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+    assert!(
+        answer.status().is_success(),
+        "{}",
+        answer.text().await.unwrap()
+    );
 }
 
 /// POSTs JSON: the status and the answer as JSON.
@@ -59,7 +67,10 @@ pub(crate) async fn post_json(url: &str, body: &Value) -> (u16, Value) {
         .unwrap();
     let status = answer.status().as_u16();
     let text = answer.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// GETs JSON.
@@ -113,7 +124,11 @@ async fn in_process_a_window_replayed_after_a_fix_sends_the_dead_letters_through
         post_input(&base, n).await;
     }
     let first = take_inbox(&base).await;
-    assert_eq!(first.len(), 5, "n 1 to 5 went through, 6 to 10 are dead letters");
+    assert_eq!(
+        first.len(),
+        5,
+        "n 1 to 5 went through, 6 to 10 are dead letters"
+    );
     assert!(
         data.path().join("archive/up").is_dir(),
         "the inputs are archived under --data-dir"
@@ -136,8 +151,14 @@ async fn in_process_a_window_replayed_after_a_fix_sends_the_dead_letters_through
     assert_eq!(job["status"], "done", "{job}");
     let counts = &job["counts"];
     assert_eq!(counts["read"], 10, "{job}");
-    assert_eq!(counts["forwarded"], 5, "the dead letters went through: {job}");
-    assert_eq!(counts["duplicate"], 5, "what went through before is dropped: {job}");
+    assert_eq!(
+        counts["forwarded"], 5,
+        "the dead letters went through: {job}"
+    );
+    assert_eq!(
+        counts["duplicate"], 5,
+        "what went through before is dropped: {job}"
+    );
     assert_eq!(counts["dead_lettered"], 0, "{job}");
     let replayed = take_inbox(&base).await;
     assert_eq!(replayed.len(), 5);
@@ -159,12 +180,18 @@ async fn in_process_a_window_replayed_after_a_fix_sends_the_dead_letters_through
     assert_eq!(again["counts"]["forwarded"], 10, "{again}");
     let all = take_inbox(&base).await;
     assert_eq!(all.len(), 10);
-    assert!(ids(&first).is_subset(&ids(&all)), "same output ids as the first time");
+    assert!(
+        ids(&first).is_subset(&ids(&all)),
+        "same output ids as the first time"
+    );
     assert!(ids(&replayed).is_subset(&ids(&all)));
 
     // A live repeat of an input the route forwarded is dropped too (dedup on the live path).
     post_input(&base, 1).await;
-    assert!(take_inbox(&base).await.is_empty(), "a repeat within the window is a duplicate");
+    assert!(
+        take_inbox(&base).await.is_empty(),
+        "a repeat within the window is a duplicate"
+    );
 
     // The jobs are kept under the data directory, and listed.
     let jobs = get_json(&format!("{base}/v1/replays")).await;
@@ -181,8 +208,11 @@ async fn in_process_without_a_data_directory_a_replay_is_refused_with_the_reason
     let fixture = idempotent_route();
     let gateway = Gateway::new(fixture.pipeline(), Bus::InProcess(InProcessBus::default()));
     let base = serve_gateway(Arc::clone(&gateway)).await;
-    let (status, problem) =
-        post_json(&format!("{base}/v1/replays"), &json!({"context": "up", "from": "1h"})).await;
+    let (status, problem) = post_json(
+        &format!("{base}/v1/replays"),
+        &json!({"context": "up", "from": "1h"}),
+    )
+    .await;
     assert_eq!(status, 400, "{problem}");
     assert!(
         problem["detail"].as_str().unwrap().contains("--data-dir"),
@@ -266,7 +296,11 @@ async fn on_rabbitmq_a_window_replayed_after_a_fix_sends_the_dead_letters_throug
         post_input(base, n).await;
     }
     // An event no route takes reaches the archive through the unrouted consumer.
-    let body = event_body("up/Published@1", "p-1", &json!({"id": "p", "n": 1}).to_string());
+    let body = event_body(
+        "up/Published@1",
+        "p-1",
+        &json!({"id": "p", "n": 1}).to_string(),
+    );
     let answer = http()
         .post(format!("{base}/v1/contexts/up/messages"))
         .header("content-type", "application/cloudevents+json")
@@ -309,7 +343,10 @@ async fn on_rabbitmq_a_window_replayed_after_a_fix_sends_the_dead_letters_throug
     let job = replay_to_the_end(base, json!({"context": "up", "from": "1h", "rate": 1000})).await;
     assert_eq!(job["status"], "done", "{job}");
     let counts = &job["counts"];
-    assert_eq!(counts["read"], 11, "the survey's marker is not an input: {job}");
+    assert_eq!(
+        counts["read"], 11,
+        "the survey's marker is not an input: {job}"
+    );
     assert_eq!(counts["forwarded"], 5, "{job}");
     assert_eq!(counts["duplicate"], 5, "{job}");
     assert_eq!(counts["skipped"], 1, "{job}");
@@ -496,7 +533,12 @@ async fn a_replay_cut_off_by_a_sigkill_resumes_after_the_restart_and_loses_nothi
         .iter()
         .filter(|id| !replayed.contains_key(*id))
         .collect();
-    assert!(lost.is_empty(), "lost {} of {N}: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "lost {} of {N}: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     assert!(
         replayed.keys().all(|id| sent.contains(id)),
         "nothing came out that was not sent"

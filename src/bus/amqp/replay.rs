@@ -113,7 +113,10 @@ fn seconds(time: SystemTime) -> u64 {
 
 async fn append_marker(session: &Session, stream: &str, marker: &str) -> Result<(), String> {
     let mut headers = FieldTable::default();
-    headers.insert(MARKER.into(), AMQPValue::LongString(LongString::from(marker)));
+    headers.insert(
+        MARKER.into(),
+        AMQPValue::LongString(LongString::from(marker)),
+    );
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers);
@@ -122,7 +125,11 @@ async fn append_marker(session: &Session, stream: &str, marker: &str) -> Result<
         .send("", stream, &bytes::Bytes::new(), properties)
         .await
         .map_err(|error| error.to_string())?;
-    match pending.confirmed().await.map_err(|error| error.to_string())? {
+    match pending
+        .confirmed()
+        .await
+        .map_err(|error| error.to_string())?
+    {
         Confirmed::Delivered => Ok(()),
         Confirmed::Unroutable(_) => Err(format!(
             "the archive stream {stream} does not exist (is the context archived?)"
@@ -156,7 +163,10 @@ async fn consumer(
     Ok((consumer, tag))
 }
 
-async fn next(consumer: &mut lapin::Consumer, stream: &str) -> Result<lapin::message::Delivery, String> {
+async fn next(
+    consumer: &mut lapin::Consumer,
+    stream: &str,
+) -> Result<lapin::message::Delivery, String> {
     match tokio::time::timeout(READ_TIMEOUT, consumer.next()).await {
         Ok(Some(Ok(delivery))) => Ok(delivery),
         Ok(Some(Err(error))) => Err(format!("reading {stream} failed: {error}")),
@@ -193,7 +203,9 @@ async fn marker_offset(
             .headers()
             .as_ref()
             .and_then(|headers| headers.inner().get(MARKER).cloned())
-            .is_some_and(|value| matches!(value, AMQPValue::LongString(text) if text.to_string() == marker));
+            .is_some_and(
+                |value| matches!(value, AMQPValue::LongString(text) if text.to_string() == marker),
+            );
         if is_ours {
             break stream_offset(&delivery.properties)
                 .ok_or_else(|| format!("{stream} gave no offset"));
@@ -284,7 +296,12 @@ impl Sink for Publish {
                     pending.push(
                         session
                             .publisher
-                            .send_output(&exchange, &message.attributes.event_type, &body, properties)
+                            .send_output(
+                                &exchange,
+                                &message.attributes.event_type,
+                                &body,
+                                properties,
+                            )
                             .await
                             .map_err(failed)?,
                     );

@@ -303,10 +303,13 @@ async fn act(
     match outcome {
         Outcome::Forward { messages } => {
             // An idempotent route: the input's key is claimed now, confirmed with the outputs.
-            let claimed = route.dedup.zip(job.received.as_ref().ok()).map(|(window, input)| {
-                let attributes = &input.message.attributes;
-                (window, Key::of(&attributes.source, &attributes.id))
-            });
+            let claimed = route
+                .dedup
+                .zip(job.received.as_ref().ok())
+                .map(|(window, input)| {
+                    let attributes = &input.message.attributes;
+                    (window, Key::of(&attributes.source, &attributes.id))
+                });
             if let Some((_, key)) = claimed
                 && session.windows.claim(&route.name, key) == Claim::Duplicate
             {
