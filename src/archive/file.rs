@@ -532,7 +532,7 @@ impl Segment {
     fn push(&mut self, offset: u64, position: u64, len: u64, time_millis: i64) {
         let n_before = offset - self.first_offset;
         match self.index.last_mut() {
-            Some(entry) if n_before % INDEX_INTERVAL != 0 => {
+            Some(entry) if !n_before.is_multiple_of(INDEX_INTERVAL) => {
                 entry.newest_millis = entry.newest_millis.max(time_millis);
             }
             _ => self.index.push(IndexEntry {
