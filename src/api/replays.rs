@@ -33,6 +33,8 @@ pub struct StartQuery {
     responses(
         (status = 201, description = "Started: the job.", body = Job),
         (status = 200, description = "Dry run: what the window holds.", body = Survey),
+        (status = 415, description = "The body is not JSON (content-type)."),
+        (status = 422, description = "The body is not a replay request."),
         super::openapi::Refusals
     )
 )]

@@ -32,8 +32,8 @@ pub struct ContextFile {
     /// Base URLs this context's enrich look-ups may query (each ends with `/`); nothing else.
     #[serde(default)]
     pub lookup_allow: Vec<String>,
-    /// The archive of the context's inputs (what replays read): `{ max_age = "7d", max_bytes =
-    /// "1GiB" }` (those are the defaults, and it is on unless set), or `false` for none.
+    /// The archive of the context's inputs (what replays read): `true` (7 days, 1 GiB), or
+    /// `{ max_age = "7d", max_bytes = "1GiB" }`; none unless set (see README).
     #[serde(default)]
     pub archive: Option<ArchiveFile>,
 }

@@ -29,7 +29,9 @@ fn translate(input, meta) {
 
 /// The fixture's anti-corruption route `up-to-down` with a 10-minute dedup window.
 pub(crate) fn idempotent_route() -> Fixture {
-    Fixture::new("anti-corruption", Some(BROKEN), "dedup = \"10m\"")
+    let fixture = Fixture::new("anti-corruption", Some(BROKEN), "dedup = \"10m\"");
+    fixture.append("\n[contexts.up.archive]\nmax_age = \"1d\"\n");
+    fixture
 }
 
 pub(crate) fn fix(fixture: &Fixture) {
@@ -480,6 +482,7 @@ async fn wait_ready(base: &str) {
 async fn a_replay_cut_off_by_a_sigkill_resumes_after_the_restart_and_loses_nothing() {
     const N: usize = 2_000;
     let fixture = Fixture::new("conformist", None, "");
+    fixture.append("\n[contexts.up.archive]\nmax_age = \"1d\"\n");
     let url = crate::broker::amqp_url();
     let prefix = crate::broker::unique_prefix("replay-kill");
     let names = contextgate::bus::amqp::Names::new(prefix.clone());
