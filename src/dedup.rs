@@ -17,7 +17,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::registry::RouteName;
+use crate::message::Attributes;
+use crate::pipeline::Outcome;
+use crate::registry::{Route, RouteName};
+use crate::telemetry;
 
 /// The most keys one route's window holds in one process (about 48 bytes each).
 pub const MAX_KEYS: usize = 1_000_000;
@@ -39,7 +42,12 @@ pub enum Claim {
 pub struct Key(u128);
 
 impl Key {
-    pub fn of(source: &str, id: &str) -> Self {
+    /// The key of a message: its `source` and `id`.
+    pub fn of(attributes: &Attributes) -> Self {
+        Self::of_parts(&attributes.source, &attributes.id)
+    }
+
+    fn of_parts(source: &str, id: &str) -> Self {
         let half = |salt: u8| {
             let mut hasher = DefaultHasher::new();
             salt.hash(&mut hasher);
@@ -48,6 +56,17 @@ impl Key {
             hasher.finish()
         };
         Self((u128::from(half(1)) << 64) | u128::from(half(2)))
+    }
+}
+
+/// The outcome of an input its route already forwarded within the window: a drop with reason
+/// `duplicate`, counted as a duplicate and as dropped.
+pub fn duplicate(route: &Route) -> Outcome {
+    let name = route.name.to_string();
+    metrics::counter!(telemetry::MESSAGES_DUPLICATE, "route" => name.clone()).increment(1);
+    metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
+    Outcome::Drop {
+        reason: "duplicate".to_owned(),
     }
 }
 
@@ -77,7 +96,7 @@ impl Window {
             if self.keys.get(&key) == Some(&State::Until(until)) {
                 self.keys.remove(&key);
                 if until > now {
-                    metrics::counter!(crate::telemetry::DEDUP_EVICTED).increment(1);
+                    metrics::counter!(telemetry::DEDUP_EVICTED).increment(1);
                 }
             }
         }
@@ -181,13 +200,13 @@ mod tests {
     #[test]
     fn a_forwarded_key_is_a_duplicate_within_the_window_and_not_after() {
         let windows = Windows::default();
-        let key = Key::of("/orders", "1");
+        let key = Key::of_parts("/orders", "1");
         assert_eq!(windows.claim(&route(), key), Claim::Claimed);
         assert_eq!(windows.claim(&route(), key), Claim::Duplicate, "in flight");
         windows.confirm(&route(), key, Duration::from_millis(50));
         assert_eq!(windows.claim(&route(), key), Claim::Duplicate);
         assert_eq!(
-            windows.claim(&route(), Key::of("/orders", "2")),
+            windows.claim(&route(), Key::of_parts("/orders", "2")),
             Claim::Claimed
         );
         std::thread::sleep(Duration::from_millis(80));
@@ -197,7 +216,7 @@ mod tests {
     #[test]
     fn a_released_key_lets_the_next_copy_through() {
         let windows = Windows::default();
-        let key = Key::of("/orders", "1");
+        let key = Key::of_parts("/orders", "1");
         assert_eq!(windows.claim(&route(), key), Claim::Claimed);
         windows.release(&route(), key);
         assert_eq!(windows.claim(&route(), key), Claim::Claimed);
@@ -207,18 +226,18 @@ mod tests {
     fn keys_are_per_route_and_per_source_and_id() {
         let windows = Windows::default();
         let other = RouteName::parse("orders-to-billing").unwrap();
-        let key = Key::of("/orders", "1");
+        let key = Key::of_parts("/orders", "1");
         windows.claim(&route(), key);
         windows.confirm(&route(), key, Duration::from_secs(60));
         assert_eq!(windows.claim(&other, key), Claim::Claimed);
-        assert_ne!(Key::of("/orders", "1"), Key::of("/orders1", ""));
-        assert_ne!(Key::of("/a", "1"), Key::of("/b", "1"));
+        assert_ne!(Key::of_parts("/orders", "1"), Key::of_parts("/orders1", ""));
+        assert_ne!(Key::of_parts("/a", "1"), Key::of_parts("/b", "1"));
     }
 
     #[test]
     fn a_key_seen_from_another_instance_counts_for_the_rest_of_its_window() {
         let windows = Windows::default();
-        let key = Key::of("/orders", "7");
+        let key = Key::of_parts("/orders", "7");
         windows.seen(
             &route(),
             key,
@@ -226,7 +245,7 @@ mod tests {
             Duration::from_secs(60),
         );
         assert_eq!(windows.claim(&route(), key), Claim::Duplicate);
-        let old = Key::of("/orders", "8");
+        let old = Key::of_parts("/orders", "8");
         windows.seen(
             &route(),
             old,

@@ -308,10 +308,6 @@ impl Gateway {
         }
         let mut verdicts = pipeline.run_routes(&input, routes).await;
         let delivery = Arc::new(delivery);
-        let key = Key::of(
-            &input.message.attributes.source,
-            &input.message.attributes.id,
-        );
         let mut not_kept = None;
         for verdict in &mut verdicts {
             let Some(route) = verdict
@@ -325,8 +321,9 @@ impl Gateway {
                 .dedup
                 .filter(|_| matches!(verdict.outcome, Outcome::Forward { .. }));
             if let Some(window) = window {
+                let key = Key::of(&input.message.attributes);
                 if self.windows.claim(&route.name, key) == Claim::Duplicate {
-                    verdict.outcome = duplicate(&route);
+                    verdict.outcome = dedup::duplicate(&route);
                     continue;
                 }
                 // In process a forward is delivered as it is acted on.
@@ -464,16 +461,6 @@ impl Gateway {
                 tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
         });
-    }
-}
-
-/// The outcome of an input its route already forwarded within the dedup window (counted here).
-pub fn duplicate(route: &Route) -> Outcome {
-    let name = route.name.to_string();
-    metrics::counter!(telemetry::MESSAGES_DUPLICATE, "route" => name.clone()).increment(1);
-    metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
-    Outcome::Drop {
-        reason: "duplicate".to_owned(),
     }
 }
 

@@ -72,10 +72,9 @@ pub struct Context {
 }
 
 /// A context's archive retention (`archive` in `contextgate.toml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Archive {
     /// Inputs older than this go (whole segments at a time).
-    #[serde(with = "humantime_serde_secs")]
     pub max_age: std::time::Duration,
     /// The archive's size cap: the oldest segments go first.
     pub max_bytes: u64,
@@ -88,16 +87,6 @@ impl Default for Archive {
             max_age: std::time::Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
         }
-    }
-}
-
-/// A duration serialized as `humantime` text (`7days`).
-mod humantime_serde_secs {
-    pub(super) fn serialize<S: serde::Serializer>(
-        duration: &std::time::Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&humantime::format_duration(*duration))
     }
 }
 

@@ -96,7 +96,8 @@ impl Target {
 /// A checked request.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Spec {
-    pub context: String,
+    #[schema(value_type = String)]
+    pub context: ContextName,
     /// Unix milliseconds.
     pub from_ms: i64,
     pub to_ms: i64,
@@ -160,7 +161,7 @@ impl Spec {
             return Err("types: at most 100, each at most 256 characters".into());
         }
         Ok(Self {
-            context: context.to_string(),
+            context,
             from_ms: millis(from),
             to_ms: millis(to),
             types: request.types.clone(),
@@ -184,9 +185,8 @@ impl Spec {
         pipeline: &Pipeline,
         delivery: &Delivery,
     ) -> Result<(crate::stages::receive::Input, Vec<Arc<Route>>), Skipped> {
-        let context = ContextName::parse(&self.context).map_err(|_| Skipped::Refused)?;
         let (input, routes) = pipeline
-            .accept(&context, delivery)
+            .accept(&self.context, delivery)
             .map_err(|_| Skipped::Refused)?;
         if !self.types.is_empty() && !self.types.contains(&input.message.attributes.event_type) {
             return Err(Skipped::Filtered);
@@ -536,14 +536,7 @@ impl Replays {
             let job = running.lock();
             (job.id.clone(), job.spec.clone())
         };
-        let Ok(context) = ContextName::parse(&spec.context) else {
-            self.finish(
-                &running,
-                Status::Failed,
-                Some("the job's context is not a context name".into()),
-            );
-            return;
-        };
+        let context = &spec.context;
         let mut backoff = Duration::from_millis(200);
         let pace = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
         let mut next_at = Instant::now();
@@ -554,7 +547,7 @@ impl Replays {
             let window = running.lock().window;
             let Window { first, end } = match window {
                 Some(window) => window,
-                None => match source.window(&context, spec.from(), spec.to()).await {
+                None => match source.window(context, spec.from(), spec.to()).await {
                     Ok((first, end)) => {
                         let window = Window { first, end };
                         let mut job = running.lock();
@@ -576,7 +569,7 @@ impl Replays {
                 tracing::info!(job = %id, "Replay done.");
                 return;
             }
-            let (batch, after) = match source.read(&context, next, end, BATCH).await {
+            let (batch, after) = match source.read(context, next, end, BATCH).await {
                 Ok(batch) => batch,
                 Err(error) => {
                     self.fault(&running, &error, &mut backoff).await;
@@ -649,10 +642,7 @@ impl Replays {
             metrics::counter!(telemetry::REPLAYED, "outcome" => "skipped").increment(1);
             return Ok(());
         };
-        let key = Key::of(
-            &input.message.attributes.source,
-            &input.message.attributes.id,
-        );
+        let key = Key::of(&input.message.attributes);
         for route in routes {
             let outcome = pipeline.run_on(&route, &input, 1).await;
             let window = route.dedup.unwrap_or(dedup::REPLAY_WINDOW);
@@ -697,10 +687,9 @@ impl Replays {
     }
 
     async fn fault(&self, running: &Running, error: &str, backoff: &mut Duration) {
-        let id = running.lock().id.clone();
-        tracing::warn!(job = %id, %error, ?backoff, "A replay paused on a fault; it resumes from its last batch.");
         {
             let mut job = running.lock();
+            tracing::warn!(job = %job.id, %error, ?backoff, "A replay paused on a fault; it resumes from its last batch.");
             job.error = Some(error.to_owned());
             job.resumed += 1;
         }
@@ -714,14 +703,11 @@ impl Replays {
             return;
         }
         job.status = status;
-        job.error = error.or(if status == Status::Done {
-            None
-        } else {
-            job.error.take()
-        });
-        if status == Status::Done {
-            job.error = None;
-        }
+        // A job that ended done keeps no error of a fault it got over.
+        job.error = match status {
+            Status::Done => None,
+            _ => error.or(job.error.take()),
+        };
         job.updated_ms = millis(SystemTime::now());
         if let Err(error) = self.store(&job) {
             tracing::warn!(job = %job.id, %error, "A replay's end could not be stored.");
@@ -764,8 +750,8 @@ pub async fn survey<S: Source>(
     source: &S,
     limit: u64,
 ) -> Result<Survey, String> {
-    let context = ContextName::parse(&spec.context).map_err(|error| error.to_string())?;
-    let (first, end) = source.window(&context, spec.from(), spec.to()).await?;
+    let context = &spec.context;
+    let (first, end) = source.window(context, spec.from(), spec.to()).await?;
     let span = end.saturating_sub(first);
     if span > limit {
         return Err(format!(
@@ -775,7 +761,7 @@ pub async fn survey<S: Source>(
     let mut survey = Survey::default();
     let mut next = first;
     while next < end {
-        let (batch, after) = source.read(&context, next, end, 1_000).await?;
+        let (batch, after) = source.read(context, next, end, 1_000).await?;
         if after <= next {
             break;
         }

@@ -141,7 +141,7 @@ fn may_replay(
     let Caller::Context(own) = caller else {
         return Ok(());
     };
-    if own.as_str() == spec.context {
+    if *own == spec.context {
         return Ok(());
     }
     let owns = match &spec.target {

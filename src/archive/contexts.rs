@@ -30,21 +30,30 @@ impl Archives {
 
     /// The archive of `context`, opened with `archive`'s retention (or given it).
     pub fn of(&self, context: &ContextName, archive: Archive) -> std::io::Result<Arc<FileArchive>> {
-        let retention = Retention {
-            max_age: archive.max_age,
-            max_bytes: archive.max_bytes,
-        };
+        self.open_with(context, Some(Retention::from(archive)))
+    }
+
+    /// The open archive of `context`, or opened now; `retention` given to it when set (a
+    /// reader passes none, and an archive it opens has the default until the next append or
+    /// `enforce` gives it the registry's).
+    fn open_with(
+        &self,
+        context: &ContextName,
+        retention: Option<Retention>,
+    ) -> std::io::Result<Arc<FileArchive>> {
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(found) = open.get(context) {
-            found.set_retention(retention);
+            if let Some(retention) = retention {
+                found.set_retention(retention);
+            }
             return Ok(found.clone());
         }
         let opened = Arc::new(FileArchive::open(
             &self.dir.join(context.as_str()),
-            retention,
+            retention.unwrap_or_else(|| Retention::from(Archive::default())),
         )?);
         open.insert(context.clone(), opened.clone());
         Ok(opened)
@@ -100,23 +109,14 @@ impl Archives {
         }
     }
 
-    /// The archive of `context` for reading: the open one, or opened (empty if it never
-    /// archived anything). Its retention stays as it is until the next append or `enforce`.
+    /// The archive of `context` for reading (empty if it never archived anything).
     fn existing(&self, context: &ContextName) -> Result<Arc<FileArchive>, String> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = open.get(context) {
-            return Ok(found.clone());
-        }
-        let dir = self.dir.join(context.as_str());
-        let opened = Arc::new(
-            FileArchive::open(&dir, Retention::from(Archive::default()))
-                .map_err(|error| format!("cannot open {}: {error}", dir.display()))?,
-        );
-        open.insert(context.clone(), opened.clone());
-        Ok(opened)
+        self.open_with(context, None).map_err(|error| {
+            format!(
+                "cannot open {}: {error}",
+                self.dir.join(context.as_str()).display()
+            )
+        })
     }
 }
 

@@ -27,6 +27,9 @@
 //!   without being taken; see `dead_letters`).
 //! - `<p>unrouted`: fanout exchange and quorum queue the gateway consumes to dead-letter (or,
 //!   for an event no route takes, count) what no route queue took.
+//! - `<p><context>.archive` (a context with `archive`): a stream with the context's retention,
+//!   bound to `<p><context>.out` for every message type a route takes from it; the unrouted
+//!   consumer appends the rest (see `declare_archives`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

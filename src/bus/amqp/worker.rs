@@ -306,14 +306,11 @@ async fn act(
             let claimed = route
                 .dedup
                 .zip(job.received.as_ref().ok())
-                .map(|(window, input)| {
-                    let attributes = &input.message.attributes;
-                    (window, Key::of(&attributes.source, &attributes.id))
-                });
+                .map(|(window, input)| (window, Key::of(&input.message.attributes)));
             if let Some((_, key)) = claimed
                 && session.windows.claim(&route.name, key) == Claim::Duplicate
             {
-                let _ = crate::gateway::duplicate(route);
+                let _ = crate::dedup::duplicate(route);
                 tracing::debug!(route = %route.name, "Input dropped as a duplicate.");
                 work.finish(&job, Settle::Ack(tag), settler);
                 return;
@@ -539,9 +536,10 @@ async fn settle_after(session: &Session, tag: u64, sent: lapin::Result<Pending>)
 }
 
 /// Consumes the queue behind every outbound exchange's alternate exchange: what no route queue
-/// took. An event that no route takes is counted and let go; everything else is a dead letter
-/// (not a CloudEvent, an unknown contract, a command no route takes, a routing key that is not
-/// the message type).
+/// took. Each is first appended to its context's archive (when the context has one); then an
+/// event that no route takes is counted and let go, and everything else is a dead letter (not
+/// a CloudEvent, an unknown contract, a command no route takes, a routing key that is not the
+/// message type).
 pub async fn consume_unrouted(
     session: Arc<Session>,
     channel: Channel,
