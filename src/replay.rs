@@ -765,6 +765,8 @@ pub async fn survey<S: Source>(
         if after <= next {
             break;
         }
+        // Decoding a thousand inputs is CPU work: with a script permit, like any decoding.
+        let _permit = crate::scripting::script_permit().await;
         for archived in batch {
             survey.total += 1;
             match spec.routes_for(pipeline, &archived.delivery) {

@@ -547,3 +547,49 @@ async fn a_replay_cut_off_by_a_sigkill_resumes_after_the_restart_and_loses_nothi
         "nothing came out that was not sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrouted_input_with_headers_a_stream_cannot_hold_is_archived_and_breaks_no_session() {
+    // RabbitMQ 3.10's streams close the publishing connection on a decimal header: the unrouted
+    // consumer's copy into the archive must not break the gateway's session at each redelivery.
+    let fixture = idempotent_route();
+    let live = on_broker(&fixture, "replay-odd-headers").await;
+    let mut properties = crate::broker::binary_event("up/Published@1", "odd-1");
+    let mut headers = properties.headers().clone().unwrap();
+    headers.insert(
+        "price".into(),
+        lapin::types::AMQPValue::DecimalValue(lapin::types::DecimalValue {
+            scale: 2,
+            value: 150,
+        }),
+    );
+    properties = properties.with_headers(headers);
+    live.client
+        .publish_stored(
+            &live.names.outbound(&crate::broker::context("up")),
+            "up.Published",
+            br#"{"id":"p","n":1}"#,
+            properties,
+        )
+        .await;
+    let mut survey = Value::Null;
+    for _ in 0..100 {
+        let (status, found) = post_json(
+            &format!("{}/v1/replays?dry_run=true", live.base),
+            &json!({"context": "up", "from": "1h"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        survey = found;
+        if survey["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(survey["total"], 1, "archived once: {survey}");
+    let Bus::Amqp(bus) = live.gateway.bus() else {
+        unreachable!("on_broker runs on RabbitMQ")
+    };
+    assert_eq!(bus.status().reconnects(), 0, "the session stayed up");
+    live.stop.send_replace(true);
+}

@@ -615,9 +615,12 @@ async fn archive_unrouted(session: &Session, taken: &Taken) -> bool {
         return true;
     }
     let stream = session.names.archive(&context);
+    // A stream drops array and table headers and closes the publishing connection on a decimal
+    // one: such headers are kept as JSON, as a dead letter keeps them.
+    let properties = wire::for_stream(taken.properties.clone());
     let sent = session
         .publisher
-        .send("", &stream, &taken.body, taken.properties.clone())
+        .send("", &stream, &taken.body, properties)
         .await;
     match sent {
         Ok(pending) => match pending.confirmed().await {
