@@ -3,7 +3,8 @@
 //!
 //! A key is *claimed* when a route's outcome is to forward the input, *confirmed* once the
 //! outputs were delivered (in process at once; on RabbitMQ after the broker's confirms), and
-//! *released* when they were not (a requeue, a dead letter, a retry): so a copy that arrives
+//! *released* when they were not (a requeue, a dead letter, a retry, or the task awaiting the
+//! confirms aborted with its session: a [`Held`] claim releases itself when dropped): so a copy that arrives
 //! while the first is in flight is a duplicate, and a copy of an input that did not go through
 //! is not — nothing is lost to dedup. A confirmed key stays for the window, then leaves.
 //!
@@ -14,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::message::Attributes;
@@ -67,6 +68,31 @@ pub fn duplicate(route: &Route) -> Outcome {
     metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name).increment(1);
     Outcome::Drop {
         reason: "duplicate".to_owned(),
+    }
+}
+
+/// A claimed key: kept for the window once confirmed, released when dropped without.
+#[derive(Debug)]
+pub struct Held {
+    windows: Arc<Windows>,
+    route: RouteName,
+    key: Key,
+    confirmed: bool,
+}
+
+impl Held {
+    /// The outputs were delivered: the key stays for `window`.
+    pub fn confirm(mut self, window: Duration) {
+        self.windows.confirm(&self.route, self.key, window);
+        self.confirmed = true;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.confirmed {
+            self.windows.release(&self.route, self.key);
+        }
     }
 }
 
@@ -172,6 +198,22 @@ impl Windows {
             .forwarded(key, until);
     }
 
+    /// Claims `key` on `route` for an input whose fate is decided later, perhaps in a task that
+    /// may be aborted (a session that breaks): `None` for a duplicate; else a guard that keeps
+    /// the key once [`Held::confirm`]ed and releases it when dropped unconfirmed, so a claim is
+    /// never left in flight for ever.
+    pub fn hold(self: &Arc<Self>, route: &RouteName, key: Key) -> Option<Held> {
+        match self.claim(route, key) {
+            Claim::Duplicate => None,
+            Claim::Claimed => Some(Held {
+                windows: self.clone(),
+                route: route.clone(),
+                key,
+                confirmed: false,
+            }),
+        }
+    }
+
     /// Keys held for `route` (in flight or forwarded, not yet expired).
     pub fn len(&self, route: &RouteName) -> usize {
         let mut routes = self.lock();
@@ -211,6 +253,18 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(windows.claim(&route(), key), Claim::Claimed, "expired");
+    }
+
+    #[test]
+    fn a_held_key_dropped_unconfirmed_is_released_and_a_confirmed_one_kept() {
+        let windows = Arc::new(Windows::default());
+        let key = Key::of_parts("/orders", "1");
+        let held = windows.hold(&route(), key).expect("first claim");
+        assert!(windows.hold(&route(), key).is_none(), "in flight");
+        drop(held); // an aborted task
+        let held = windows.hold(&route(), key).expect("released on drop");
+        held.confirm(Duration::from_secs(60));
+        assert!(windows.hold(&route(), key).is_none(), "forwarded");
     }
 
     #[test]

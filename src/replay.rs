@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::{self, Claim, Key};
+use crate::dedup::{self, Key};
 use crate::pipeline::{Delivery, Outcome, Pipeline};
 use crate::registry::{ContextName, ContractId, Route, RouteName};
 use crate::telemetry;
@@ -644,34 +644,35 @@ impl Replays {
         };
         let key = Key::of(&input.message.attributes);
         for route in routes {
-            let outcome = pipeline.run_on(&route, &input, 1).await;
+            let mut outcome = pipeline.run_on(&route, &input, 1).await;
             let window = route.dedup.unwrap_or(dedup::REPLAY_WINDOW);
-            let (outcome, claimed) = match outcome {
-                Outcome::Forward { mut messages } => {
-                    if spec.dedup && self.windows.claim(&route.name, key) == Claim::Duplicate {
-                        counts.duplicate += 1;
-                        metrics::counter!(telemetry::REPLAYED, "outcome" => "duplicate")
-                            .increment(1);
-                        metrics::counter!(telemetry::MESSAGES_DUPLICATE, "route" => route.name.to_string())
-                            .increment(1);
-                        continue;
+            // Held while the route's outcome is acted on: kept once forwarded, released
+            // otherwise (the guard dropped), like a live input's key.
+            let mut held = None;
+            if let Outcome::Forward { messages } = &mut outcome {
+                if spec.dedup {
+                    match self.windows.hold(&route.name, key) {
+                        Some(guard) => held = Some(guard),
+                        None => {
+                            counts.duplicate += 1;
+                            metrics::counter!(telemetry::REPLAYED, "outcome" => "duplicate")
+                                .increment(1);
+                            metrics::counter!(telemetry::MESSAGES_DUPLICATE, "route" => route.name.to_string())
+                                .increment(1);
+                            continue;
+                        }
                     }
-                    for message in &mut messages {
-                        message
-                            .attributes
-                            .extensions
-                            .insert(REPLAY_ATTRIBUTE.to_owned(), id.to_owned());
-                    }
-                    (Outcome::Forward { messages }, spec.dedup)
                 }
-                other => (other, false),
-            };
+                for message in messages {
+                    message
+                        .attributes
+                        .extensions
+                        .insert(REPLAY_ATTRIBUTE.to_owned(), id.to_owned());
+                }
+            }
             let acted = sink.act(&route, outcome, &archived, &input.contract).await;
-            if claimed {
-                match acted {
-                    Ok(Acted::Forwarded) => self.windows.confirm(&route.name, key, window),
-                    _ => self.windows.release(&route.name, key),
-                }
+            if let (Some(guard), Ok(Acted::Forwarded)) = (held, &acted) {
+                guard.confirm(window);
             }
             let acted = acted?;
             let (slot, name) = match acted {

@@ -251,23 +251,33 @@ async fn a_memory_alarm_pauses_the_work_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_ends_forwarded_or_dead_lettered_when_connections_close_with_one_downstream_unbound()
  {
-    half_bound_under_a_fault("returns", 5785, "").await;
+    half_bound_under_a_fault("returns", 5785, "", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_ordered_routes_every_input_ends_forwarded_or_dead_lettered_when_connections_close()
 {
     // The same through the sequencers and shards of two ordered routes.
-    half_bound_under_a_fault("returns-ordered", 5786, "ordering_key = \"/n\"").await;
+    half_bound_under_a_fault("returns-ordered", 5786, "ordering_key = \"/n\"", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_idempotent_routes_of_an_archived_context_every_input_ends_forwarded_or_dead_lettered_when_connections_close()
+ {
+    // Issue 14: dedup claims released on a requeue, the archive stream bound beside the routes.
+    half_bound_under_a_fault("returns-dedup", 5787, crate::unroutable::IDEMPOTENT, true).await;
 }
 
 /// `up-to-down`'s downstream has a queue, `up-to-side`'s has none: on each route every input
 /// must come out (repeats allowed after the fault), forwarded on the first, a dead letter on
 /// the second, and never both on one route — every connection closed mid-stream.
-async fn half_bound_under_a_fault(tag: &str, port: u16, route_extra: &str) {
+async fn half_bound_under_a_fault(tag: &str, port: u16, route_extra: &str, archived: bool) {
     let node = PrivateNode::start(tag, port);
     let url = node.url();
     let fixture = crate::unroutable::two_routes_with(route_extra);
+    if archived {
+        fixture.append(crate::unroutable::ARCHIVED);
+    }
     let pipeline = fixture.pipeline();
     let names = Names::new("returns.");
     let inbox = format!("{}{INBOX}", names.prefix());

@@ -12,6 +12,11 @@ use contextgate::bus::amqp::Names;
 use crate::broker::{self, Cleanup, Client, assert_exactly_once};
 use crate::helpers::Fixture;
 
+/// A route with a dedup window (issue 14).
+pub(crate) const IDEMPOTENT: &str = "dedup = \"10m\"";
+/// `up`'s inputs archived (issue 14).
+pub(crate) const ARCHIVED: &str = "\n[contexts.up.archive]\nmax_age = \"1d\"\n";
+
 /// Inputs in the backlog.
 const N: usize = 2_000;
 /// How long a queue must stay quiet after the last expected message: repeats would come by then.
@@ -40,18 +45,37 @@ accepts = ["up/Thing@1"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_whose_output_nobody_takes_is_dead_lettered_exactly_once() {
-    unbound_outputs_are_dead_lettered_exactly_once("", "unbound").await;
+    unbound_outputs_are_dead_lettered_exactly_once("", "unbound", false).await;
+}
+
+/// The same on an idempotent route of an archived context (issue 14): dedup and the archive
+/// change no input's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_input_of_an_idempotent_archived_route_whose_output_nobody_takes_is_dead_lettered_exactly_once()
+ {
+    unbound_outputs_are_dead_lettered_exactly_once(IDEMPOTENT, "unbound-dedup", true).await;
 }
 
 /// The same through an ordered route: the sequencer and the shards in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_of_an_ordered_route_whose_output_nobody_takes_is_dead_lettered_exactly_once() {
-    unbound_outputs_are_dead_lettered_exactly_once("ordering_key = \"/n\"", "unbound-ordered")
-        .await;
+    unbound_outputs_are_dead_lettered_exactly_once(
+        "ordering_key = \"/n\"",
+        "unbound-ordered",
+        false,
+    )
+    .await;
 }
 
-async fn unbound_outputs_are_dead_lettered_exactly_once(route_extra: &str, tag: &str) {
+async fn unbound_outputs_are_dead_lettered_exactly_once(
+    route_extra: &str,
+    tag: &str,
+    archived: bool,
+) {
     let fixture = Fixture::new("conformist", None, route_extra);
+    if archived {
+        fixture.append(ARCHIVED);
+    }
     let pipeline = fixture.pipeline();
     let url = broker::amqp_url();
     let prefix = broker::unique_prefix(tag);
@@ -65,7 +89,7 @@ async fn unbound_outputs_are_dead_lettered_exactly_once(route_extra: &str, tag: 
     let dead = broker::dead_letter_ids(&url, &names, Some("up-to-down"), N, SETTLE).await;
 
     assert_exactly_once(&accepted, &dead, "dead-lettered as unroutable");
-    let input_queue = if route_extra.is_empty() {
+    let input_queue = if !route_extra.contains("ordering_key") {
         names.route_queue("up-to-down")
     } else {
         names.sequencer_queue("up-to-down")
@@ -77,18 +101,28 @@ async fn unbound_outputs_are_dead_lettered_exactly_once(route_extra: &str, tag: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_downstream_bound_and_one_not_each_input_is_forwarded_once_and_dead_lettered_once()
 {
-    half_bound("", "mixed").await;
+    half_bound("", "mixed", false).await;
 }
 
 /// The same through two ordered routes: their sequencers and shards in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_ordered_routes_with_one_downstream_bound_each_input_is_forwarded_once_and_dead_lettered_once()
  {
-    half_bound("ordering_key = \"/n\"", "mixed-ordered").await;
+    half_bound("ordering_key = \"/n\"", "mixed-ordered", false).await;
 }
 
-async fn half_bound(route_extra: &str, tag: &str) {
+/// The same on idempotent routes of an archived context (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_idempotent_routes_of_an_archived_context_each_input_is_forwarded_once_and_dead_lettered_once()
+ {
+    half_bound(IDEMPOTENT, "mixed-dedup", true).await;
+}
+
+async fn half_bound(route_extra: &str, tag: &str, archived: bool) {
     let fixture = two_routes_with(route_extra);
+    if archived {
+        fixture.append(ARCHIVED);
+    }
     let pipeline = fixture.pipeline();
     let url = broker::amqp_url();
     let prefix = broker::unique_prefix(tag);

@@ -29,7 +29,7 @@ use super::Session;
 use super::publisher::{Confirmed, Pending};
 use super::settle::{self, Settle, Settler, Settling};
 use super::wire::{self, DeadLetterInfo, Taken};
-use crate::dedup::{Claim, Key};
+use crate::dedup::Key;
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::receive::Input;
@@ -302,24 +302,24 @@ async fn act(
     let tag = job.taken.tag;
     match outcome {
         Outcome::Forward { messages } => {
-            // An idempotent route: the input's key is claimed now, confirmed with the outputs.
-            let claimed = route
-                .dedup
-                .zip(job.received.as_ref().ok())
-                .map(|(window, input)| (window, Key::of(&input.message.attributes)));
-            if let Some((_, key)) = claimed
-                && session.windows.claim(&route.name, key) == Claim::Duplicate
-            {
-                let _ = crate::dedup::duplicate(route);
-                tracing::debug!(route = %route.name, "Input dropped as a duplicate.");
-                work.finish(&job, Settle::Ack(tag), settler);
-                return;
-            }
-            let release = |session: &Session| {
-                if let Some((_, key)) = claimed {
-                    session.windows.release(&route.name, key);
+            // An idempotent route: the input's key is held now, kept once the outputs are
+            // confirmed, released otherwise — also when the session breaks and its tasks are
+            // aborted (the guard is dropped), so the redelivery is not taken for a duplicate.
+            let mut held = None;
+            if let (Some(window), Ok(input)) = (route.dedup, &job.received) {
+                match session
+                    .windows
+                    .hold(&route.name, Key::of(&input.message.attributes))
+                {
+                    Some(guard) => held = Some((window, guard)),
+                    None => {
+                        let _ = crate::dedup::duplicate(route);
+                        tracing::debug!(route = %route.name, "Input dropped as a duplicate.");
+                        work.finish(&job, Settle::Ack(tag), settler);
+                        return;
+                    }
                 }
-            };
+            }
             let exchange = &work.exchange;
             let mut pending = Vec::with_capacity(messages.len());
             for message in &messages {
@@ -332,7 +332,6 @@ async fn act(
                 {
                     Ok(sent) => pending.push(sent),
                     Err(error) => {
-                        release(session);
                         session.fail(format!("publishing to {exchange} failed: {error}"));
                         let _ = settler.send(Settling::Now(Settle::Requeue(tag)));
                         return;
@@ -347,11 +346,8 @@ async fn act(
                 let exchange = &work.exchange;
                 let count = pending.len() as u64;
                 let confirmed = confirm_all(pending).await;
-                if let Some((window, key)) = claimed {
-                    match &confirmed {
-                        Ok(Confirmed::Delivered) => session.windows.confirm(&route.name, key, window),
-                        _ => session.windows.release(&route.name, key),
-                    }
+                if let (Some((window, guard)), Ok(Confirmed::Delivered)) = (held, &confirmed) {
+                    guard.confirm(window);
                 }
                 match confirmed {
                     Ok(Confirmed::Delivered) => {
