@@ -11,12 +11,14 @@
 //! Each process keeps one [`Windows`]: per route, the keys in memory, at most [`MAX_KEYS`]
 //! (past that the oldest leave early, counted in `contextgate_dedup_evicted_total`). On
 //! RabbitMQ the instances of a fleet share what they confirmed through a stream per route
-//! (`bus::amqp::dedup`), which each instance reads into its own windows (`Windows::seen`).
+//! (`bus::amqp::dedup`): each sends its confirmed keys there ([`Windows::take_confirmed`]) and
+//! reads everyone's into its own windows ([`Windows::seen`]), also after a restart.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use crate::message::Attributes;
 use crate::pipeline::Outcome;
@@ -38,7 +40,8 @@ pub enum Claim {
     Duplicate,
 }
 
-/// An input's identity on a route: a 128-bit digest of its `source` and `id`.
+/// An input's identity on a route: 128 bits of the SHA-256 of its `source` and `id`, the same
+/// in every instance and version (the instances of a fleet share keys, see [`Key::to_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key(u128);
 
@@ -49,14 +52,24 @@ impl Key {
     }
 
     fn of_parts(source: &str, id: &str) -> Self {
-        let half = |salt: u8| {
-            let mut hasher = DefaultHasher::new();
-            salt.hash(&mut hasher);
-            source.hash(&mut hasher);
-            id.hash(&mut hasher);
-            hasher.finish()
-        };
-        Self((u128::from(half(1)) << 64) | u128::from(half(2)))
+        let mut digest = Sha256::new();
+        digest.update((source.len() as u64).to_be_bytes());
+        digest.update(source.as_bytes());
+        digest.update(id.as_bytes());
+        let digest = digest.finalize();
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self::from_bytes(bytes)
+    }
+
+    /// The key as 16 bytes, as the instances of a fleet exchange it.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
+    /// The key of [`Key::to_bytes`].
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(u128::from_be_bytes(bytes))
     }
 }
 
@@ -145,6 +158,9 @@ impl Window {
 #[derive(Debug, Default)]
 pub struct Windows {
     routes: Mutex<HashMap<RouteName, Window>>,
+    /// Keys confirmed here that the rest of the fleet has not been told of yet (`None`: not
+    /// shared, in process).
+    outbox: Mutex<Option<Vec<(RouteName, Key)>>>,
 }
 
 impl Windows {
@@ -165,15 +181,43 @@ impl Windows {
         }
     }
 
-    /// The claimed input was forwarded: its key stays for `window`.
+    /// The claimed input was forwarded: its key stays for `window` (and, when shared, goes to
+    /// the outbox).
     pub fn confirm(&self, route: &RouteName, key: Key, window: Duration) {
         let until = Instant::now() + window;
-        let mut routes = self.lock();
-        let keys = routes.entry(route.clone()).or_default();
-        if keys.keys.get(&key) == Some(&State::InFlight) {
-            keys.keys.remove(&key);
+        {
+            let mut routes = self.lock();
+            let keys = routes.entry(route.clone()).or_default();
+            if keys.keys.get(&key) == Some(&State::InFlight) {
+                keys.keys.remove(&key);
+            }
+            keys.forwarded(key, until);
         }
-        keys.forwarded(key, until);
+        if let Some(outbox) = self.outbox().as_mut()
+            && outbox.len() < MAX_KEYS
+        {
+            outbox.push((route.clone(), key));
+        }
+    }
+
+    /// From now on, confirmed keys are kept for [`Windows::take_confirmed`] (at most
+    /// [`MAX_KEYS`] waiting: past that, the rest of the fleet is not told).
+    pub fn share(&self) {
+        self.outbox().get_or_insert_with(Vec::new);
+    }
+
+    /// The keys confirmed since the last call, oldest first.
+    pub fn take_confirmed(&self) -> Vec<(RouteName, Key)> {
+        self.outbox()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Option<Vec<(RouteName, Key)>>> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The claimed input was not forwarded: a later copy may go.
@@ -188,14 +232,26 @@ impl Windows {
 
     /// Another instance forwarded `key` on `route`, `age` ago: it stays for the rest of `window`.
     pub fn seen(&self, route: &RouteName, key: Key, age: Duration, window: Duration) {
+        self.seen_all(route, [key], age, window);
+    }
+
+    /// [`Windows::seen`] for every key of `keys`, all forwarded `age` ago.
+    pub fn seen_all(
+        &self,
+        route: &RouteName,
+        keys: impl IntoIterator<Item = Key>,
+        age: Duration,
+        window: Duration,
+    ) {
         let Some(left) = window.checked_sub(age) else {
             return;
         };
         let until = Instant::now() + left;
-        self.lock()
-            .entry(route.clone())
-            .or_default()
-            .forwarded(key, until);
+        let mut routes = self.lock();
+        let found = routes.entry(route.clone()).or_default();
+        for key in keys {
+            found.forwarded(key, until);
+        }
     }
 
     /// Claims `key` on `route` for an input whose fate is decided later, perhaps in a task that
@@ -286,6 +342,13 @@ mod tests {
         assert_eq!(windows.claim(&other, key), Claim::Claimed);
         assert_ne!(Key::of_parts("/orders", "1"), Key::of_parts("/orders1", ""));
         assert_ne!(Key::of_parts("/a", "1"), Key::of_parts("/b", "1"));
+        let key = Key::of_parts("/orders", "1");
+        assert_eq!(Key::from_bytes(key.to_bytes()), key);
+        assert_eq!(
+            key.to_bytes()[..4],
+            [0xd1, 0x1f, 0x13, 0x89],
+            "the same bytes in every version"
+        );
     }
 
     #[test]
@@ -312,5 +375,27 @@ mod tests {
             "older than the window"
         );
         assert_eq!(windows.len(&route()), 2);
+    }
+
+    #[test]
+    fn confirmed_keys_wait_in_the_outbox_only_when_shared() {
+        let windows = Windows::default();
+        let (one, two) = (Key::of_parts("/orders", "1"), Key::of_parts("/orders", "2"));
+        windows.confirm(&route(), one, Duration::from_secs(60));
+        assert!(windows.take_confirmed().is_empty(), "not shared");
+        windows.share();
+        windows.claim(&route(), two);
+        windows.release(&route(), two);
+        assert!(
+            windows.take_confirmed().is_empty(),
+            "released, not confirmed"
+        );
+        windows.confirm(&route(), one, Duration::from_secs(60));
+        windows.confirm(&route(), two, Duration::from_secs(60));
+        assert_eq!(
+            windows.take_confirmed(),
+            vec![(route(), one), (route(), two)]
+        );
+        assert!(windows.take_confirmed().is_empty(), "taken once");
     }
 }

@@ -203,7 +203,7 @@ pub(crate) async fn delete_queues(connection: &Connection, queues: &[String]) {
 
 /// Deletes what `topology::declare` declared for `registry` under `names` (the route queues,
 /// an ordered route's sequencer, shards and hash exchange, the dead-letter streams, the
-/// exchanges), the fleet's heartbeat exchange, and `extra` queues. No retry happened in a
+/// exchanges), the contexts' archives, the fleet's heartbeat exchange, and `extra` queues. No retry happened in a
 /// bench, so no delay queue was declared.
 pub(crate) async fn delete_topology(
     connection: &Connection,
@@ -230,6 +230,12 @@ pub(crate) async fn delete_topology(
             queues.push(names.route_queue(name));
         }
         queues.push(names.dead_letter_queue(Some(name)));
+        if route.dedup.is_some() {
+            queues.push(names.dedup(name));
+        }
+    }
+    for context in registry.contexts.keys() {
+        queues.extend([names.archive(context), names.archiving(context)]);
     }
     exchanges.extend(
         registry
@@ -276,6 +282,19 @@ impl Gateway {
         instance: &str,
         cpus: Option<&str>,
     ) -> Self {
+        Self::start_with(url, prefix, registry, prefetch, instance, cpus, &[])
+    }
+
+    /// [`Gateway::start_on`] with more arguments to `serve` (`--data-dir DIR`, say).
+    pub(crate) fn start_with(
+        url: &str,
+        prefix: &str,
+        registry: &Path,
+        prefetch: u16,
+        instance: &str,
+        cpus: Option<&str>,
+        extra: &[&std::ffi::OsStr],
+    ) -> Self {
         // `CONTEXTGATE_BENCH_GATEWAY_WRAP="valgrind --tool=callgrind"` runs it under a profiler.
         let mut child = wrapped(
             "CONTEXTGATE_BENCH_GATEWAY_WRAP",
@@ -287,6 +306,7 @@ impl Gateway {
         .args(["--instance-id", instance])
         .arg("--registry")
         .arg(registry)
+        .args(extra)
         .env("CONTEXTGATE_LOG", "warn")
         .env_remove("CONTEXTGATE_REGISTRY_STORE")
         .stdout(Stdio::null())

@@ -47,7 +47,9 @@ use crate::pipeline::Pipeline;
 use crate::registry::{ContextName, Registry, RouteName, Wire};
 use crate::telemetry;
 
+pub mod archiver;
 pub mod dead_letters;
+pub mod dedup;
 pub mod fleet;
 pub mod publisher;
 pub mod replay;
@@ -309,14 +311,10 @@ enum Part {
     Sequencer(RouteName),
     /// One shard of an ordered route, while the fleet's assignment gives it to this instance.
     Shard(RouteName, u16),
-}
-
-impl Part {
-    fn route(&self) -> &RouteName {
-        match self {
-            Self::Route(name) | Self::Sequencer(name) | Self::Shard(name, _) => name,
-        }
-    }
+    /// The archiving queue of a context (every instance subscribes; one is active).
+    Archive(ContextName),
+    /// The dedup stream of an idempotent route (every instance reads it).
+    Dedup(RouteName),
 }
 
 /// The consumers this instance runs on `registry` when `live` are the live instances of the
@@ -335,6 +333,14 @@ fn wanted(registry: &Registry, live: Option<&[InstanceId]>, me: &InstanceId) -> 
             }
         }
         parts.insert(Part::Sequencer(name));
+    }
+    for route in registry.routes.iter().filter(|route| route.dedup.is_some()) {
+        parts.insert(Part::Dedup(route.name.clone()));
+    }
+    for (name, context) in &registry.contexts {
+        if context.archive.is_some() {
+            parts.insert(Part::Archive(name.clone()));
+        }
     }
     parts
 }
@@ -373,28 +379,37 @@ impl Consumers {
             }
             let channel = consume.create_channel().await?;
             let (stop, stopping) = watch::channel(false);
-            let (session, name) = (session.clone(), part.route().clone());
+            let session = session.clone();
             let task = match part {
-                Part::Route(_) => self.tasks.spawn(worker::consume_route(
+                Part::Route(name) => self.tasks.spawn(worker::consume_route(
                     session,
-                    name,
+                    name.clone(),
                     worker::Source::Route,
                     channel,
                     stopping,
                 )),
-                Part::Shard(_, shard) => {
+                Part::Shard(name, shard) => {
                     tracing::info!(route = %name, shard, "This instance takes a shard.");
                     self.tasks.spawn(worker::consume_route(
                         session,
-                        name,
+                        name.clone(),
                         worker::Source::Shard(*shard),
                         channel,
                         stopping,
                     ))
                 }
-                Part::Sequencer(_) => self
-                    .tasks
-                    .spawn(sequencer::run(session, name, channel, stopping)),
+                Part::Sequencer(name) => {
+                    self.tasks
+                        .spawn(sequencer::run(session, name.clone(), channel, stopping))
+                }
+                Part::Archive(context) => {
+                    self.tasks
+                        .spawn(archiver::run(session, context.clone(), channel, stopping))
+                }
+                Part::Dedup(name) => {
+                    self.tasks
+                        .spawn(dedup::follow(session, name.clone(), channel, stopping))
+                }
             };
             self.running.insert(part.clone(), (task.id(), stop));
         }
@@ -416,8 +431,14 @@ impl Consumers {
                     Part::Shard(name, shard) => {
                         tracing::info!(route = %name, shard, "This instance hands a shard over.");
                     }
-                    _ => {
-                        tracing::info!(route = %part.route(), "The route is gone: its consumer stops.")
+                    Part::Route(name) | Part::Sequencer(name) => {
+                        tracing::info!(route = %name, "The route is gone: its consumer stops.");
+                    }
+                    Part::Archive(context) => {
+                        tracing::info!(%context, "The context is no longer archived: its archiver stops.");
+                    }
+                    Part::Dedup(name) => {
+                        tracing::info!(route = %name, "The route has no dedup window any more: its follower stops.");
                     }
                 }
                 stop.send_replace(true);
@@ -483,7 +504,12 @@ impl AmqpBus {
             status: Arc::default(),
             current: RwLock::default(),
             migrated: AtomicBool::new(false),
-            windows: Arc::default(),
+            windows: {
+                // Confirmed keys go to the fleet (`dedup::share`).
+                let windows = Arc::new(crate::dedup::Windows::default());
+                windows.share();
+                windows
+            },
         }
     }
 
@@ -653,6 +679,9 @@ impl AmqpBus {
             channel,
             consumers.others.subscribe(),
         ));
+        consumers
+            .tasks
+            .spawn(dedup::share(session.clone(), consumers.others.subscribe()));
         *self
             .current
             .write()
@@ -732,7 +761,8 @@ impl AmqpBus {
         )
         .await?;
         let _ = declaring.close(200, "topology declared".into()).await;
-        topology::declare_archives(publish, &self.names, registry).await
+        topology::declare_archives(publish, &self.names, registry).await?;
+        topology::declare_dedup(publish, &self.names, registry).await
     }
 
     /// Runs the session on a new registry: its topology declared, removed routes' consumers

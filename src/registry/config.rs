@@ -33,7 +33,7 @@ pub struct ContextFile {
     #[serde(default)]
     pub lookup_allow: Vec<String>,
     /// The archive of the context's inputs (what replays read): `true` (7 days, 1 GiB), or
-    /// `{ max_age = "7d", max_bytes = "1GiB" }`; none unless set (see README).
+    /// `{ max_age = "7d", max_bytes = "1GiB" }`; on with those defaults unless `false`.
     #[serde(default)]
     pub archive: Option<ArchiveFile>,
 }

@@ -260,11 +260,8 @@ impl Loader {
     /// A context's archive: on with the defaults unless `archive = false`; each setting checked.
     fn archive(&mut self, name: &ContextName, file: Option<&ArchiveFile>) -> Option<Archive> {
         let table = match file {
-            // Opt-in for now: on RabbitMQ 3.10 a stream bound to the outbound exchange makes the
-            // broker close a producer's connection on a decimal header (README, "Archive and
-            // replay"), until the gateway writes the archive through a consumer of its own.
-            None | Some(ArchiveFile::On(false)) => return None,
-            Some(ArchiveFile::On(true)) => return Some(Archive::default()),
+            Some(ArchiveFile::On(false)) => return None,
+            None | Some(ArchiveFile::On(true)) => return Some(Archive::default()),
             Some(ArchiveFile::Kept(table)) => table,
         };
         let mut archive = Archive::default();

@@ -261,6 +261,7 @@ impl Cleanup {
             let route = route.name.as_str();
             queues.push(names.route_queue(route));
             queues.push(names.dead_letter_queue(Some(route)));
+            queues.push(names.dedup(route));
             queues.push(names.sequencer_queue(route));
             for shard in 0..shards {
                 queues.push(names.shard_queue(route, shard));
@@ -285,6 +286,7 @@ impl Cleanup {
             exchanges.push(names.outbound(context));
             exchanges.push(names.inbound(context));
             queues.push(names.archive(context));
+            queues.push(names.archiving(context));
         }
         Self {
             url: url.to_owned(),

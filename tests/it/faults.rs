@@ -277,6 +277,8 @@ async fn half_bound_under_a_fault(tag: &str, port: u16, route_extra: &str, archi
     let fixture = crate::unroutable::two_routes_with(route_extra);
     if archived {
         fixture.append(crate::unroutable::ARCHIVED);
+    } else {
+        fixture.not_archived("up");
     }
     let pipeline = fixture.pipeline();
     let names = Names::new("returns.");
@@ -328,4 +330,80 @@ async fn half_bound_under_a_fault(tag: &str, port: u16, route_extra: &str, archi
         "inputs forwarded on up-to-down were also dead-lettered there: {dead_down:?}"
     );
     gateway.stop().await;
+}
+
+/// Issue 14: a replay cut off by every connection closing, then by the broker application
+/// stopping for 3 s, goes on from its last stored batch and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_cut_off_by_closed_connections_and_a_broker_restart_resumes_and_loses_nothing() {
+    const N: usize = 3_000;
+    let node = PrivateNode::start("replay-faults", 5788);
+    let fixture = Fixture::new("conformist", None, "");
+    let live = crate::replay::on_broker_at(&fixture, "replay-faults", &node.url()).await;
+    let sent = broker::publish_backlog(&live.client, &live.names, "f", N).await;
+    live.client
+        .take(&live.inbox, N, Duration::from_secs(60))
+        .await;
+    let base = &live.base;
+    let (status, job) = crate::replay::post_json(
+        &format!("{base}/v1/replays"),
+        &serde_json::json!({"context": "up", "from": "1h", "rate": 600, "dedup": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job_url = format!("{base}/v1/replays/{id}");
+    let job_now = || crate::replay::get_json(&job_url);
+
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let before = job_now().await;
+    assert_eq!(before["status"], "running", "cut off mid-replay: {before}");
+    assert!(node.ctl(&["close_all_connections", "fault injected by the test"]));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let between = job_now().await;
+    assert_eq!(between["status"], "running", "cut off again: {between}");
+    assert!(node.ctl(&["stop_app"]));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(node.ctl(&["start_app"]));
+
+    let mut job = serde_json::Value::Null;
+    for _ in 0..900 {
+        job = job_now().await;
+        if job["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "done", "{job}");
+    assert!(job["resumed"].as_u64().unwrap() >= 1, "{job}");
+    let contextgate::bus::Bus::Amqp(bus) = live.gateway.bus() else {
+        unreachable!("on RabbitMQ")
+    };
+    assert!(
+        bus.status().reconnects() >= 2,
+        "both faults broke the session"
+    );
+    let replayed = broker::ids_in(
+        &node.url(),
+        &live.inbox,
+        N,
+        Duration::from_secs(2),
+        Duration::from_secs(15),
+    )
+    .await;
+    let lost: Vec<_> = sent
+        .iter()
+        .filter(|id| !replayed.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} of {N}: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        replayed.keys().all(|id| sent.contains(id)),
+        "nothing came out that was not sent"
+    );
+    live.stop.send_replace(true);
 }

@@ -321,6 +321,18 @@ impl Fixture {
         std::fs::write(path, config).unwrap();
     }
 
+    /// Sets `archive = false` on `context` (archives are on by default).
+    pub(crate) fn not_archived(&self, context: &str) {
+        let path = self.root().join("contextgate.toml");
+        let header = format!("[contexts.{context}]\n");
+        let config = std::fs::read_to_string(&path).unwrap().replacen(
+            &header,
+            &format!("{header}archive = false\n"),
+            1,
+        );
+        std::fs::write(path, config).unwrap();
+    }
+
     /// Appends TOML to `contextgate.toml`.
     pub(crate) fn append(&self, toml: &str) {
         let path = self.root().join("contextgate.toml");

@@ -223,22 +223,28 @@ async fn in_process_without_a_data_directory_a_replay_is_refused_with_the_reason
 }
 
 /// A gateway on RabbitMQ with its HTTP API, over `fixture`, and a queue bound to `down.in`.
-struct OnBroker {
-    gateway: Arc<Gateway>,
-    base: String,
-    client: crate::broker::Client,
-    inbox: String,
-    names: contextgate::bus::amqp::Names,
-    stop: tokio::sync::watch::Sender<bool>,
+pub(crate) struct OnBroker {
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) base: String,
+    pub(crate) client: crate::broker::Client,
+    pub(crate) inbox: String,
+    pub(crate) names: contextgate::bus::amqp::Names,
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
     _data: tempfile::TempDir,
     _cleanup: crate::broker::Cleanup,
 }
 
 async fn on_broker(fixture: &Fixture, tag: &str) -> OnBroker {
+    on_broker_at(fixture, tag, &crate::broker::amqp_url()).await
+}
+
+/// A gateway with a data directory, on the broker at `url`, serving the API; `down`'s inbox
+/// subscribed.
+pub(crate) async fn on_broker_at(fixture: &Fixture, tag: &str, url: &str) -> OnBroker {
     use contextgate::bus::AmqpBus;
     use contextgate::bus::amqp::Names;
     let pipeline = fixture.pipeline();
-    let url = crate::broker::amqp_url();
+    let url = url.to_owned();
     let prefix = crate::broker::unique_prefix(tag);
     let names = Names::new(prefix.clone());
     let cleanup = crate::broker::Cleanup::new(&url, &names, pipeline.registry());
@@ -549,47 +555,182 @@ async fn a_replay_cut_off_by_a_sigkill_resumes_after_the_restart_and_loses_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unrouted_input_with_headers_a_stream_cannot_hold_is_archived_and_breaks_no_session() {
-    // RabbitMQ 3.10's streams close the publishing connection on a decimal header: the unrouted
-    // consumer's copy into the archive must not break the gateway's session at each redelivery.
+async fn inputs_with_headers_a_stream_cannot_hold_are_archived_and_break_no_connection() {
+    // RabbitMQ 3.10's streams close the publishing connection on a decimal header: neither the
+    // producer's connection (routed inputs reach the archive through the gateway's archiver,
+    // never straight from the outbound exchange) nor the gateway's session (the unrouted
+    // consumer's and the archiver's copies keep such headers as JSON) may break.
     let fixture = idempotent_route();
     let live = on_broker(&fixture, "replay-odd-headers").await;
-    let mut properties = crate::broker::binary_event("up/Published@1", "odd-1");
-    let mut headers = properties.headers().clone().unwrap();
-    headers.insert(
-        "price".into(),
-        lapin::types::AMQPValue::DecimalValue(lapin::types::DecimalValue {
-            scale: 2,
-            value: 150,
-        }),
-    );
-    properties = properties.with_headers(headers);
-    live.client
-        .publish_stored(
-            &live.names.outbound(&crate::broker::context("up")),
+    let odd = |event_type: &str, id: &str| {
+        let properties = crate::broker::binary_event(event_type, id);
+        let mut headers = properties.headers().clone().unwrap();
+        headers.insert(
+            "price".into(),
+            lapin::types::AMQPValue::DecimalValue(lapin::types::DecimalValue {
+                scale: 2,
+                value: 150,
+            }),
+        );
+        properties.with_headers(headers)
+    };
+    let outbound = live.names.outbound(&crate::broker::context("up"));
+    let inputs = [
+        (
+            "up/Published@1",
             "up.Published",
-            br#"{"id":"p","n":1}"#,
-            properties,
-        )
-        .await;
-    let mut survey = Value::Null;
-    for _ in 0..100 {
-        let (status, found) = post_json(
-            &format!("{}/v1/replays?dry_run=true", live.base),
-            &json!({"context": "up", "from": "1h"}),
-        )
-        .await;
-        assert_eq!(status, 200, "{found}");
-        survey = found;
-        if survey["total"] == 1 {
-            break;
+            "odd-1",
+            r#"{"id":"p","n":1}"#,
+        ),
+        ("up/Thing@1", "up.Thing", "odd-2", r#"{"id":"t","n":2}"#),
+        ("up/Thing@1", "up.Thing", "odd-3", r#"{"id":"u","n":3}"#),
+    ];
+    for (n, (event_type, key, id, body)) in inputs.into_iter().enumerate() {
+        // Each publish is confirmed on the same connection: a closed one fails the next.
+        live.client
+            .publish_stored(&outbound, key, body.as_bytes(), odd(event_type, id))
+            .await;
+        let mut survey = Value::Null;
+        for _ in 0..100 {
+            let (status, found) = post_json(
+                &format!("{}/v1/replays?dry_run=true", live.base),
+                &json!({"context": "up", "from": "1h"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{found}");
+            survey = found;
+            if survey["total"] == n + 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(survey["total"], n + 1, "each archived once: {survey}");
     }
-    assert_eq!(survey["total"], 1, "archived once: {survey}");
     let Bus::Amqp(bus) = live.gateway.bus() else {
         unreachable!("on_broker runs on RabbitMQ")
     };
     assert_eq!(bus.status().reconnects(), 0, "the session stayed up");
     live.stop.send_replace(true);
+}
+
+/// An idempotent route's window holds across a fleet and outlives an instance: the keys one
+/// instance forwarded are duplicates on an instance started after it, which never saw them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_routes_window_is_shared_by_the_fleet_and_outlives_an_instance() {
+    use contextgate::bus::amqp::{Names, fleet::InstanceId};
+
+    use crate::broker::{self, Cleanup, Client};
+    let fixture = Fixture::new("conformist", None, crate::unroutable::IDEMPOTENT);
+    let pipeline = fixture.pipeline();
+    let url = broker::amqp_url();
+    let prefix = broker::unique_prefix("dedup-fleet");
+    let names = Names::new(prefix.clone());
+    let cleanup = Cleanup::new(&url, &names, pipeline.registry());
+    let inbox = format!("{prefix}inbox.down");
+    cleanup.queue(&inbox);
+    let client = Client::connect(&url).await;
+    broker::declare(&client, &names, pipeline.registry()).await;
+    client
+        .subscribe(&inbox, &names.inbound(&broker::context("down")))
+        .await;
+    let instance = |id: &str| {
+        let mut settings = broker::settings(&url, &prefix);
+        settings.instance = InstanceId::parse(id).unwrap();
+        settings
+    };
+    let (settle, idle) = (Duration::from_secs(2), Duration::from_secs(20));
+
+    let a = broker::start(pipeline.clone(), instance("dedup-a")).await;
+    let first = broker::publish_backlog(&client, &names, "d", 200).await;
+    let out = broker::ids_in(&url, &inbox, 200, settle, idle).await;
+    assert_eq!(out.keys().cloned().collect::<BTreeSet<_>>(), first);
+    assert!(out.values().all(|&n| n == 1), "each once: {out:?}");
+    // Instance `a` confirmed them; `b` starts after and takes over alone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = broker::start(pipeline.clone(), instance("dedup-b")).await;
+    a.stop().await;
+
+    let again = broker::publish_backlog(&client, &names, "d", 200).await;
+    assert_eq!(again, first, "the same ids again");
+    let new = broker::publish_backlog(&client, &names, "n", 100).await;
+    let out = broker::ids_in(&url, &inbox, 100, settle, idle).await;
+    assert_eq!(
+        out.keys().cloned().collect::<BTreeSet<_>>(),
+        new,
+        "only the new ids come out: what `a` forwarded is a duplicate on `b`"
+    );
+    assert!(out.values().all(|&n| n == 1), "each once: {out:?}");
+    assert_eq!(client.count(&names.route_queue("up-to-down")).await, 0);
+    let route = contextgate::registry::RouteName::parse("up-to-down").unwrap();
+    assert_eq!(b.bus.windows().len(&route), 300, "b holds every key");
+    b.stop().await;
+}
+
+/// In process, a replay cut off by a SIGKILL resumes from its stored batch when `serve` starts
+/// again on the same data directory, and every archived input is replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_replay_cut_off_by_a_sigkill_resumes_after_the_restart() {
+    const N: u32 = 600;
+    let fixture = Fixture::new("conformist", None, "");
+    let data = tempfile::tempdir().unwrap();
+    let serve = || {
+        let (child, base) = crate::helpers::serve_binary(
+            std::process::Command::new(env!("CARGO_BIN_EXE_contextgate"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+                .arg(fixture.root())
+                .arg("--data-dir")
+                .arg(data.path())
+                .env_remove("CONTEXTGATE_AMQP_URL")
+                .env_remove("CONTEXTGATE_REGISTRY_STORE"),
+        );
+        (crate::helpers::KillOnDrop(child), base)
+    };
+    let (gateway, base) = serve();
+    for n in 1..=N {
+        post_input(&base, n).await;
+    }
+    let mut first = 0;
+    while first < N as usize {
+        let taken = take_inbox(&base).await.len();
+        assert!(taken > 0, "{first} of {N} forwarded");
+        first += taken;
+    }
+    let (status, job) = post_json(
+        &format!("{base}/v1/replays"),
+        &json!({"context": "up", "from": "1h", "rate": 200, "dedup": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let before = get_json(&format!("{base}/v1/replays/{id}")).await;
+    assert_eq!(before["status"], "running", "cut off mid-replay: {before}");
+    let done_before = before["counts"]["forwarded"].as_u64().unwrap();
+    assert!(done_before > 0 && done_before < u64::from(N), "{before}");
+    drop(gateway); // SIGKILL
+
+    let (_gateway, base) = serve();
+    let mut job = Value::Null;
+    for _ in 0..300 {
+        job = get_json(&format!("{base}/v1/replays/{id}")).await;
+        if job["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["resumed"], 1, "{job}");
+    let counts = &job["counts"];
+    // The batch cut off goes again: at least every input, never fewer.
+    assert!(counts["read"].as_u64().unwrap() >= u64::from(N), "{job}");
+    assert!(
+        counts["forwarded"].as_u64().unwrap() >= u64::from(N),
+        "{job}"
+    );
+    // What the restarted process forwarded is in its inbox: everything from the stored batch on.
+    let after = take_inbox(&base).await.len() as u64;
+    assert!(
+        after + done_before >= u64::from(N),
+        "{after} after the restart and {done_before} before cover the {N}"
+    );
 }

@@ -75,6 +75,8 @@ async fn unbound_outputs_are_dead_lettered_exactly_once(
     let fixture = Fixture::new("conformist", None, route_extra);
     if archived {
         fixture.append(ARCHIVED);
+    } else {
+        fixture.not_archived("up");
     }
     let pipeline = fixture.pipeline();
     let url = broker::amqp_url();
@@ -122,6 +124,8 @@ async fn half_bound(route_extra: &str, tag: &str, archived: bool) {
     let fixture = two_routes_with(route_extra);
     if archived {
         fixture.append(ARCHIVED);
+    } else {
+        fixture.not_archived("up");
     }
     let pipeline = fixture.pipeline();
     let url = broker::amqp_url();

@@ -14,6 +14,9 @@
 //!     with the ordering key as routing key;
 //!   - `<p>route.<route>.shard.<i>` for `i` in `0..shards`: quorum queues with
 //!     `x-single-active-consumer`, each bound to the hash exchange with weight 1.
+//! - `<p>route.<route>.dedup` (a route with `dedup`): a stream of the keys the route forwarded,
+//!   kept for its window and a minute more, which every instance writes and reads (see
+//!   `dedup`).
 //! - `<p>fleet`: the fanout exchange of the instances' heartbeats (see `fleet`).
 //! - `<p>delay.<ms>ms`: one delay queue per delay step, declared when a retry first needs it,
 //!   shared by every route: its fixed `x-message-ttl` makes every message in it wait exactly that
@@ -28,8 +31,10 @@
 //! - `<p>unrouted`: fanout exchange and quorum queue the gateway consumes to dead-letter (or,
 //!   for an event no route takes, count) what no route queue took.
 //! - `<p><context>.archive` (a context with `archive`): a stream with the context's retention,
-//!   bound to `<p><context>.out` for every message type a route takes from it; the unrouted
-//!   consumer appends the rest (see `declare_archives`).
+//!   which only the gateway writes to. `<p><context>.archiving`, a quorum queue with
+//!   `x-single-active-consumer` bound to `<p><context>.out` for every message type a route takes
+//!   from it, feeds it (see `archiver`); the unrouted consumer appends the rest (see
+//!   `declare_archives`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -102,9 +107,20 @@ impl Names {
         format!("{}route.{route}.shard.{shard}", self.prefix)
     }
 
-    /// The archive of a context's inputs: a stream bound to its outbound exchange.
+    /// The archive of a context's inputs: a stream the gateway appends to.
     pub fn archive(&self, context: &ContextName) -> String {
         format!("{}{context}.archive", self.prefix)
+    }
+
+    /// The stream of the keys an idempotent route forwarded, shared by the fleet.
+    pub fn dedup(&self, route: &str) -> String {
+        format!("{}route.{route}.dedup", self.prefix)
+    }
+
+    /// The quorum queue, bound to a context's outbound exchange, whose inputs the gateway
+    /// appends to the context's archive.
+    pub fn archiving(&self, context: &ContextName) -> String {
+        format!("{}{context}.archiving", self.prefix)
     }
 
     /// The fanout exchange of the fleet's heartbeats.
@@ -294,12 +310,17 @@ async fn declare_route(
     bind(channel, &dead, &names.dead_letters(), name).await
 }
 
-/// Declares each context's archive stream with its retention and binds it to the context's
-/// outbound exchange for every message type a route takes from it (the rest reaches the
-/// unrouted consumer, which appends it: a binding for every type would leave the outbound
-/// exchange's alternate exchange nothing). Types of the context's contracts that no route
-/// takes are unbound, so a route removed stops archiving its types twice. A context with
-/// `archive = false` has every such binding removed; its stream, if any, is left as it is.
+/// Declares each context's archive: the stream, with the context's retention, and the queue
+/// `archiving` that feeds it, bound to the context's outbound exchange for every message type a
+/// route takes from it (the rest reaches the unrouted consumer, which appends it: a binding for
+/// every type would leave the outbound exchange's alternate exchange nothing). Types of the
+/// context's contracts that no route takes are unbound, so a route removed stops archiving its
+/// types twice. A context with `archive = false` has every such binding removed; its stream
+/// and queue, if any, are left as they are.
+///
+/// The stream itself is bound to nothing: RabbitMQ 3.10 closes the connection of a producer
+/// whose message, routed to a stream, carries a decimal header. Earlier versions bound it to
+/// the outbound exchange; those bindings are removed here.
 ///
 /// Each context on a channel of its own: a stream declared before with other retention makes
 /// the broker refuse (`PRECONDITION_FAILED`, which closes the channel) — then the stream is
@@ -311,6 +332,7 @@ pub async fn declare_archives(
 ) -> lapin::Result<()> {
     for (context, found) in &registry.contexts {
         let archive_stream = names.archive(context);
+        let archiving = names.archiving(context);
         let outbound = names.outbound(context);
         let taken: BTreeSet<String> = registry
             .routes
@@ -342,30 +364,68 @@ pub async fn declare_archives(
                 tracing::warn!(%context, %archive_stream, %error, "The archive stream exists with other settings: it is kept as it is (change its retention with a policy, or delete it).");
                 channel = connection.create_channel().await?;
             }
+            let mut arguments = quorum(None);
+            arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            declare_queue(&channel, &archiving, arguments).await?;
             for message_type in &taken {
-                bind(&channel, &archive_stream, &outbound, message_type).await?;
+                bind(&channel, &archiving, &outbound, message_type).await?;
             }
         }
         let unwanted = all
             .iter()
-            .filter(|message_type| found.archive.is_none() || !taken.contains(*message_type));
-        for message_type in unwanted {
+            .filter(|message_type| found.archive.is_none() || !taken.contains(*message_type))
+            .map(|message_type| (&archiving, message_type));
+        // Earlier versions bound the stream itself.
+        let stream_bound = all
+            .iter()
+            .map(|message_type| (&archive_stream, message_type));
+        for (queue, message_type) in unwanted.chain(stream_bound) {
             if let Err(error) = channel
                 .queue_unbind(
-                    archive_stream.as_str().into(),
+                    queue.as_str().into(),
                     outbound.as_str().into(),
                     message_type.as_str().into(),
                     FieldTable::default(),
                 )
                 .await
             {
-                // No such stream (never archived): nothing to unbind.
-                tracing::debug!(%archive_stream, %error, "Unbinding from an archive failed.");
+                // No such queue (never archived): nothing to unbind.
+                tracing::debug!(%queue, %error, "Unbinding from an archive failed.");
                 channel = connection.create_channel().await?;
             }
         }
         let _ = channel.close(200, "archive declared".into()).await;
     }
+    Ok(())
+}
+
+/// Declares the stream of every idempotent route's forwarded keys (see `dedup`), kept for the
+/// route's window and a minute more; one declared before with another window is kept as it is,
+/// with a warning (followers read only what is within the window).
+pub async fn declare_dedup(
+    connection: &lapin::Connection,
+    names: &Names,
+    registry: &Registry,
+) -> lapin::Result<()> {
+    let mut channel = connection.create_channel().await?;
+    for route in &registry.routes {
+        let Some(window) = route.dedup else {
+            continue;
+        };
+        let stream_name = names.dedup(route.name.as_str());
+        let mut arguments = stream();
+        let age = window.as_secs() + 60;
+        arguments.insert("x-max-age".into(), string(&format!("{age}s")));
+        arguments.insert(
+            "x-stream-max-segment-size-bytes".into(),
+            AMQPValue::LongLongInt(4 << 20),
+        );
+        if let Err(error) = declare_queue(&channel, &stream_name, arguments).await {
+            tracing::warn!(route = %route.name, stream = %stream_name, %error, "The dedup stream exists with another window: it is kept as it is.");
+            channel = connection.create_channel().await?;
+        }
+    }
+    let _ = channel.close(200, "dedup streams declared".into()).await;
     Ok(())
 }
 

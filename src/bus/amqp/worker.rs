@@ -611,39 +611,8 @@ async fn archive_unrouted(session: &Session, taken: &Taken) -> bool {
         return true;
     }
     let stream = session.names.archive(&context);
-    // A stream drops array and table headers and closes the publishing connection on a decimal
-    // one: such headers are kept as JSON, as a dead letter keeps them.
-    let properties = wire::for_stream(taken.properties.clone());
-    let sent = session
-        .publisher
-        .send("", &stream, &taken.body, properties)
-        .await;
-    match sent {
-        Ok(pending) => match pending.confirmed().await {
-            Ok(Confirmed::Delivered) => {
-                metrics::counter!(telemetry::ARCHIVED, "context" => context.to_string())
-                    .increment(1);
-                true
-            }
-            Ok(Confirmed::Unroutable(_)) => {
-                // No archive stream (its declaration was refused): not archived, not held up.
-                tracing::warn!(%context, %stream, "The archive stream is missing: an unrouted input was not archived.");
-                true
-            }
-            Ok(Confirmed::Refused(why)) => {
-                tracing::warn!(%context, %why, "An unrouted input could not be archived; it goes back to its queue.");
-                false
-            }
-            Err(error) => {
-                session.fail(format!("archiving an unrouted input failed: {error}"));
-                false
-            }
-        },
-        Err(error) => {
-            session.fail(format!("archiving an unrouted input failed: {error}"));
-            false
-        }
-    }
+    let sent = super::archiver::send_copy(session, &stream, taken).await;
+    super::archiver::stored(session, &context, sent).await
 }
 
 /// How a consumer lets go of its queue when told to stop.
