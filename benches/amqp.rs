@@ -35,7 +35,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use contextgate::bus::amqp::Names;
@@ -48,6 +47,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use support::broker::{self, PinnedNode, declare, delete_queues, open, preload, time_with_cpu};
+use support::latency::{epoch, sent_at, stamped};
 
 #[allow(dead_code)]
 mod support;
@@ -685,37 +685,6 @@ struct Latency {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
-}
-
-/// The bench's clock: send times are microseconds since this instant.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// The event with its send time (µs since [`epoch`]) as its `order_id`, `o-<µs>`.
-fn stamped(data: &serde_json::Value, micros: u128) -> Vec<u8> {
-    let mut data = data.clone();
-    data["order_id"] = format!("o-{micros}").into();
-    serde_json::to_vec(&data).unwrap()
-}
-
-/// The send time in a delivered body: the digits after `"order_id":"o-` (the conformist route
-/// forwards the input's bytes; the anti-corruption route's translator copies `order_id`).
-fn sent_at(body: &[u8]) -> Option<u128> {
-    let marker = b"\"order_id\":\"o-";
-    let at = body
-        .windows(marker.len())
-        .position(|window| window == marker)?
-        + marker.len();
-    let digits = body[at..]
-        .iter()
-        .take_while(|byte| byte.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&body[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
 }
 
 async fn latency(

@@ -474,7 +474,7 @@ impl replay::Sink for InProcessSink {
         outcome: Outcome,
         archived: &replay::Archived,
         _contract: &crate::registry::ContractId,
-    ) -> Result<Acted, String> {
+    ) -> Result<replay::Acting, String> {
         let delivery = Arc::new(archived.delivery.clone());
         let Bus::InProcess(bus) = &self.0.bus else {
             return Err("the in-process sink runs on the in-process bus only".into());
@@ -489,7 +489,7 @@ impl replay::Sink for InProcessSink {
             .act(bus, route, outcome, &delivery, 1)
             .await
             .map_err(|full| full.to_string())?;
-        Ok(acted)
+        Ok(replay::acted(acted))
     }
 }
 

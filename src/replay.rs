@@ -20,7 +20,9 @@
 //! counts and the state.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -366,18 +368,40 @@ pub enum Acted {
     Retried,
 }
 
+/// What an outcome still waits for once its messages are sent: the transport holding them (on
+/// RabbitMQ, the broker's confirms). `Err`: the transport failed.
+pub type Acting = Pin<Box<dyn Future<Output = Result<Acted, String>> + Send>>;
+
+/// An outcome the transport already holds.
+pub fn acted(acted: Acted) -> Acting {
+    Box::pin(std::future::ready(Ok(acted)))
+}
+
 /// Where a job's outcomes go (the transport).
 pub trait Sink: Send + Sync {
-    /// Acts on one route's outcome of one input as the live route would, and returns once the
-    /// transport holds it (on RabbitMQ: confirmed). `Err`: the transport failed; the job
-    /// resumes from its last batch.
+    /// Acts on one route's outcome of one input as the live route would: what it sends is sent,
+    /// in the order of the calls, when this returns; the [`Acting`] resolves once the transport
+    /// holds it. So a batch's confirms are awaited together, not one round trip per input.
+    /// `Err`: the transport failed; the job resumes from its last batch.
     fn act(
         &self,
         route: &Arc<Route>,
         outcome: Outcome,
         archived: &Archived,
         contract: &ContractId,
-    ) -> impl Future<Output = Result<Acted, String>> + Send;
+    ) -> impl Future<Output = Result<Acting, String>> + Send;
+}
+
+/// Counts one route's outcome of a replayed input.
+fn count(counts: &mut Counts, acted: Acted) {
+    let (slot, name) = match acted {
+        Acted::Forwarded => (&mut counts.forwarded, "forwarded"),
+        Acted::Dropped => (&mut counts.dropped, "dropped"),
+        Acted::DeadLettered => (&mut counts.dead_lettered, "dead-lettered"),
+        Acted::Retried => (&mut counts.retried, "retried"),
+    };
+    *slot += 1;
+    metrics::counter!(telemetry::REPLAYED, "outcome" => name).increment(1);
 }
 
 /// One job's handle: its state and its cancel switch.
@@ -582,6 +606,7 @@ impl Replays {
                 return;
             }
             let mut counts = Counts::default();
+            let mut acting = Vec::new();
             let mut failed = None;
             for archived in batch {
                 if running.cancel.load(Ordering::Relaxed) {
@@ -596,11 +621,33 @@ impl Replays {
                     next_at = now;
                 }
                 if let Err(error) = self
-                    .one(&spec, &id, &pipelines(), archived, sink, &mut counts)
+                    .one(
+                        &spec,
+                        &id,
+                        &pipelines(),
+                        archived,
+                        sink,
+                        &mut counts,
+                        &mut acting,
+                    )
                     .await
                 {
                     failed = Some(error);
                     break;
+                }
+            }
+            // The batch's confirms, awaited together; a key is kept once its outputs are held.
+            for (held, acted) in acting {
+                match acted.await {
+                    Ok(acted) => {
+                        if let (Some((window, guard)), Acted::Forwarded) = (held, acted) {
+                            guard.confirm(window);
+                        }
+                        count(&mut counts, acted);
+                    }
+                    Err(error) => {
+                        failed.get_or_insert(error);
+                    }
                 }
             }
             if let Some(error) = failed {
@@ -623,7 +670,9 @@ impl Replays {
         }
     }
 
-    /// One archived input through the job's routes.
+    /// One archived input through the job's routes: what each route's outcome sends is sent;
+    /// what it still waits for goes to `acting`, with the dedup claim it holds meanwhile.
+    #[allow(clippy::too_many_arguments)]
     async fn one<K: Sink>(
         &self,
         spec: &Spec,
@@ -632,6 +681,7 @@ impl Replays {
         archived: Archived,
         sink: &K,
         counts: &mut Counts,
+        acting: &mut Vec<(Option<(Duration, dedup::Held)>, Acting)>,
     ) -> Result<(), String> {
         counts.read += 1;
         let permit = crate::scripting::script_permit().await;
@@ -652,7 +702,7 @@ impl Replays {
             if let Outcome::Forward { messages } = &mut outcome {
                 if spec.dedup {
                     match self.windows.hold(&route.name, key) {
-                        Some(guard) => held = Some(guard),
+                        Some(guard) => held = Some((window, guard)),
                         None => {
                             counts.duplicate += 1;
                             metrics::counter!(telemetry::REPLAYED, "outcome" => "duplicate")
@@ -670,19 +720,10 @@ impl Replays {
                         .insert(REPLAY_ATTRIBUTE.to_owned(), id.to_owned());
                 }
             }
-            let acted = sink.act(&route, outcome, &archived, &input.contract).await;
-            if let (Some(guard), Ok(Acted::Forwarded)) = (held, &acted) {
-                guard.confirm(window);
-            }
-            let acted = acted?;
-            let (slot, name) = match acted {
-                Acted::Forwarded => (&mut counts.forwarded, "forwarded"),
-                Acted::Dropped => (&mut counts.dropped, "dropped"),
-                Acted::DeadLettered => (&mut counts.dead_lettered, "dead-lettered"),
-                Acted::Retried => (&mut counts.retried, "retried"),
-            };
-            *slot += 1;
-            metrics::counter!(telemetry::REPLAYED, "outcome" => name).increment(1);
+            let sent = sink
+                .act(&route, outcome, &archived, &input.contract)
+                .await?;
+            acting.push((held, sent));
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ use contextgate::registry::{self, Registry, Route, RouteName};
 // Only the benches on a broker (`amqp`, `fleet`) use it.
 #[allow(dead_code)]
 pub(crate) mod broker;
+#[allow(dead_code)]
+pub(crate) mod latency;
 
 /// Everything a bench needs: a runtime, the bench registry loaded with its look-up pointed at a
 /// stub customers service, the pipeline, and the event as binary-mode deliveries.

@@ -1,8 +1,9 @@
 //! Replays on RabbitMQ: each context's archive is the stream `<p><context>.archive` (see
-//! `topology::declare_archives`), read by offset with a consumer per batch, and a replay's
-//! outcomes are published as a live route's are — outputs to the downstream's inbound exchange,
-//! dead letters to the route's dead-letter stream, retries to the delay queues — each awaited
-//! to the broker's confirm before the job counts it.
+//! `topology::declare_archives`), read from an offset by one consumer per job that goes on
+//! from batch to batch (opened again after a fault, at the job's stored offset). A replay's
+//! outcomes are published as a live route's are — outputs to the downstream's inbound
+//! exchange, dead letters to the route's dead-letter stream, retries to the delay queues — and
+//! a batch's confirms are awaited together before the job counts it and stores its offset.
 //!
 //! Finding a window: RabbitMQ indexes a stream's time per chunk and takes a start time as a
 //! whole second (`x-stream-offset` of type timestamp), so the window's first offset is the first
@@ -15,17 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 
 use super::dead_letters::stream_offset;
-use super::publisher::Confirmed;
+use super::publisher::{Confirmed, Pending};
 use super::wire::{self, DeadLetterInfo, Taken};
 use super::{AmqpBus, Session};
 use crate::pipeline::Outcome;
 use crate::registry::{ContextName, ContractId, Route};
-use crate::replay::{Acted, Archived, Sink, Source};
+use crate::replay::{self, Acted, Acting, Archived, Sink, Source};
 use crate::stages::{Failure, Problem, Reason, Stage};
 
 /// The header of the markers replays append to an archive (skipped when read).
@@ -35,12 +36,21 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The archive streams and the publisher of the bus's current session.
 pub fn ends(bus: &Arc<AmqpBus>) -> (Streams, Publish) {
-    (Streams(bus.clone()), Publish(bus.clone()))
+    (
+        Streams {
+            bus: bus.clone(),
+            reader: tokio::sync::Mutex::new(None),
+        },
+        Publish(bus.clone()),
+    )
 }
 
-/// Reads archives.
+/// Reads archives (a job's own: it keeps the job's reader open between batches).
 #[derive(Debug)]
-pub struct Streams(Arc<AmqpBus>);
+pub struct Streams {
+    bus: Arc<AmqpBus>,
+    reader: tokio::sync::Mutex<Option<Reader>>,
+}
 
 /// Acts on replays' outcomes.
 #[derive(Debug)]
@@ -57,7 +67,7 @@ impl Source for Streams {
         from: SystemTime,
         to: SystemTime,
     ) -> Result<(u64, u64), String> {
-        let session = session(&self.0)?;
+        let session = session(&self.bus)?;
         let stream = session.names.archive(context);
         let marker = uuid::Uuid::new_v4().to_string();
         let now = SystemTime::now();
@@ -89,19 +99,170 @@ impl Source for Streams {
         end: u64,
         max: usize,
     ) -> Result<(Vec<Archived>, u64), String> {
-        let session = session(&self.0)?;
+        let wanted = usize::try_from(end.saturating_sub(from))
+            .unwrap_or(usize::MAX)
+            .min(max);
+        if wanted == 0 {
+            return Ok((Vec::new(), from));
+        }
+        let mut slot = self.reader.lock().await;
+        let reader = match slot.take() {
+            Some(reader) if reader.continues(context, from) => reader,
+            stale => {
+                if let Some(stale) = stale {
+                    stale.close().await;
+                }
+                Reader::open(&*session(&self.bus)?, context, from, max).await?
+            }
+        };
+        let mut reader = reader;
+        match reader.read(from, end, wanted).await {
+            Ok(read) => {
+                *slot = Some(reader);
+                Ok(read)
+            }
+            Err(error) => {
+                reader.close().await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// A job's open reader of an archive: one consumer that goes on from batch to batch, so the
+/// broker seeks into the stream once per job (and after a fault), not once per batch — a
+/// consumer started at an offset starts at the head of the chunk that holds it.
+struct Reader {
+    context: ContextName,
+    stream: String,
+    channel: Channel,
+    consumer: lapin::Consumer,
+    tag: String,
+    /// The offset of the next record to hand out.
+    position: u64,
+    /// A record read past a window's end, handed out first by the next read.
+    peeked: Option<lapin::message::Delivery>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("stream", &self.stream)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    async fn open(
+        session: &Session,
+        context: &ContextName,
+        from: u64,
+        max: usize,
+    ) -> Result<Self, String> {
         let stream = session.names.archive(context);
         let channel = session
             .admin
             .create_channel()
             .await
             .map_err(|error| error.to_string())?;
-        let wanted = usize::try_from(end.saturating_sub(from))
-            .unwrap_or(usize::MAX)
-            .min(max);
-        let result = read_from(&channel, &stream, from, end, wanted).await;
-        let _ = channel.close(200, "batch read".into()).await;
-        result
+        let offset = AMQPValue::LongLongInt(i64::try_from(from).unwrap_or(i64::MAX));
+        // Two batches ahead: the broker reads on while the job acts on a batch.
+        let prefetch = u16::try_from(max.saturating_mul(2).clamp(1, 1_000)).unwrap_or(1_000);
+        let (consumer, tag) = match consumer(&channel, &stream, offset, prefetch).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                let _ = channel.close(200, "cannot read".into()).await;
+                return Err(error);
+            }
+        };
+        Ok(Self {
+            context: context.clone(),
+            stream,
+            channel,
+            consumer,
+            tag,
+            position: from,
+            peeked: None,
+        })
+    }
+
+    /// Whether this reader goes on at `from` of `context` (on a channel still open).
+    fn continues(&self, context: &ContextName, from: u64) -> bool {
+        self.context == *context && self.position == from && self.channel.status().connected()
+    }
+
+    async fn close(self) {
+        let _ = self
+            .channel
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        let _ = self.channel.close(200, "replay read".into()).await;
+    }
+
+    /// Up to `wanted` records from `from` (the reader's position) to before `end`.
+    async fn read(
+        &mut self,
+        from: u64,
+        end: u64,
+        wanted: usize,
+    ) -> Result<(Vec<Archived>, u64), String> {
+        let mut records = Vec::with_capacity(wanted);
+        let mut after = from;
+        let mut seen = 0;
+        let mut last_tag = None;
+        while seen < wanted {
+            let delivery = match self.peeked.take() {
+                Some(delivery) => delivery,
+                None => {
+                    let delivery = next(&mut self.consumer, &self.stream).await?;
+                    last_tag = Some(delivery.delivery_tag);
+                    delivery
+                }
+            };
+            let Some(offset) = stream_offset(&delivery.properties) else {
+                return Err(format!("{} gave no offset", self.stream));
+            };
+            if offset < from {
+                // A stream starts at the chunk that holds `from`.
+                continue;
+            }
+            if offset >= end {
+                self.peeked = Some(delivery);
+                break;
+            }
+            seen += 1;
+            after = offset + 1;
+            let is_marker = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .is_some_and(|headers| headers.inner().contains_key(MARKER));
+            if !is_marker {
+                let taken = Taken::from_lapin(delivery);
+                records.push(Archived {
+                    offset,
+                    delivery: taken.delivery(),
+                    raw: Some(Arc::new(taken)),
+                });
+            }
+            if after >= end {
+                break;
+            }
+        }
+        // A stream consumer's acks are its credit: the broker reads on.
+        if let Some(tag) = last_tag {
+            self.channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+                .map_err(|error| format!("reading {} failed: {error}", self.stream))?;
+        }
+        self.position = self
+            .peeked
+            .as_ref()
+            .and_then(|delivery| stream_offset(&delivery.properties))
+            .unwrap_or(after);
+        Ok((records, after))
     }
 }
 
@@ -217,60 +378,6 @@ async fn marker_offset(
     found
 }
 
-async fn read_from(
-    channel: &Channel,
-    stream: &str,
-    from: u64,
-    end: u64,
-    wanted: usize,
-) -> Result<(Vec<Archived>, u64), String> {
-    if wanted == 0 {
-        return Ok((Vec::new(), from));
-    }
-    let offset = AMQPValue::LongLongInt(i64::try_from(from).unwrap_or(i64::MAX));
-    let prefetch = u16::try_from(wanted.min(1_000)).unwrap_or(1_000);
-    let (mut consumer, tag) = consumer(channel, stream, offset, prefetch).await?;
-    let mut records = Vec::with_capacity(wanted);
-    let mut after = from;
-    let mut seen = 0;
-    while seen < wanted {
-        let delivery = next(&mut consumer, stream).await?;
-        let Some(offset) = stream_offset(&delivery.properties) else {
-            return Err(format!("{stream} gave no offset"));
-        };
-        if offset >= end {
-            break;
-        }
-        if offset < from {
-            // A stream starts at the chunk that holds `from`.
-            continue;
-        }
-        seen += 1;
-        after = offset + 1;
-        let is_marker = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .is_some_and(|headers| headers.inner().contains_key(MARKER));
-        let taken = Taken::from_lapin(delivery);
-        if is_marker {
-            continue;
-        }
-        records.push(Archived {
-            offset,
-            delivery: taken.delivery(),
-            raw: Some(Arc::new(taken)),
-        });
-        if offset + 1 >= end {
-            break;
-        }
-    }
-    let _ = channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
-    Ok((records, after))
-}
-
 impl Sink for Publish {
     async fn act(
         &self,
@@ -278,14 +385,15 @@ impl Sink for Publish {
         outcome: Outcome,
         archived: &Archived,
         contract: &ContractId,
-    ) -> Result<Acted, String> {
+    ) -> Result<Acting, String> {
         let session = session(&self.0)?;
         let taken = archived
             .raw
-            .as_ref()
-            .and_then(|raw| raw.downcast_ref::<Taken>())
+            .clone()
+            .and_then(|raw| raw.downcast::<Taken>().ok())
             .ok_or("a replay on RabbitMQ reads its inputs from the archive stream")?;
         let failed = |error: lapin::Error| error.to_string();
+        let (route, contract) = (route.clone(), contract.clone());
         match outcome {
             Outcome::Forward { messages } => {
                 let exchange = session.names.inbound(&route.downstream);
@@ -306,38 +414,43 @@ impl Sink for Publish {
                             .map_err(failed)?,
                     );
                 }
-                let mut unroutable = None;
-                for sent in pending {
-                    match sent.confirmed().await.map_err(failed)? {
-                        Confirmed::Delivered => {}
-                        Confirmed::Unroutable(text) => unroutable = Some(text),
-                        Confirmed::Refused(text) => {
-                            return Err(format!("the broker refused an output: {text}"));
+                Ok(Box::pin(async move {
+                    let mut unroutable = None;
+                    for sent in pending {
+                        match sent.confirmed().await.map_err(failed)? {
+                            Confirmed::Delivered => {}
+                            Confirmed::Unroutable(text) => unroutable = Some(text),
+                            Confirmed::Refused(text) => {
+                                return Err(format!("the broker refused an output: {text}"));
+                            }
                         }
                     }
-                }
-                match unroutable {
-                    None => Ok(Acted::Forwarded),
-                    Some(text) => {
-                        let failure = Failure::one(
-                            Stage::Publish,
-                            Reason::Unroutable,
-                            Problem::new(format!(
-                                "no queue is bound to exchange {exchange} for the output's type ({text}): the downstream context has not subscribed"
-                            )),
-                        );
-                        dead_letter(&session, route, taken, contract, &failure).await?;
-                        Ok(Acted::DeadLettered)
-                    }
-                }
+                    let Some(text) = unroutable else {
+                        return Ok(Acted::Forwarded);
+                    };
+                    let failure = Failure::one(
+                        Stage::Publish,
+                        Reason::Unroutable,
+                        Problem::new(format!(
+                            "no queue is bound to exchange {exchange} for the output's type ({text}): the downstream context has not subscribed"
+                        )),
+                    );
+                    let sent =
+                        send_dead_letter(&session, &route, &taken, &contract, &failure).await?;
+                    confirmed(sent, "a dead letter").await?;
+                    Ok(Acted::DeadLettered)
+                }))
             }
-            Outcome::Drop { .. } => Ok(Acted::Dropped),
+            Outcome::Drop { .. } => Ok(replay::acted(Acted::Dropped)),
             Outcome::DeadLetter { failure } => {
-                dead_letter(&session, route, taken, contract, &failure).await?;
-                Ok(Acted::DeadLettered)
+                let sent = send_dead_letter(&session, &route, &taken, &contract, &failure).await?;
+                Ok(Box::pin(async move {
+                    confirmed(sent, "a dead letter").await?;
+                    Ok(Acted::DeadLettered)
+                }))
             }
             Outcome::Retry { attempt, delay, .. } => {
-                let properties = wire::retry(taken, attempt, route);
+                let properties = wire::retry(&taken, attempt, &route);
                 let step = super::topology::delay_step(&route.policy, delay);
                 let queue = session.delay_queue(step).await.map_err(failed)?;
                 let sent = session
@@ -345,22 +458,31 @@ impl Sink for Publish {
                     .send("", &queue, &taken.body, properties)
                     .await
                     .map_err(failed)?;
-                match sent.confirmed().await.map_err(failed)? {
-                    Confirmed::Delivered => Ok(Acted::Retried),
-                    other => Err(format!("the broker did not take a retry: {other:?}")),
-                }
+                Ok(Box::pin(async move {
+                    confirmed(sent, "a retry").await?;
+                    Ok(Acted::Retried)
+                }))
             }
         }
     }
 }
 
-async fn dead_letter(
+/// Waits for the broker to store `what`.
+async fn confirmed(sent: Pending, what: &str) -> Result<(), String> {
+    match sent.confirmed().await.map_err(|error| error.to_string())? {
+        Confirmed::Delivered => Ok(()),
+        other => Err(format!("the broker did not take {what}: {other:?}")),
+    }
+}
+
+/// Sends a replayed input's dead letter, as the live route would.
+async fn send_dead_letter(
     session: &Session,
     route: &Route,
     taken: &Taken,
     contract: &ContractId,
     failure: &Failure,
-) -> Result<(), String> {
+) -> Result<Pending, String> {
     let info = DeadLetterInfo {
         route: Some(route),
         failure,
@@ -368,7 +490,7 @@ async fn dead_letter(
         attempt: 1,
     };
     let properties = wire::dead_letter(taken, &info);
-    let sent = session
+    session
         .publisher
         .send(
             &session.names.dead_letters(),
@@ -377,9 +499,5 @@ async fn dead_letter(
             properties,
         )
         .await
-        .map_err(|error| error.to_string())?;
-    match sent.confirmed().await.map_err(|error| error.to_string())? {
-        Confirmed::Delivered => Ok(()),
-        other => Err(format!("the broker did not take a dead letter: {other:?}")),
-    }
+        .map_err(|error| error.to_string())
 }
