@@ -53,7 +53,7 @@ pub async fn start(
         return Err(ApiError::BadRequest(why.to_owned()));
     }
     if query.dry_run {
-        let survey = gateway.survey(&spec).await.map_err(ApiError::Unavailable)?;
+        let survey = gateway.survey(&spec).await.map_err(ApiError::Broker)?;
         return Ok(Json(survey).into_response());
     }
     let job = gateway

@@ -734,3 +734,63 @@ async fn in_process_a_replay_cut_off_by_a_sigkill_resumes_after_the_restart() {
         "{after} after the restart and {done_before} before cover the {N}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_many_chunks_long_is_surveyed_while_it_is_written_and_replayed_whole() {
+    // A stream consumer started at an offset or a second first delivers the rest of a chunk,
+    // and takes no more than its prefetch without acks: a window of thousands of inputs, dry-run
+    // while the archiver writes hundreds a second, then replayed in batches of 100.
+    let fixture = Fixture::new("conformist", None, "");
+    let live = on_broker(&fixture, "replay-chunks").await;
+    let n = 3_000u64;
+    crate::broker::publish_backlog(&live.client, &live.names, "c", n as usize).await;
+    let mut total = 0;
+    let mut surveys = 0;
+    let started = std::time::Instant::now();
+    while total < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the archive got {total} of {n} inputs in a minute"
+        );
+        let (status, survey) = post_json(
+            &format!("{}/v1/replays?dry_run=true", live.base),
+            &json!({"context": "up", "from": "1h"}),
+        )
+        .await;
+        assert_eq!(
+            status, 200,
+            "a dry run while the archive is written: {survey}"
+        );
+        total = survey["total"].as_u64().expect("a dry run's total");
+        surveys += 1;
+    }
+    assert_eq!(total, n, "each input archived once");
+    live.client
+        .take(&live.inbox, n as usize, Duration::from_secs(60))
+        .await;
+    let job = replay_to_the_end(
+        &live.base,
+        json!({"context": "up", "from": "1h", "rate": 50_000}),
+    )
+    .await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["counts"]["read"], n, "after {surveys} dry runs: {job}");
+    assert_eq!(job["counts"]["forwarded"], n, "{job}");
+    let replayed = live
+        .client
+        .take(&live.inbox, n as usize, Duration::from_secs(60))
+        .await;
+    assert_eq!(replayed.len() as u64, n);
+    assert!(
+        replayed.iter().all(|message| crate::broker::header(
+            message,
+            "cloudEvents_contextgatereplay"
+        )
+        .is_some()),
+        "every output names the replay job"
+    );
+    live.client
+        .assert_empty(&live.inbox, Duration::from_millis(500))
+        .await;
+    live.stop.send_replace(true);
+}

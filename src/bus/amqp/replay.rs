@@ -142,6 +142,51 @@ struct Reader {
     position: u64,
     /// A record read past a window's end, handed out first by the next read.
     peeked: Option<lapin::message::Delivery>,
+    prefetch: u16,
+}
+
+/// A stream consumer's acks are its credit: without them the broker stops at the prefetch —
+/// and a consumer started at an offset or a time first delivers the rest of a chunk the reader
+/// skips. So every delivery is acked, in groups of half the prefetch.
+struct Credit {
+    prefetch: u16,
+    unacked: u16,
+    last: Option<u64>,
+}
+
+impl Credit {
+    fn new(prefetch: u16) -> Self {
+        Self {
+            prefetch,
+            unacked: 0,
+            last: None,
+        }
+    }
+
+    async fn took(
+        &mut self,
+        channel: &Channel,
+        delivery: &lapin::message::Delivery,
+        stream: &str,
+    ) -> Result<(), String> {
+        self.last = Some(delivery.delivery_tag);
+        self.unacked += 1;
+        if self.unacked >= (self.prefetch / 2).max(1) {
+            self.give(channel, stream).await?;
+        }
+        Ok(())
+    }
+
+    async fn give(&mut self, channel: &Channel, stream: &str) -> Result<(), String> {
+        if let Some(tag) = self.last.take() {
+            self.unacked = 0;
+            channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+                .map_err(|error| format!("reading {stream} failed: {error}"))?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Reader {
@@ -184,6 +229,7 @@ impl Reader {
             tag,
             position: from,
             peeked: None,
+            prefetch,
         })
     }
 
@@ -210,13 +256,13 @@ impl Reader {
         let mut records = Vec::with_capacity(wanted);
         let mut after = from;
         let mut seen = 0;
-        let mut last_tag = None;
+        let mut credit = Credit::new(self.prefetch);
         while seen < wanted {
             let delivery = match self.peeked.take() {
                 Some(delivery) => delivery,
                 None => {
                     let delivery = next(&mut self.consumer, &self.stream).await?;
-                    last_tag = Some(delivery.delivery_tag);
+                    credit.took(&self.channel, &delivery, &self.stream).await?;
                     delivery
                 }
             };
@@ -250,13 +296,7 @@ impl Reader {
                 break;
             }
         }
-        // A stream consumer's acks are its credit: the broker reads on.
-        if let Some(tag) = last_tag {
-            self.channel
-                .basic_ack(tag, BasicAckOptions { multiple: true })
-                .await
-                .map_err(|error| format!("reading {} failed: {error}", self.stream))?;
-        }
+        credit.give(&self.channel, &self.stream).await?;
         self.position = self
             .peeked
             .as_ref()
@@ -356,9 +396,13 @@ async fn marker_offset(
     second: u64,
     marker: &str,
 ) -> Result<u64, String> {
-    let (mut consumer, tag) = consumer(channel, stream, AMQPValue::Timestamp(second), 500).await?;
+    const PREFETCH: u16 = 500;
+    let (mut consumer, tag) =
+        consumer(channel, stream, AMQPValue::Timestamp(second), PREFETCH).await?;
+    let mut credit = Credit::new(PREFETCH);
     let found = loop {
         let delivery = next(&mut consumer, stream).await?;
+        credit.took(channel, &delivery, stream).await?;
         let is_ours = delivery
             .properties
             .headers()
