@@ -10,10 +10,14 @@
 //! 3. **Idle**: live events at a steady rate (each 1 ms tick, rate/1000 events, with confirms)
 //!    for some seconds, each with its send time; the target queue's consumer measures the
 //!    latency from just before the publish to the delivery. The first second is warm-up.
-//! 4. **Replay**: `POST /v1/replays` of `shop`'s archive from one hour ago (everything above,
-//!    the idle run's events too) at the replay rate, and the same live traffic, until the job
+//! 4. **Replay**: `POST /v1/replays` of `shop`'s archive from the run's start (everything
+//!    above, the idle run's events too) at the replay rate, and the same live traffic, until the job
 //!    is done (at least the same seconds). Replayed outputs (they carry the
 //!    `cloudEvents_contextgatereplay` header) are counted, not timed.
+//!
+//! The topology (prefix `bench.replay.`) is kept from run to run and purged at the start:
+//! deleting quorum queues makes RabbitMQ 3.10's log writer stall every quorum queue for a
+//! while later on, which would land in the next run's figures.
 //!
 //! The replay's rate is the inputs it read over the time from its creation to its last
 //! update. The target: live p99 while the replay runs within 2× of idle.
@@ -59,6 +63,8 @@ struct Live {
     p99_ms: f64,
     max_ms: f64,
     replayed: usize,
+    /// The worst latencies (ms) and when their events were sent (s into the run).
+    worst: Vec<(f64, f64)>,
 }
 
 fn main() {
@@ -89,7 +95,21 @@ fn main() {
         let registry = contextgate::registry::load(registry_dir.path()).expect("the registry loads");
         let prefix = "bench.replay.";
         let names = Names::new(prefix);
+        // The topology stays from run to run: deleting quorum queues makes this broker's log
+        // writer stall every quorum queue for a while later on (`segment_writer … enoent`),
+        // which would land in a later run's figures. So what a run left is purged, and the
+        // replay's window starts with this run (the archive keeps earlier runs' inputs).
         let (target, upstream) = broker::declare_with_target(channel, &names, &registry).await;
+        let shop = contextgate::registry::ContextName::parse("shop").unwrap();
+        purge(channel, &target).await;
+        for queue in [names.route_queue("shop-to-audit"), names.archiving(&shop)] {
+            // Not there before the first run (the gateway declares them): a channel of its own.
+            let own = client.create_channel().await.unwrap();
+            let _ = own
+                .queue_purge(queue.as_str().into(), Default::default())
+                .await;
+        }
+        let from = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let data_dir = tempfile::tempdir().unwrap();
         let gateway = broker::Gateway::start_with(
             &url,
@@ -105,7 +125,7 @@ fn main() {
 
         preload(channel, &upstream, "shop.OrderPlaced", n, &data, None).await;
         let archived = Instant::now();
-        while survey(&http, &base).await < n as u64 {
+        while survey(&http, &base, &from).await < n as u64 {
             assert!(
                 archived.elapsed() < Duration::from_secs(600),
                 "the archive did not get the {n} inputs"
@@ -124,12 +144,12 @@ fn main() {
         let idle = live(&url, &client, (&upstream, &target), &template, rate, seconds, None).await;
         report("idle", &idle);
 
-        let total = survey(&http, &base).await;
+        let total = survey(&http, &base, &from).await;
         println!("replay of {total} archived inputs at most {replay_rate}/s, live {rate}/s alongside");
         let answer = http
             .post(format!("{base}/v1/replays"))
             .header("content-type", "application/json")
-            .body(json!({"context": "shop", "from": "1h", "rate": replay_rate}).to_string())
+            .body(json!({"context": "shop", "from": from, "rate": replay_rate}).to_string())
             .send()
             .await
             .unwrap();
@@ -181,7 +201,6 @@ fn main() {
         );
         println!("  gateway peak RSS {} MiB", gateway.peak_rss_kib().unwrap_or(0) / 1024);
         gateway.stop();
-        broker::delete_topology(&client, &names, &registry, &[target]).await;
     });
 }
 
@@ -202,12 +221,12 @@ async fn get(http: &reqwest::Client, url: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
 
-/// How many inputs `shop`'s archive holds from one hour ago on (a dry run).
-async fn survey(http: &reqwest::Client, base: &str) -> u64 {
+/// How many inputs `shop`'s archive holds from `from` on (a dry run).
+async fn survey(http: &reqwest::Client, base: &str, from: &str) -> u64 {
     let answer = http
         .post(format!("{base}/v1/replays?dry_run=true"))
         .header("content-type", "application/json")
-        .body(json!({"context": "shop", "from": "1h"}).to_string())
+        .body(json!({"context": "shop", "from": from}).to_string())
         .send()
         .await
         .unwrap();
@@ -271,8 +290,10 @@ async fn live(
                 }
                 received += 1;
                 let sent = sent_at(&delivery.data).expect("the output carries its send time");
-                if Duration::from_micros(sent as u64) >= started + warm_up {
-                    measured.push((now - sent) as f64 / 1_000.0);
+                let at = Duration::from_micros(sent as u64);
+                if at >= started + warm_up {
+                    let into = (at - started).as_secs_f64();
+                    measured.push(((now - sent) as f64 / 1_000.0, into));
                 }
             }
             measured
@@ -318,8 +339,17 @@ async fn live(
     }
     sent_total.store(sent, Ordering::Relaxed);
     let _ = sender.close(200, "done".into()).await;
-    let mut measured = receiver.await.unwrap();
+    let mut timed = receiver.await.unwrap();
     let _ = receiving.close(200, "done".into()).await;
+    timed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut worst: Vec<(f64, f64)> = Vec::new();
+    for &(latency, into) in &timed {
+        // One per stall: the worst of each second.
+        if worst.len() < 5 && worst.iter().all(|(_, at)| (at - into).abs() > 1.0) {
+            worst.push((latency, into));
+        }
+    }
+    let mut measured: Vec<f64> = timed.iter().map(|(latency, _)| *latency).collect();
     measured.sort_by(f64::total_cmp);
     let at = |q: f64| measured[((measured.len() as f64 * q) as usize).min(measured.len() - 1)];
     Live {
@@ -328,6 +358,7 @@ async fn live(
         p99_ms: at(0.99),
         max_ms: measured[measured.len() - 1],
         replayed: replayed.load(Ordering::Relaxed),
+        worst,
     }
 }
 
@@ -336,4 +367,10 @@ fn report(what: &str, live: &Live) {
         "  live, {what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} counted)",
         live.p50_ms, live.p99_ms, live.max_ms, live.counted
     );
+    let worst: Vec<String> = live
+        .worst
+        .iter()
+        .map(|(latency, at)| format!("{latency:.0} ms at {at:.1} s"))
+        .collect();
+    println!("    worst (one per second): {}", worst.join(", "));
 }

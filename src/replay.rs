@@ -9,11 +9,14 @@
 //! route's own `dedup`, or [`dedup::REPLAY_WINDOW`]): an input the route already forwarded
 //! within it is counted as a `duplicate` and not sent again.
 //!
-//! The job's state — its window's offsets, the next offset to read, its counts — is written
-//! to `<data-dir>/replays/<id>.json` after every batch whose effects the transport confirmed,
-//! so a job cut off (broker restart, a closed connection, the gateway killed) resumes from its
-//! last batch: inputs of that batch may go again (the same ids; dedup drops those confirmed),
-//! none is skipped. Without a data directory jobs live in memory only.
+//! The job's state — its window's offsets, the next offset to read, its counts — moves on after
+//! every batch whose effects the transport confirmed, and is written to
+//! `<data-dir>/replays/<id>.json` at most once a second (off the runtime's threads), at the
+//! window's start and at the end. A job cut off by the transport (broker restart, a closed
+//! connection) goes on from its last batch; a job cut off with the gateway (killed) resumes
+//! from its last written state, at most a second behind: inputs in between may go again (the
+//! same ids; dedup drops those confirmed), none is skipped. Without a data directory jobs live
+//! in memory only.
 //!
 //! The transports provide the [`Source`] (the in-process file archive, or the RabbitMQ stream)
 //! and the [`Sink`] (acting on one route's outcome); this module owns the loop, the rate, the
@@ -43,6 +46,8 @@ pub const DEFAULT_RATE: u32 = 500;
 pub const MAX_RATE: u32 = 50_000;
 /// Archived inputs read (and checkpointed) at a time.
 const BATCH: usize = 100;
+/// How often a running job's offset is stored.
+const STORE_EVERY: Duration = Duration::from_secs(1);
 /// Jobs kept (finished ones are forgotten oldest first past this).
 const MAX_JOBS: usize = 1_000;
 
@@ -409,6 +414,8 @@ fn count(counts: &mut Counts, acted: Acted) {
 pub struct Running {
     state: Mutex<Job>,
     cancel: AtomicBool,
+    /// Held while the job's file is written, so the last write holds the newest state.
+    writing: Mutex<()>,
 }
 
 impl Running {
@@ -476,8 +483,9 @@ impl Replays {
         let running = Arc::new(Running {
             state: Mutex::new(job.clone()),
             cancel: AtomicBool::new(false),
+            writing: Mutex::new(()),
         });
-        self.store(&job)?;
+        store(self.dir.as_deref(), &job)?;
         let mut jobs = self.lock();
         if jobs.len() >= MAX_JOBS {
             let mut finished: Vec<_> = jobs
@@ -515,36 +523,22 @@ impl Replays {
     pub fn cancel(&self, id: &str) -> Option<Job> {
         let running = self.lock().get(id).cloned()?;
         running.cancel.store(true, Ordering::Relaxed);
-        let mut job = running.lock();
-        if job.status == Status::Running {
+        {
+            let mut job = running.lock();
+            if job.status != Status::Running {
+                return Some(job.clone());
+            }
             job.status = Status::Cancelled;
             job.updated_ms = millis(SystemTime::now());
-            let _ = self.store(&job);
         }
-        Some(job.clone())
+        let _ = persist(self.dir.as_deref(), &running);
+        Some(running.job())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Running>>> {
         self.jobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Writes a job's state atomically (a temporary file renamed over the old one).
-    fn store(&self, job: &Job) -> Result<(), String> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
-        };
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let path = dir.join(format!("{}.json", job.id));
-            let temporary = dir.join(format!(".{}.json.tmp", job.id));
-            let bytes = serde_json::to_vec_pretty(job).map_err(std::io::Error::other)?;
-            std::fs::write(&temporary, bytes)?;
-            std::fs::File::open(&temporary)?.sync_all()?;
-            std::fs::rename(&temporary, &path)
-        };
-        write().map_err(|error| format!("cannot store replay job {}: {error}", job.id))
     }
 
     /// Runs a job to its end (done, cancelled, failed), resuming after transport faults from
@@ -564,6 +558,7 @@ impl Replays {
         let mut backoff = Duration::from_millis(200);
         let pace = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
         let mut next_at = Instant::now();
+        let mut stored = Instant::now();
         loop {
             if running.cancel.load(Ordering::Relaxed) {
                 return;
@@ -578,7 +573,8 @@ impl Replays {
                         job.window = Some(window);
                         job.next = job.next.max(first);
                         job.updated_ms = millis(SystemTime::now());
-                        let _ = self.store(&job);
+                        drop(job);
+                        let _ = persist(self.dir.as_deref(), &running);
                         window
                     }
                     Err(error) => {
@@ -657,15 +653,26 @@ impl Replays {
                 continue;
             }
             backoff = Duration::from_millis(200);
-            let mut job = running.lock();
-            if job.status != Status::Running {
-                return;
+            {
+                let mut job = running.lock();
+                if job.status != Status::Running {
+                    return;
+                }
+                add(&mut job.counts, &counts);
+                job.next = after;
+                job.updated_ms = millis(SystemTime::now());
             }
-            add(&mut job.counts, &counts);
-            job.next = after;
-            job.updated_ms = millis(SystemTime::now());
-            if let Err(error) = self.store(&job) {
-                tracing::warn!(job = %id, %error, "A replay's progress could not be stored.");
+            // The offset is stored at most once a second, off the runtime's threads (a file
+            // synced to disk can take a while under load): a restart goes over at most that
+            // second again, and dedup makes what it forwarded again duplicates.
+            if stored.elapsed() >= STORE_EVERY {
+                stored = Instant::now();
+                let (dir, running) = (self.dir.clone(), running.clone());
+                let written =
+                    tokio::task::spawn_blocking(move || persist(dir.as_deref(), &running)).await;
+                if let Ok(Err(error)) = written {
+                    tracing::warn!(job = %id, %error, "A replay's progress could not be stored.");
+                }
             }
         }
     }
@@ -731,7 +738,7 @@ impl Replays {
     async fn fault(&self, running: &Running, error: &str, backoff: &mut Duration) {
         {
             let mut job = running.lock();
-            tracing::warn!(job = %job.id, %error, ?backoff, "A replay paused on a fault; it resumes from its last batch.");
+            tracing::warn!(job = %job.id, %error, ?backoff, "A replay paused on a fault; it goes on from its last batch.");
             job.error = Some(error.to_owned());
             job.resumed += 1;
         }
@@ -740,21 +747,49 @@ impl Replays {
     }
 
     fn finish(&self, running: &Running, status: Status, error: Option<String>) {
-        let mut job = running.lock();
-        if job.status != Status::Running {
-            return;
+        {
+            let mut job = running.lock();
+            if job.status != Status::Running {
+                return;
+            }
+            job.status = status;
+            // A job that ended done keeps no error of a fault it got over.
+            job.error = match status {
+                Status::Done => None,
+                _ => error.or(job.error.take()),
+            };
+            job.updated_ms = millis(SystemTime::now());
         }
-        job.status = status;
-        // A job that ended done keeps no error of a fault it got over.
-        job.error = match status {
-            Status::Done => None,
-            _ => error.or(job.error.take()),
-        };
-        job.updated_ms = millis(SystemTime::now());
-        if let Err(error) = self.store(&job) {
-            tracing::warn!(job = %job.id, %error, "A replay's end could not be stored.");
+        if let Err(error) = persist(self.dir.as_deref(), running) {
+            tracing::warn!(job = %running.job().id, %error, "A replay's end could not be stored.");
         }
     }
+}
+
+/// Writes a job's state atomically (a temporary file renamed over the old one).
+fn store(dir: Option<&std::path::Path>, job: &Job) -> Result<(), String> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{}.json", job.id));
+        let temporary = dir.join(format!(".{}.json.tmp", job.id));
+        let bytes = serde_json::to_vec_pretty(job).map_err(std::io::Error::other)?;
+        std::fs::write(&temporary, bytes)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    };
+    write().map_err(|error| format!("cannot store replay job {}: {error}", job.id))
+}
+
+/// Writes a running job's state as it is now: the newest state is the last written.
+fn persist(dir: Option<&std::path::Path>, running: &Running) -> Result<(), String> {
+    let _writing = running
+        .writing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    store(dir, &running.job())
 }
 
 fn add(total: &mut Counts, batch: &Counts) {
