@@ -10,6 +10,7 @@
 //! - [`writes`]: registry changes, all or nothing: written, loaded again, applied or put back.
 //! - [`ingest`]: post messages, read in-process inboxes.
 //! - [`dead_letters`]: list, read, delete and redrive dead letters, on either bus.
+//! - [`map`]: the context map, as much of it as the caller may see.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers.
 
@@ -41,6 +42,7 @@ pub mod dead_letters;
 pub mod dry_run;
 pub mod health;
 pub mod ingest;
+pub mod map;
 pub mod openapi;
 pub mod replays;
 pub mod routes;
@@ -427,6 +429,7 @@ fn admin() -> Router<AppState> {
             "/v1/routes/{route}/dead-letters/{id}/redrive",
             post(dead_letters::redrive_one),
         )
+        .route("/v1/map", get(map::get))
         .route("/v1/replays", post(replays::start).get(replays::list))
         .route(
             "/v1/replays/{id}",

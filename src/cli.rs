@@ -1,4 +1,4 @@
-//! The command line: `contextgate serve`, `check`, `compat`, `translate` and `registry`. Each command returns an
+//! The command line: `contextgate serve`, `check`, `compat`, `translate`, `map` and `registry`. Each command returns an
 //! [`ExitCode`]-like number; `main` only parses arguments and maps errors.
 //!
 //! Exit codes: 0 clean, 1 problems found (check) or a message that would not be delivered
@@ -8,6 +8,7 @@
 //! - [`check`]: load the registry and report every problem; `--against` a baseline.
 //! - [`compat`]: the compatibility checker on two schema files.
 //! - `import` (here, over [`crate::import`]): a folder of existing schemas into one context.
+//! - [`map`]: the context map as Mermaid, DOT, SVG or JSON.
 //! - [`registry`]: `registry push`, `pull` and `log` on a fleet's registry store.
 //! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
 pub mod compat;
+pub mod map;
 pub mod registry;
 pub mod replay;
 pub mod serve;
@@ -165,6 +167,17 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the context map: contexts as nodes, routes as edges with their relationship (CF,
+    /// OHS/PL, ACL, enrichment), upstream/downstream roles, message types and whether they are
+    /// ordered.
+    Map {
+        /// The registry folder (holds contextgate.toml).
+        #[arg(long, default_value = ".", env = "CONTEXTGATE_REGISTRY")]
+        registry: PathBuf,
+        /// mermaid, dot, svg (drawn by contextgate itself) or json.
+        #[arg(long, default_value = "mermaid", value_parser = parse_map_format)]
+        format: crate::map::Format,
+    },
     /// Dry-run one message (a structured CloudEvent) through one route and print the outcome.
     Translate {
         /// The registry folder (holds contextgate.toml).
@@ -302,6 +315,10 @@ fn parse_level(input: &str) -> Result<crate::compat::Level, String> {
     })
 }
 
+fn parse_map_format(input: &str) -> Result<crate::map::Format, String> {
+    crate::map::Format::parse(input).ok_or_else(|| "mermaid, dot, svg or json".to_owned())
+}
+
 fn parse_policy(input: &str) -> Result<crate::compat::Policy, String> {
     match input {
         "strict" => Ok(crate::compat::Policy::Strict),
@@ -401,6 +418,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             kind,
             dry_run,
         })),
+        Command::Map { registry, format } => Ok(map::run(&registry, format)),
         Command::Translate {
             registry,
             route,

@@ -11,6 +11,8 @@
 //!   checked as a whole, then compiled once.
 //! - [`evolution`]: the registry against a baseline (`check --against`): immutable versions,
 //!   compatible new versions.
+//! - [`map`]: the context map: contexts, routes with their relationship (CF, OHS/PL, ACL,
+//!   enrichment), U/D roles, types and order; what each viewer sees; Mermaid, DOT, SVG, JSON.
 //! - [`import`]: `contextgate import`: a folder of existing schemas becomes a context's
 //!   contracts.
 //! - [`message`]: the transport-neutral CloudEvent and its decoding from binary or structured mode.
@@ -37,6 +39,8 @@ pub mod compat;
 pub mod registry;
 //
 pub mod evolution;
+//
+pub mod map;
 //
 pub mod import;
 //

@@ -42,6 +42,7 @@ use super::ProblemDocument;
         super::replays::list,
         super::replays::get,
         super::replays::cancel,
+        super::map::get,
         super::health::live,
         super::health::ready,
         super::health::metrics,
@@ -55,6 +56,7 @@ use super::ProblemDocument;
         (name = "routes", description = "Routes between contexts, owned by their downstream."),
         (name = "dead letters", description = "What could not be delivered, and its redrive."),
         (name = "replays", description = "A window of a context's archive through today's routes."),
+        (name = "map", description = "The context map: who talks to whom, and how."),
         (name = "operations", description = "Health, metrics, this document."),
     )
 )]

@@ -31,6 +31,8 @@ mod fleet_faults;
 mod import;
 /// The HTTP listener's limits: slow clients, load shedding, body caps, timeouts.
 mod limits;
+/// The context map: `contextgate map` in every format, `GET /v1/map` per caller (issue 15).
+mod map;
 /// Bad messages: decode, envelope, duplicate keys, numbers, sizes (RELIABILITY M1–M8).
 mod messages;
 /// The four modes end to end through the pipeline, on the shipped registry and on fixtures,
