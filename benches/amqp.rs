@@ -47,7 +47,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use support::broker::{self, PinnedNode, declare, delete_queues, open, preload, time_with_cpu};
-use support::latency::{epoch, sent_at, stamped};
+use support::latency::{epoch, sent_at};
 
 #[allow(dead_code)]
 mod support;
@@ -773,44 +773,15 @@ async fn latency(
     });
     // The sender: rate/1000 messages each 1 ms tick, with confirms.
     let per_tick = rate / 1_000;
-    let mut ticks = tokio::time::interval(Duration::from_millis(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    tokio::time::sleep_until(tokio::time::Instant::from_std(epoch() + started)).await;
-    // On a connection of its own, a tick's publishes side by side (each resolves once lapin's
-    // I/O thread wrote it: one after another they would fall behind at 8,000 a second).
-    let sender = Connection::connect(&place.url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = &open(&sender).await;
-    let mut confirms = FuturesOrdered::new();
-    let mut sent = 0;
-    while sent < total {
-        ticks.tick().await;
-        let batch = per_tick.min(total - sent);
-        let bodies: Vec<Vec<u8>> = (0..batch)
-            .map(|_| stamped(&template, epoch().elapsed().as_micros()))
-            .collect();
-        let publishes = bodies.iter().enumerate().map(|(i, body)| {
-            channel.basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                latency_properties(sent + i),
-            )
-        });
-        for confirm in futures_util::future::join_all(publishes).await {
-            confirms.push_back(confirm.unwrap());
-        }
-        sent += batch;
-        while confirms.len() > 5_000 {
-            assert!(confirms.next().await.unwrap().unwrap().is_ack());
-        }
-    }
-    while let Some(confirm) = confirms.next().await {
-        assert!(confirm.unwrap().is_ack());
-    }
-    let _ = sender.close(200, "done".into()).await;
+    support::latency::steady(
+        &place.url,
+        (&exchange, &routing_key),
+        &template,
+        started,
+        |sent| per_tick.min(total - sent),
+        latency_properties,
+    )
+    .await;
     let mut measured = receiver.await.unwrap();
     match mover {
         Idle::Gateway {

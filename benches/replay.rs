@@ -33,13 +33,12 @@ use std::time::{Duration, Instant};
 
 use contextgate::bus::amqp::Names;
 use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use support::broker::{self, open, preload, purge};
-use support::latency::{epoch, sent_at, stamped};
+use support::latency::{epoch, sent_at, steady};
 
 #[allow(dead_code)]
 mod support;
@@ -301,44 +300,19 @@ async fn live(
     };
     let per_tick = rate / 1_000;
     let at_least = rate * seconds;
-    let mut ticks = tokio::time::interval(Duration::from_millis(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    tokio::time::sleep_until(tokio::time::Instant::from_std(epoch() + started)).await;
-    let sender = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = &open(&sender).await;
-    let mut confirms = FuturesOrdered::new();
-    let mut sent = 0;
-    let mut i = 1_000_000_000;
-    while sent < at_least || running.is_some_and(|running| running.load(Ordering::Relaxed)) {
-        ticks.tick().await;
-        let bodies: Vec<Vec<u8>> = (0..per_tick)
-            .map(|_| stamped(template, epoch().elapsed().as_micros()))
-            .collect();
-        let publishes = bodies.iter().map(|body| {
-            i += 1;
-            channel.basic_publish(
-                exchange.into(),
-                "shop.OrderPlaced".into(),
-                BasicPublishOptions::default(),
-                body,
-                broker::properties(i, None),
-            )
-        });
-        for confirm in futures_util::future::join_all(publishes).await {
-            confirms.push_back(confirm.unwrap());
-        }
-        sent += per_tick;
-        while confirms.len() > 5_000 {
-            assert!(confirms.next().await.unwrap().unwrap().is_ack());
-        }
-    }
-    while let Some(confirm) = confirms.next().await {
-        assert!(confirm.unwrap().is_ack());
-    }
+    let going = |sent: usize| {
+        sent < at_least || running.is_some_and(|running| running.load(Ordering::Relaxed))
+    };
+    let sent = steady(
+        url,
+        (exchange, "shop.OrderPlaced"),
+        template,
+        started,
+        |sent| if going(sent) { per_tick } else { 0 },
+        |n| broker::properties(1_000_000_001 + n, None),
+    )
+    .await;
     sent_total.store(sent, Ordering::Relaxed);
-    let _ = sender.close(200, "done".into()).await;
     let mut timed = receiver.await.unwrap();
     let _ = receiving.close(200, "done".into()).await;
     timed.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -12,7 +12,8 @@
 //! (past that the oldest leave early, counted in `contextgate_dedup_evicted_total`). On
 //! RabbitMQ the instances of a fleet share what they confirmed through a stream per route
 //! (`bus::amqp::dedup`): each sends its confirmed keys there ([`Windows::take_confirmed`]) and
-//! reads everyone's into its own windows ([`Windows::seen`]), also after a restart.
+//! reads everyone's into its own windows ([`Windows::seen`]), also after a restart. A replay's
+//! keys on a route without a window of its own stay on its instance ([`Held::confirm_here`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,13 @@ impl Held {
     /// The outputs were delivered: the key stays for `window`.
     pub fn confirm(mut self, window: Duration) {
         self.windows.confirm(&self.route, self.key, window);
+        self.confirmed = true;
+    }
+
+    /// The outputs were delivered on a route without a window of its own (a replay's): the key
+    /// stays for `window` on this instance only — the fleet shares the windows routes declare.
+    pub fn confirm_here(mut self, window: Duration) {
+        self.windows.keep(&self.route, self.key, window);
         self.confirmed = true;
     }
 }
@@ -184,20 +192,23 @@ impl Windows {
     /// The claimed input was forwarded: its key stays for `window` (and, when shared, goes to
     /// the outbox).
     pub fn confirm(&self, route: &RouteName, key: Key, window: Duration) {
-        let until = Instant::now() + window;
-        {
-            let mut routes = self.lock();
-            let keys = routes.entry(route.clone()).or_default();
-            if keys.keys.get(&key) == Some(&State::InFlight) {
-                keys.keys.remove(&key);
-            }
-            keys.forwarded(key, until);
-        }
+        self.keep(route, key, window);
         if let Some(outbox) = self.outbox().as_mut()
             && outbox.len() < MAX_KEYS
         {
             outbox.push((route.clone(), key));
         }
+    }
+
+    /// The claimed input was forwarded: its key stays for `window`, on this instance.
+    fn keep(&self, route: &RouteName, key: Key, window: Duration) {
+        let until = Instant::now() + window;
+        let mut routes = self.lock();
+        let keys = routes.entry(route.clone()).or_default();
+        if keys.keys.get(&key) == Some(&State::InFlight) {
+            keys.keys.remove(&key);
+        }
+        keys.forwarded(key, until);
     }
 
     /// From now on, confirmed keys are kept for [`Windows::take_confirmed`] (at most

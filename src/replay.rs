@@ -397,6 +397,10 @@ pub trait Sink: Send + Sync {
     ) -> impl Future<Output = Result<Acting, String>> + Send;
 }
 
+/// A replayed input's dedup key held on one route while its outputs wait for the transport,
+/// with the route's own window (`None`: the route has none; the key is kept on this instance).
+type Claim = (Option<Duration>, dedup::Held);
+
 /// Counts one route's outcome of a replayed input.
 fn count(counts: &mut Counts, acted: Acted) {
     let (slot, name) = match acted {
@@ -636,8 +640,11 @@ impl Replays {
             for (held, acted) in acting {
                 match acted.await {
                     Ok(acted) => {
-                        if let (Some((window, guard)), Acted::Forwarded) = (held, acted) {
-                            guard.confirm(window);
+                        if let (Some((own, guard)), Acted::Forwarded) = (held, acted) {
+                            match own {
+                                Some(window) => guard.confirm(window),
+                                None => guard.confirm_here(dedup::REPLAY_WINDOW),
+                            }
                         }
                         count(&mut counts, acted);
                     }
@@ -688,7 +695,7 @@ impl Replays {
         archived: Archived,
         sink: &K,
         counts: &mut Counts,
-        acting: &mut Vec<(Option<(Duration, dedup::Held)>, Acting)>,
+        acting: &mut Vec<(Option<Claim>, Acting)>,
     ) -> Result<(), String> {
         counts.read += 1;
         let permit = crate::scripting::script_permit().await;
@@ -702,14 +709,13 @@ impl Replays {
         let key = Key::of(&input.message.attributes);
         for route in routes {
             let mut outcome = pipeline.run_on(&route, &input, 1).await;
-            let window = route.dedup.unwrap_or(dedup::REPLAY_WINDOW);
             // Held while the route's outcome is acted on: kept once forwarded, released
             // otherwise (the guard dropped), like a live input's key.
             let mut held = None;
             if let Outcome::Forward { messages } = &mut outcome {
                 if spec.dedup {
                     match self.windows.hold(&route.name, key) {
-                        Some(guard) => held = Some((window, guard)),
+                        Some(guard) => held = Some((route.dedup, guard)),
                         None => {
                             counts.duplicate += 1;
                             metrics::counter!(telemetry::REPLAYED, "outcome" => "duplicate")

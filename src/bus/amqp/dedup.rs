@@ -13,7 +13,7 @@
 //! [`SHARE_EVERY`] plus the broker's round trip); two copies in flight at once on two instances
 //! may both go through, unless the route's ordering key sends them to the same shard.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,21 +62,9 @@ async fn send(session: &Session, confirmed: Vec<(RouteName, Key)>) -> lapin::Res
     if confirmed.is_empty() {
         return Ok(());
     }
-    // Only routes with a window of their own have a stream: a replay's keys on a route
-    // without one stay with the replay's instance.
-    let pipeline = session.pipeline();
-    let idempotent: BTreeSet<&RouteName> = pipeline
-        .registry()
-        .routes
-        .iter()
-        .filter(|route| route.dedup.is_some())
-        .map(|route| &route.name)
-        .collect();
     let mut by_route: BTreeMap<RouteName, Vec<u8>> = BTreeMap::new();
     for (route, key) in confirmed {
-        if idempotent.contains(&route) {
-            by_route.entry(route).or_default().extend(key.to_bytes());
-        }
+        by_route.entry(route).or_default().extend(key.to_bytes());
     }
     let mut headers = FieldTable::default();
     headers.insert(CONFIRMED_AT.into(), AMQPValue::LongLongInt(now_ms()));

@@ -106,7 +106,7 @@ impl Source for Streams {
             return Ok((Vec::new(), from));
         }
         let mut slot = self.reader.lock().await;
-        let reader = match slot.take() {
+        let mut reader = match slot.take() {
             Some(reader) if reader.continues(context, from) => reader,
             stale => {
                 if let Some(stale) = stale {
@@ -115,7 +115,6 @@ impl Source for Streams {
                 Reader::open(&*session(&self.bus)?, context, from, max).await?
             }
         };
-        let mut reader = reader;
         match reader.read(from, end, wanted).await {
             Ok(read) => {
                 *slot = Some(reader);
