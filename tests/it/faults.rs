@@ -347,7 +347,7 @@ async fn a_replay_cut_off_by_closed_connections_and_a_broker_restart_resumes_and
     let base = &live.base;
     let (status, job) = crate::replay::post_json(
         &format!("{base}/v1/replays"),
-        &serde_json::json!({"context": "up", "from": "1h", "rate": 600, "dedup": false}),
+        &serde_json::json!({"context": "up", "from": "1h", "rate": 300, "dedup": false}),
     )
     .await;
     assert_eq!(status, 201, "{job}");
