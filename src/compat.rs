@@ -8,7 +8,7 @@
 //! with a type name and a path; a level holds when no difference is incompatible under the chosen
 //! [`Policy`]. When it does not, a counterexample document is searched for and returned only once
 //! the real validators (the `jsonschema` crate, compiled as the registry compiles contracts) agree
-//! it is valid under one version and rejected by the other. README.md, "Schema evolution", describes
+//! it is valid under one version and rejected by the other. docs/compatibility.md describes
 //! the model, the difference types and every deviation from Confluent.
 //!
 //! The core is pure: no I/O, no panics on untrusted schemas, bounded work (a budget of pair

@@ -798,7 +798,7 @@ impl AmqpBus {
 
 /// Warns of ordered routes whose shards changed — keys move to other shards (inputs in flight
 /// may be overtaken), and shards past a lowered count stay bound until deleted — and of routes
-/// that lost their ordering key (README, "Run a fleet").
+/// that lost their ordering key (docs/fleet.md).
 fn warn_of_changed_shards(before: &Registry, after: &Registry) {
     for route in after
         .routes
@@ -811,7 +811,7 @@ fn warn_of_changed_shards(before: &Registry, after: &Registry) {
         {
             tracing::warn!(
                 route = %route.name,
-                "The route lost its ordering key: its sequencer queue stays bound and, with its shards, keeps what it holds; move that to the route's queue and delete them (README, \"Run a fleet\")."
+                "The route lost its ordering key: its sequencer queue stays bound and, with its shards, keeps what it holds; move that to the route's queue and delete them (docs/fleet.md)."
             );
         }
     }

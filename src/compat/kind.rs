@@ -4,7 +4,7 @@
 //! The names are Confluent's `Difference.Type` names wherever the meaning is the same, so a
 //! developer who knows Confluent's messages recognises ours. The few types Confluent does not have
 //! (for `format` and `if`/`then`/`else`, which its checker does not look at) are listed at the
-//! end and documented in README.md ("Schema evolution") as deviations; `contains` and `propertyNames` reuse
+//! end and documented in docs/compatibility.md as deviations; `contains` and `propertyNames` reuse
 //! `SCHEMA_ADDED`/`SCHEMA_REMOVED` at their own path.
 
 use serde::Serialize;
@@ -194,7 +194,7 @@ change_kinds! {
     NotTypeExtended => "NOT_TYPE_EXTENDED",
     NotTypeNarrowed => "NOT_TYPE_NARROWED",
 
-    // Ours: keywords Confluent's checker does not look at (see README.md, "Deviations from Confluent").
+    // Ours: keywords Confluent's checker does not look at (see docs/compatibility.md, "Deviations from Confluent").
     /// `format` added or changed (the registry validates formats, so it constrains).
     FormatAdded => "FORMAT_ADDED",
     FormatRemoved => "FORMAT_REMOVED",

@@ -710,7 +710,7 @@ impl Loader {
     }
 
     /// The level (by default backward-transitive for events, backward for commands: see
-    /// README, "Schema evolution"), the policy (strict by default) and the breaking changes
+    /// docs/compatibility.md), the policy (strict by default) and the breaking changes
     /// accepted on purpose (`[accept_breaking] v3 = "why"`, each with a reason).
     fn evolution(
         &mut self,

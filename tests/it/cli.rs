@@ -274,6 +274,28 @@ fn the_readme_commands_work_as_written() {
 }
 
 #[test]
+fn the_readmes_context_map_is_the_shipped_registrys() {
+    // The tour shows `contextgate map` of the shipped registry: it must not drift from it.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let shown = readme
+        .split("```mermaid\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README's tour shows the map in a mermaid block");
+    let map = Command::new(env!("CARGO_BIN_EXE_contextgate"))
+        .arg("map")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(map.status.code(), Some(0), "{}", text(&map.stderr));
+    assert_eq!(
+        shown,
+        text(&map.stdout),
+        "README's map is stale: paste `contextgate map`"
+    );
+}
+
+#[test]
 fn translate_into_a_closed_pipe_exits_quietly() {
     // `contextgate translate … | head -1` where head has gone: the read end is closed before
     // the binary writes its verdict.

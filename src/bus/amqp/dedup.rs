@@ -8,7 +8,7 @@
 //!   windows ([`Windows::seen`]): so a copy that reaches any instance after the first copy's key
 //!   came through is a duplicate, and an instance that restarts has its windows back.
 //!
-//! The guarantee, as README's "Archive and replay" states it: a copy is dropped when the first
+//! The guarantee, as docs/archive-and-replay.md states it: a copy is dropped when the first
 //! one was confirmed on any instance more than the sharing delay before (about
 //! [`SHARE_EVERY`] plus the broker's round trip); two copies in flight at once on two instances
 //! may both go through, unless the route's ordering key sends them to the same shard.

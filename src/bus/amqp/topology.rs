@@ -1,5 +1,5 @@
 //! The AMQP topology the gateway declares at start (and again after every reconnect): its names,
-//! all built from one prefix, and the declarations. README.md shows the same picture.
+//! all built from one prefix, and the declarations. docs/operations.md shows the same picture.
 //!
 //! - `<p><context>.out`: topic exchange a context publishes to, routing key = message type;
 //!   what no route queue takes goes to its alternate exchange `<p>unrouted`.
