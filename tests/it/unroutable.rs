@@ -155,3 +155,106 @@ async fn half_bound(route_extra: &str, tag: &str, archived: bool) {
     );
     gateway.stop().await;
 }
+
+/// A replay through the same pair of idempotent routes, one downstream bound and one not
+/// (issue 14): with dedup (the default for replays) no input comes out forwarded again and each
+/// is dead-lettered once more on the unbound route, as it never went through; without dedup each
+/// is forwarded once more and dead-lettered once more. Counted per input id on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_a_bound_and_an_unbound_route_ends_each_input_once_per_route() {
+    const REPLAYED: usize = 1_000;
+    let fixture = two_routes_with(IDEMPOTENT);
+    fixture.append(ARCHIVED);
+    let live = crate::replay::on_broker_at(&fixture, "replay-mixed", &broker::amqp_url()).await;
+    let url = broker::amqp_url();
+    let accepted = broker::publish_backlog(&live.client, &live.names, "r", REPLAYED).await;
+    let forwarded =
+        broker::ids_in(&url, &live.inbox, REPLAYED, SETTLE, Duration::from_secs(30)).await;
+    assert_exactly_once(&accepted, &forwarded, "live: forwarded on up-to-down");
+    let dead =
+        broker::dead_letter_ids(&url, &live.names, Some("up-to-side"), REPLAYED, SETTLE).await;
+    assert_exactly_once(&accepted, &dead, "live: dead-lettered on up-to-side");
+
+    // Every input is in the archive before the window is replayed.
+    let window = serde_json::json!({"context": "up", "from": "1h", "rate": 2000});
+    let mut survey = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, found) =
+            crate::replay::post_json(&format!("{}/v1/replays?dry_run=true", live.base), &window)
+                .await;
+        assert_eq!(status, 200, "{found}");
+        survey = found;
+        if survey["total"] == REPLAYED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(survey["total"], REPLAYED, "{survey}");
+
+    let job = crate::replay::replay_to_the_end(&live.base, window.clone()).await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["counts"]["read"], REPLAYED, "{job}");
+    assert_eq!(
+        job["counts"]["duplicate"], REPLAYED,
+        "up-to-down's window: {job}"
+    );
+    assert_eq!(
+        job["counts"]["dead_lettered"], REPLAYED,
+        "up-to-side: {job}"
+    );
+    live.client
+        .assert_empty(&live.inbox, Duration::from_secs(1))
+        .await;
+    let dead =
+        broker::dead_letter_ids(&url, &live.names, Some("up-to-side"), 2 * REPLAYED, SETTLE).await;
+    assert_each_id_ended(
+        &accepted,
+        &dead,
+        2,
+        "dead-lettered on up-to-side, live and replayed",
+    );
+
+    let mut without_dedup = window;
+    without_dedup["dedup"] = false.into();
+    let again = crate::replay::replay_to_the_end(&live.base, without_dedup).await;
+    assert_eq!(again["status"], "done", "{again}");
+    assert_eq!(again["counts"]["forwarded"], REPLAYED, "{again}");
+    assert_eq!(again["counts"]["dead_lettered"], REPLAYED, "{again}");
+    let forwarded =
+        broker::ids_in(&url, &live.inbox, REPLAYED, SETTLE, Duration::from_secs(30)).await;
+    assert_exactly_once(
+        &accepted,
+        &forwarded,
+        "replayed without dedup: forwarded on up-to-down",
+    );
+    let dead =
+        broker::dead_letter_ids(&url, &live.names, Some("up-to-side"), 3 * REPLAYED, SETTLE).await;
+    assert_each_id_ended(
+        &accepted,
+        &dead,
+        3,
+        "dead-lettered on up-to-side, live and twice replayed",
+    );
+    live.stop.send_replace(true);
+}
+
+/// Every accepted id exactly `times` times in `counts`, and nothing else.
+fn assert_each_id_ended(
+    accepted: &std::collections::BTreeSet<String>,
+    counts: &BTreeMap<String, usize>,
+    times: usize,
+    what: &str,
+) {
+    let wrong: Vec<(&String, usize)> = accepted
+        .iter()
+        .map(|id| (id, counts.get(id).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n != times)
+        .collect();
+    let unexpected: Vec<&String> = counts.keys().filter(|id| !accepted.contains(*id)).collect();
+    assert!(
+        wrong.is_empty() && unexpected.is_empty(),
+        "{what}: every input {times} times; {} wrong (first {:?}), unexpected {unexpected:?}",
+        wrong.len(),
+        wrong.iter().take(5).collect::<Vec<_>>()
+    );
+}
