@@ -121,7 +121,7 @@ async fn start_browser() -> Browser {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
-                "--window-size=1440,1000",
+                "--window-size=1440,1500",
                 "--hide-scrollbars",
                 "--force-device-scale-factor=1",
                 format!("--user-data-dir={}", profile.path().display()),
@@ -357,6 +357,17 @@ async fn without_a_token_the_console_shows_only_the_sign_in_and_refuses_a_wrong_
             .unwrap(),
         "signed in as context shipping"
     );
+    // Another context's contracts, asked for by address: the API's 403, said plainly.
+    client
+        .goto(&format!("{}/ui/#/contexts/orders", gateway.base))
+        .await
+        .unwrap();
+    until(
+        client,
+        "document.querySelector('#contracts .error')?.textContent === 'This token may not see or do this.'",
+        "orders' contracts are refused to shipping's token",
+    )
+    .await;
     browser.client.close().await.unwrap();
 }
 

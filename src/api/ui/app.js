@@ -98,6 +98,7 @@ function route() {
   if (!identity) return;
   stopView();
   stopView = () => {};
+  document.getElementById('flash').hidden = true;
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   for (const link of elements.nav.querySelectorAll('a')) {
     link.classList.toggle('current', link.getAttribute('href') === (location.hash || '#/'));

@@ -80,12 +80,12 @@ export async function showOverview(page) {
   const rows = routes.map((route) => {
     const cell = () => h('td', { class: 'num rate' }, '…');
     const row = {
-      forwarded: cell(), deadLettered: cell(), retried: cell(), failure: cell(), totals: h('td', { class: 'num muted' }, '…'),
+      forwarded: cell(), deadLettered: cell(), retried: cell(), failure: cell(), totals: h('td', { class: 'num muted totals' }, '…'),
     };
     cells.set(route.name, row);
     return h('tr', { dataset: { route: route.name } },
-      h('td', {}, h('a', { href: `#/routes/${encodeURIComponent(route.name)}` }, route.name)),
-      h('td', {}, `${route.upstream} → ${route.downstream}`),
+      h('td', { class: 'nowrap' }, h('a', { href: `#/routes/${encodeURIComponent(route.name)}` }, route.name)),
+      h('td', { class: 'nowrap' }, `${route.upstream} → ${route.downstream}`),
       h('td', {}, badge(route.mode, 'mode')),
       row.forwarded, row.deadLettered, row.retried, row.failure, row.totals);
   });
