@@ -107,7 +107,7 @@ export function deadLetterPanel(route) {
       return [
         h('tr', { dataset: { deadLetter: deadLetter.id } },
           h('td', {}, h('code', { title: deadLetter.id }, deadLetter.id.slice(0, 13))),
-          h('td', {}, deadLetter.failed_at || '–'),
+          h('td', { class: 'nowrap' }, deadLetter.failed_at || '–'),
           h('td', {}, badge(deadLetter.failure.stage, 'stage'), ' ', deadLetter.failure.reason),
           h('td', { class: 'problem' }, first),
           h('td', { class: 'num' }, String(deadLetter.attempt)),
