@@ -162,7 +162,8 @@ function inspect(deadLetter) {
     h('h3', {}, 'Failure'),
     json(deadLetter.failure),
     h('h3', {}, 'Input headers'),
-    h('table', { class: 'headers' }, h('tbody', {}, (deadLetter.input.headers || []).map(([name, value]) => h('tr', {}, h('td', {}, h('code', {}, name)), h('td', {}, String(value)))))),
+    (deadLetter.input.headers || []).length === 0 ? h('p', { class: 'muted' }, 'None.')
+      : h('table', { class: 'headers' }, h('tbody', {}, deadLetter.input.headers.map(([name, value]) => h('tr', {}, h('td', {}, h('code', {}, name)), h('td', {}, String(value)))))),
     h('h3', {}, 'Input body', deadLetter.input.content_type ? ` (${deadLetter.input.content_type})` : ''),
     bodyView);
 }
