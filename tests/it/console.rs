@@ -282,6 +282,14 @@ async fn without_a_token_the_console_shows_only_the_sign_in_and_refuses_a_wrong_
 
     client.goto(&format!("{}/ui", gateway.base)).await.unwrap();
     until(client, &shown("#signin-form"), "the sign-in form shows").await;
+    let styled = client
+        .execute(
+            "return getComputedStyle(document.querySelector('header.bar')).display;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(styled, json!("flex"), "the style sheet applies under the policy");
     let app_hidden = client
         .execute(
             "return document.getElementById('app').hidden && document.getElementById('nav').children.length === 0 && document.getElementById('view').children.length === 0;",

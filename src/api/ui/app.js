@@ -50,10 +50,11 @@ async function signIn(token) {
   try {
     who = await get('v1/whoami', { token: token || null });
   } catch (error) {
-    session.forget();
     if (error.status === 401) {
+      session.forget();
       showSignIn(token ? 'This token was refused.' : '');
     } else {
+      // Busy or away: the token may be good, so it is kept for the next try (a reload).
       showSignIn(`The gateway did not answer as expected: ${describe(error)}`);
     }
     return;
