@@ -6,6 +6,7 @@
 //! the list and reaches the downstream context. A screenshot of the console is written to
 //! `CONTEXTGATE_SCREENSHOT` (default: the test's target directory) and its path printed.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -69,8 +70,21 @@ fn start_gateway() -> Gateway {
 /// chromedriver on a free port, and a headless Chromium session through it.
 struct Browser {
     client: Client,
+    // Killed before its profile folder is removed.
+    _driver: ProcessGroup,
     _profile: TempDir,
-    _driver: KillOnDrop,
+}
+
+/// chromedriver and the Chromium it started, killed together when the test ends: a test that
+/// fails never closes its session, and Chromium would outlive a chromedriver killed alone.
+struct ProcessGroup(std::process::Child);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
 }
 
 async fn start_browser() -> Browser {
@@ -86,9 +100,11 @@ async fn start_browser() -> Browser {
         .local_addr()
         .unwrap()
         .port();
-    let driver = KillOnDrop(
+    let driver = ProcessGroup(
         Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // Its own process group, which the Chromium it starts joins: see `ProcessGroup`.
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -135,8 +151,8 @@ async fn start_browser() -> Browser {
         .expect("a headless Chromium session");
     Browser {
         client,
-        _profile: profile,
         _driver: driver,
+        _profile: profile,
     }
 }
 
@@ -289,7 +305,11 @@ async fn without_a_token_the_console_shows_only_the_sign_in_and_refuses_a_wrong_
         )
         .await
         .unwrap();
-    assert_eq!(styled, json!("flex"), "the style sheet applies under the policy");
+    assert_eq!(
+        styled,
+        json!("flex"),
+        "the style sheet applies under the policy"
+    );
     let app_hidden = client
         .execute(
             "return document.getElementById('app').hidden && document.getElementById('nav').children.length === 0 && document.getElementById('view').children.length === 0;",
