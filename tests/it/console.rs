@@ -3,7 +3,7 @@
 //! of the shipped registry with credentials. Without a token only the sign-in shows and a wrong
 //! one is refused; signed in, a context opens, a translator case runs, two contract versions are
 //! compared, and a dead letter is redriven from the console once its cause is fixed: it leaves
-//! the list and reaches the downstream context. A screenshot of the console is written to
+//! the list and reaches the downstream context; another is deleted. A screenshot of the console is written to
 //! `CONTEXTGATE_SCREENSHOT` (default: the test's target directory) and its path printed.
 
 use std::os::unix::process::CommandExt as _;
@@ -637,5 +637,45 @@ async fn the_console_redrives_a_dead_letter_once_its_cause_is_fixed_and_sees_it_
     std::fs::write(&path, screenshot).unwrap();
     println!("console screenshot: {}", path.display());
     flow.await.unwrap();
+
+    // Deleting one of the Japanese orders' dead letters takes a second click, and it is gone.
+    let page = api(
+        reqwest::Method::GET,
+        format!("{base}/v1/routes/orders-to-shipping/dead-letters"),
+        OPERATOR,
+    )
+    .await;
+    let doomed = page["dead_letters"][0]["id"].as_str().unwrap().to_owned();
+    client
+        .goto(&format!("{base}/ui/#/routes/orders-to-shipping"))
+        .await
+        .unwrap();
+    let row = format!("[data-dead-letters=orders-to-shipping] tr[data-dead-letter={doomed:?}]");
+    click(client, &format!("{row} .delete")).await;
+    until(
+        client,
+        &format!(
+            "document.querySelector({:?})?.textContent === 'Really delete?'",
+            format!("{row} .delete")
+        ),
+        "the delete asks again",
+    )
+    .await;
+    click(client, &format!("{row} .delete")).await;
+    until(
+        client,
+        &format!("document.querySelector({row:?}) === null"),
+        "the deleted dead letter leaves the list",
+    )
+    .await;
+    let gone = http()
+        .get(format!(
+            "{base}/v1/routes/orders-to-shipping/dead-letters/{doomed}"
+        ))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
     browser.client.close().await.unwrap();
 }
