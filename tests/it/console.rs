@@ -3,8 +3,9 @@
 //! of the shipped registry with credentials. Without a token only the sign-in shows and a wrong
 //! one is refused; signed in, a context opens, a translator case runs, two contract versions are
 //! compared, and a dead letter is redriven from the console once its cause is fixed: it leaves
-//! the list and reaches the downstream context; another is deleted. A screenshot of the console is written to
-//! `CONTEXTGATE_SCREENSHOT` (default: the test's target directory) and its path printed.
+//! the list and reaches the downstream context; another is deleted. A screenshot of the console
+//! is written to `CONTEXTGATE_SCREENSHOT` (default: the test's target directory), its path
+//! printed.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
