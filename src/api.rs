@@ -13,6 +13,10 @@
 //! - [`map`]: the context map, as much of it as the caller may see.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers.
+//! - [`ui`]: the web console at `/ui`, its files compiled in.
+//! - [`compat`], [`translator_runs`], [`route_stats`], [`whoami`]: what the console asks
+//!   besides the rest: two contract versions compared, a translator case run, a route's
+//!   counters, who a token is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +52,12 @@ pub mod replays;
 pub mod routes;
 pub mod translators;
 pub mod writes;
+
+pub mod compat;
+pub mod route_stats;
+pub mod translator_runs;
+pub mod ui;
+pub mod whoami;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -163,6 +173,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .merge(ui::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -430,6 +441,16 @@ fn admin() -> Router<AppState> {
             post(dead_letters::redrive_one),
         )
         .route("/v1/map", get(map::get))
+        .route(
+            "/v1/contexts/{context}/contracts/{name}/compat",
+            get(compat::compare),
+        )
+        .route(
+            "/v1/contexts/{context}/translators/{name}/run",
+            post(translator_runs::run),
+        )
+        .route("/v1/routes/{route}/stats", get(route_stats::get))
+        .route("/v1/whoami", get(whoami::get))
         .route("/v1/replays", post(replays::start).get(replays::list))
         .route(
             "/v1/replays/{id}",

@@ -247,8 +247,29 @@ fn remember(key: [u8; 32], took: Duration) {
 
 /// One case: a message for each problem.
 fn run_one(translator: &Translator, case: &Case) -> Vec<String> {
+    try_case(translator, case).problems
+}
+
+/// What one case did: the translator's outputs or its error, and every way it missed its
+/// expectation (none when it passed).
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct CaseRun {
+    /// True when the case met its expectation and every output is valid.
+    pub passed: bool,
+    /// What the translator returned (none for a drop or an error).
+    #[schema(value_type = Vec<Object>)]
+    pub outputs: Vec<Value>,
+    /// The translator's error, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Each way the case missed: an invalid input, an unexpected result, an invalid output.
+    pub problems: Vec<String>,
+}
+
+/// Runs one case in the sandbox, as `contextgate check` and a load do, and says what it did.
+pub fn try_case(translator: &Translator, case: &Case) -> CaseRun {
     let label = format!("case {:?}", case.name);
-    let mut problems: Vec<String> = translator
+    let problems: Vec<String> = translator
         .input
         .validator
         .iter_errors(&case.input)
@@ -261,12 +282,18 @@ fn run_one(translator: &Translator, case: &Case) -> Vec<String> {
             )
         })
         .collect();
-    if !problems.is_empty() {
-        return problems;
+    let mut run = CaseRun {
+        problems,
+        ..CaseRun::default()
+    };
+    if !run.problems.is_empty() {
+        return run;
     }
     let meta = translate::Meta::from_case(&case.meta);
-    let result = translate::run(translator, &case.input, &meta);
-    let outputs = match (&case.expect, result) {
+    let result = translate::run(translator, &case.input, &meta)
+        .map(|outputs| outputs.into_iter().collect::<Vec<Value>>());
+    let problems = &mut run.problems;
+    match (&case.expect, &result) {
         (Expectation::Error(expected), Err(failure)) => {
             let text = failure.to_string();
             if !text.contains(expected.as_str()) {
@@ -274,18 +301,15 @@ fn run_one(translator: &Translator, case: &Case) -> Vec<String> {
                     "{label}: expected an error containing {expected:?}, got: {text}"
                 ));
             }
-            return problems;
         }
         (_, Err(failure)) => {
             problems.push(format!("{label}: the translator failed: {failure}"));
-            return problems;
         }
         (Expectation::Error(expected), Ok(outputs)) => {
             problems.push(format!(
                 "{label}: expected an error containing {expected:?}, got {} output(s)",
                 outputs.len()
             ));
-            return problems;
         }
         (Expectation::Drop, Ok(outputs)) => {
             if !outputs.is_empty() {
@@ -294,24 +318,38 @@ fn run_one(translator: &Translator, case: &Case) -> Vec<String> {
                     outputs.len()
                 ));
             }
-            return problems;
         }
         (Expectation::One(expected), Ok(outputs)) => {
             if outputs.len() != 1 || &outputs[0] != expected {
                 problems.push(format!(
                     "{label}: {}",
-                    difference(std::slice::from_ref(expected), &outputs)
+                    difference(std::slice::from_ref(expected), outputs)
                 ));
             }
-            outputs
+            check_outputs(translator, &label, outputs, problems);
         }
         (Expectation::Many(expected), Ok(outputs)) => {
             if outputs[..] != expected[..] {
-                problems.push(format!("{label}: {}", difference(expected, &outputs)));
+                problems.push(format!("{label}: {}", difference(expected, outputs)));
             }
-            outputs
+            check_outputs(translator, &label, outputs, problems);
         }
-    };
+    }
+    match result {
+        Ok(outputs) => run.outputs = outputs,
+        Err(failure) => run.error = Some(failure.to_string()),
+    }
+    run.passed = run.problems.is_empty();
+    run
+}
+
+/// A problem for each way an output breaks the translator's output contract.
+fn check_outputs(
+    translator: &Translator,
+    label: &str,
+    outputs: &[Value],
+    problems: &mut Vec<String>,
+) {
     for (index, output) in outputs.iter().enumerate() {
         for error in translator.output.validator.iter_errors(output).take(20) {
             problems.push(format!(
@@ -321,7 +359,6 @@ fn run_one(translator: &Translator, case: &Case) -> Vec<String> {
             ));
         }
     }
-    problems
 }
 
 fn difference(expected: &[Value], actual: &[Value]) -> String {

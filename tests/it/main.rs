@@ -15,6 +15,9 @@ mod broker;
 mod cli;
 /// The compatibility checker's data-driven suite (`tests/compat/*.json`) and its limits (issue 5).
 mod compat_cases;
+/// The web console at /ui in a real headless Chromium: sign-in, a context, a redriven dead
+/// letter, a screenshot (issue 15).
+mod console;
 /// Enrich look-ups against a real HTTP server started by the test (RELIABILITY D1–D7).
 mod enrich;
 /// `contextgate compat` and `check --against` on a real git repository (issue 5).
