@@ -61,6 +61,7 @@ async fn the_document_describes_every_operation_of_the_router() {
         ("/v1/replays/{id}", "get"),
         ("/v1/replays/{id}", "delete"),
         ("/v1/map", "get"),
+        ("/v1/contexts/{context}/asyncapi", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
         ("/metrics", "get"),
