@@ -59,6 +59,15 @@ pub const PLACEHOLDER_HOST: &str = "localhost:5672";
 
 /// Keywords whose values are data, not schemas: never walked for `$ref` or `$id`.
 const DATA_KEYWORDS: &[&str] = &["const", "default", "enum", "example", "examples"];
+/// Keywords whose value maps names to schemas: every member is a schema, whatever its name.
+const SCHEMA_MAP_KEYWORDS: &[&str] = &[
+    "$defs",
+    "definitions",
+    "dependencies",
+    "dependentSchemas",
+    "patternProperties",
+    "properties",
+];
 
 /// The broker a document names: its server (none: a placeholder) and the topology's names.
 #[derive(Debug, Clone)]
@@ -569,8 +578,18 @@ impl<'a> Schemas<'a> {
                     object.insert("$ref".into(), Value::String(rewritten));
                 }
                 for (keyword, child) in object.iter_mut() {
-                    if keyword != "$ref" && !DATA_KEYWORDS.contains(&keyword.as_str()) {
-                        self.rewrite(child, own, reached);
+                    let keyword = keyword.as_str();
+                    if keyword == "$ref" || DATA_KEYWORDS.contains(&keyword) {
+                        continue;
+                    }
+                    match child {
+                        // A map of names to schemas: a property may be called `default`.
+                        Value::Object(members) if SCHEMA_MAP_KEYWORDS.contains(&keyword) => {
+                            for member in members.values_mut() {
+                                self.rewrite(member, own, reached);
+                            }
+                        }
+                        child => self.rewrite(child, own, reached),
                     }
                 }
             }
@@ -914,7 +933,8 @@ fn receive_operation(
             "mode": mode,
             "relationship": relationship,
             "upstream": route.upstream.as_str(),
-            "queue": channel_key,
+            "channel": channel_key,
+            "queue": route_queue(route, names),
         },
     });
     if let Some(translator) = translator {

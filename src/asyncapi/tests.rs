@@ -88,7 +88,8 @@ shards = 3
                 "address": {"$ref": "contextgate://registry/contracts/shop/Address/v1.json"},
                 "total": {"$ref": "contextgate://registry/contracts/billing/Money/v1.json#/definitions/amount"},
                 "lines": {"type": "array", "items": {"$ref": "#line"}},
-                "first": {"$ref": "#/$defs/line"}
+                "first": {"$ref": "#/$defs/line"},
+                "default": {"$ref": "#/$defs/line"}
             }}"##,
     );
     write(
@@ -151,6 +152,10 @@ fn refs_resolve(document: &Value, value: &Value) {
                         document.pointer(pointer).is_some(),
                         "{reference} points at nothing"
                     );
+                } else if SCHEMA_MAP_KEYWORDS.contains(&keyword.as_str()) {
+                    for member in child.as_object().into_iter().flat_map(|m| m.values()) {
+                        refs_resolve(document, member);
+                    }
                 } else if !DATA_KEYWORDS.contains(&keyword.as_str()) {
                     refs_resolve(document, child);
                 }
@@ -440,6 +445,10 @@ fn operations_send_what_the_context_publishes_and_receive_per_route() {
             "{description}"
         );
         assert_eq!(receive["x-contextgate-route"]["name"], route);
+        assert_eq!(
+            receive["x-contextgate-route"]["queue"],
+            document["channels"][format!("route.{route}")]["address"]
+        );
     }
     // What waits in a translating route's queue is its input, not what it delivers.
     let shipping = check(&registry, "shipping", &Viewer::Operator, &placeholder());
@@ -533,10 +542,13 @@ fn refs_between_registry_schemas_are_rewritten_inside_the_document() {
         properties["lines"]["items"]["$ref"],
         "#/components/schemas/shop.OrderPlaced.v1/schema/$defs/line"
     );
-    assert_eq!(
-        properties["first"]["$ref"],
-        "#/components/schemas/shop.OrderPlaced.v1/schema/$defs/line"
-    );
+    // A property named like a data keyword is a schema all the same.
+    for property in ["first", "default"] {
+        assert_eq!(
+            properties[property]["$ref"],
+            "#/components/schemas/shop.OrderPlaced.v1/schema/$defs/line"
+        );
+    }
     assert_eq!(
         schemas["shop.Address.v1"]["schema"]["properties"]["zip"]["$ref"],
         "#/components/schemas/shop.Address.v1/schema/definitions/zip"
