@@ -11,6 +11,7 @@
 //! - [`ingest`]: post messages, read in-process inboxes.
 //! - [`dead_letters`]: list, read, delete and redrive dead letters, on either bus.
 //! - [`map`]: the context map, as much of it as the caller may see.
+//! - [`asyncapi`]: a context's AsyncAPI 3.0 document, as much of it as the caller may see.
 //! - [`health`]: liveness, readiness, Prometheus metrics (open to everyone).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers.
 //! - [`ui`]: the web console at `/ui`, its files compiled in.
@@ -40,6 +41,7 @@ use crate::gateway::Gateway;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::stages::Problem;
 
+pub mod asyncapi;
 pub mod auth;
 pub mod contracts;
 pub mod dead_letters;
@@ -451,6 +453,7 @@ fn admin() -> Router<AppState> {
         )
         .route("/v1/routes/{route}/stats", get(route_stats::get))
         .route("/v1/whoami", get(whoami::get))
+        .route("/v1/contexts/{context}/asyncapi", get(asyncapi::get))
         .route("/v1/replays", post(replays::start).get(replays::list))
         .route(
             "/v1/replays/{id}",

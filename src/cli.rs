@@ -9,6 +9,7 @@
 //! - [`compat`]: the compatibility checker on two schema files.
 //! - `import` (here, over [`crate::import`]): a folder of existing schemas into one context.
 //! - [`map`]: the context map as Mermaid, DOT, SVG or JSON.
+//! - [`asyncapi`]: one context's AsyncAPI 3.0 document as JSON.
 //! - [`registry`]: `registry push`, `pull` and `log` on a fleet's registry store.
 //! - [`serve`]: run the gateway and its HTTP API, on RabbitMQ or the in-process bus.
 //! - [`translate`]: a dry run of one message through one route.
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod asyncapi;
 pub mod check;
 pub mod compat;
 pub mod map;
@@ -177,6 +179,25 @@ pub enum Command {
         /// mermaid, dot, svg (drawn by contextgate itself) or json.
         #[arg(long, default_value = "mermaid", value_parser = parse_map_format)]
         format: crate::map::Format,
+    },
+    /// Print one context's AsyncAPI 3.0 document as JSON: its exchanges and the route queues
+    /// that feed it (AMQP 0.9.1 bindings), its messages (contracts by reference, CloudEvents
+    /// headers as a trait), and the send and receive operations its routes make.
+    Asyncapi {
+        /// The registry folder (holds contextgate.toml).
+        #[arg(long, default_value = ".", env = "CONTEXTGATE_REGISTRY")]
+        registry: PathBuf,
+        /// The context to describe.
+        #[arg(long, value_parser = crate::registry::ContextName::parse)]
+        context: crate::registry::ContextName,
+        /// The broker named as the server (its user and password are never printed); without
+        /// it, a placeholder.
+        // Help never shows the variable's value: it holds a password.
+        #[arg(long, env = "CONTEXTGATE_AMQP_URL", hide_env_values = true)]
+        amqp_url: Option<String>,
+        /// The prefix of every exchange and queue name, as `serve --amqp-prefix`.
+        #[arg(long, default_value = "", env = "CONTEXTGATE_AMQP_PREFIX")]
+        amqp_prefix: String,
     },
     /// Dry-run one message (a structured CloudEvent) through one route and print the outcome.
     Translate {
@@ -419,6 +440,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             dry_run,
         })),
         Command::Map { registry, format } => Ok(map::run(&registry, format)),
+        Command::Asyncapi {
+            registry,
+            context,
+            amqp_url,
+            amqp_prefix,
+        } => Ok(asyncapi::run(
+            &registry,
+            &context,
+            amqp_url.as_deref(),
+            &amqp_prefix,
+        )),
         Command::Translate {
             registry,
             route,

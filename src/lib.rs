@@ -13,6 +13,8 @@
 //!   compatible new versions.
 //! - [`map`]: the context map: contexts, routes with their relationship (CF, OHS/PL, ACL,
 //!   enrichment), U/D roles, types and order; what each viewer sees; Mermaid, DOT, SVG, JSON.
+//! - [`asyncapi`]: a context's AsyncAPI 3.0 document: its exchanges and route queues with AMQP
+//!   bindings, its messages (contracts by reference, CloudEvents headers), send/receive operations.
 //! - [`import`]: `contextgate import`: a folder of existing schemas becomes a context's
 //!   contracts.
 //! - [`message`]: the transport-neutral CloudEvent and its decoding from binary or structured mode.
@@ -41,6 +43,8 @@ pub mod registry;
 pub mod evolution;
 //
 pub mod map;
+//
+pub mod asyncapi;
 //
 pub mod import;
 //

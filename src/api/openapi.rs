@@ -47,6 +47,7 @@ use super::ProblemDocument;
         super::translator_runs::run,
         super::route_stats::get,
         super::whoami::get,
+        super::asyncapi::get,
         super::health::live,
         super::health::ready,
         super::health::metrics,
@@ -61,6 +62,7 @@ use super::ProblemDocument;
         (name = "dead letters", description = "What could not be delivered, and its redrive."),
         (name = "replays", description = "A window of a context's archive through today's routes."),
         (name = "map", description = "The context map: who talks to whom, and how."),
+        (name = "asyncapi", description = "A context's AsyncAPI 3.0 document."),
         (name = "operations", description = "Health, metrics, this document."),
     )
 )]

@@ -526,6 +526,11 @@ impl AmqpBus {
         &self.names
     }
 
+    /// The settings it was started with (the AsyncAPI document names its broker from them).
+    pub fn settings(&self) -> &AmqpSettings {
+        &self.settings
+    }
+
     /// The session now, while connected.
     pub(crate) fn current_session(&self) -> Result<Arc<Session>, IngestError> {
         self.current

@@ -7,6 +7,9 @@ mod helpers;
 mod amqp;
 /// Registration and dead letters over HTTP with the gateway on the real RabbitMQ (issue 4).
 mod amqp_api;
+/// AsyncAPI 3.0 per context: `contextgate asyncapi` and `GET /v1/contexts/{context}/asyncapi`,
+/// every document valid against the vendored AsyncAPI 3.0.0 schema (issue 15).
+mod asyncapi;
 /// Credentials: 401 / 403 per endpoint and caller, `hash-token`, `serve --credentials`.
 mod auth;
 /// RabbitMQ for the tests: client, gateway start-up, clean-up, private nodes.

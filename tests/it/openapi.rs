@@ -65,6 +65,7 @@ async fn the_document_describes_every_operation_of_the_router() {
         ("/v1/contexts/{context}/translators/{name}/run", "post"),
         ("/v1/routes/{route}/stats", "get"),
         ("/v1/whoami", "get"),
+        ("/v1/contexts/{context}/asyncapi", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
         ("/metrics", "get"),
