@@ -473,6 +473,15 @@ async fn the_console_redrives_a_dead_letter_once_its_cause_is_fixed_and_sees_it_
         "{listed}"
     );
 
+    // Its AsyncAPI document, as the API gives it.
+    click(client, "#asyncapi .show-asyncapi").await;
+    until(
+        client,
+        "(() => { const d = document.querySelector('#asyncapi .asyncapi-document'); if (!d) return false; const doc = JSON.parse(d.textContent); return doc.asyncapi === '3.0.0' && doc.id === 'urn:contextgate:context:shipping'; })()",
+        "shipping's AsyncAPI document shows",
+    )
+    .await;
+
     // Its translator's script and cases; a case runs in the sandbox and passes.
     click(
         client,

@@ -1,6 +1,6 @@
 // One context: its contracts (versions, schemas, a diff between two versions with the
-// compatibility verdict and a counterexample), its translators (script, cases, run a case), and
-// the routes it receives on with their dead letters.
+// compatibility verdict and a counterexample), its translators (script, cases, run a case), its
+// AsyncAPI document, and the routes it receives on with their dead letters.
 
 import { get, path, post } from './api.js';
 import { badge, describe, fill, h, json } from './dom.js';
@@ -9,13 +9,38 @@ import { deadLetterPanel } from './dead_letters.js';
 export async function showContext(page, context) {
   const contracts = h('section', { class: 'card', id: 'contracts' }, h('h2', {}, 'Contracts'), h('p', { class: 'muted' }, 'Loading…'));
   const translators = h('section', { class: 'card', id: 'translators' }, h('h2', {}, 'Translators'), h('p', { class: 'muted' }, 'Loading…'));
+  const asyncapi = asyncapiCard(context);
   const inbound = h('section', { id: 'inbound' }, h('h2', {}, 'Routes into this context'));
-  fill(page.view, h('h1', {}, 'Context ', h('code', { id: 'context-name' }, context)), contracts, translators, inbound);
+  fill(page.view, h('h1', {}, 'Context ', h('code', { id: 'context-name' }, context)), contracts, translators, asyncapi, inbound);
   await Promise.all([
     showContracts(contracts, context),
     showTranslators(translators, context),
     showInbound(inbound, context),
   ]);
+}
+
+/** The context's AsyncAPI 3.0 document (as much of it as the token may see), shown on demand
+ * and saved as a file through a blob URL (the API wants the token, which a plain link lacks). */
+function asyncapiCard(context) {
+  const output = h('div', { class: 'output' });
+  let objectUrl = null;
+  const show = async () => {
+    try {
+      const doc = await get(path('v1', 'contexts', context, 'asyncapi'));
+      if (objectUrl) URL.revokeObjectURL(objectUrl);
+      objectUrl = URL.createObjectURL(new Blob([JSON.stringify(doc, null, 2)], { type: 'application/json' }));
+      fill(output,
+        h('p', {}, h('a', { href: objectUrl, download: `${context}.asyncapi.json`, class: 'download-asyncapi' }, `Save ${context}.asyncapi.json`)),
+        json(doc, { class: 'code asyncapi-document' }));
+    } catch (error) {
+      fill(output, h('p', { class: 'error' }, describe(error)));
+    }
+  };
+  return h('section', { class: 'card', id: 'asyncapi' },
+    h('h2', {}, 'AsyncAPI'),
+    h('p', { class: 'muted' }, 'Its channels (exchanges and route queues, with AMQP bindings), messages and operations, as AsyncAPI 3.0.'),
+    h('button', { type: 'button', class: 'show-asyncapi', onclick: show }, 'Show the document'),
+    output);
 }
 
 async function showContracts(card, context) {
