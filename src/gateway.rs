@@ -11,7 +11,7 @@ pub mod folder;
 pub mod following;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -24,7 +24,8 @@ use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::replay::{self, Acted, Replays};
 use crate::stages::Failure;
-use crate::telemetry;
+use crate::telemetry::trace::{Carrier, RouteSpan, System};
+use crate::telemetry::{self, Counted};
 
 #[derive(Debug)]
 pub struct Gateway {
@@ -287,6 +288,7 @@ impl Gateway {
             }
         };
         let started = Instant::now();
+        let arrived = telemetry::trace::enabled().then(SystemTime::now);
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
         let pipeline = self.pipeline();
         // Decoding with a script permit, as the routes' runs take theirs (`modes::run`): one
@@ -306,10 +308,24 @@ impl Gateway {
         if let Some(archives) = &self.archives {
             archives.append(&pipeline, from, &delivery);
         }
-        let mut verdicts = pipeline.run_routes(&input, routes).await;
+        let _in_flight: Vec<Counted> = routes
+            .iter()
+            .map(|route| {
+                Counted::enter(
+                    &metrics::gauge!(telemetry::IN_FLIGHT, "route" => route.name.to_string()),
+                )
+            })
+            .collect();
+        let mut spans = match arrived {
+            Some(arrived) => route_spans(&delivery, &input, &routes, arrived),
+            None => Vec::new(),
+        };
+        let mut verdicts = pipeline.run_routes_traced(&input, routes, &mut spans).await;
         let delivery = Arc::new(delivery);
         let mut not_kept = None;
+        let mut spans = spans.into_iter();
         for verdict in &mut verdicts {
+            let mut span = spans.next();
             let Some(route) = verdict
                 .route
                 .as_ref()
@@ -324,16 +340,38 @@ impl Gateway {
                 let key = Key::of(&input.message.attributes);
                 if self.windows.claim(&route.name, key) == Claim::Duplicate {
                     verdict.outcome = dedup::duplicate(&route);
+                    if let Some(span) = span {
+                        span.end_dropped("duplicate");
+                    }
                     continue;
                 }
                 // In process a forward is delivered as it is acted on.
                 self.windows.confirm(&route.name, key, window);
             }
+            if let (Some(span), Outcome::Forward { messages }) = (&span, &mut verdict.outcome) {
+                span.stamp(messages);
+            }
+            let publishing = span.as_ref().map(|_| SystemTime::now());
             if let Err(full) = self
                 .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
                 .await
             {
                 not_kept = Some(full);
+            }
+            if let Outcome::Forward { .. } = verdict.outcome {
+                let name = route.name.to_string();
+                telemetry::record_forward(
+                    &metrics::histogram!(telemetry::ROUTE_LATENCY_SECONDS, "route" => name.clone()),
+                    &metrics::histogram!(telemetry::END_TO_END_SECONDS, "route" => name),
+                    started,
+                    input.message.attributes.time.as_deref(),
+                );
+            }
+            if let (Some(span), Some(start)) = (&mut span, publishing) {
+                span.mark("publish", start, SystemTime::now());
+            }
+            if let Some(span) = span {
+                end_span(span, &verdict.outcome);
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
@@ -450,8 +488,13 @@ impl Gateway {
         delay: std::time::Duration,
     ) {
         let gateway = self.clone();
+        // Waiting out its backoff, it is what the route's queue holds in process.
+        let waiting = Counted::enter(
+            &metrics::gauge!(telemetry::QUEUE_DEPTH, "route" => route.name.to_string()),
+        );
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            drop(waiting);
             let verdict = gateway.process_on(&route, &delivery, attempt).await;
             if let Bus::InProcess(bus) = &gateway.bus
                 && let Err(full) =
@@ -490,6 +533,43 @@ impl replay::Sink for InProcessSink {
             .await
             .map_err(|full| full.to_string())?;
         Ok(replay::acted(acted))
+    }
+}
+
+/// In process: the span of each route an accepted input goes to, its decoding (from the
+/// request's arrival) their first stage.
+fn route_spans(
+    delivery: &Delivery,
+    input: &crate::stages::receive::Input,
+    routes: &[Arc<Route>],
+    arrived: SystemTime,
+) -> Vec<RouteSpan> {
+    let decoded = SystemTime::now();
+    let carrier = Carrier::from_headers(
+        delivery
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    )
+    .or_extensions(Some(&input.message.attributes.extensions));
+    routes
+        .iter()
+        .filter_map(|route| {
+            let mut span =
+                RouteSpan::start(route, carrier, Some(input), 1, System::InProcess, arrived)?;
+            span.mark("decode", arrived, decoded);
+            Some(span)
+        })
+        .collect()
+}
+
+/// Ends a route's span with the route's outcome.
+fn end_span(span: RouteSpan, outcome: &Outcome) {
+    match outcome {
+        Outcome::Forward { messages } => span.end("forward", messages.len(), None),
+        Outcome::Drop { reason } => span.end_dropped(reason),
+        Outcome::Retry { failure, .. } => span.end("retry", 0, Some(failure)),
+        Outcome::DeadLetter { failure } => span.end("dead-letter", 0, Some(failure)),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::registry::{ContextName, Registry, Route, RouteName};
 use crate::scripting;
 use crate::stages::receive::{self, Input};
 use crate::stages::{Failure, Problem, Reason, Stage, validate};
+use crate::telemetry::trace::RouteSpan;
 
 pub mod policy;
 
@@ -115,10 +116,24 @@ impl Pipeline {
     /// Runs an accepted input on each of its routes: a verdict per route. Each route's run takes
     /// a script permit of its own: the caller holds none.
     pub async fn run_routes(&self, input: &Input, routes: Vec<Arc<Route>>) -> Vec<Verdict> {
+        self.run_routes_traced(input, routes, &mut []).await
+    }
+
+    /// [`Pipeline::run_routes`], each route's stages recorded in its span: `spans[i]` is the
+    /// span of `routes[i]` (none when tracing is off).
+    pub async fn run_routes_traced(
+        &self,
+        input: &Input,
+        routes: Vec<Arc<Route>>,
+        spans: &mut [RouteSpan],
+    ) -> Vec<Verdict> {
         let mut shared = Shared::default();
         let mut verdicts = Vec::with_capacity(routes.len());
-        for route in routes {
-            let result = modes::run(&route, input, &mut shared).await;
+        for (index, route) in routes.into_iter().enumerate() {
+            let result = match spans.get_mut(index) {
+                None => modes::run(&route, input, &mut shared).await,
+                Some(span) => span.record(modes::run(&route, input, &mut shared)).await,
+            };
             verdicts.push(Verdict {
                 route: Some(route.name.clone()),
                 outcome: policy::outcome(&route, result, 1),
@@ -213,7 +228,22 @@ impl Pipeline {
     /// Runs a received input on one route as attempt number `attempt`, through its policy. The
     /// route's run takes a script permit: the caller holds none.
     pub async fn run_on(&self, route: &Route, input: &Input, attempt: u32) -> Outcome {
-        let result = modes::run(route, input, &mut Shared::default()).await;
+        self.run_on_traced(route, input, attempt, None).await
+    }
+
+    /// [`Pipeline::run_on`], the route's stages recorded in `span` when there is one.
+    pub async fn run_on_traced(
+        &self,
+        route: &Route,
+        input: &Input,
+        attempt: u32,
+        span: Option<&mut RouteSpan>,
+    ) -> Outcome {
+        let mut shared = Shared::default();
+        let result = match span {
+            None => modes::run(route, input, &mut shared).await,
+            Some(span) => span.record(modes::run(route, input, &mut shared)).await,
+        };
         policy::outcome(route, result, attempt)
     }
 

@@ -300,14 +300,22 @@ pub fn trace_headers(headers: &[(String, String)]) -> FieldTable {
 }
 
 /// An output message as an AMQP body and properties, in the route's wire mode: persistent, its
-/// deterministic id as `message_id`, the trace headers among `input_headers` passed on.
+/// deterministic id as `message_id`, and as trace context `trace` — the route's span
+/// (`traceparent`) and the input's `tracestate` — when the route is traced, else the trace
+/// headers among `input_headers` passed on as they are.
 pub fn output(
     message: &Message,
     wire: Wire,
     input_headers: Option<&FieldTable>,
+    trace: Option<(&str, Option<&str>)>,
 ) -> (Bytes, BasicProperties) {
     let mut headers = FieldTable::default();
-    if let Some(input_headers) = input_headers {
+    if let Some((traceparent, tracestate)) = trace {
+        headers.insert(TRACE_HEADERS[0].into(), text(traceparent));
+        if let Some(tracestate) = tracestate {
+            headers.insert(TRACE_HEADERS[1].into(), text(tracestate));
+        }
+    } else if let Some(input_headers) = input_headers {
         for name in TRACE_HEADERS {
             if let Some(value) = input_headers.inner().get(name) {
                 headers.insert(name.into(), value.clone());
