@@ -349,6 +349,7 @@ pub fn declare(registry: &Registry, transport: Transport) {
         }
         metrics::counter!(AMQP_RECONNECTS).increment(0);
         metrics::gauge!(AMQP_BLOCKED).increment(0.0);
+        metrics::gauge!(FLEET_LIVE).increment(0.0);
     }
 }
 
