@@ -58,8 +58,8 @@ struct Job {
     received: Result<Input, Failure>,
     attempt: u32,
     started: Instant,
-    /// Its span on the route, when tracing is on.
-    span: Option<RouteSpan>,
+    /// Its span on the route, when tracing is on (boxed: a job without one stays small).
+    span: Option<Box<RouteSpan>>,
     /// Counted in flight on its route until it is dropped (once its settlement is decided).
     _in_flight: Option<Counted>,
 }
@@ -271,7 +271,7 @@ pub async fn consume_route(
                         arrived,
                     )?;
                     span.mark("decode", arrived, SystemTime::now());
-                    Some(span)
+                    Some(Box::new(span))
                 })
                 .flatten();
             (received, span)
@@ -333,7 +333,7 @@ async fn run_lane(session: Arc<Session>, mut jobs: mpsc::Receiver<Queued>, settl
         let outcome = match &job.received {
             Ok(input) => {
                 pipeline
-                    .run_on_traced(route, input, job.attempt, job.span.as_mut())
+                    .run_on_traced(route, input, job.attempt, job.span.as_deref_mut())
                     .await
             }
             Err(failure) => Outcome::DeadLetter {
