@@ -539,6 +539,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_output_passes_the_inputs_trace_context_on_or_names_the_routes_span_when_traced() {
+        let mut input = FieldTable::default();
+        input.insert("traceparent".into(), text("00-aaaa-bbbb-01"));
+        input.insert("tracestate".into(), text("vendor=in"));
+        input.insert("x-other".into(), text("not passed on"));
+        let message = Message {
+            attributes: crate::message::Attributes {
+                id: "out-1".into(),
+                source: "/up".into(),
+                event_type: "up.Thing".into(),
+                dataschema: "contextgate:up/Thing@1".into(),
+                subject: None,
+                time: None,
+                extensions: Default::default(),
+            },
+            data: Bytes::from_static(b"{}"),
+        };
+        let header = |properties: &BasicProperties, name: &str| {
+            properties
+                .headers()
+                .as_ref()
+                .and_then(|headers| headers.inner().get(name).cloned())
+        };
+
+        let (_, untraced) = output(&message, Wire::Binary, Some(&input), None);
+        let (_, traced) = output(
+            &message,
+            Wire::Binary,
+            Some(&input),
+            Some(("00-aaaa-cccc-01", None)),
+        );
+
+        assert_eq!(
+            header(&untraced, "traceparent"),
+            Some(text("00-aaaa-bbbb-01"))
+        );
+        assert_eq!(header(&untraced, "tracestate"), Some(text("vendor=in")));
+        assert_eq!(header(&untraced, "x-other"), None);
+        assert_eq!(
+            header(&traced, "traceparent"),
+            Some(text("00-aaaa-cccc-01"))
+        );
+        assert_eq!(header(&traced, "tracestate"), None);
+    }
+
+    #[test]
     fn a_dead_letter_keeps_headers_a_stream_cannot_hold_and_gives_them_back_exactly() {
         let mut headers = FieldTable::default();
         headers.insert("plain".into(), text("kept"));

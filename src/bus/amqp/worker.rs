@@ -261,7 +261,9 @@ pub async fn consume_route(
                             .ok()
                             .map(|input| &input.message.attributes.extensions),
                     );
-                    let arrived = SystemTime::now() - started.elapsed();
+                    let arrived = SystemTime::now()
+                        .checked_sub(started.elapsed())
+                        .unwrap_or_else(SystemTime::now);
                     let mut span = RouteSpan::start(
                         route,
                         carrier,
