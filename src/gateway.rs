@@ -24,6 +24,7 @@ use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::replay::{self, Acted, Replays};
 use crate::stages::Failure;
+use crate::stages::receive::Input;
 use crate::telemetry::trace::{Carrier, RouteSpan, System};
 use crate::telemetry::{self, Counted};
 
@@ -351,7 +352,9 @@ impl Gateway {
             if let (Some(span), Outcome::Forward { messages }) = (&span, &mut verdict.outcome) {
                 span.stamp(messages);
             }
-            let publishing = span.as_ref().map(|_| SystemTime::now());
+            // A forward's outputs go into the inbox: its publish stage.
+            let publishing = (span.is_some() && matches!(verdict.outcome, Outcome::Forward { .. }))
+                .then(SystemTime::now);
             if let Err(full) = self
                 .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
                 .await
@@ -359,13 +362,7 @@ impl Gateway {
                 not_kept = Some(full);
             }
             if let Outcome::Forward { .. } = verdict.outcome {
-                let name = route.name.to_string();
-                telemetry::record_forward(
-                    &metrics::histogram!(telemetry::ROUTE_LATENCY_SECONDS, "route" => name.clone()),
-                    &metrics::histogram!(telemetry::END_TO_END_SECONDS, "route" => name),
-                    started,
-                    input.message.attributes.time.as_deref(),
-                );
+                record_forward(&route, started, input.message.attributes.time.as_deref());
             }
             if let (Some(span), Some(start)) = (&mut span, publishing) {
                 span.mark("publish", start, SystemTime::now());
@@ -381,8 +378,8 @@ impl Gateway {
         }
     }
 
-    /// Runs a message on one route on the current pipeline (a retry or a redrive); the pipeline
-    /// takes the script permits.
+    /// Runs a message on one route on the current pipeline (a redrive); the pipeline takes the
+    /// script permits.
     async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
         self.pipeline().process_on(route, delivery, attempt).await
     }
@@ -495,15 +492,67 @@ impl Gateway {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             drop(waiting);
-            let verdict = gateway.process_on(&route, &delivery, attempt).await;
+            let started = Instant::now();
+            let _in_flight = Counted::enter(
+                &metrics::gauge!(telemetry::IN_FLIGHT, "route" => route.name.to_string()),
+            );
+            let (mut outcome, time, mut span) = gateway.retry_on(&route, &delivery, attempt).await;
+            if let (Some(span), Outcome::Forward { messages }) = (&span, &mut outcome) {
+                span.stamp(messages);
+            }
+            // What the span ends with (a copy, made only when tracing).
+            let ending = span.as_ref().map(|_| outcome.clone());
+            let forwarded = matches!(outcome, Outcome::Forward { .. });
+            let publishing = (span.is_some() && forwarded).then(SystemTime::now);
             if let Bus::InProcess(bus) = &gateway.bus
                 && let Err(full) =
-                    Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await
+                    Box::pin(gateway.act(bus, &route, outcome, &delivery, attempt)).await
             {
                 // The sender was answered long ago: this input is lost, loudly.
                 tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
+            if forwarded {
+                record_forward(&route, started, time.as_deref());
+            }
+            if let (Some(span), Some(start)) = (&mut span, publishing) {
+                span.mark("publish", start, SystemTime::now());
+            }
+            if let (Some(span), Some(outcome)) = (span, ending) {
+                end_span(span, &outcome);
+            }
         });
+    }
+
+    /// A retry's attempt on the current pipeline, its span child of the input's trace context
+    /// (as every attempt on RabbitMQ is): the outcome, the input's CloudEvents `time`, the span.
+    async fn retry_on(
+        &self,
+        route: &Route,
+        delivery: &Delivery,
+        attempt: u32,
+    ) -> (Outcome, Option<String>, Option<RouteSpan>) {
+        let arrived = telemetry::trace::enabled().then(SystemTime::now);
+        let pipeline = self.pipeline();
+        let received = {
+            let _permit = crate::scripting::script_permit().await;
+            pipeline.receive_on(route, delivery)
+        };
+        let input = received.as_ref().ok();
+        let mut span = arrived.and_then(|arrived| {
+            route_span(delivery, input, route, attempt, arrived, SystemTime::now())
+        });
+        let outcome = match &received {
+            Ok(input) => {
+                pipeline
+                    .run_on_traced(route, input, attempt, span.as_mut())
+                    .await
+            }
+            Err(failure) => Outcome::DeadLetter {
+                failure: failure.clone(),
+            },
+        };
+        let time = input.and_then(|input| input.message.attributes.time.clone());
+        (outcome, time, span)
     }
 }
 
@@ -540,27 +589,48 @@ impl replay::Sink for InProcessSink {
 /// request's arrival) their first stage.
 fn route_spans(
     delivery: &Delivery,
-    input: &crate::stages::receive::Input,
+    input: &Input,
     routes: &[Arc<Route>],
     arrived: SystemTime,
 ) -> Vec<RouteSpan> {
     let decoded = SystemTime::now();
+    routes
+        .iter()
+        .filter_map(|route| route_span(delivery, Some(input), route, 1, arrived, decoded))
+        .collect()
+}
+
+/// In process: the span of an input (`None`: it did not decode) on one route, child of the
+/// trace context in its headers or its CloudEvents extensions, its decoding the first stage.
+fn route_span(
+    delivery: &Delivery,
+    input: Option<&Input>,
+    route: &Route,
+    attempt: u32,
+    arrived: SystemTime,
+    decoded: SystemTime,
+) -> Option<RouteSpan> {
     let carrier = Carrier::from_headers(
         delivery
             .headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
     )
-    .or_extensions(Some(&input.message.attributes.extensions));
-    routes
-        .iter()
-        .filter_map(|route| {
-            let mut span =
-                RouteSpan::start(route, carrier, Some(input), 1, System::InProcess, arrived)?;
-            span.mark("decode", arrived, decoded);
-            Some(span)
-        })
-        .collect()
+    .or_extensions(input.map(|input| &input.message.attributes.extensions));
+    let mut span = RouteSpan::start(route, carrier, input, attempt, System::InProcess, arrived)?;
+    span.mark("decode", arrived, decoded);
+    Some(span)
+}
+
+/// In process: a forward's latencies on its route (see `telemetry::record_forward`).
+fn record_forward(route: &Route, started: Instant, time: Option<&str>) {
+    let name = route.name.to_string();
+    telemetry::record_forward(
+        &metrics::histogram!(telemetry::ROUTE_LATENCY_SECONDS, "route" => name.clone()),
+        &metrics::histogram!(telemetry::END_TO_END_SECONDS, "route" => name),
+        started,
+        time,
+    );
 }
 
 /// Ends a route's span with the route's outcome.

@@ -404,7 +404,13 @@ fn parse_time(time: &str) -> Option<std::time::SystemTime> {
     let hours: u64 = offset.get(1..3)?.parse().ok()?;
     let minutes: u64 = offset.get(4..)?.parse().ok()?;
     let shift = std::time::Duration::from_secs(hours * 3600 + minutes * 60);
-    let as_utc = humantime::parse_rfc3339_weak(&format!("{}Z", &time[..at])).ok()?;
+    // `<local>Z` on the stack: no allocation per input.
+    let local = &time.as_bytes()[..at];
+    let mut buffer = [0u8; 40];
+    let text = buffer.get_mut(..=local.len())?;
+    text[..local.len()].copy_from_slice(local);
+    text[local.len()] = b'Z';
+    let as_utc = humantime::parse_rfc3339_weak(std::str::from_utf8(text).ok()?).ok()?;
     if offset.starts_with('+') {
         as_utc.checked_sub(shift)
     } else {

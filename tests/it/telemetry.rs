@@ -701,6 +701,7 @@ async fn on_rabbitmq_a_backlog_shows_as_queue_depth_and_in_flight_then_both_retu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_a_waiting_look_up_is_in_flight_and_a_retry_waiting_out_its_backoff_is_depth() {
+    let (otlp, received) = otlp_receiver().await;
     let (lookups, open) = gated_lookup().await;
     let fixture = gated_enrich(
         &lookups,
@@ -711,14 +712,15 @@ async fn in_process_a_waiting_look_up_is_in_flight_and_a_retry_waiting_out_its_b
     let config = std::fs::read_to_string(&toml).unwrap().replace("30s", "2s");
     std::fs::write(&toml, config).unwrap();
     let (child, base) = serve_binary(
-        Command::new(env!("CARGO_BIN_EXE_contextgate"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--registry")
-            .arg(fixture.root())
-            .env_remove("CONTEXTGATE_AMQP_URL")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("CONTEXTGATE_CREDENTIALS"),
+        traced(
+            Command::new(env!("CARGO_BIN_EXE_contextgate"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .arg("--registry")
+                .arg(fixture.root()),
+            &otlp,
+            100,
+        )
+        .env_remove("CONTEXTGATE_AMQP_URL"),
     );
     let _child = KillOnDrop(child);
     let depth = r#"contextgate_route_queue_depth{route="up-to-down"}"#;
@@ -749,6 +751,41 @@ async fn in_process_a_waiting_look_up_is_in_flight_and_a_retry_waiting_out_its_b
     wait_metric(&base, depth, Duration::from_secs(10), |n| n == 0.0).await;
     let forwarded = r#"contextgate_messages_forwarded_total{route="up-to-down"}"#;
     wait_metric(&base, forwarded, Duration::from_secs(10), |n| n == 1.0).await;
+
+    // Each attempt is a span of its own, both children of the input's trace context.
+    let spans = received
+        .until(Duration::from_secs(10), |spans| {
+            route_spans(spans, "slow").len() == 2
+        })
+        .await;
+    let mut attempts: Vec<(String, String)> = route_spans(&spans, "slow")
+        .into_iter()
+        .map(|span| {
+            assert_eq!(hex(&span.trace_id), EXTENSION_TRACE);
+            assert_eq!(hex(&span.parent_span_id), EXTENSION_PARENT);
+            (
+                attribute(span, "contextgate.attempt").unwrap(),
+                attribute(span, "contextgate.outcome").unwrap(),
+            )
+        })
+        .collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [
+            ("1".to_owned(), "retry".to_owned()),
+            ("2".to_owned(), "forward".to_owned())
+        ]
+    );
+    let first = route_spans(&spans, "slow")
+        .into_iter()
+        .find(|span| attribute(span, "contextgate.attempt").as_deref() == Some("1"))
+        .unwrap();
+    assert_eq!(
+        attribute(first, "contextgate.failure.reason").as_deref(),
+        Some("enrichment_unavailable")
+    );
+    assert_eq!(stages(&spans, first), ["decode", "validate-in", "enrich"]);
 }
 
 /// Every metric name the dashboard's queries use, histograms by their base name.

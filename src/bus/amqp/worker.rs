@@ -250,32 +250,7 @@ pub async fn consume_route(
                 headers.iter().map(|(name, value)| (*name, value.as_ref())),
                 taken.body.clone(),
             );
-            let span = telemetry::trace::enabled()
-                .then(|| {
-                    let carrier = Carrier::from_headers(
-                        headers.iter().map(|(name, value)| (*name, value.as_ref())),
-                    )
-                    .or_extensions(
-                        received
-                            .as_ref()
-                            .ok()
-                            .map(|input| &input.message.attributes.extensions),
-                    );
-                    let arrived = SystemTime::now()
-                        .checked_sub(started.elapsed())
-                        .unwrap_or_else(SystemTime::now);
-                    let mut span = RouteSpan::start(
-                        route,
-                        carrier,
-                        received.as_ref().ok(),
-                        attempt,
-                        System::Rabbitmq,
-                        arrived,
-                    )?;
-                    span.mark("decode", arrived, SystemTime::now());
-                    Some(Box::new(span))
-                })
-                .flatten();
+            let span = start_span(route, &headers, &received, attempt, started);
             (received, span)
         };
         let keyed = match (&received, &route.ordering_key) {
@@ -320,6 +295,31 @@ pub async fn consume_route(
             .await;
     }
     ended.and(acked)
+}
+
+/// The input's span on `route` when tracing is on (`None` at once when off): from its arrival,
+/// child of the trace context in its headers or its CloudEvents extensions, its decoding the
+/// first stage.
+fn start_span(
+    route: &Route,
+    headers: &[(&str, std::borrow::Cow<'_, str>)],
+    received: &Result<Input, Failure>,
+    attempt: u32,
+    started: Instant,
+) -> Option<Box<RouteSpan>> {
+    if !telemetry::trace::enabled() {
+        return None;
+    }
+    let input = received.as_ref().ok();
+    let carrier =
+        Carrier::from_headers(headers.iter().map(|(name, value)| (*name, value.as_ref())))
+            .or_extensions(input.map(|input| &input.message.attributes.extensions));
+    let arrived = SystemTime::now()
+        .checked_sub(started.elapsed())
+        .unwrap_or_else(SystemTime::now);
+    let mut span = RouteSpan::start(route, carrier, input, attempt, System::Rabbitmq, arrived)?;
+    span.mark("decode", arrived, SystemTime::now());
+    Some(Box::new(span))
 }
 
 fn lane_of(key: &str, n_lanes: usize) -> usize {
