@@ -321,7 +321,11 @@ impl Gateway {
             Some(arrived) => route_spans(&delivery, &input, &routes, arrived),
             None => Vec::new(),
         };
-        let mut verdicts = pipeline.run_routes_traced(&input, routes, &mut spans).await;
+        let mut verdicts = if spans.is_empty() {
+            pipeline.run_routes(&input, routes).await
+        } else {
+            pipeline.run_routes_traced(&input, routes, &mut spans).await
+        };
         let delivery = Arc::new(delivery);
         let mut not_kept = None;
         let mut spans = spans.into_iter();
@@ -541,13 +545,10 @@ impl Gateway {
         let mut span = arrived.and_then(|arrived| {
             route_span(delivery, input, route, attempt, arrived, SystemTime::now())
         });
-        let outcome = match &received {
-            Ok(input) => {
-                pipeline
-                    .run_on_traced(route, input, attempt, span.as_mut())
-                    .await
-            }
-            Err(failure) => Outcome::DeadLetter {
+        let outcome = match (&received, span.as_mut()) {
+            (Ok(input), None) => pipeline.run_on(route, input, attempt).await,
+            (Ok(input), Some(span)) => pipeline.run_on_traced(route, input, attempt, span).await,
+            (Err(failure), _) => Outcome::DeadLetter {
                 failure: failure.clone(),
             },
         };

@@ -116,11 +116,21 @@ impl Pipeline {
     /// Runs an accepted input on each of its routes: a verdict per route. Each route's run takes
     /// a script permit of its own: the caller holds none.
     pub async fn run_routes(&self, input: &Input, routes: Vec<Arc<Route>>) -> Vec<Verdict> {
-        self.run_routes_traced(input, routes, &mut []).await
+        let mut shared = Shared::default();
+        let mut verdicts = Vec::with_capacity(routes.len());
+        for route in routes {
+            let result = modes::run(&route, input, &mut shared).await;
+            verdicts.push(Verdict {
+                route: Some(route.name.clone()),
+                outcome: policy::outcome(&route, result, 1),
+            });
+        }
+        verdicts
     }
 
     /// [`Pipeline::run_routes`], each route's stages recorded in its span: `spans[i]` is the
-    /// span of `routes[i]` (none when tracing is off).
+    /// span of `routes[i]`. Kept apart from the untraced run, whose future stays as small as it
+    /// was.
     pub async fn run_routes_traced(
         &self,
         input: &Input,
@@ -228,22 +238,21 @@ impl Pipeline {
     /// Runs a received input on one route as attempt number `attempt`, through its policy. The
     /// route's run takes a script permit: the caller holds none.
     pub async fn run_on(&self, route: &Route, input: &Input, attempt: u32) -> Outcome {
-        self.run_on_traced(route, input, attempt, None).await
+        let result = modes::run(route, input, &mut Shared::default()).await;
+        policy::outcome(route, result, attempt)
     }
 
-    /// [`Pipeline::run_on`], the route's stages recorded in `span` when there is one.
+    /// [`Pipeline::run_on`], the route's stages recorded in `span`.
     pub async fn run_on_traced(
         &self,
         route: &Route,
         input: &Input,
         attempt: u32,
-        span: Option<&mut RouteSpan>,
+        span: &mut RouteSpan,
     ) -> Outcome {
-        let mut shared = Shared::default();
-        let result = match span {
-            None => modes::run(route, input, &mut shared).await,
-            Some(span) => span.record(modes::run(route, input, &mut shared)).await,
-        };
+        let result = span
+            .record(modes::run(route, input, &mut Shared::default()))
+            .await;
         policy::outcome(route, result, attempt)
     }
 

@@ -333,11 +333,14 @@ async fn run_lane(session: Arc<Session>, mut jobs: mpsc::Receiver<Queued>, settl
         let (pipeline, route) = (&work.pipeline, &work.route);
         // The route's run takes a script permit of its own (`modes::run`).
         let outcome = match &job.received {
-            Ok(input) => {
-                pipeline
-                    .run_on_traced(route, input, job.attempt, job.span.as_deref_mut())
-                    .await
-            }
+            Ok(input) => match job.span.as_deref_mut() {
+                None => pipeline.run_on(route, input, job.attempt).await,
+                Some(span) => {
+                    pipeline
+                        .run_on_traced(route, input, job.attempt, span)
+                        .await
+                }
+            },
             Err(failure) => Outcome::DeadLetter {
                 failure: failure.clone(),
             },
