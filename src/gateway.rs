@@ -11,7 +11,7 @@ pub mod folder;
 pub mod following;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -24,7 +24,9 @@ use crate::pipeline::{Delivery, Outcome, Pipeline, Verdict};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::replay::{self, Acted, Replays};
 use crate::stages::Failure;
-use crate::telemetry;
+use crate::stages::receive::Input;
+use crate::telemetry::trace::{Carrier, RouteSpan, System};
+use crate::telemetry::{self, Counted};
 
 #[derive(Debug)]
 pub struct Gateway {
@@ -287,6 +289,7 @@ impl Gateway {
             }
         };
         let started = Instant::now();
+        let arrived = telemetry::trace::enabled().then(SystemTime::now);
         metrics::counter!(telemetry::MESSAGES_IN, "context" => from.to_string()).increment(1);
         let pipeline = self.pipeline();
         // Decoding with a script permit, as the routes' runs take theirs (`modes::run`): one
@@ -306,10 +309,28 @@ impl Gateway {
         if let Some(archives) = &self.archives {
             archives.append(&pipeline, from, &delivery);
         }
-        let mut verdicts = pipeline.run_routes(&input, routes).await;
+        let _in_flight: Vec<Counted> = routes
+            .iter()
+            .map(|route| {
+                Counted::enter(
+                    &metrics::gauge!(telemetry::IN_FLIGHT, "route" => route.name.to_string()),
+                )
+            })
+            .collect();
+        let mut spans = match arrived {
+            Some(arrived) => route_spans(&delivery, &input, &routes, arrived),
+            None => Vec::new(),
+        };
+        let mut verdicts = if spans.is_empty() {
+            pipeline.run_routes(&input, routes).await
+        } else {
+            pipeline.run_routes_traced(&input, routes, &mut spans).await
+        };
         let delivery = Arc::new(delivery);
         let mut not_kept = None;
+        let mut spans = spans.into_iter();
         for verdict in &mut verdicts {
+            let mut span = spans.next();
             let Some(route) = verdict
                 .route
                 .as_ref()
@@ -324,16 +345,34 @@ impl Gateway {
                 let key = Key::of(&input.message.attributes);
                 if self.windows.claim(&route.name, key) == Claim::Duplicate {
                     verdict.outcome = dedup::duplicate(&route);
+                    if let Some(span) = span {
+                        span.end_dropped("duplicate");
+                    }
                     continue;
                 }
                 // In process a forward is delivered as it is acted on.
                 self.windows.confirm(&route.name, key, window);
             }
+            if let (Some(span), Outcome::Forward { messages }) = (&span, &mut verdict.outcome) {
+                span.stamp(messages);
+            }
+            // A forward's outputs go into the inbox: its publish stage.
+            let publishing = (span.is_some() && matches!(verdict.outcome, Outcome::Forward { .. }))
+                .then(SystemTime::now);
             if let Err(full) = self
                 .act(bus, &route, verdict.outcome.clone(), &delivery, 1)
                 .await
             {
                 not_kept = Some(full);
+            }
+            if let Outcome::Forward { .. } = verdict.outcome {
+                record_forward(&route, started, input.message.attributes.time.as_deref());
+            }
+            if let (Some(span), Some(start)) = (&mut span, publishing) {
+                span.mark("publish", start, SystemTime::now());
+            }
+            if let Some(span) = span {
+                end_span(span, &verdict.outcome);
             }
         }
         metrics::histogram!(telemetry::PROCESSING_SECONDS).record(started.elapsed().as_secs_f64());
@@ -343,8 +382,8 @@ impl Gateway {
         }
     }
 
-    /// Runs a message on one route on the current pipeline (a retry or a redrive); the pipeline
-    /// takes the script permits.
+    /// Runs a message on one route on the current pipeline (a redrive); the pipeline takes the
+    /// script permits.
     async fn process_on(&self, route: &Route, delivery: &Delivery, attempt: u32) -> Verdict {
         self.pipeline().process_on(route, delivery, attempt).await
     }
@@ -450,17 +489,71 @@ impl Gateway {
         delay: std::time::Duration,
     ) {
         let gateway = self.clone();
+        // Waiting out its backoff, it is what the route's queue holds in process.
+        let waiting = Counted::enter(
+            &metrics::gauge!(telemetry::QUEUE_DEPTH, "route" => route.name.to_string()),
+        );
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let verdict = gateway.process_on(&route, &delivery, attempt).await;
+            drop(waiting);
+            let started = Instant::now();
+            let _in_flight = Counted::enter(
+                &metrics::gauge!(telemetry::IN_FLIGHT, "route" => route.name.to_string()),
+            );
+            let (mut outcome, time, mut span) = gateway.retry_on(&route, &delivery, attempt).await;
+            if let (Some(span), Outcome::Forward { messages }) = (&span, &mut outcome) {
+                span.stamp(messages);
+            }
+            // What the span ends with (a copy, made only when tracing).
+            let ending = span.as_ref().map(|_| outcome.clone());
+            let forwarded = matches!(outcome, Outcome::Forward { .. });
+            let publishing = (span.is_some() && forwarded).then(SystemTime::now);
             if let Bus::InProcess(bus) = &gateway.bus
                 && let Err(full) =
-                    Box::pin(gateway.act(bus, &route, verdict.outcome, &delivery, attempt)).await
+                    Box::pin(gateway.act(bus, &route, outcome, &delivery, attempt)).await
             {
                 // The sender was answered long ago: this input is lost, loudly.
                 tracing::error!(route = %route.name, attempt, error = %full, "A retried input failed for good and could not be kept as a dead letter.");
             }
+            if forwarded {
+                record_forward(&route, started, time.as_deref());
+            }
+            if let (Some(span), Some(start)) = (&mut span, publishing) {
+                span.mark("publish", start, SystemTime::now());
+            }
+            if let (Some(span), Some(outcome)) = (span, ending) {
+                end_span(span, &outcome);
+            }
         });
+    }
+
+    /// A retry's attempt on the current pipeline, its span child of the input's trace context
+    /// (as every attempt on RabbitMQ is): the outcome, the input's CloudEvents `time`, the span.
+    async fn retry_on(
+        &self,
+        route: &Route,
+        delivery: &Delivery,
+        attempt: u32,
+    ) -> (Outcome, Option<String>, Option<RouteSpan>) {
+        let arrived = telemetry::trace::enabled().then(SystemTime::now);
+        let pipeline = self.pipeline();
+        let received = {
+            let _permit = crate::scripting::script_permit().await;
+            pipeline.receive_on(route, delivery)
+        };
+        let input = received.as_ref().ok();
+        let mut span = arrived.and_then(|arrived| {
+            route_span(delivery, input, route, attempt, arrived, SystemTime::now())
+        });
+        let outcome = match (&received, span.as_mut()) {
+            (Ok(input), None) => pipeline.run_on(route, input, attempt).await,
+            (Ok(input), Some(span)) => pipeline.run_on_traced(route, input, attempt, span).await,
+            (Err(failure), _) => Outcome::DeadLetter {
+                failure: failure.clone(),
+            },
+        };
+        let time = input.and_then(|input| input.message.attributes.time.clone());
+        (outcome, time, span)
     }
 }
 
@@ -490,6 +583,64 @@ impl replay::Sink for InProcessSink {
             .await
             .map_err(|full| full.to_string())?;
         Ok(replay::acted(acted))
+    }
+}
+
+/// In process: the span of each route an accepted input goes to, its decoding (from the
+/// request's arrival) their first stage.
+fn route_spans(
+    delivery: &Delivery,
+    input: &Input,
+    routes: &[Arc<Route>],
+    arrived: SystemTime,
+) -> Vec<RouteSpan> {
+    let decoded = SystemTime::now();
+    routes
+        .iter()
+        .filter_map(|route| route_span(delivery, Some(input), route, 1, arrived, decoded))
+        .collect()
+}
+
+/// In process: the span of an input (`None`: it did not decode) on one route, child of the
+/// trace context in its headers or its CloudEvents extensions, its decoding the first stage.
+fn route_span(
+    delivery: &Delivery,
+    input: Option<&Input>,
+    route: &Route,
+    attempt: u32,
+    arrived: SystemTime,
+    decoded: SystemTime,
+) -> Option<RouteSpan> {
+    let carrier = Carrier::from_headers(
+        delivery
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    )
+    .or_extensions(input.map(|input| &input.message.attributes.extensions));
+    let mut span = RouteSpan::start(route, carrier, input, attempt, System::InProcess, arrived)?;
+    span.mark("decode", arrived, decoded);
+    Some(span)
+}
+
+/// In process: a forward's latencies on its route (see `telemetry::record_forward`).
+fn record_forward(route: &Route, started: Instant, time: Option<&str>) {
+    let name = route.name.to_string();
+    telemetry::record_forward(
+        &metrics::histogram!(telemetry::ROUTE_LATENCY_SECONDS, "route" => name.clone()),
+        &metrics::histogram!(telemetry::END_TO_END_SECONDS, "route" => name),
+        started,
+        time,
+    );
+}
+
+/// Ends a route's span with the route's outcome.
+fn end_span(span: RouteSpan, outcome: &Outcome) {
+    match outcome {
+        Outcome::Forward { messages } => span.end("forward", messages.len(), None),
+        Outcome::Drop { reason } => span.end_dropped(reason),
+        Outcome::Retry { failure, .. } => span.end("retry", 0, Some(failure)),
+        Outcome::DeadLetter { failure } => span.end("dead-letter", 0, Some(failure)),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::registry::{ContextName, Registry, Route, RouteName};
 use crate::scripting;
 use crate::stages::receive::{self, Input};
 use crate::stages::{Failure, Problem, Reason, Stage, validate};
+use crate::telemetry::trace::RouteSpan;
 
 pub mod policy;
 
@@ -127,6 +128,30 @@ impl Pipeline {
         verdicts
     }
 
+    /// [`Pipeline::run_routes`], each route's stages recorded in its span: `spans[i]` is the
+    /// span of `routes[i]`. Kept apart from the untraced run, whose future stays as small as it
+    /// was.
+    pub async fn run_routes_traced(
+        &self,
+        input: &Input,
+        routes: Vec<Arc<Route>>,
+        spans: &mut [RouteSpan],
+    ) -> Vec<Verdict> {
+        let mut shared = Shared::default();
+        let mut verdicts = Vec::with_capacity(routes.len());
+        for (index, route) in routes.into_iter().enumerate() {
+            let result = match spans.get_mut(index) {
+                None => modes::run(&route, input, &mut shared).await,
+                Some(span) => span.record(modes::run(&route, input, &mut shared)).await,
+            };
+            verdicts.push(Verdict {
+                route: Some(route.name.clone()),
+                outcome: policy::outcome(&route, result, 1),
+            });
+        }
+        verdicts
+    }
+
     /// Decodes a delivery from context `from`, checks it and picks its routes, running none.
     pub fn accept(
         &self,
@@ -214,6 +239,20 @@ impl Pipeline {
     /// route's run takes a script permit: the caller holds none.
     pub async fn run_on(&self, route: &Route, input: &Input, attempt: u32) -> Outcome {
         let result = modes::run(route, input, &mut Shared::default()).await;
+        policy::outcome(route, result, attempt)
+    }
+
+    /// [`Pipeline::run_on`], the route's stages recorded in `span`.
+    pub async fn run_on_traced(
+        &self,
+        route: &Route,
+        input: &Input,
+        attempt: u32,
+        span: &mut RouteSpan,
+    ) -> Outcome {
+        let result = span
+            .record(modes::run(route, input, &mut Shared::default()))
+            .await;
         policy::outcome(route, result, attempt)
     }
 

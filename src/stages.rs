@@ -9,6 +9,8 @@
 //! - [`validate`]: check a message against a contract version.
 //! - [`translate`]: run a translator in the sandbox: zero, one or many outputs.
 //! - [`lookup`]: the enrich stage's HTTP look-ups, cached.
+//!
+//! [`timing`] times each stage of a run while a trace records it.
 
 use std::fmt;
 use std::time::Duration;
@@ -20,6 +22,8 @@ pub mod validate;
 //
 pub mod lookup;
 pub mod translate;
+//
+pub mod timing;
 
 /// Where in the flow a message failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

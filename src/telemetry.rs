@@ -5,6 +5,9 @@
 //! metric has HELP text, and every series of the registry's contexts and routes is declared at
 //! zero when a registry is put in place ([`declare`]), so that `/metrics` is complete from the
 //! start.
+//!
+//! # Layout
+//! - [`trace`]: OpenTelemetry traces, a span per input per route, exported over OTLP/HTTP.
 
 use std::io::IsTerminal as _;
 
@@ -12,6 +15,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::registry::Registry;
 use crate::stages::Stage;
+
+pub mod trace;
 
 /// The variable that sets the log filter.
 pub const LOG_ENV: &str = "CONTEXTGATE_LOG";
@@ -96,6 +101,19 @@ pub const MESSAGES_SEQUENCED: &str = "contextgate_messages_sequenced_total";
 pub const SHARDS_HELD: &str = "contextgate_shards_held";
 /// Live instances of the fleet as this one sees them (itself included).
 pub const FLEET_LIVE: &str = "contextgate_fleet_live";
+
+/// Seconds from an input's arrival at the gateway to its outputs confirmed, by route (forwards
+/// only).
+pub const ROUTE_LATENCY_SECONDS: &str = "contextgate_route_latency_seconds";
+/// Seconds from an input's CloudEvents `time` to its outputs confirmed, by route (forwards of
+/// inputs that have a `time` only).
+pub const END_TO_END_SECONDS: &str = "contextgate_end_to_end_seconds";
+/// Inputs taken by a route and not settled yet, by route.
+pub const IN_FLIGHT: &str = "contextgate_in_flight";
+/// Inputs waiting for a route, by route: on RabbitMQ the ready messages of its queue (an
+/// ordered route's sequencer and shards together); in process the retries waiting out their
+/// backoff.
+pub const QUEUE_DEPTH: &str = "contextgate_route_queue_depth";
 
 /// Broker sessions lost and rebuilt.
 pub const AMQP_RECONNECTS: &str = "contextgate_amqp_reconnects_total";
@@ -189,6 +207,24 @@ fn describe() {
         Unit::Seconds,
         "Seconds from taking an input to acting on all its verdicts."
     );
+    describe_histogram!(
+        ROUTE_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Seconds from an input's arrival at the gateway (taken from the route's queue, or the HTTP request) to its outputs confirmed by the broker (in process: in the inbox), by route; forwarded inputs only."
+    );
+    describe_histogram!(
+        END_TO_END_SECONDS,
+        Unit::Seconds,
+        "Seconds from an input's CloudEvents time attribute to its outputs confirmed (in process: in the inbox), by route; forwarded inputs that have a time only, the producer's clock against the gateway's (negative as 0)."
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Inputs a route took and has not settled yet (acked, or answered in process), by route."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Inputs waiting for a route (consumer lag), by route: on RabbitMQ its queue's ready messages (an ordered route's sequencer and shards together), polled every 2 s; in process the retries waiting out their backoff."
+    );
     describe_counter!(
         MESSAGES_DUPLICATE,
         Unit::Count,
@@ -281,6 +317,10 @@ pub fn declare(registry: &Registry, transport: Transport) {
     for route in routes.chain(["none".to_owned()]) {
         if route != "none" {
             metrics::counter!(MESSAGES_FORWARDED, "route" => route.clone()).increment(0);
+            let _registered = metrics::histogram!(ROUTE_LATENCY_SECONDS, "route" => route.clone());
+            let _registered = metrics::histogram!(END_TO_END_SECONDS, "route" => route.clone());
+            metrics::gauge!(IN_FLIGHT, "route" => route.clone()).increment(0.0);
+            metrics::gauge!(QUEUE_DEPTH, "route" => route.clone()).increment(0.0);
             if transport == Transport::InProcess {
                 metrics::counter!(DEAD_LETTERS_REFUSED, "route" => route.clone()).increment(0);
             }
@@ -309,5 +349,104 @@ pub fn declare(registry: &Registry, transport: Transport) {
         }
         metrics::counter!(AMQP_RECONNECTS).increment(0);
         metrics::gauge!(AMQP_BLOCKED).increment(0.0);
+        metrics::gauge!(FLEET_LIVE).increment(0.0);
+    }
+}
+
+/// One input counted in a gauge (its route's [`IN_FLIGHT`] or [`QUEUE_DEPTH`]) until it is dropped.
+#[derive(Debug)]
+pub struct Counted(metrics::Gauge);
+
+impl Counted {
+    pub fn enter(gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Records a forwarded input's latencies on its route: from its arrival ([`ROUTE_LATENCY_SECONDS`])
+/// and from its CloudEvents `time` when it has one ([`END_TO_END_SECONDS`]).
+pub fn record_forward(
+    latency: &metrics::Histogram,
+    end_to_end: &metrics::Histogram,
+    arrived: std::time::Instant,
+    time: Option<&str>,
+) {
+    latency.record(arrived.elapsed().as_secs_f64());
+    if let Some(occurred) = time.and_then(parse_time) {
+        let age = std::time::SystemTime::now()
+            .duration_since(occurred)
+            .unwrap_or_default();
+        end_to_end.record(age.as_secs_f64());
+    }
+}
+
+/// An RFC 3339 date-time (as CloudEvents' `time`), with `Z` or a numeric offset.
+fn parse_time(time: &str) -> Option<std::time::SystemTime> {
+    // humantime reads `Z` only (and ignores an offset): `…+02:00` is read as UTC, then moved.
+    let offset = time
+        .len()
+        .checked_sub(6)
+        .and_then(|at| time.get(at..).map(|offset| (at, offset)))
+        .filter(|(_, offset)| {
+            let bytes = offset.as_bytes();
+            matches!(bytes[0], b'+' | b'-') && bytes[3] == b':'
+        });
+    let Some((at, offset)) = offset else {
+        return humantime::parse_rfc3339_weak(time).ok();
+    };
+    let hours: u64 = offset.get(1..3)?.parse().ok()?;
+    let minutes: u64 = offset.get(4..)?.parse().ok()?;
+    let shift = std::time::Duration::from_secs(hours * 3600 + minutes * 60);
+    // `<local>Z` on the stack: no allocation per input.
+    let local = &time.as_bytes()[..at];
+    let mut buffer = [0u8; 40];
+    let text = buffer.get_mut(..=local.len())?;
+    text[..local.len()].copy_from_slice(local);
+    text[local.len()] = b'Z';
+    let as_utc = humantime::parse_rfc3339_weak(std::str::from_utf8(text).ok()?).ok()?;
+    if offset.starts_with('+') {
+        as_utc.checked_sub(shift)
+    } else {
+        as_utc.checked_add(shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_with_an_offset_is_the_same_instant_as_in_utc() {
+        let utc = parse_time("2026-12-01T03:00:00.250Z").unwrap();
+        assert_eq!(parse_time("2026-12-01T05:00:00.250+02:00"), Some(utc));
+        assert_eq!(parse_time("2026-12-01T00:30:00.250-02:30"), Some(utc));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn an_input_in_flight_is_counted_until_it_is_dropped() {
+        let _ = metrics();
+        let gauge = metrics::gauge!(IN_FLIGHT, "route" => "unit-test-in-flight");
+        let first = Counted::enter(&gauge);
+        let second = Counted::enter(&gauge);
+        drop(first);
+        let rendered = metrics().render();
+        assert!(
+            rendered.contains("contextgate_in_flight{route=\"unit-test-in-flight\"} 1"),
+            "{rendered}"
+        );
+        drop(second);
+        assert!(
+            metrics()
+                .render()
+                .contains("contextgate_in_flight{route=\"unit-test-in-flight\"} 0")
+        );
     }
 }

@@ -27,6 +27,7 @@
 //! - [`publisher`]: persistent, mandatory publishes and their confirms.
 //! - [`settle`]: acks after confirms, batched with `multiple`.
 //! - [`wire`]: CloudEvents binary and structured mode, the gateway's headers.
+//! - [`depth`]: each route queue's depth (consumer lag), polled for the metrics.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,7 @@ use crate::telemetry;
 pub mod archiver;
 pub mod dead_letters;
 pub mod dedup;
+pub mod depth;
 pub mod fleet;
 pub mod publisher;
 pub mod replay;
@@ -556,7 +558,7 @@ impl AmqpBus {
             ));
         }
         let trace = wire::trace_headers(headers);
-        let (body, properties) = wire::output(message, Wire::Binary, Some(&trace));
+        let (body, properties) = wire::output(message, Wire::Binary, Some(&trace), None);
         let not_confirmed = |error: lapin::Error| IngestError::NotConfirmed(error.to_string());
         let confirmed = session
             .publisher
@@ -687,6 +689,9 @@ impl AmqpBus {
         consumers
             .tasks
             .spawn(dedup::share(session.clone(), consumers.others.subscribe()));
+        consumers
+            .tasks
+            .spawn(depth::poll(session.clone(), consumers.others.subscribe()));
         *self
             .current
             .write()

@@ -44,6 +44,17 @@ pub async fn run(
         log_format,
         data_dir,
     } = local;
+    // Traces when the environment names an OTLP endpoint; flushed once the gateway stopped.
+    let traces = match crate::telemetry::trace::start(instance.as_str()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("contextgate serve: {error}");
+            return Ok(EXIT_COULD_NOT_RUN);
+        }
+    };
+    if traces.is_some() {
+        tracing::info!("Traces are exported over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT).");
+    }
     let (registry, following) = match store {
         None => match super::load_registry(root, "serve") {
             Some(registry) => (registry, None),
@@ -173,6 +184,9 @@ pub async fn run(
             .context("the broker task failed")?
             .context("the broker connection could not run")?;
     }
+    if let Some(traces) = traces {
+        traces.shutdown(TRACES_FLUSH_WITHIN).await;
+    }
     tracing::info!("Stopped.");
     Ok(EXIT_OK)
 }
@@ -194,6 +208,9 @@ fn load_credentials(file: Option<&Path>, registry: &Registry) -> anyhow::Result<
     Credentials::parse_for(&text, registry)
         .with_context(|| format!("the credentials in {source} were refused"))
 }
+
+/// How long a stop waits for the last traces to be exported.
+const TRACES_FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The variable that may hold the credentials' TOML text.
 pub const CREDENTIALS_ENV: &str = "CONTEXTGATE_CREDENTIALS";

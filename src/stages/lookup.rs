@@ -20,6 +20,7 @@ use crate::registry::{Lookup, Route};
 
 /// Runs every look-up of `route` for one message: results by look-up name.
 pub async fn fetch_all(route: &Route, data: &Value) -> Result<Map<String, Value>, Failure> {
+    let _timed = super::timing::timed(Stage::Enrich);
     let mut results = Map::new();
     for lookup in &route.lookups {
         let value = fetch(lookup, data).await?;

@@ -138,6 +138,7 @@ pub fn run_document(
 }
 
 fn call(translator: &Translator, input: Dynamic, meta: &Meta) -> Result<Outputs, Failure> {
+    let _timed = super::timing::timed(Stage::Translate);
     let mut scope = Scope::new();
     let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
     let engine = scripting::engine();

@@ -15,6 +15,7 @@ pub const MAX_PROBLEMS: usize = 20;
 /// `serde_json::Value` and checked again by [`against`], which lists its problems: the same
 /// problems in the same order as for the value.
 pub fn document(contract: &ContractVersion, data: &Document, stage: Stage) -> Result<(), Failure> {
+    let _timed = super::timing::timed(stage);
     if contract.document_validator.is_valid(data.root()) {
         return Ok(());
     }
@@ -23,6 +24,7 @@ pub fn document(contract: &ContractVersion, data: &Document, stage: Stage) -> Re
 
 /// Checks `data` against `contract`; `stage` says whether this is the input or the output side.
 pub fn against(contract: &ContractVersion, data: &Value, stage: Stage) -> Result<(), Failure> {
+    let _timed = super::timing::timed(stage);
     if contract.validator.is_valid(data) {
         return Ok(());
     }

@@ -63,6 +63,9 @@ mod serve;
 /// Ordered routes on RabbitMQ: the sequencer, the shards, a fleet of three binaries sharing
 /// them through a kill, a return and a SIGTERM (issue 11, part 2).
 mod shards;
+/// OpenTelemetry traces to an OTLP receiver the test starts, the route metrics moving, the
+/// Grafana dashboard's queries against `/metrics` (issue 15).
+mod telemetry;
 /// Habits checked as tests: module docs, ARCHITECTURE.md's code map.
 mod tidy;
 /// TLS: `amqps://` on a private node's TLS listener, https look-ups, refused TLS settings.

@@ -442,8 +442,12 @@ impl Sink for Publish {
                 let exchange = session.names.inbound(&route.downstream);
                 let mut pending = Vec::with_capacity(messages.len());
                 for message in &messages {
-                    let (body, properties) =
-                        wire::output(message, route.wire, taken.properties.headers().as_ref());
+                    let (body, properties) = wire::output(
+                        message,
+                        route.wire,
+                        taken.properties.headers().as_ref(),
+                        None,
+                    );
                     pending.push(
                         session
                             .publisher

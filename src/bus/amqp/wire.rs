@@ -300,14 +300,22 @@ pub fn trace_headers(headers: &[(String, String)]) -> FieldTable {
 }
 
 /// An output message as an AMQP body and properties, in the route's wire mode: persistent, its
-/// deterministic id as `message_id`, the trace headers among `input_headers` passed on.
+/// deterministic id as `message_id`, and as trace context `trace` — the route's span
+/// (`traceparent`) and the input's `tracestate` — when the route is traced, else the trace
+/// headers among `input_headers` passed on as they are.
 pub fn output(
     message: &Message,
     wire: Wire,
     input_headers: Option<&FieldTable>,
+    trace: Option<(&str, Option<&str>)>,
 ) -> (Bytes, BasicProperties) {
     let mut headers = FieldTable::default();
-    if let Some(input_headers) = input_headers {
+    if let Some((traceparent, tracestate)) = trace {
+        headers.insert(TRACE_HEADERS[0].into(), text(traceparent));
+        if let Some(tracestate) = tracestate {
+            headers.insert(TRACE_HEADERS[1].into(), text(tracestate));
+        }
+    } else if let Some(input_headers) = input_headers {
         for name in TRACE_HEADERS {
             if let Some(value) = input_headers.inner().get(name) {
                 headers.insert(name.into(), value.clone());
@@ -529,6 +537,52 @@ fn without_expiration(properties: &BasicProperties) -> BasicProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_passes_the_inputs_trace_context_on_or_names_the_routes_span_when_traced() {
+        let mut input = FieldTable::default();
+        input.insert("traceparent".into(), text("00-aaaa-bbbb-01"));
+        input.insert("tracestate".into(), text("vendor=in"));
+        input.insert("x-other".into(), text("not passed on"));
+        let message = Message {
+            attributes: crate::message::Attributes {
+                id: "out-1".into(),
+                source: "/up".into(),
+                event_type: "up.Thing".into(),
+                dataschema: "contextgate:up/Thing@1".into(),
+                subject: None,
+                time: None,
+                extensions: Default::default(),
+            },
+            data: Bytes::from_static(b"{}"),
+        };
+        let header = |properties: &BasicProperties, name: &str| {
+            properties
+                .headers()
+                .as_ref()
+                .and_then(|headers| headers.inner().get(name).cloned())
+        };
+
+        let (_, untraced) = output(&message, Wire::Binary, Some(&input), None);
+        let (_, traced) = output(
+            &message,
+            Wire::Binary,
+            Some(&input),
+            Some(("00-aaaa-cccc-01", None)),
+        );
+
+        assert_eq!(
+            header(&untraced, "traceparent"),
+            Some(text("00-aaaa-bbbb-01"))
+        );
+        assert_eq!(header(&untraced, "tracestate"), Some(text("vendor=in")));
+        assert_eq!(header(&untraced, "x-other"), None);
+        assert_eq!(
+            header(&traced, "traceparent"),
+            Some(text("00-aaaa-cccc-01"))
+        );
+        assert_eq!(header(&traced, "tracestate"), None);
+    }
 
     #[test]
     fn a_dead_letter_keeps_headers_a_stream_cannot_hold_and_gives_them_back_exactly() {

@@ -17,7 +17,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use lapin::Channel;
@@ -34,7 +34,8 @@ use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::{ContextName, Route, RouteName};
 use crate::stages::receive::Input;
 use crate::stages::{Failure, Problem, Reason, Stage};
-use crate::telemetry;
+use crate::telemetry::trace::{Carrier, RouteSpan, System};
+use crate::telemetry::{self, Counted};
 
 /// How long a stopped consumer keeps its channel open after its last ack, before closing it.
 /// RabbitMQ settles acks on a quorum queue asynchronously; seen here on 3.10.8, a channel
@@ -57,9 +58,24 @@ struct Job {
     received: Result<Input, Failure>,
     attempt: u32,
     started: Instant,
+    /// Its span on the route, when tracing is on (boxed: a job without one stays small).
+    span: Option<Box<RouteSpan>>,
+    /// Counted in flight on its route until it is dropped (once its settlement is decided).
+    _in_flight: Option<Counted>,
 }
 
 impl Job {
+    /// The input's CloudEvents `time`, if it was decoded and has one.
+    fn time(&self) -> Option<&str> {
+        self.received
+            .as_ref()
+            .ok()?
+            .message
+            .attributes
+            .time
+            .as_deref()
+    }
+
     fn contract(&self) -> Option<String> {
         self.received
             .as_ref()
@@ -79,6 +95,9 @@ struct RouteWork {
     forwarded: metrics::Counter,
     dropped: metrics::Counter,
     processing: metrics::Histogram,
+    latency: metrics::Histogram,
+    end_to_end: metrics::Histogram,
+    in_flight: metrics::Gauge,
 }
 
 impl RouteWork {
@@ -96,8 +115,11 @@ impl RouteWork {
             exchange: session.names.inbound(&route.downstream),
             messages_in: metrics::counter!(telemetry::MESSAGES_IN, "context" => route.upstream.to_string()),
             forwarded: metrics::counter!(telemetry::MESSAGES_FORWARDED, "route" => name.clone()),
-            dropped: metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name),
+            dropped: metrics::counter!(telemetry::MESSAGES_DROPPED, "route" => name.clone()),
             processing: metrics::histogram!(telemetry::PROCESSING_SECONDS),
+            latency: metrics::histogram!(telemetry::ROUTE_LATENCY_SECONDS, "route" => name.clone()),
+            end_to_end: metrics::histogram!(telemetry::END_TO_END_SECONDS, "route" => name.clone()),
+            in_flight: metrics::gauge!(telemetry::IN_FLIGHT, "route" => name),
             route,
         }
     }
@@ -218,15 +240,18 @@ pub async fn consume_route(
         };
         let route = &work.route;
         work.messages_in.increment(1);
+        let in_flight = Counted::enter(&work.in_flight);
         let attempt = taken.attempt(&retry_exchanges);
-        let received = {
+        let (received, span) = {
             let headers = taken.header_texts();
-            work.pipeline.receive_parts_on(
+            let received = work.pipeline.receive_parts_on(
                 route,
                 taken.content_type(),
                 headers.iter().map(|(name, value)| (*name, value.as_ref())),
                 taken.body.clone(),
-            )
+            );
+            let span = start_span(route, &headers, &received, attempt, started);
+            (received, span)
         };
         let keyed = match (&received, &route.ordering_key) {
             (Ok(input), Some(key)) => key
@@ -251,6 +276,8 @@ pub async fn consume_route(
                 received,
                 attempt,
                 started,
+                span,
+                _in_flight: Some(in_flight),
             },
         };
         if lanes[lane].send(queued).await.is_err() {
@@ -270,6 +297,31 @@ pub async fn consume_route(
     ended.and(acked)
 }
 
+/// The input's span on `route` when tracing is on (`None` at once when off): from its arrival,
+/// child of the trace context in its headers or its CloudEvents extensions, its decoding the
+/// first stage.
+fn start_span(
+    route: &Route,
+    headers: &[(&str, std::borrow::Cow<'_, str>)],
+    received: &Result<Input, Failure>,
+    attempt: u32,
+    started: Instant,
+) -> Option<Box<RouteSpan>> {
+    if !telemetry::trace::enabled() {
+        return None;
+    }
+    let input = received.as_ref().ok();
+    let carrier =
+        Carrier::from_headers(headers.iter().map(|(name, value)| (*name, value.as_ref())))
+            .or_extensions(input.map(|input| &input.message.attributes.extensions));
+    let arrived = SystemTime::now()
+        .checked_sub(started.elapsed())
+        .unwrap_or_else(SystemTime::now);
+    let mut span = RouteSpan::start(route, carrier, input, attempt, System::Rabbitmq, arrived)?;
+    span.mark("decode", arrived, SystemTime::now());
+    Some(Box::new(span))
+}
+
 fn lane_of(key: &str, n_lanes: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut hasher);
@@ -277,11 +329,18 @@ fn lane_of(key: &str, n_lanes: usize) -> usize {
 }
 
 async fn run_lane(session: Arc<Session>, mut jobs: mpsc::Receiver<Queued>, settler: Settler) {
-    while let Some(Queued { work, job }) = jobs.recv().await {
+    while let Some(Queued { work, mut job }) = jobs.recv().await {
         let (pipeline, route) = (&work.pipeline, &work.route);
         // The route's run takes a script permit of its own (`modes::run`).
         let outcome = match &job.received {
-            Ok(input) => pipeline.run_on(route, input, job.attempt).await,
+            Ok(input) => match job.span.as_deref_mut() {
+                None => pipeline.run_on(route, input, job.attempt).await,
+                Some(span) => {
+                    pipeline
+                        .run_on_traced(route, input, job.attempt, span)
+                        .await
+                }
+            },
             Err(failure) => Outcome::DeadLetter {
                 failure: failure.clone(),
             },
@@ -294,14 +353,14 @@ async fn run_lane(session: Arc<Session>, mut jobs: mpsc::Receiver<Queued>, settl
 async fn act(
     session: &Arc<Session>,
     work: &Arc<RouteWork>,
-    job: Job,
+    mut job: Job,
     outcome: Outcome,
     settler: &Settler,
 ) {
     let route = &work.route;
     let tag = job.taken.tag;
     match outcome {
-        Outcome::Forward { messages } => {
+        Outcome::Forward { mut messages } => {
             // An idempotent route: the input's key is held now, kept once the outputs are
             // confirmed, released otherwise — also when the session breaks and its tasks are
             // aborted (the guard is dropped), so the redelivery is not taken for a duplicate.
@@ -315,16 +374,31 @@ async fn act(
                     None => {
                         let _ = crate::dedup::duplicate(route);
                         tracing::debug!(route = %route.name, "Input dropped as a duplicate.");
+                        if let Some(span) = job.span.take() {
+                            span.end_dropped("duplicate");
+                        }
                         work.finish(&job, Settle::Ack(tag), settler);
                         return;
                     }
                 }
             }
             let exchange = &work.exchange;
+            let publishing = job.span.as_ref().map(|span| {
+                span.stamp(&mut messages);
+                SystemTime::now()
+            });
             let mut pending = Vec::with_capacity(messages.len());
             for message in &messages {
-                let (body, properties) =
-                    wire::output(message, route.wire, job.taken.properties.headers().as_ref());
+                let trace = job
+                    .span
+                    .as_ref()
+                    .map(|span| (span.traceparent(), span.tracestate()));
+                let (body, properties) = wire::output(
+                    message,
+                    route.wire,
+                    job.taken.properties.headers().as_ref(),
+                    trace,
+                );
                 match session
                     .publisher
                     .send_output(exchange, &message.attributes.event_type, &body, properties)
@@ -338,6 +412,10 @@ async fn act(
                     }
                 }
             }
+            let mut span = job.span.take();
+            if let (Some(span), Some(start)) = (&mut span, publishing) {
+                span.mark("publish", start, SystemTime::now());
+            }
             let session = session.clone();
             let work = work.clone();
             let started = job.started;
@@ -345,13 +423,26 @@ async fn act(
                 let route = &work.route;
                 let exchange = &work.exchange;
                 let count = pending.len() as u64;
+                let confirming = span.as_ref().map(|_| SystemTime::now());
                 let confirmed = confirm_all(pending).await;
+                if let (Some(span), Some(start)) = (&mut span, confirming) {
+                    span.mark("confirm", start, SystemTime::now());
+                }
                 if let (Some((window, guard)), Ok(Confirmed::Delivered)) = (held, &confirmed) {
                     guard.confirm(window);
                 }
                 match confirmed {
                     Ok(Confirmed::Delivered) => {
                         work.forwarded.increment(count);
+                        telemetry::record_forward(
+                            &work.latency,
+                            &work.end_to_end,
+                            job.started,
+                            job.time(),
+                        );
+                        if let Some(span) = span {
+                            span.end("forward", count as usize, None);
+                        }
                         Settle::Ack(tag)
                     }
                     Ok(Confirmed::Unroutable(text)) => {
@@ -362,19 +453,30 @@ async fn act(
                                 "no queue is bound to exchange {exchange} for the output's type ({text}): the downstream context has not subscribed"
                             )),
                         );
-                        dead_letter(&session, Some(route), &job, failure).await
+                        let settle = dead_letter(&session, Some(route), &job, &failure).await;
+                        if let Some(span) = span {
+                            span.end("dead-letter", 0, Some(&failure));
+                        }
+                        settle
                     }
                     Ok(Confirmed::Refused(text)) => {
                         let failure =
                             Failure::one(Stage::Publish, Reason::PublishFailed, Problem::new(text))
                                 .transient(None);
-                        if job.attempt < route.policy.max_attempts {
+                        let (settle, outcome) = if job.attempt < route.policy.max_attempts {
                             let attempt = job.attempt + 1;
                             let delay = route.policy.backoff(attempt, None);
-                            retry(&session, route, &job, attempt, delay, &failure).await
+                            let settle =
+                                retry(&session, route, &job, attempt, delay, &failure).await;
+                            (settle, "retry")
                         } else {
-                            dead_letter(&session, Some(route), &job, failure).await
+                            let settle = dead_letter(&session, Some(route), &job, &failure).await;
+                            (settle, "dead-letter")
+                        };
+                        if let Some(span) = span {
+                            span.end(outcome, 0, Some(&failure));
                         }
+                        settle
                     }
                     Err(error) => {
                         session.fail(format!("waiting for confirms failed: {error}"));
@@ -386,17 +488,26 @@ async fn act(
         Outcome::Drop { reason } => {
             tracing::debug!(route = %route.name, %reason, "Input dropped.");
             work.dropped.increment(1);
+            if let Some(span) = job.span.take() {
+                span.end_dropped(&reason);
+            }
             work.finish(&job, Settle::Ack(tag), settler);
         }
         Outcome::DeadLetter { failure } => {
             let sent = send_dead_letter(session, Some(route), &job, &failure).await;
             let session = session.clone();
             let route = work.route.clone();
+            let span = job.span.take();
             work.finish_later(job.started, settler, async move {
                 let settle = settle_after(&session, tag, sent).await;
                 if settle == Settle::Ack(tag) {
                     count_dead_letter(Some(&route), &failure);
                 }
+                if let Some(span) = span {
+                    span.end("dead-letter", 0, Some(&failure));
+                }
+                // Counted in flight until settled.
+                drop(job);
                 settle
             });
         }
@@ -407,8 +518,13 @@ async fn act(
         } => {
             let session = session.clone();
             let route = work.route.clone();
+            let span = job.span.take();
             work.finish_later(job.started, settler, async move {
-                retry(&session, &route, &job, attempt, delay, &failure).await
+                let settle = retry(&session, &route, &job, attempt, delay, &failure).await;
+                if let Some(span) = span {
+                    span.end("retry", 0, Some(&failure));
+                }
+                settle
             });
         }
     }
@@ -461,12 +577,12 @@ async fn dead_letter(
     session: &Session,
     route: Option<&Route>,
     job: &Job,
-    failure: Failure,
+    failure: &Failure,
 ) -> Settle {
-    let sent = send_dead_letter(session, route, job, &failure).await;
+    let sent = send_dead_letter(session, route, job, failure).await;
     let settle = settle_after(session, job.taken.tag, sent).await;
     if settle == Settle::Ack(job.taken.tag) {
-        count_dead_letter(route, &failure);
+        count_dead_letter(route, failure);
     }
     settle
 }
@@ -578,8 +694,10 @@ pub async fn consume_unrouted(
                     attempt: 1,
                     started: Instant::now(),
                     taken,
+                    span: None,
+                    _in_flight: None,
                 };
-                dead_letter(&session, None, &job, failure).await
+                dead_letter(&session, None, &job, &failure).await
             }
         };
         match settle {
