@@ -737,7 +737,8 @@ fn the_cloudevents_trait_lists_the_headers_the_gateway_writes_and_reads() {
     trace.insert("tracestate".to_owned(), "a=b".to_owned());
     let trace: Vec<(String, String)> = trace.into_iter().collect();
     let table = crate::bus::amqp::wire::trace_headers(&trace);
-    let (_, properties) = crate::bus::amqp::wire::output(&message, Wire::Binary, Some(&table));
+    let (_, properties) =
+        crate::bus::amqp::wire::output(&message, Wire::Binary, Some(&table), None);
     let written: BTreeSet<String> = properties
         .headers()
         .as_ref()
