@@ -200,7 +200,7 @@ pub fn document(
         .iter()
         .filter(|route| &route.downstream == context)
     {
-        let Some(seen) = viewer.sees(&edge_of(route)) else {
+        let Some(seen) = viewer.sees(&Edge::of(route)) else {
             continue;
         };
         let versions = |carried: &[Carried]| -> Vec<Arc<ContractVersion>> {
@@ -397,7 +397,10 @@ impl Builder<'_> {
             .filter(|route| &route.upstream == context)
             .flat_map(|route| route.accepts.iter());
         for version in own_events.chain(taken) {
-            if may_read(self.viewer, version.id.context(), version.visibility) {
+            if self
+                .viewer
+                .may_read(version.id.context(), version.visibility)
+            {
                 sends
                     .entry(version.id.name().clone())
                     .or_default()
@@ -613,7 +616,7 @@ impl<'a> Schemas<'a> {
             return reference.to_owned();
         };
         let indexed = &self.registry.schemas.resources[resource];
-        if !may_read(self.viewer, &indexed.owner, indexed.visibility) {
+        if !self.viewer.may_read(&indexed.owner, indexed.visibility) {
             self.components.insert(
                 WITHHELD.to_owned(),
                 json!({
@@ -686,35 +689,6 @@ fn anchored(value: &Value, anchor: &str, at: String) -> Option<String> {
             .find_map(|(index, item)| anchored(item, anchor, format!("{at}/{index}"))),
         _ => None,
     }
-}
-
-/// Whether `viewer` may read a contract of `owner` with `visibility`: [`Viewer::sees`]'s rule.
-fn may_read(viewer: &Viewer, owner: &ContextName, visibility: Visibility) -> bool {
-    match viewer {
-        Viewer::Operator => true,
-        Viewer::Context(me) => visibility == Visibility::Published || owner == me,
-    }
-}
-
-/// A route as the context map has it, for [`Viewer::sees`].
-fn edge_of(route: &Route) -> Edge {
-    let carried = |version: &ContractVersion| Carried {
-        id: version.id.clone(),
-        visibility: version.visibility,
-    };
-    Edge::new(
-        route.name.clone(),
-        route.upstream.clone(),
-        route.downstream.clone(),
-        route.mode,
-        route
-            .accepts
-            .iter()
-            .map(|version| carried(version))
-            .collect(),
-        route.output.as_deref().map(carried),
-        route.ordering_key.is_some(),
-    )
 }
 
 fn message_ref(key: &str) -> Value {

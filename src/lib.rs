@@ -32,7 +32,7 @@
 //! - [`gateway`]: the pipeline joined to a bus: acts on every verdict; follows the store's head.
 //! - [`api`]: the HTTP API: registration, ingest, inboxes, dead letters, health, metrics, OpenAPI.
 //! - [`cli`]: `contextgate serve`, `check`, `compat`, `translate` and `hash-token`.
-//! - [`telemetry`]: tracing set-up, metric names, the Prometheus recorder.
+//! - [`telemetry`]: tracing set-up, metric names, the Prometheus recorder, OpenTelemetry traces.
 //! - [`tls`]: the CA files and client certificate of `amqps://` and https look-ups, read and
 //!   checked at start; rustls with ring.
 

@@ -144,6 +144,15 @@ pub enum Viewer {
 }
 
 impl Viewer {
+    /// Whether this viewer may read a contract of `owner` with `visibility`: the operator every
+    /// one, a context the published ones and its own.
+    pub fn may_read(&self, owner: &ContextName, visibility: Visibility) -> bool {
+        match self {
+            Viewer::Operator => true,
+            Viewer::Context(me) => visibility == Visibility::Published || owner == me,
+        }
+    }
+
     /// What of `edge` this viewer sees, or `None` when it sees nothing of it. The operator sees
     /// every edge whole. A context sees, of any edge, the types it may read — published ones and
     /// its own — and sees the edge when it is upstream or downstream of it or may read at least
@@ -153,9 +162,7 @@ impl Viewer {
         let Viewer::Context(me) = self else {
             return Some(edge.clone());
         };
-        let readable = |carried: &Carried| {
-            carried.visibility == Visibility::Published || carried.id.context() == me
-        };
+        let readable = |carried: &Carried| self.may_read(carried.id.context(), carried.visibility);
         let types: Vec<Carried> = edge.types.iter().filter(|c| readable(c)).cloned().collect();
         let output = edge.output.clone().filter(readable);
         let party = &edge.upstream == me || &edge.downstream == me;
@@ -192,7 +199,8 @@ impl Edge {
         }
     }
 
-    fn of(route: &Route) -> Self {
+    /// A route of the registry as an edge of the map.
+    pub fn of(route: &Route) -> Self {
         let carried = |version: &crate::registry::ContractVersion| Carried {
             id: version.id.clone(),
             visibility: version.visibility,

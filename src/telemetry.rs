@@ -1,10 +1,10 @@
-//! Telemetry in one place: tracing set-up, the metric names, and the Prometheus recorder. Logs go
-//! to stderr (stdout is for command output), filtered by `CONTEXTGATE_LOG` (tracing's
-//! `EnvFilter` syntax, e.g. `info` or `contextgate=debug`), as text (coloured only when stderr
-//! is a terminal) or as JSON, one object a line, for log shippers (`--log-format json`). Every
-//! metric has HELP text, and every series of the registry's contexts and routes is declared at
-//! zero when a registry is put in place ([`declare`]), so that `/metrics` is complete from the
-//! start.
+//! Telemetry in one place: tracing set-up, the metric names, the Prometheus recorder and (in
+//! [`trace`]) OpenTelemetry traces. Logs go to stderr (stdout is for command output), filtered by
+//! `CONTEXTGATE_LOG` (tracing's `EnvFilter` syntax, e.g. `info` or `contextgate=debug`), as text
+//! (coloured only when stderr is a terminal) or as JSON, one object a line, for log shippers
+//! (`--log-format json`). Every metric has HELP text, and every series of the registry's contexts
+//! and routes is declared at zero when a registry is put in place ([`declare`]), so that `/metrics`
+//! is complete from the start.
 //!
 //! # Layout
 //! - [`trace`]: OpenTelemetry traces, a span per input per route, exported over OTLP/HTTP.

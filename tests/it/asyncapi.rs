@@ -202,21 +202,6 @@ const ORDERS: &str = "asyncapi-orders-token";
 const CUSTOMERS: &str = "asyncapi-customers-token";
 const NOTIFICATIONS: &str = "asyncapi-notifications-token";
 
-async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut request = http().get(format!("{base}{path}"));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, content_type, response.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn get_asyncapi_gives_each_caller_what_it_may_read() {
     let credentials = format!(
@@ -240,14 +225,14 @@ async fn get_asyncapi_gives_each_caller_what_it_may_read() {
     for token in [None, Some("not-a-token")] {
         for context in ["customers", "warehouse"] {
             let (status, content_type, _) =
-                get(&base, &format!("/v1/contexts/{context}/asyncapi"), token).await;
+                get_as(&base, &format!("/v1/contexts/{context}/asyncapi"), token).await;
             assert_eq!(status, 401);
             assert_eq!(content_type, "application/problem+json");
         }
     }
     // An unknown context: 404; a name that is none: 400.
     for (context, expected) in [("warehouse", 404), ("Not_A_Name", 400)] {
-        let (status, content_type, body) = get(
+        let (status, content_type, body) = get_as(
             &base,
             &format!("/v1/contexts/{context}/asyncapi"),
             Some(ORDERS),
@@ -259,7 +244,7 @@ async fn get_asyncapi_gives_each_caller_what_it_may_read() {
 
     // The operator gets what the CLI prints (on the in-process bus: the placeholder server).
     for context in CONTEXTS {
-        let (status, content_type, body) = get(
+        let (status, content_type, body) = get_as(
             &base,
             &format!("/v1/contexts/{context}/asyncapi"),
             Some(OPERATOR),
@@ -274,7 +259,7 @@ async fn get_asyncapi_gives_each_caller_what_it_may_read() {
 
     // customers reads its own internal contract in its document; orders and notifications, the
     // hostile readers here, never see it — in customers' document, in their own, anywhere.
-    let (_, _, body) = get(&base, "/v1/contexts/customers/asyncapi", Some(CUSTOMERS)).await;
+    let (_, _, body) = get_as(&base, "/v1/contexts/customers/asyncapi", Some(CUSTOMERS)).await;
     let own: Value = serde_json::from_str(&body).unwrap();
     assert_valid(&own, "customers for customers");
     assert!(
@@ -285,7 +270,7 @@ async fn get_asyncapi_gives_each_caller_what_it_may_read() {
     assert!(body.contains("internal_score"), "{body}");
     for token in [ORDERS, NOTIFICATIONS] {
         for context in CONTEXTS {
-            let (status, _, body) = get(
+            let (status, _, body) = get_as(
                 &base,
                 &format!("/v1/contexts/{context}/asyncapi"),
                 Some(token),
@@ -302,14 +287,14 @@ async fn get_asyncapi_gives_each_caller_what_it_may_read() {
     }
     // ...and the same for notifications' internal PaymentReceipt, which orders never reads
     // while notifications does in its own document.
-    let (_, _, body) = get(&base, "/v1/contexts/notifications/asyncapi", Some(ORDERS)).await;
+    let (_, _, body) = get_as(&base, "/v1/contexts/notifications/asyncapi", Some(ORDERS)).await;
     assert!(!body.contains("PaymentReceipt"), "{body}");
     let seen: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         seen["operations"]["receive.payments-to-notifications"]["messages"],
         json!([])
     );
-    let (_, _, body) = get(
+    let (_, _, body) = get_as(
         &base,
         "/v1/contexts/notifications/asyncapi",
         Some(NOTIFICATIONS),
@@ -317,9 +302,9 @@ async fn get_asyncapi_gives_each_caller_what_it_may_read() {
     .await;
     assert!(body.contains("notifications.PaymentReceipt.v1"), "{body}");
     // A reader that is no party of a route does not see its translator.
-    let (_, _, body) = get(&base, "/v1/contexts/shipping/asyncapi", Some(CUSTOMERS)).await;
+    let (_, _, body) = get_as(&base, "/v1/contexts/shipping/asyncapi", Some(CUSTOMERS)).await;
     assert!(!body.contains("prepare_shipments"), "{body}");
-    let (_, _, body) = get(&base, "/v1/contexts/shipping/asyncapi", Some(ORDERS)).await;
+    let (_, _, body) = get_as(&base, "/v1/contexts/shipping/asyncapi", Some(ORDERS)).await;
     assert!(
         body.contains("translator:shipping/prepare_shipments"),
         "{body}"
@@ -396,7 +381,8 @@ shards = 2
 
     let mut documents = std::collections::BTreeMap::new();
     for context in ["up", "down"] {
-        let (status, _, body) = get(&base, &format!("/v1/contexts/{context}/asyncapi"), None).await;
+        let (status, _, body) =
+            get_as(&base, &format!("/v1/contexts/{context}/asyncapi"), None).await;
         assert_eq!(status, 200, "{body}");
         let document: Value = serde_json::from_str(&body).unwrap();
         assert_valid(&document, context);

@@ -389,6 +389,23 @@ pub(crate) fn compatible_order_placed_v3(dir: &Path) -> Value {
 /// An HTTP client for the tests. reqwest is built with rustls and no default crypto provider
 /// (the gateway gives its look-up clients a rustls config of its own), so ring is installed as
 /// the process's default first.
+/// `GET {base}{path}` with `token` (none: no `authorization`): the status, the content type and
+/// the body.
+pub(crate) async fn get_as(base: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut request = http().get(format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
 pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()

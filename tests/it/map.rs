@@ -270,22 +270,6 @@ async fn guarded_gateway() -> String {
     .await
 }
 
-/// `GET {path}` with `token`: the status, the content type and the body.
-async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut request = http().get(format!("{base}{path}"));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, content_type, response.text().await.unwrap())
-}
-
 /// Every type an edge of a JSON map shows, taken or delivered.
 fn types(map: &Value) -> Vec<String> {
     map["edges"]
@@ -304,12 +288,12 @@ fn types(map: &Value) -> Vec<String> {
 async fn get_map_gives_the_operator_everything_and_a_context_what_it_may_read() {
     let base = guarded_gateway().await;
     for token in [None, Some("not-a-token")] {
-        let (status, content_type, _) = get(&base, "/v1/map", token).await;
+        let (status, content_type, _) = get_as(&base, "/v1/map", token).await;
         assert_eq!(status, 401);
         assert_eq!(content_type, "application/problem+json");
     }
 
-    let (status, content_type, body) = get(&base, "/v1/map", Some(OPERATOR)).await;
+    let (status, content_type, body) = get_as(&base, "/v1/map", Some(OPERATOR)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(content_type, "application/json");
     let whole: Value = serde_json::from_str(&body).unwrap();
@@ -322,7 +306,7 @@ async fn get_map_gives_the_operator_everything_and_a_context_what_it_may_read() 
     // orders sees every route (each carries a published type), with the internal contracts of
     // customers and notifications taken out: on its own route customers-to-orders it sees what
     // customers publishes, not what customers keeps to itself.
-    let (status, _, body) = get(&base, "/v1/map", Some(ORDERS)).await;
+    let (status, _, body) = get_as(&base, "/v1/map", Some(ORDERS)).await;
     assert_eq!(status, 200, "{body}");
     let seen: Value = serde_json::from_str(&body).unwrap();
     for internal in ["CustomerRecordChanged", "PaymentReceipt"] {
@@ -360,7 +344,7 @@ async fn get_map_gives_the_operator_everything_and_a_context_what_it_may_read() 
             "CustomerRecordChanged",
         ),
     ] {
-        let (status, _, body) = get(&base, "/v1/map", Some(token)).await;
+        let (status, _, body) = get_as(&base, "/v1/map", Some(token)).await;
         assert_eq!(status, 200, "{body}");
         let seen: Value = serde_json::from_str(&body).unwrap();
         assert!(types(&seen).contains(&own.to_owned()), "{own}: {body}");
@@ -375,7 +359,7 @@ async fn get_map_gives_the_operator_everything_and_a_context_what_it_may_read() 
         ("json", "application/json"),
     ] {
         let (status, content_type, body) =
-            get(&base, &format!("/v1/map?format={format}"), Some(ORDERS)).await;
+            get_as(&base, &format!("/v1/map?format={format}"), Some(ORDERS)).await;
         assert_eq!(status, 200, "{format}: {body}");
         assert_eq!(content_type, expected_type);
         assert!(!body.contains("CustomerRecordChanged"), "{format}: {body}");
@@ -385,7 +369,7 @@ async fn get_map_gives_the_operator_everything_and_a_context_what_it_may_read() 
             assert!(texts.contains(&"customers-to-orders: OHS/PL".to_owned()));
         }
     }
-    let (status, content_type, _) = get(&base, "/v1/map?format=png", Some(ORDERS)).await;
+    let (status, content_type, _) = get_as(&base, "/v1/map?format=png", Some(ORDERS)).await;
     assert_eq!(status, 400);
     assert_eq!(content_type, "application/problem+json");
 }

@@ -472,7 +472,8 @@ fn serve_on_broker(
     (crate::helpers::KillOnDrop(child), base)
 }
 
-async fn wait_ready(base: &str) {
+/// Waits until the gateway at `base` answers ready (on RabbitMQ: connected, topology declared).
+pub(crate) async fn wait_ready(base: &str) {
     for _ in 0..400 {
         if let Ok(answer) = http().get(format!("{base}/health/ready")).send().await
             && answer.status() == 200

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::helpers::{Fixture, KillOnDrop, event_body, http, serve_binary};
+use crate::replay::wait_ready;
 
 /// The trace context producers give in these tests: trace id and parent span id.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -257,17 +258,7 @@ async fn wait_metric(base: &str, series: &str, within: Duration, accept: impl Fn
 async fn in_process_each_route_of_an_input_has_a_span_that_continues_its_traceparent() {
     let (otlp, received) = otlp_receiver().await;
     let fixture = two_routes();
-    let (child, base) = serve_binary(
-        traced(
-            Command::new(env!("CARGO_BIN_EXE_contextgate"))
-                .args(["serve", "--listen", "127.0.0.1:0"])
-                .arg("--registry")
-                .arg(fixture.root()),
-            &otlp,
-            100,
-        )
-        .env_remove("CONTEXTGATE_AMQP_URL"),
-    );
+    let (child, base) = serve_traced_in_process(&fixture, &otlp);
     let _child = KillOnDrop(child);
 
     // The trace context in the HTTP headers comes first; the second input has it only in the
@@ -380,6 +371,21 @@ async fn in_process_each_route_of_an_input_has_a_span_that_continues_its_tracepa
     }
 }
 
+/// An in-process gateway binary over `fixture`, tracing to `otlp` (batches every 100 ms).
+fn serve_traced_in_process(fixture: &Fixture, otlp: &str) -> (std::process::Child, String) {
+    serve_binary(
+        traced(
+            Command::new(env!("CARGO_BIN_EXE_contextgate"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .arg("--registry")
+                .arg(fixture.root()),
+            otlp,
+            100,
+        )
+        .env_remove("CONTEXTGATE_AMQP_URL"),
+    )
+}
+
 /// A RabbitMQ gateway binary over `fixture`, tracing to `otlp` (batches every `delay_ms`).
 fn serve_traced_on_broker(
     fixture: &Fixture,
@@ -400,18 +406,6 @@ fn serve_traced_on_broker(
         )
         .env("CONTEXTGATE_AMQP_URL", crate::broker::amqp_url()),
     )
-}
-
-async fn wait_ready(base: &str) {
-    for _ in 0..400 {
-        if let Ok(answer) = http().get(format!("{base}/health/ready")).send().await
-            && answer.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway at {base} did not get ready on RabbitMQ");
 }
 
 /// A binary-mode `up/Thing@1` input with `traceparent` as a plain AMQP header (no CloudEvents
@@ -711,17 +705,7 @@ async fn in_process_a_waiting_look_up_is_in_flight_and_a_retry_waiting_out_its_b
     let toml = fixture.root().join("contextgate.toml");
     let config = std::fs::read_to_string(&toml).unwrap().replace("30s", "2s");
     std::fs::write(&toml, config).unwrap();
-    let (child, base) = serve_binary(
-        traced(
-            Command::new(env!("CARGO_BIN_EXE_contextgate"))
-                .args(["serve", "--listen", "127.0.0.1:0"])
-                .arg("--registry")
-                .arg(fixture.root()),
-            &otlp,
-            100,
-        )
-        .env_remove("CONTEXTGATE_AMQP_URL"),
-    );
+    let (child, base) = serve_traced_in_process(&fixture, &otlp);
     let _child = KillOnDrop(child);
     let depth = r#"contextgate_route_queue_depth{route="up-to-down"}"#;
     let in_flight = r#"contextgate_in_flight{route="up-to-down"}"#;
