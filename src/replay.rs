@@ -18,9 +18,15 @@
 //! same ids; dedup drops those confirmed), none is skipped. Without a data directory jobs live
 //! in memory only.
 //!
+//! A job goes no faster than its `rate`; an adaptive job (the default) also slows down while
+//! the transport takes longer than usual to hold what it sends, so live traffic keeps its
+//! latency ([`pace`]).
+//!
 //! The transports provide the [`Source`] (the in-process file archive, or the RabbitMQ stream)
-//! and the [`Sink`] (acting on one route's outcome); this module owns the loop, the rate, the
+//! and the [`Sink`] (acting on one route's outcome); this module owns the loop, the pace, the
 //! counts and the state.
+
+mod pace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -71,9 +77,13 @@ pub struct Request {
     /// Only the routes into this context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downstream: Option<String>,
-    /// Inputs per second (default 500, at most 50 000).
+    /// Inputs per second at most (default 500, at most 50 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u32>,
+    /// Slow down below `rate` while the transport takes longer than usual to hold the replay's
+    /// outputs, so live traffic keeps its latency (default true); false keeps exactly `rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<bool>,
     /// Drop what a route already forwarded within its dedup window (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<bool>,
@@ -110,8 +120,17 @@ pub struct Spec {
     pub to_ms: i64,
     pub types: Vec<String>,
     pub target: Target,
+    /// Inputs per second at most.
     pub rate: u32,
+    /// Slower than `rate` while the transport is loaded (jobs stored before this existed were
+    /// adaptive too: it was not there to turn off).
+    #[serde(default = "adaptive_by_default")]
+    pub adaptive: bool,
     pub dedup: bool,
+}
+
+fn adaptive_by_default() -> bool {
+    true
 }
 
 impl Spec {
@@ -174,6 +193,7 @@ impl Spec {
             types: request.types.clone(),
             target,
             rate,
+            adaptive: request.adaptive.unwrap_or(true),
             dedup: request.dedup.unwrap_or(true),
         })
     }
@@ -295,6 +315,9 @@ pub struct Job {
     pub updated_ms: i64,
     /// Times the job resumed after a fault or a restart.
     pub resumed: u32,
+    /// Inputs per second the job goes at now: its rate, or less while it adapts.
+    #[serde(default)]
+    pub pace: u32,
 }
 
 /// A window's offsets in its archive: `[first, end)`.
@@ -560,7 +583,8 @@ impl Replays {
         };
         let context = &spec.context;
         let mut backoff = Duration::from_millis(200);
-        let pace = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
+        let mut pace = pace::Pace::new(spec.rate, spec.adaptive);
+        running.lock().pace = pace.rate().round() as u32;
         let mut next_at = Instant::now();
         let mut stored = Instant::now();
         loop {
@@ -612,12 +636,14 @@ impl Replays {
                 if running.cancel.load(Ordering::Relaxed) {
                     return;
                 }
-                // The pace: never faster than the rate, so live traffic keeps its share.
-                next_at += pace;
+                // The pace: never faster than the rate, so live traffic keeps its share. A
+                // fixed pace catches up on a late second; an adaptive one does not (a burst
+                // is what it avoids).
+                next_at += pace.interval();
                 let now = Instant::now();
                 if next_at > now {
                     tokio::time::sleep(next_at - now).await;
-                } else if now - next_at > Duration::from_secs(1) {
+                } else if spec.adaptive || now - next_at > Duration::from_secs(1) {
                     next_at = now;
                 }
                 if let Err(error) = self
@@ -637,6 +663,8 @@ impl Replays {
                 }
             }
             // The batch's confirms, awaited together; a key is kept once its outputs are held.
+            // How long they took after the last send is the pace's signal.
+            let last_sent = Instant::now();
             for (held, acted) in acting {
                 match acted.await {
                     Ok(acted) => {
@@ -660,11 +688,17 @@ impl Replays {
                 continue;
             }
             backoff = Duration::from_millis(200);
+            if counts.forwarded + counts.dead_lettered + counts.retried > 0 {
+                let now = Instant::now();
+                pace.observe(now - last_sent, now);
+                tracing::debug!(job = %id, delay_us = (now - last_sent).as_micros(), pace = pace.rate(), "A replay's batch is held.");
+            }
             {
                 let mut job = running.lock();
                 if job.status != Status::Running {
                     return;
                 }
+                job.pace = pace.rate().round() as u32;
                 add(&mut job.counts, &counts);
                 job.next = after;
                 job.updated_ms = millis(SystemTime::now());
@@ -823,6 +857,7 @@ pub fn new_job(spec: Spec, by: String) -> Job {
         created_ms: now,
         updated_ms: now,
         resumed: 0,
+        pace: 0,
     }
 }
 

@@ -35,9 +35,13 @@ pub struct ReplayArgs {
     /// Only the routes into this context.
     #[arg(long)]
     pub downstream: Option<String>,
-    /// Inputs per second, e.g. 500 or 500/s (default 500).
+    /// Inputs per second at most, e.g. 500 or 500/s (default 500).
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<u32>,
+    /// Keep exactly --rate, even while the broker is loaded (by default the job slows down
+    /// while the broker takes longer than usual to confirm its outputs).
+    #[arg(long)]
+    pub fixed_rate: bool,
     /// Send again what a route already forwarded within its dedup window.
     #[arg(long)]
     pub no_dedup: bool,
@@ -61,6 +65,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         route: args.route.clone(),
         downstream: args.downstream.clone(),
         rate: args.rate,
+        adaptive: Some(!args.fixed_rate),
         dedup: Some(!args.no_dedup),
     };
     let client = Client::new(&args)?;
@@ -111,7 +116,7 @@ async fn follow(client: &Client, mut job: Job) -> anyhow::Result<u8> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs, {per_sec}, ETA {eta}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs, {per_sec}, ETA {eta} {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -120,6 +125,11 @@ async fn follow(client: &Client, mut job: Job) -> anyhow::Result<u8> {
         if let Some(window) = job.window {
             bar.set_length(window.end.saturating_sub(window.first));
             bar.set_position(job.next.saturating_sub(window.first));
+        }
+        if job.spec.adaptive && job.pace > 0 && job.pace < job.spec.rate {
+            bar.set_message(format!("(paced at {}/s: the broker is busy)", job.pace));
+        } else {
+            bar.set_message("");
         }
         if job.status != Status::Running {
             break;

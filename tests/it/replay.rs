@@ -162,6 +162,15 @@ async fn in_process_a_window_replayed_after_a_fix_sends_the_dead_letters_through
         "what went through before is dropped: {job}"
     );
     assert_eq!(counts["dead_lettered"], 0, "{job}");
+    assert_eq!(
+        job["spec"]["adaptive"], true,
+        "adaptive unless asked: {job}"
+    );
+    assert_eq!(
+        job["pace"], 550,
+        "a job starts at a tenth of its rate but at least 500/s, and one batch held at once \
+         speeds it up by a twentieth of its rate: {job}"
+    );
     let replayed = take_inbox(&base).await;
     assert_eq!(replayed.len(), 5);
     let totals: BTreeSet<i64> = replayed
@@ -176,10 +185,11 @@ async fn in_process_a_window_replayed_after_a_fix_sends_the_dead_letters_through
     // Without dedup everything comes out again, with the ids it had the first time.
     let again = replay_to_the_end(
         &base,
-        json!({"context": "up", "from": "1h", "rate": 1000, "dedup": false}),
+        json!({"context": "up", "from": "1h", "rate": 1000, "dedup": false, "adaptive": false}),
     )
     .await;
     assert_eq!(again["counts"]["forwarded"], 10, "{again}");
+    assert_eq!(again["pace"], 1000, "a fixed rate is kept: {again}");
     let all = take_inbox(&base).await;
     assert_eq!(all.len(), 10);
     assert!(
