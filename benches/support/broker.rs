@@ -307,7 +307,11 @@ impl Gateway {
         .arg("--registry")
         .arg(registry)
         .args(extra)
-        .env("CONTEXTGATE_LOG", "warn")
+        // `CONTEXTGATE_BENCH_GATEWAY_LOG="warn,contextgate::replay=debug"` shows more.
+        .env(
+            "CONTEXTGATE_LOG",
+            std::env::var("CONTEXTGATE_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("CONTEXTGATE_REGISTRY_STORE")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
