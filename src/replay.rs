@@ -690,8 +690,9 @@ impl Replays {
             backoff = Duration::from_millis(200);
             if counts.forwarded + counts.dead_lettered + counts.retried > 0 {
                 let now = Instant::now();
-                pace.observe(now - last_sent, now);
-                tracing::debug!(job = %id, delay_us = (now - last_sent).as_micros(), pace = pace.rate(), "A replay's batch is held.");
+                let delay = now - last_sent;
+                pace.observe(delay, now);
+                tracing::debug!(job = %id, delay_us = delay.as_micros(), pace = pace.rate(), "A replay's batch is held.");
             }
             {
                 let mut job = running.lock();

@@ -1,7 +1,7 @@
 //! `contextgate replay`: starts a replay job on a running gateway (`POST /v1/replays`) and
-//! follows it to its end with a progress bar — count, rate, ETA — or, with `--dry-run`, prints
-//! what the window holds per type and route. Ctrl-C stops following; the job goes on (cancel it
-//! with `DELETE /v1/replays/{id}`).
+//! follows it to its end with a progress bar — count, rate, ETA, and the job's pace while it
+//! goes slower than its rate — or, with `--dry-run`, prints what the window holds per type and
+//! route. Ctrl-C stops following; the job goes on (cancel it with `DELETE /v1/replays/{id}`).
 
 use std::time::Duration;
 
