@@ -477,10 +477,17 @@ pub(crate) fn broker_pid(url: &str) -> Option<u32> {
 pub(crate) fn registry_with(route: &str) -> tempfile::TempDir {
     let dir = tempfile::TempDir::new().unwrap();
     super::copy_dir(&super::bench_root(), dir.path());
+    // `CONTEXTGATE_BENCH_ARCHIVE=0`: the upstream context without its archive (two broker writes
+    // fewer per published event), to tell the archive's cost from the route's.
+    let shop = if std::env::var("CONTEXTGATE_BENCH_ARCHIVE").as_deref() == Ok("0") {
+        "[contexts.shop]\narchive = false\n"
+    } else {
+        "[contexts.shop]\n"
+    };
     std::fs::write(
         dir.path().join("contextgate.toml"),
         format!(
-            "[contexts.shop]\n[contexts.audit]\n[contexts.warehouse]\n[contexts.billing]\n\n[[routes]]\n{route}"
+            "{shop}[contexts.audit]\n[contexts.warehouse]\n[contexts.billing]\n\n[[routes]]\n{route}"
         ),
     )
     .unwrap();
